@@ -1,0 +1,94 @@
+//! `emporium serve` (default) and `emporium migrate`.
+
+use std::io::IsTerminal;
+
+use clap::{Parser, Subcommand};
+use emporium::Config;
+
+#[derive(Parser)]
+#[command(name = "emporium", version, about = "A modular-monolith shop API")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    config: Config,
+    /// `json` or `pretty` (default: pretty on a terminal, else json).
+    #[arg(long, env = "LOG_FORMAT", global = true)]
+    log_format: Option<LogFormat>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Apply pending migrations, then serve (the default).
+    Serve,
+    /// Apply pending migrations and exit.
+    Migrate {
+        /// Only this module's schema (users, products).
+        #[arg(long)]
+        module: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_logs(cli.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate { module } => emporium::migrate(&cli.config, module.as_deref()).await,
+        Command::Serve => serve(&cli.config).await,
+    }
+}
+
+async fn serve(config: &Config) -> anyhow::Result<()> {
+    let running = emporium::start(config).await?;
+    tracing::info!(
+        url = format!("http://{}", running.address),
+        "emporium is listening"
+    );
+    let handle = running.handle.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        tracing::info!("shutting down: finishing requests in flight");
+        handle.stop(true).await;
+    });
+    running.wait().await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("install SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+fn init_logs(format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let json = match format {
+        Some(LogFormat::Json) => true,
+        Some(LogFormat::Pretty) => false,
+        None => !std::io::stdout().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if json {
+        builder.json().init()
+    } else {
+        builder.init()
+    }
+}

@@ -1,0 +1,54 @@
+use std::time::Duration;
+
+/// Parses a human duration: a whole number followed by `ms`, `s`, `m`, `h` or `d`
+/// (`"30m"`, `"90s"`, `"2h"`). A bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let value: u64 = digits.parse().map_err(|_| {
+        format!("invalid duration {text:?}: expected a number and a unit such as 30m")
+    })?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(value)),
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        other => {
+            return Err(format!(
+                "invalid duration unit {other:?} in {text:?}: use ms, s, m, h or d"
+            ));
+        }
+    };
+    value
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("duration {text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_durations() {
+        let cases = [
+            ("30m", Some(Duration::from_secs(1800))),
+            ("90s", Some(Duration::from_secs(90))),
+            ("2h", Some(Duration::from_secs(7200))),
+            ("1d", Some(Duration::from_secs(86_400))),
+            ("250ms", Some(Duration::from_millis(250))),
+            ("45", Some(Duration::from_secs(45))),
+            ("", None),
+            ("m", None),
+            ("10 parsecs", None),
+            ("-5m", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(parse_duration(input).ok(), expected, "input {input:?}");
+        }
+    }
+}

@@ -1,0 +1,347 @@
+//! Postgres plumbing shared by every module.
+//!
+//! Data ownership is enforced by Postgres itself: each module owns one schema (or a few)
+//! through its own role `emporium_<schema>`, its migrations run as that role and keep their
+//! history in that schema (`<schema>.__diesel_schema_migrations`), and its pool's
+//! connections `SET ROLE` to it. A module that names another module's table gets
+//! `permission denied for schema ...`.
+//!
+//! Migrations use `AsyncMigrationHarness`, which blocks in place: call [`migrate`] from a
+//! multi-threaded tokio runtime.
+
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use deadpool::Runtime;
+use diesel::migration::MigrationSource;
+use diesel::pg::Pg;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::deadpool::{Object, Pool as DeadPool, PoolError};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
+use futures_util::FutureExt;
+
+use crate::Unavailable;
+
+pub use diesel_async::AsyncPgConnection as PgConnection;
+
+/// A pool of connections that act as one module's role.
+pub type Pool = DeadPool<AsyncPgConnection>;
+/// A connection checked out of a [`Pool`].
+pub type Connection = Object<AsyncPgConnection>;
+
+/// The default write database.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/emporium";
+
+/// A module's slice of the database: the schema it owns and the migrations that build it.
+#[derive(Clone, Copy)]
+pub struct Schema {
+    /// Schema name, also the suffix of the module's role (`emporium_<name>`).
+    pub name: &'static str,
+    /// The module's own migrations (`migrations/<module>/`), embedded in its crate.
+    pub migrations: &'static EmbeddedMigrations,
+}
+
+impl Schema {
+    pub fn role(&self) -> String {
+        format!("emporium_{}", self.name)
+    }
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Schema")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Pool sizing and bounded waits.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolSettings {
+    pub max_size: usize,
+    /// How long a request waits for a free connection before it is answered `503`.
+    pub wait_timeout: Duration,
+    /// How long opening a new connection may take.
+    pub connect_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        PoolSettings {
+            max_size: 8,
+            wait_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The same server and credentials as `url`, another database.
+pub fn with_database(url: &str, database: &str) -> anyhow::Result<String> {
+    let mut parsed = url::Url::parse(url).with_context(|| "invalid database url")?;
+    parsed.set_path(&format!("/{database}"));
+    Ok(parsed.to_string())
+}
+
+/// The database name in `url`.
+pub fn database_name(url: &str) -> anyhow::Result<String> {
+    let parsed = url::Url::parse(url).context("invalid database url")?;
+    let name = parsed.path().trim_start_matches('/');
+    anyhow::ensure!(!name.is_empty(), "database url names no database");
+    Ok(name.to_owned())
+}
+
+/// A url with the password hidden, fit for logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) => {
+            if parsed.password().is_some() {
+                let _ = parsed.set_password(Some("***"));
+            }
+            parsed.to_string()
+        }
+        Err(_) => "<invalid url>".to_owned(),
+    }
+}
+
+/// Opens one plain connection (as the url's user), for administration.
+pub async fn connect_admin(url: &str) -> anyhow::Result<AsyncPgConnection> {
+    AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| anyhow!(Unavailable(e.to_string())))
+        .with_context(|| format!("connecting to {}", redact(url)))
+}
+
+/// Creates the database named in `url` if it does not exist yet.
+pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
+    let name = database_name(url)?;
+    let mut admin = connect_admin(&with_database(url, "postgres")?).await?;
+    #[derive(diesel::QueryableByName)]
+    struct Exists {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        exists: bool,
+    }
+    let found: Exists =
+        diesel::sql_query("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS exists")
+            .bind::<diesel::sql_types::Text, _>(&name)
+            .get_result(&mut admin)
+            .await
+            .context("looking up the database")?;
+    if found.exists {
+        return Ok(());
+    }
+    match diesel::sql_query(format!("CREATE DATABASE {}", quote_ident(&name)))
+        .execute(&mut admin)
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(database = %name, "created database");
+            Ok(())
+        }
+        // Another process created it between our look-up and our CREATE.
+        Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => {
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("creating database {name}")),
+    }
+}
+
+/// Creates the module's role and schema if missing, then applies its pending migrations as
+/// that role. Several processes may call this at once: a per-schema advisory lock makes
+/// them take turns. Returns the versions applied.
+pub async fn migrate(url: &str, schema: &Schema) -> anyhow::Result<Vec<String>> {
+    let mut conn = connect_admin(url).await?;
+    let role = schema.role();
+    let setup = [
+        format!(
+            "SELECT pg_advisory_lock(hashtext('emporium.migrate.{}'))",
+            schema.name
+        ),
+        format!(
+            "DO $$ BEGIN CREATE ROLE {role} NOLOGIN; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        ),
+        format!("GRANT {role} TO CURRENT_USER"),
+        format!(
+            "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {role}",
+            schema.name
+        ),
+        format!("SET ROLE {role}"),
+        format!("SET search_path TO {}", schema.name),
+    ];
+    for statement in &setup {
+        diesel::sql_query(statement)
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("preparing schema {}: {statement}", schema.name))?;
+    }
+    let migrations = ModuleMigrations(schema.migrations);
+    let mut harness = AsyncMigrationHarness::new(conn);
+    let applied = harness
+        .run_pending_migrations(migrations)
+        .map_err(|e| anyhow!("{e}"))
+        .with_context(|| format!("running migrations of schema {}", schema.name))?;
+    let applied: Vec<String> = applied.iter().map(ToString::to_string).collect();
+    if !applied.is_empty() {
+        tracing::info!(schema = schema.name, ?applied, "applied migrations");
+    }
+    // Dropping the connection releases the advisory lock.
+    drop(harness);
+    Ok(applied)
+}
+
+struct ModuleMigrations(&'static EmbeddedMigrations);
+
+impl MigrationSource<Pg> for ModuleMigrations {
+    fn migrations(
+        &self,
+    ) -> diesel::migration::Result<Vec<Box<dyn diesel::migration::Migration<Pg>>>> {
+        MigrationSource::<Pg>::migrations(self.0)
+    }
+}
+
+/// A pool whose connections act as `schema`'s role and see only its schema by default.
+pub fn pool(url: &str, schema: &Schema, settings: PoolSettings) -> anyhow::Result<Pool> {
+    let role = schema.role();
+    let search_path = schema.name.to_owned();
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    config.custom_setup = Box::new(move |url| {
+        let statement = format!("SET ROLE {role}; SET search_path TO {search_path}");
+        let url = url.to_owned();
+        async move {
+            let mut conn = AsyncPgConnection::establish(&url).await?;
+            diesel_async::SimpleAsyncConnection::batch_execute(&mut conn, &statement)
+                .await
+                .map_err(diesel::ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        }
+        .boxed()
+    });
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
+    DeadPool::builder(manager)
+        .max_size(settings.max_size)
+        .wait_timeout(Some(settings.wait_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .recycle_timeout(Some(settings.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .with_context(|| format!("building the pool of schema {}", schema.name))
+}
+
+/// Checks a connection out of `pool`; failure to get one is [`Unavailable`] (a `503`).
+pub async fn connect(pool: &Pool) -> anyhow::Result<Connection> {
+    pool.get().await.map_err(|e| {
+        let reason = match e {
+            PoolError::Timeout(_) => "timed out waiting for a database connection".to_owned(),
+            PoolError::Backend(e) => format!("cannot connect to the database: {e}"),
+            PoolError::Closed => "the connection pool is closed".to_owned(),
+            other => other.to_string(),
+        };
+        anyhow!(Unavailable(reason))
+    })
+}
+
+/// `SELECT 1` through the pool, within `timeout`.
+pub async fn ping(pool: &Pool, timeout: Duration) -> anyhow::Result<()> {
+    let check = async {
+        let mut conn = connect(pool).await?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .context("SELECT 1")?;
+        anyhow::Ok(())
+    };
+    tokio::time::timeout(timeout, check)
+        .await
+        .map_err(|_| anyhow!(Unavailable("ping timed out".into())))?
+}
+
+/// Runs `work` in one transaction: commits on `Ok`, rolls back on `Err`.
+///
+/// Unlike diesel's own `transaction`, the error type needs no `From<diesel::Error>`, so a
+/// module's `-api` error enum (which knows nothing of diesel) can cross it; database
+/// failures become its `Unexpected(anyhow::Error)` variant.
+pub async fn transaction<R, E, F>(conn: &mut AsyncPgConnection, work: F) -> Result<R, E>
+where
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<R, E>,
+    E: From<anyhow::Error>,
+{
+    use diesel_async::TransactionManager;
+    type Tm = <AsyncPgConnection as AsyncConnection>::TransactionManager;
+    Tm::begin_transaction(conn)
+        .await
+        .map_err(|e| E::from(db_error(e, "beginning a transaction")))?;
+    match work(conn).await {
+        Ok(value) => {
+            Tm::commit_transaction(conn)
+                .await
+                .map_err(|e| E::from(db_error(e, "committing")))?;
+            Ok(value)
+        }
+        Err(error) => {
+            if let Err(rollback) = Tm::rollback_transaction(conn).await {
+                tracing::warn!(error = %rollback, "rollback failed; the connection will be discarded");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// Wraps a diesel error with context; a lost connection is marked [`Unavailable`].
+pub fn db_error(error: DieselError, context: &'static str) -> anyhow::Error {
+    let unavailable = matches!(
+        &error,
+        DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)
+            | DieselError::BrokenTransactionManager
+    );
+    if unavailable {
+        anyhow!(Unavailable(error.to_string())).context(context)
+    } else {
+        anyhow::Error::new(error).context(context)
+    }
+}
+
+/// The constraint name, when `error` is a unique violation.
+pub fn unique_violation(error: &DieselError) -> Option<&str> {
+    match error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            Some(info.constraint_name().unwrap_or_default())
+        }
+        _ => None,
+    }
+}
+
+/// Quotes an SQL identifier.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_urls() {
+        let url = "postgres://app:secret@db.example:5433/shop?sslmode=disable";
+        assert_eq!(database_name(url).unwrap(), "shop");
+        assert_eq!(
+            with_database(url, "postgres").unwrap(),
+            "postgres://app:secret@db.example:5433/postgres?sslmode=disable"
+        );
+        assert!(!redact(url).contains("secret"));
+        assert!(database_name("postgres://localhost").is_err());
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+    }
+}
+
+/// `.db_context("loading user")`: [`db_error`] on a diesel result.
+pub trait DbContext<T> {
+    fn db_context(self, context: &'static str) -> anyhow::Result<T>;
+}
+
+impl<T> DbContext<T> for Result<T, DieselError> {
+    fn db_context(self, context: &'static str) -> anyhow::Result<T> {
+        self.map_err(|e| db_error(e, context))
+    }
+}

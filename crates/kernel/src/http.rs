@@ -1,0 +1,186 @@
+//! actix-web glue shared by every module's routes: the problem+json response, the
+//! extractor configuration (64 KiB JSON bodies, `400`/`413`/`415` for bad ones) and a
+//! middleware that turns actix's own bare error responses (unknown route, wrong method)
+//! into problem+json.
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, web};
+
+use crate::Problem;
+
+/// Largest accepted request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse<BoxBody> {
+        let mut response = HttpResponse::build(self.status_code());
+        response.insert_header((header::CONTENT_TYPE, PROBLEM_JSON));
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
+        response.body(serde_json::to_vec(self).unwrap_or_default())
+    }
+}
+
+/// Logs an unexpected error with its whole cause chain and answers `500` or `503`.
+pub fn unexpected(error: anyhow::Error) -> Problem {
+    let problem = Problem::from_unexpected(&error);
+    if problem.status == 503 {
+        tracing::warn!(error = format!("{error:#}"), "database unavailable");
+    } else {
+        tracing::error!(error = format!("{error:?}"), "unexpected error");
+    }
+    problem
+}
+
+/// Registers the extractor configuration every JSON route relies on.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.app_data(json_config())
+        .app_data(path_config())
+        .app_data(query_config());
+}
+
+/// Wraps an app so that every 4xx/5xx, including those actix produces by itself, is a
+/// problem+json body.
+pub fn problem_responses<B: MessageBody + 'static>() -> ErrorHandlers<B> {
+    ErrorHandlers::new().default_handler(|res: ServiceResponse<B>| {
+        let is_problem = res
+            .response()
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(PROBLEM_JSON.as_bytes()));
+        if is_problem {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let problem = match status {
+            StatusCode::NOT_FOUND => Problem::not_found(
+                "route_not_found",
+                format!("no route for {}", res.request().path()),
+            ),
+            StatusCode::METHOD_NOT_ALLOWED => Problem::new(
+                405,
+                "method_not_allowed",
+                format!(
+                    "{} is not allowed on {}",
+                    res.request().method(),
+                    res.request().path()
+                ),
+            ),
+            s if s.is_server_error() => Problem::internal(),
+            s => Problem::new(
+                s.as_u16(),
+                "bad_request",
+                s.canonical_reason().unwrap_or("rejected"),
+            ),
+        };
+        let (req, mut response) = res.into_parts();
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        let response = response
+            .set_body(serde_json::to_string(&problem).unwrap_or_default())
+            .map_into_boxed_body();
+        Ok(ErrorHandlerResponse::Response(
+            ServiceResponse::new(req, response).map_into_right_body(),
+        ))
+    })
+}
+
+/// The app's default service: any unknown path is a `404` problem.
+pub async fn route_not_found(req: HttpRequest) -> HttpResponse {
+    Problem::not_found("route_not_found", format!("no route for {}", req.path())).error_response()
+}
+
+fn json_config() -> web::JsonConfig {
+    web::JsonConfig::default()
+        .limit(MAX_BODY_BYTES)
+        .content_type_required(true)
+        .content_type(|mime| mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"))
+        .error_handler(|error, _req| json_problem(&error).into())
+}
+
+fn json_problem(error: &JsonPayloadError) -> Problem {
+    match error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            Problem::new(
+                413,
+                "payload_too_large",
+                format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+            )
+        }
+        JsonPayloadError::ContentType => Problem::new(
+            415,
+            "unsupported_media_type",
+            "request body must be JSON with Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) if e.is_data() => Problem::bad_request(
+            "invalid_body",
+            format!("request body does not match the expected shape: {e}"),
+        ),
+        JsonPayloadError::Deserialize(e) => Problem::bad_request(
+            "malformed_json",
+            format!("request body is not valid JSON: {e}"),
+        ),
+        other => Problem::bad_request(
+            "malformed_body",
+            format!("request body could not be read: {other}"),
+        ),
+    }
+}
+
+fn path_config() -> web::PathConfig {
+    web::PathConfig::default().error_handler(|error, req| {
+        let detail = match &error {
+            PathError::Deserialize(e) => format!("malformed path parameter in {}: {e}", req.path()),
+            other => format!("malformed path {}: {other}", req.path()),
+        };
+        Problem::bad_request("invalid_path", detail).into()
+    })
+}
+
+fn query_config() -> web::QueryConfig {
+    web::QueryConfig::default().error_handler(|error, _req| {
+        let detail = match &error {
+            QueryPayloadError::Deserialize(e) => format!("malformed query string: {e}"),
+            other => format!("malformed query string: {other}"),
+        };
+        Problem::bad_request("invalid_query", detail).into()
+    })
+}
+
+/// The app every server runs (the binary and the tests alike): problem+json for every
+/// error, the extractor configuration, `configure`'s routes, and `404` problems for
+/// unknown paths.
+pub fn app<F>(
+    configure: F,
+) -> actix_web::App<
+    impl actix_web::dev::ServiceFactory<
+        actix_web::dev::ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+>
+where
+    F: FnOnce(&mut web::ServiceConfig),
+{
+    actix_web::App::new()
+        .wrap(problem_responses())
+        .wrap(actix_web::middleware::Logger::new("%r %s %b %Dms").log_target("emporium::http"))
+        .configure(configure)
+        .configure(self::configure)
+        .default_service(web::to(route_not_found))
+}

@@ -1,0 +1,30 @@
+//! The shared kernel: what every emporium module truly shares, and nothing more.
+//!
+//! Always available (and all an `-api` crate may use): typed ids, [`Money`], pagination,
+//! the [`Problem`] error shape and duration parsing. Behind features:
+//! - `db`: Postgres plumbing (database creation, per-module roles and schemas, per-module
+//!   migration history, pools whose connections act as the module's role);
+//! - `http`: the actix-web mapping of [`Problem`] and the JSON/path/query extractor
+//!   configuration every module's routes use;
+//! - `testing`: fresh databases cloned from a migrated template, and a server on port 0.
+//!
+//! The kernel never knows any module: no user, product, order or payment rule lives here.
+
+mod config;
+mod id;
+mod money;
+mod page;
+mod problem;
+
+#[cfg(feature = "db")]
+pub mod db;
+#[cfg(feature = "http")]
+pub mod http;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use config::parse_duration;
+pub use id::{OrderId, PaymentId, ProductId, UserId};
+pub use money::{Money, MoneyError, MoneyInput};
+pub use page::{PageRequest, PageRequestError};
+pub use problem::{FieldError, Problem, Unavailable, Validation};

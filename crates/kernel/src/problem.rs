@@ -1,0 +1,204 @@
+//! The one error shape every rejected request answers: RFC 9457 problem details.
+//!
+//! This file is plain data (usable from `-api` crates); `http.rs` turns it into an actix
+//! response. No body ever carries a cause chain, SQL or a connection string: the causes of a
+//! `500`/`503` go to the log only.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// One invalid field of a request: `{"field": "items[0].quantity", "message": "..."}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl fmt::Display) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Collects every invalid field of an input, so that one answer names all of them.
+#[derive(Debug, Default)]
+pub struct Validation {
+    errors: Vec<FieldError>,
+}
+
+impl Validation {
+    /// Keeps the value, or records the error under `field`.
+    pub fn check<T, E: fmt::Display>(&mut self, field: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.push(field, e)).ok()
+    }
+
+    /// A field that must be present.
+    pub fn require<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.push(field, "is required");
+        }
+        value
+    }
+
+    pub fn push(&mut self, field: &str, message: impl fmt::Display) {
+        self.errors.push(FieldError::new(field, message));
+    }
+
+    pub fn finish(self) -> Result<(), Vec<FieldError>> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
+}
+
+/// Marks an error chain as "the database cannot be reached right now" (answered `503`).
+#[derive(Debug, thiserror::Error)]
+#[error("database unavailable: {0}")]
+pub struct Unavailable(pub String);
+
+/// A problem+json body. Build one with the constructors; `status` picks the title.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Problem {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    pub detail: String,
+    pub code: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<FieldError>,
+    /// Seconds for a `Retry-After` header; not part of the body.
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
+}
+
+impl Problem {
+    pub fn new(status: u16, code: &str, detail: impl fmt::Display) -> Self {
+        Problem {
+            kind: format!("urn:emporium:problem:{code}"),
+            title: title(status).to_owned(),
+            status,
+            detail: detail.to_string(),
+            code: code.to_owned(),
+            errors: Vec::new(),
+            retry_after: None,
+        }
+    }
+
+    /// `400`: the request is malformed (JSON syntax, JSON types, path id, query parameter).
+    pub fn bad_request(code: &str, detail: impl fmt::Display) -> Self {
+        Problem::new(400, code, detail)
+    }
+
+    pub fn not_found(code: &str, detail: impl fmt::Display) -> Self {
+        Problem::new(404, code, detail)
+    }
+
+    /// `409`: a business rule forbids it.
+    pub fn conflict(code: &str, detail: impl fmt::Display) -> Self {
+        Problem::new(409, code, detail)
+    }
+
+    /// `422`: well-formed input that fails validation, with one entry per invalid field.
+    pub fn validation(errors: Vec<FieldError>) -> Self {
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        let detail = format!("invalid fields: {}", fields.join(", "));
+        Problem {
+            errors,
+            ..Problem::new(422, "validation_failed", detail)
+        }
+    }
+
+    /// `503` with `Retry-After`: the database cannot be reached; safe to retry.
+    pub fn unavailable() -> Self {
+        Problem {
+            retry_after: Some(1),
+            ..Problem::new(
+                503,
+                "service_unavailable",
+                "the database is unavailable, retry shortly",
+            )
+        }
+    }
+
+    /// `500`: a bug. The detail never says more than this.
+    pub fn internal() -> Self {
+        Problem::new(
+            500,
+            "internal_error",
+            "an unexpected error occurred; it has been logged",
+        )
+    }
+
+    /// Maps an unexpected error to `503` (database unreachable) or `500` (anything else).
+    /// The caller logs it; the body never contains the cause.
+    pub fn from_unexpected(error: &anyhow::Error) -> Self {
+        if error.chain().any(|cause| cause.is::<Unavailable>()) {
+            Problem::unavailable()
+        } else {
+            Problem::internal()
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.detail)
+    }
+}
+
+fn title(status: u16) -> &'static str {
+    match status {
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        402 => "Payment Required",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        409 => "Conflict",
+        412 => "Precondition Failed",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        _ => "Internal Server Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rfc9457_fields() {
+        let p = Problem::validation(vec![FieldError::new("email", "is required")]);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["status"], 422);
+        assert_eq!(json["type"], "urn:emporium:problem:validation_failed");
+        assert_eq!(json["title"], "Unprocessable Content");
+        assert_eq!(json["errors"][0]["field"], "email");
+        let conflict = serde_json::to_value(Problem::conflict("email_taken", "x")).unwrap();
+        assert!(
+            conflict.get("errors").is_none(),
+            "errors only on validation failures"
+        );
+    }
+
+    #[test]
+    fn unexpected_errors_hide_their_cause() {
+        let db_down =
+            anyhow::Error::new(Unavailable("connection refused".into())).context("loading user");
+        assert_eq!(Problem::from_unexpected(&db_down).status, 503);
+        let bug = anyhow::anyhow!("syntax error at or near SELECT");
+        let p = Problem::from_unexpected(&bug);
+        assert_eq!(p.status, 500);
+        assert!(!p.detail.contains("SELECT"));
+    }
+}

@@ -1,0 +1,146 @@
+//! The products module's contract: the catalog, stock, and the reservation API the orders
+//! module uses to hold stock for an order.
+//!
+//! Plain data, the [`ProductApi`] trait and the [`ProductError`] enum. Never depends on
+//! diesel, actix-web or tokio-postgres, and never on another module.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kernel::{FieldError, Money, OrderId, PageRequest, ProductId};
+use serde::{Deserialize, Serialize};
+
+/// Largest `stock` a product may hold, and largest single restock.
+pub const MAX_STOCK: i64 = 1_000_000_000;
+
+/// A catalog product. `stock` is what can still be ordered; `reserved` is what pending
+/// orders hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub id: ProductId,
+    pub name: String,
+    pub description: String,
+    pub price: Money,
+    pub stock: i64,
+    pub reserved: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One page of the catalog, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductPage {
+    pub products: Vec<Product>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+    pub total_pages: u64,
+}
+
+/// Input of [`ProductApi::create`]; validated by the module.
+#[derive(Debug, Clone)]
+pub struct NewProduct {
+    pub name: String,
+    pub description: String,
+    pub price: Money,
+    pub stock: i64,
+}
+
+/// Input of [`ProductApi::update`]: `None` leaves a field as it is. Stock changes only
+/// through restock and reservations.
+#[derive(Debug, Clone, Default)]
+pub struct ProductChanges {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Money>,
+}
+
+/// What an order needs to know of a product at the moment of ordering.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductSummary {
+    pub id: ProductId,
+    pub name: String,
+    pub price: Money,
+}
+
+/// One line of a reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReservationLine {
+    pub product_id: ProductId,
+    pub quantity: u32,
+}
+
+/// Where a reservation stands. `Reserved` holds stock for a pending order; `Committed`
+/// means the order was paid and the stock is gone; `Released` gave a pending order's stock
+/// back; `Returned` gave a paid order's stock back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReservationStatus {
+    Reserved,
+    Committed,
+    Released,
+    Returned,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProductError {
+    #[error("product {0} not found")]
+    NotFound(ProductId),
+    #[error("unknown products: {0:?}")]
+    UnknownProducts(Vec<ProductId>),
+    #[error(
+        "insufficient stock for product {product_id}: requested {requested}, available {available}"
+    )]
+    InsufficientStock {
+        product_id: ProductId,
+        requested: u32,
+        available: i64,
+    },
+    #[error("restocking product {product_id} would exceed the stock limit of {MAX_STOCK}")]
+    StockLimit { product_id: ProductId },
+    #[error("no reservation for order {0}")]
+    ReservationNotFound(OrderId),
+    #[error("reservation of order {order_id} is {status:?}")]
+    ReservationClosed {
+        order_id: OrderId,
+        status: ReservationStatus,
+    },
+    #[error("invalid product input")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+#[async_trait]
+pub trait ProductApi: Send + Sync {
+    async fn create(&self, input: NewProduct) -> Result<Product, ProductError>;
+    async fn get(&self, id: ProductId) -> Result<Product, ProductError>;
+    async fn list(&self, page: PageRequest) -> Result<ProductPage, ProductError>;
+    async fn update(&self, id: ProductId, changes: ProductChanges)
+    -> Result<Product, ProductError>;
+    /// Adds `quantity` (1..=[`MAX_STOCK`]) to the product's stock.
+    async fn restock(&self, id: ProductId, quantity: i64) -> Result<Product, ProductError>;
+
+    /// Names and current prices of `ids`, in the order asked; any unknown id is
+    /// [`ProductError::UnknownProducts`].
+    async fn lookup(&self, ids: &[ProductId]) -> Result<Vec<ProductSummary>, ProductError>;
+
+    /// Moves every line's quantity from `stock` to `reserved` for `order_id`, all or
+    /// nothing: a line that lacks stock is [`ProductError::InsufficientStock`] and nothing
+    /// stays reserved. Concurrent reservations never oversell. A reservation for an
+    /// `order_id` that already has one is a no-op.
+    async fn reserve(
+        &self,
+        order_id: OrderId,
+        lines: &[ReservationLine],
+    ) -> Result<(), ProductError>;
+    /// The order was paid: its reserved quantity leaves `reserved` for good. Idempotent.
+    async fn commit(&self, order_id: OrderId) -> Result<(), ProductError>;
+    /// The pending order was cancelled: its reserved quantity goes back to `stock`.
+    /// Idempotent.
+    async fn release(&self, order_id: OrderId) -> Result<(), ProductError>;
+    /// The paid order was cancelled: its committed quantity goes back to `stock`.
+    /// Idempotent.
+    async fn return_stock(&self, order_id: OrderId) -> Result<(), ProductError>;
+    /// Where the reservation of `order_id` stands.
+    async fn reservation(&self, order_id: OrderId) -> Result<ReservationStatus, ProductError>;
+}

@@ -1,0 +1,135 @@
+//! Parse, don't validate: an `Email` or `UserName` that exists is valid.
+
+use std::fmt;
+
+/// A trimmed, lower-case email address of plausible shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Email(String);
+
+impl Email {
+    pub(crate) fn parse(raw: &str) -> Result<Email, String> {
+        let email = raw.trim().to_lowercase();
+        let invalid = |why: &str| Err(format!("{raw:?} is not a valid email address: {why}"));
+        if email.len() < 3 || email.len() > 254 {
+            return invalid("length must be 3 to 254 characters");
+        }
+        let Some((local, domain)) = email.split_once('@') else {
+            return invalid("missing @");
+        };
+        if local.is_empty() || local.len() > 64 {
+            return invalid("the part before @ must be 1 to 64 characters");
+        }
+        let local_ok = local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c))
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..");
+        if !local_ok {
+            return invalid("the part before @ has a character that is not allowed");
+        }
+        let labels: Vec<&str> = domain.split('.').collect();
+        if labels.len() < 2 {
+            return invalid("the domain needs a dot");
+        }
+        let labels_ok = labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+        let tld_ok = labels
+            .last()
+            .is_some_and(|tld| tld.chars().any(|c| c.is_ascii_alphabetic()));
+        if !labels_ok || !tld_ok {
+            return invalid("the domain is malformed");
+        }
+        Ok(Email(email))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A display name: 1 to 200 characters after trimming, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserName(String);
+
+impl UserName {
+    pub(crate) const MAX_CHARS: usize = 200;
+
+    pub(crate) fn parse(raw: &str) -> Result<UserName, String> {
+        let name = raw.trim();
+        let chars = name.chars().count();
+        if chars == 0 || chars > Self::MAX_CHARS {
+            return Err(format!(
+                "must be 1 to {} characters after trimming, got {chars}",
+                Self::MAX_CHARS
+            ));
+        }
+        if name.chars().any(char::is_control) {
+            return Err("must not contain control characters".to_owned());
+        }
+        Ok(UserName(name.to_owned()))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails() {
+        let cases = [
+            ("  Ada@Example.COM ", Some("ada@example.com")),
+            ("a.b+tag@sub.example.org", Some("a.b+tag@sub.example.org")),
+            ("x@y.io", Some("x@y.io")),
+            ("plain", None),
+            ("@example.com", None),
+            ("ada@", None),
+            ("ada@example", None),
+            ("ada@@example.com", None),
+            ("ada@exa mple.com", None),
+            ("a da@example.com", None),
+            (".ada@example.com", None),
+            ("ada..b@example.com", None),
+            ("ada@-example.com", None),
+            ("ada@example.123", None),
+            ("ada@example..com", None),
+            ("", None),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                Email::parse(input).ok().map(|e| e.to_string()),
+                expected.map(str::to_owned),
+                "{input:?}"
+            );
+        }
+        let long_local = format!("{}@example.com", "a".repeat(65));
+        assert!(Email::parse(&long_local).is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            UserName::parse("  Ada Lovelace ").unwrap().as_str(),
+            "Ada Lovelace"
+        );
+        assert!(UserName::parse("   ").is_err());
+        assert!(UserName::parse(&"é".repeat(200)).is_ok());
+        assert!(UserName::parse(&"é".repeat(201)).is_err());
+        assert!(UserName::parse("bad\u{0}name").is_err());
+    }
+}

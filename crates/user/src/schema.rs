@@ -1,0 +1,10 @@
+diesel::table! {
+    users.users (id) {
+        id -> Uuid,
+        email -> Text,
+        name -> Text,
+        active -> Bool,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}

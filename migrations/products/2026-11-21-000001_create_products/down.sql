@@ -1,0 +1,3 @@
+DROP TABLE products.reservation_lines;
+DROP TABLE products.reservations;
+DROP TABLE products.products;
