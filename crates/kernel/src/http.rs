@@ -184,3 +184,31 @@ where
         .configure(self::configure)
         .default_service(web::to(route_not_found))
 }
+
+/// A JSON request body that must be a JSON object.
+///
+/// `web::Json<T>` alone would accept `["a@example.com", "Ada"]` for a struct (serde reads
+/// structs from arrays too); a body is an object with named fields or a `400`.
+pub struct JsonBody<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBody<T> {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let object =
+            web::Json::<serde_json::Map<String, serde_json::Value>>::from_request(req, payload);
+        Box::pin(async move {
+            let object = object.await?.into_inner();
+            T::deserialize(serde_json::Value::Object(object))
+                .map(JsonBody)
+                .map_err(|e| {
+                    Problem::bad_request(
+                        "invalid_body",
+                        format!("request body does not match the expected shape: {e}"),
+                    )
+                    .into()
+                })
+        })
+    }
+}

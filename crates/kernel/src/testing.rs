@@ -223,11 +223,151 @@ impl Fnv {
     }
 }
 
+impl TestDatabase {
+    /// A plain connection as the url's user (a superuser in tests), to inspect state.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        db::connect_admin(&self.url)
+            .await
+            .expect("connect to the test database")
+    }
+
+    /// Runs a query that returns one `bigint` named `n`, e.g. `SELECT count(*) AS n FROM ...`.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let row: N = diesel::sql_query(sql)
+            .get_result(&mut self.connect().await)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        row.n
+    }
+}
+
+/// An HTTP answer, read whole: status, headers and the body as JSON (`Null` when empty,
+/// a JSON string when it is not JSON).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: serde_json::Value,
+}
+
+impl Answer {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Asserts a problem+json answer with this status and code, and returns its body.
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, code: &str) -> &serde_json::Value {
+        assert_eq!(self.status, status, "status of {:#}", self.body);
+        assert_eq!(
+            self.header("content-type"),
+            Some(crate::http::PROBLEM_JSON),
+            "content type of {:#}",
+            self.body
+        );
+        assert_eq!(self.body["code"], code, "code of {:#}", self.body);
+        assert_eq!(
+            self.body["status"], status,
+            "status field of {:#}",
+            self.body
+        );
+        assert!(
+            self.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "detail of {:#}",
+            self.body
+        );
+        &self.body
+    }
+}
+
+/// A small JSON client bound to one server.
+#[derive(Clone)]
+pub struct Http {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Http {
+    pub fn new(base: impl Into<String>) -> Http {
+        Http {
+            base: base.into(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.send(reqwest::Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> Answer {
+        self.send(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, body: serde_json::Value) -> Answer {
+        self.send(reqwest::Method::PATCH, path, Some(body)).await
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Answer {
+        let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        read(request.send().await.expect("request")).await
+    }
+
+    /// Sends raw bytes with an optional content type, for malformed-input tests.
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .body(body);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        read(request.send().await.expect("request")).await
+    }
+}
+
+async fn read(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let bytes = response.bytes().await.expect("body");
+    let body = if bytes.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            serde_json::Value::String(String::from_utf8_lossy(&bytes).into_owned())
+        })
+    };
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
 /// A running HTTP server for one test.
 pub struct TestServer {
     /// `http://127.0.0.1:<port>`
     pub address: String,
-    pub client: reqwest::Client,
+    pub http: Http,
     handle: actix_web::dev::ServerHandle,
 }
 
@@ -249,14 +389,10 @@ impl TestServer {
         let handle = server.handle();
         tokio::spawn(server);
         TestServer {
+            http: Http::new(address.clone()),
             address,
-            client: reqwest::Client::new(),
             handle,
         }
-    }
-
-    pub fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.address)
     }
 
     pub async fn stop(self) {

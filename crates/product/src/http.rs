@@ -2,6 +2,7 @@
 //! place that maps [`ProductError`] to HTTP.
 
 use actix_web::{HttpResponse, web};
+use kernel::http::JsonBody;
 use kernel::{MoneyInput, PageRequest, Problem, ProductId, Validation};
 use product_api::{NewProduct, ProductApi, ProductChanges, ProductError};
 use serde::Deserialize;
@@ -54,9 +55,8 @@ struct CreateBody {
 
 async fn create(
     api: web::Data<dyn ProductApi>,
-    body: web::Json<CreateBody>,
+    JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<HttpResponse, Problem> {
-    let body = body.into_inner();
     let mut v = Validation::default();
     let name = v.require("name", body.name);
     let price = v
@@ -114,13 +114,13 @@ struct UpdateBody {
 async fn update(
     api: web::Data<dyn ProductApi>,
     id: web::Path<ProductId>,
-    body: web::Json<UpdateBody>,
+    JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<HttpResponse, Problem> {
     let UpdateBody {
         name,
         description,
         price,
-    } = body.into_inner();
+    } = body;
     let mut v = Validation::default();
     let price = price.and_then(|p| v.check("price", p.parse()));
     v.finish().map_err(Problem::validation)?;
@@ -145,7 +145,7 @@ struct RestockBody {
 async fn restock(
     api: web::Data<dyn ProductApi>,
     id: web::Path<ProductId>,
-    body: web::Json<RestockBody>,
+    JsonBody(body): JsonBody<RestockBody>,
 ) -> Result<HttpResponse, Problem> {
     let mut v = Validation::default();
     let quantity = v.require("quantity", body.quantity);

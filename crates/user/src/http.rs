@@ -2,6 +2,7 @@
 //! that maps [`UserError`] to HTTP.
 
 use actix_web::{HttpResponse, web};
+use kernel::http::JsonBody;
 use kernel::{Problem, UserId, Validation};
 use serde::Deserialize;
 use user_api::{NewUser, UserApi, UserChanges, UserError};
@@ -39,9 +40,8 @@ struct RegisterBody {
 
 async fn register(
     api: web::Data<dyn UserApi>,
-    body: web::Json<RegisterBody>,
+    JsonBody(body): JsonBody<RegisterBody>,
 ) -> Result<HttpResponse, Problem> {
-    let body = body.into_inner();
     let mut v = Validation::default();
     let email = v.require("email", body.email);
     let name = v.require("name", body.name);
@@ -72,13 +72,13 @@ struct UpdateBody {
 async fn update(
     api: web::Data<dyn UserApi>,
     id: web::Path<UserId>,
-    body: web::Json<UpdateBody>,
+    JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<HttpResponse, Problem> {
     let UpdateBody {
         email,
         name,
         active,
-    } = body.into_inner();
+    } = body;
     let user = api
         .update(
             id.into_inner(),

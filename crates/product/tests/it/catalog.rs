@@ -1,0 +1,300 @@
+use serde_json::json;
+
+use crate::spawn_app;
+
+#[tokio::test]
+async fn create_then_get() {
+    let app = spawn_app().await;
+    let created = app
+        .http
+        .post(
+            "/products",
+            json!({"name": " Mug ", "description": "A mug.", "price": "9.90", "stock": 20}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:#}", created.body);
+    let p = &created.body;
+    let id = p["id"].as_str().unwrap();
+    assert_eq!(
+        created.header("location"),
+        Some(format!("/products/{id}").as_str())
+    );
+    assert_eq!(p["name"], "Mug");
+    assert_eq!(p["description"], "A mug.");
+    assert_eq!(p["price"], "9.90", "money is a string with two decimals");
+    assert_eq!(
+        (p["stock"].as_i64(), p["reserved"].as_i64()),
+        (Some(20), Some(0))
+    );
+    assert_eq!(app.http.get(&format!("/products/{id}")).await.body, *p);
+
+    let minimal = app
+        .http
+        .post("/products", json!({"name": "Pen", "price": 2}))
+        .await;
+    assert_eq!(minimal.status, 201);
+    assert_eq!(minimal.body["price"], "2.00");
+    assert_eq!(
+        minimal.body["description"], "",
+        "description defaults to empty"
+    );
+    assert_eq!(minimal.body["stock"], 0, "stock defaults to 0");
+}
+
+#[tokio::test]
+async fn prices_accept_strings_and_numbers_with_two_decimals_at_most() {
+    let app = spawn_app().await;
+    let accepted = [
+        (json!("19.99"), "19.99"),
+        (json!(19.99), "19.99"),
+        (json!(5), "5.00"),
+        (json!("0.5"), "0.50"),
+        (json!(0.01), "0.01"),
+        (json!("1.50"), "1.50"),
+        (json!(1e3), "1000.00"),
+    ];
+    for (price, rendered) in accepted {
+        let answer = app
+            .http
+            .post(
+                "/products",
+                json!({"name": "P", "price": price, "stock": 1}),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{price}: {:#}", answer.body);
+        assert_eq!(answer.body["price"], rendered);
+    }
+    let rejected = [
+        (json!("0"), 422),
+        (json!(0), 422),
+        (json!("-1"), 422),
+        (json!(-0.5), 422),
+        (json!("1.999"), 422),
+        (json!(19.999), 422),
+        (json!("abc"), 422),
+        (json!(""), 422),
+        (json!("1,00"), 422),
+        (json!(null), 422),
+        (json!(1000000000.01), 422),
+        (json!(true), 400),
+        (json!({"amount": 1}), 400),
+        (json!([1]), 400),
+    ];
+    for (price, status) in rejected {
+        let answer = app
+            .http
+            .post(
+                "/products",
+                json!({"name": "P", "price": price, "stock": 1}),
+            )
+            .await;
+        let code = if status == 422 {
+            "validation_failed"
+        } else {
+            "invalid_body"
+        };
+        let problem = answer.assert_problem(status, code);
+        if status == 422 {
+            assert_eq!(problem["errors"][0]["field"], "price", "{price}");
+        }
+    }
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) AS n FROM products.products")
+            .await,
+        7,
+        "only accepted ones stored"
+    );
+}
+
+#[tokio::test]
+async fn stock_must_be_an_integer_within_bounds() {
+    let app = spawn_app().await;
+    for stock in [json!(0), json!(1), json!(1_000_000_000)] {
+        assert_eq!(
+            app.http
+                .post(
+                    "/products",
+                    json!({"name": "S", "price": "1", "stock": stock})
+                )
+                .await
+                .status,
+            201
+        );
+    }
+    for (stock, status) in [
+        (json!(-1), 422),
+        (json!(1_000_000_001), 422),
+        (json!(i64::MAX), 422),
+        (json!("5"), 400),
+        (json!(1.5), 400),
+        (json!(1e30), 400),
+    ] {
+        let answer = app
+            .http
+            .post(
+                "/products",
+                json!({"name": "S", "price": "1", "stock": stock}),
+            )
+            .await;
+        assert_eq!(answer.status, status, "{stock}: {:#}", answer.body);
+        if status == 422 {
+            assert_eq!(answer.body["errors"][0]["field"], "stock");
+        }
+    }
+}
+
+#[tokio::test]
+async fn list_pages_newest_first() {
+    let app = spawn_app().await;
+    let mut ids = Vec::new();
+    for name in ["a", "b", "c", "d", "e"] {
+        ids.push(
+            app.product(name, "1.00", 1).await["id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    let first = app.http.get("/products?page=1&page_size=2").await;
+    assert_eq!(first.status, 200);
+    let names: Vec<&str> = first.body["products"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["e", "d"]);
+    assert_eq!(
+        (
+            first.body["total"].as_u64(),
+            first.body["total_pages"].as_u64()
+        ),
+        (Some(5), Some(3))
+    );
+    assert_eq!(
+        (
+            first.body["page"].as_u64(),
+            first.body["page_size"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    let last = app.http.get("/products?page=3&page_size=2").await.body;
+    assert_eq!(last["products"][0]["id"], ids[0].as_str());
+    let beyond = app.http.get("/products?page=9&page_size=2").await.body;
+    assert_eq!(beyond["products"], json!([]));
+    let default = app.http.get("/products").await.body;
+    assert_eq!(
+        (default["page"].as_u64(), default["page_size"].as_u64()),
+        (Some(1), Some(20))
+    );
+    assert_eq!(default["products"].as_array().unwrap().len(), 5);
+
+    for bad in [
+        "page=0",
+        "page_size=0",
+        "page_size=101",
+        "page=abc",
+        "page=-1",
+        "page_size=1.5",
+        "sort=name",
+        "page=99999999999",
+    ] {
+        app.http
+            .get(&format!("/products?{bad}"))
+            .await
+            .assert_problem(400, "invalid_query");
+    }
+}
+
+#[tokio::test]
+async fn patch_changes_name_description_and_price_only() {
+    let app = spawn_app().await;
+    let p = app.product("Lamp", "30.00", 4).await;
+    let path = format!("/products/{}", p["id"].as_str().unwrap());
+    let changed = app
+        .http
+        .patch(
+            &path,
+            json!({"name": "Desk lamp", "price": 25.5, "description": "Bright"}),
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{:#}", changed.body);
+    assert_eq!(
+        (
+            changed.body["name"].as_str(),
+            changed.body["price"].as_str()
+        ),
+        (Some("Desk lamp"), Some("25.50"))
+    );
+    assert_eq!(changed.body["description"], "Bright");
+    assert_eq!(changed.body["stock"], 4);
+    assert_eq!(app.http.get(&path).await.body, changed.body);
+
+    for (body, status) in [
+        (json!({"stock": 100}), 400),
+        (json!({"reserved": 0}), 400),
+        (json!({"price": "0"}), 422),
+        (json!({"price": "1.001"}), 422),
+        (json!({"name": ""}), 422),
+        (json!({"description": "x".repeat(5001)}), 422),
+    ] {
+        assert_eq!(
+            app.http.patch(&path, body.clone()).await.status,
+            status,
+            "{body}"
+        );
+    }
+    assert_eq!(
+        app.http.get(&path).await.body,
+        changed.body,
+        "rejected patches change nothing"
+    );
+    app.http
+        .patch(
+            "/products/01900000-0000-7000-8000-000000000000",
+            json!({"name": "x"}),
+        )
+        .await
+        .assert_problem(404, "product_not_found");
+    app.http
+        .get("/products/nope")
+        .await
+        .assert_problem(400, "invalid_path");
+}
+
+#[tokio::test]
+async fn restock_adds_to_stock_within_the_limit() {
+    let app = spawn_app().await;
+    let p = app.product("Cup", "3.00", 5).await;
+    let path = format!("/products/{}/restock", p["id"].as_str().unwrap());
+    let restocked = app.http.post(&path, json!({"quantity": 7})).await;
+    assert_eq!(restocked.status, 200, "{:#}", restocked.body);
+    assert_eq!(restocked.body["stock"], 12);
+
+    for (body, status, code) in [
+        (json!({"quantity": 0}), 422, "validation_failed"),
+        (json!({"quantity": -3}), 422, "validation_failed"),
+        (json!({}), 422, "validation_failed"),
+        (json!({"quantity": 1_000_000_001}), 422, "validation_failed"),
+        (json!({"quantity": "3"}), 400, "invalid_body"),
+        (json!({"quantity": 2.5}), 400, "invalid_body"),
+        (json!({"quantity": 1_000_000_000}), 409, "stock_limit"),
+    ] {
+        app.http
+            .post(&path, body.clone())
+            .await
+            .assert_problem(status, code);
+    }
+    assert_eq!(
+        app.stock_and_reserved(p["id"].as_str().unwrap()).await,
+        (12, 0)
+    );
+    app.http
+        .post(
+            "/products/01900000-0000-7000-8000-000000000000/restock",
+            json!({"quantity": 1}),
+        )
+        .await
+        .assert_problem(404, "product_not_found");
+}
