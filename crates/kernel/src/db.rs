@@ -140,9 +140,7 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
             Ok(())
         }
         // Another process created it between our look-up and our CREATE.
-        Err(DieselError::DatabaseError(_, info)) if info.message().contains("already exists") => {
-            Ok(())
-        }
+        Err(e) if unique_violation(&e).is_some() || e.to_string().contains("already exists") => Ok(()),
         Err(e) => Err(e).with_context(|| format!("creating database {name}")),
     }
 }
@@ -158,11 +156,16 @@ pub async fn migrate(url: &str, schema: &Schema) -> anyhow::Result<Vec<String>> 
             "SELECT pg_advisory_lock(hashtext('emporium.migrate.{}'))",
             schema.name
         ),
+        // Roles are cluster-wide while the advisory lock is per database: creating the role
+        // and joining it tolerate a concurrent twin in another database.
         format!(
-            "DO $$ BEGIN CREATE ROLE {role} NOLOGIN; \
+            "DO $$ BEGIN \
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = '{role}') THEN \
+             CREATE ROLE {role} NOLOGIN; END IF; \
+             IF NOT pg_has_role(current_user, '{role}', 'MEMBER') THEN \
+             GRANT {role} TO CURRENT_USER; END IF; \
              EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
         ),
-        format!("GRANT {role} TO CURRENT_USER"),
         format!(
             "CREATE SCHEMA IF NOT EXISTS {} AUTHORIZATION {role}",
             schema.name

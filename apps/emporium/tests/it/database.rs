@@ -1,0 +1,158 @@
+//! Data ownership enforced by Postgres, per-module migration history, database creation.
+
+use diesel_async::RunQueryDsl;
+use emporium::Config;
+
+use crate::spawn_app;
+
+async fn try_query(pool: &kernel::db::Pool, sql: &str) -> Result<usize, String> {
+    let mut conn = kernel::db::connect(pool).await.map_err(|e| e.to_string())?;
+    diesel::sql_query(sql)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_module_cannot_touch_another_modules_tables() {
+    let app = spawn_app().await;
+    let users_pool = kernel::db::pool(&app.db.url, &user::SCHEMA, Default::default()).unwrap();
+    let products_pool =
+        kernel::db::pool(&app.db.url, &product::SCHEMA, Default::default()).unwrap();
+
+    // Each module reaches its own tables...
+    try_query(&users_pool, "SELECT id FROM users.users")
+        .await
+        .expect("users reads users");
+    try_query(&products_pool, "SELECT id FROM products.products")
+        .await
+        .expect("products reads products");
+    // ...and nothing of the other's, read or write.
+    for sql in [
+        "SELECT id FROM users.users",
+        "UPDATE users.users SET active = false",
+        "CREATE TABLE users.spy (id int)",
+    ] {
+        let err = try_query(&products_pool, sql).await.expect_err(sql);
+        assert!(
+            err.contains("permission denied for schema users"),
+            "{sql}: {err}"
+        );
+    }
+    for sql in [
+        "SELECT id FROM products.products",
+        "DELETE FROM products.reservations",
+    ] {
+        let err = try_query(&users_pool, sql).await.expect_err(sql);
+        assert!(
+            err.contains("permission denied for schema products"),
+            "{sql}: {err}"
+        );
+    }
+    // The unqualified name resolves only within the module's own schema.
+    let err = try_query(&products_pool, "SELECT id FROM users")
+        .await
+        .expect_err("search_path");
+    assert!(err.contains("does not exist"), "{err}");
+
+    let owners = app
+        .db
+        .scalar(
+            "SELECT count(*) AS n FROM pg_tables WHERE (schemaname, tableowner) IN \
+             (('users', 'emporium_users'), ('products', 'emporium_products'))",
+        )
+        .await;
+    let all = app
+        .db
+        .scalar("SELECT count(*) AS n FROM pg_tables WHERE schemaname IN ('users', 'products')")
+        .await;
+    assert_eq!(owners, all, "every table is owned by its module's role");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_module_keeps_its_own_migration_history() {
+    let app = spawn_app().await;
+    for schema in emporium::SCHEMAS {
+        let applied = app
+            .db
+            .scalar(&format!(
+                "SELECT count(*) AS n FROM {}.__diesel_schema_migrations",
+                schema.name
+            ))
+            .await;
+        let dirs = std::fs::read_dir(format!(
+            "{}/../../migrations/{}",
+            env!("CARGO_MANIFEST_DIR"),
+            schema.name
+        ))
+        .unwrap()
+        .count();
+        assert_eq!(
+            applied, dirs as i64,
+            "schema {} applied its own migrations only",
+            schema.name
+        );
+    }
+    let stray = app.db.scalar("SELECT count(*) AS n FROM pg_tables WHERE tablename = '__diesel_schema_migrations' AND schemaname = 'public'").await;
+    assert_eq!(stray, 0, "no shared history table");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_creates_the_database_and_is_repeatable() {
+    let name = format!("emporium_test_{}_created", std::process::id());
+    let url = kernel::db::with_database(&kernel::testing::server_url(), &name).unwrap();
+    let config = Config::for_database(&url);
+    emporium::migrate(&config, None)
+        .await
+        .expect("first migrate creates the database");
+    emporium::migrate(&config, None)
+        .await
+        .expect("second migrate is a no-op");
+    emporium::migrate(&config, Some("users"))
+        .await
+        .expect("one module");
+    let err = emporium::migrate(&config, Some("nope")).await.unwrap_err();
+    assert!(err.to_string().contains("unknown module"), "{err}");
+
+    let mut admin =
+        kernel::db::connect_admin(&kernel::db::with_database(&url, "postgres").unwrap())
+            .await
+            .unwrap();
+    let exists = diesel::sql_query(format!(
+        "SELECT 1 FROM pg_database WHERE datname = '{name}'"
+    ))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    assert_eq!(exists, 1);
+    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_starts_migrate_safely() {
+    let name = format!("emporium_test_{}_race", std::process::id());
+    let url = kernel::db::with_database(&kernel::testing::server_url(), &name).unwrap();
+    let config = Config::for_database(&url);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let config = config.clone();
+            tokio::spawn(async move { emporium::migrate(&config, None).await })
+        })
+        .collect();
+    for run in runs {
+        run.await
+            .unwrap()
+            .expect("every concurrent migrate succeeds");
+    }
+    let mut admin =
+        kernel::db::connect_admin(&kernel::db::with_database(&url, "postgres").unwrap())
+            .await
+            .unwrap();
+    diesel::sql_query(format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}
