@@ -144,3 +144,244 @@ pub trait ProductApi: Send + Sync {
     /// Where the reservation of `order_id` stands.
     async fn reservation(&self, order_id: OrderId) -> Result<ReservationStatus, ProductError>;
 }
+
+#[cfg(feature = "testing")]
+pub mod testing {
+    //! An in-memory [`ProductApi`] for other modules' suites, so they run without the
+    //! products module. Reservations keep the contract: all or nothing, no overselling,
+    //! idempotent transitions.
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct InMemoryProducts {
+        state: Mutex<State>,
+    }
+
+    #[derive(Default)]
+    struct State {
+        products: HashMap<ProductId, Product>,
+        reservations: HashMap<OrderId, (ReservationStatus, Vec<ReservationLine>)>,
+    }
+
+    impl InMemoryProducts {
+        /// Adds a product directly and returns it.
+        pub fn add(&self, name: &str, price: &str, stock: i64) -> Product {
+            let now = Utc::now();
+            let product = Product {
+                id: ProductId::generate(),
+                name: name.to_owned(),
+                description: String::new(),
+                price: Money::parse(price).expect("valid price"),
+                stock,
+                reserved: 0,
+                created_at: now,
+                updated_at: now,
+            };
+            self.lock().products.insert(product.id, product.clone());
+            product
+        }
+
+        fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        fn transition(
+            &self,
+            order_id: OrderId,
+            from: ReservationStatus,
+            to: ReservationStatus,
+            change: fn(i64) -> (i64, i64),
+        ) -> Result<(), ProductError> {
+            let mut state = self.lock();
+            let (status, lines) = state
+                .reservations
+                .get(&order_id)
+                .cloned()
+                .ok_or(ProductError::ReservationNotFound(order_id))?;
+            if status == to {
+                return Ok(());
+            }
+            if status != from {
+                return Err(ProductError::ReservationClosed { order_id, status });
+            }
+            for line in &lines {
+                let (stock, reserved) = change(i64::from(line.quantity));
+                let product = state
+                    .products
+                    .get_mut(&line.product_id)
+                    .expect("reserved product exists");
+                product.stock += stock;
+                product.reserved += reserved;
+            }
+            state.reservations.insert(order_id, (to, lines));
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl ProductApi for InMemoryProducts {
+        async fn create(&self, input: NewProduct) -> Result<Product, ProductError> {
+            let product = self.add(&input.name, &input.price.to_string(), input.stock);
+            Ok(Product {
+                description: input.description,
+                ..product
+            })
+        }
+
+        async fn get(&self, id: ProductId) -> Result<Product, ProductError> {
+            self.lock()
+                .products
+                .get(&id)
+                .cloned()
+                .ok_or(ProductError::NotFound(id))
+        }
+
+        async fn list(&self, page: PageRequest) -> Result<ProductPage, ProductError> {
+            let mut products: Vec<Product> = self.lock().products.values().cloned().collect();
+            products.sort_by_key(|p| std::cmp::Reverse(p.id));
+            let total = products.len() as u64;
+            let products = products
+                .into_iter()
+                .skip(usize::try_from(page.offset()).unwrap_or(usize::MAX))
+                .take(page.page_size() as usize)
+                .collect();
+            Ok(ProductPage {
+                products,
+                total,
+                page: page.page(),
+                page_size: page.page_size(),
+                total_pages: page.total_pages(total),
+            })
+        }
+
+        async fn update(
+            &self,
+            id: ProductId,
+            changes: ProductChanges,
+        ) -> Result<Product, ProductError> {
+            let mut state = self.lock();
+            let product = state
+                .products
+                .get_mut(&id)
+                .ok_or(ProductError::NotFound(id))?;
+            if let Some(name) = changes.name {
+                product.name = name;
+            }
+            if let Some(description) = changes.description {
+                product.description = description;
+            }
+            if let Some(price) = changes.price {
+                product.price = price;
+            }
+            Ok(product.clone())
+        }
+
+        async fn restock(&self, id: ProductId, quantity: i64) -> Result<Product, ProductError> {
+            let mut state = self.lock();
+            let product = state
+                .products
+                .get_mut(&id)
+                .ok_or(ProductError::NotFound(id))?;
+            product.stock += quantity;
+            Ok(product.clone())
+        }
+
+        async fn lookup(&self, ids: &[ProductId]) -> Result<Vec<ProductSummary>, ProductError> {
+            let state = self.lock();
+            let missing: Vec<ProductId> = ids
+                .iter()
+                .filter(|id| !state.products.contains_key(id))
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                return Err(ProductError::UnknownProducts(missing));
+            }
+            Ok(ids
+                .iter()
+                .map(|id| {
+                    let p = &state.products[id];
+                    ProductSummary {
+                        id: p.id,
+                        name: p.name.clone(),
+                        price: p.price,
+                    }
+                })
+                .collect())
+        }
+
+        async fn reserve(
+            &self,
+            order_id: OrderId,
+            lines: &[ReservationLine],
+        ) -> Result<(), ProductError> {
+            let mut state = self.lock();
+            if state.reservations.contains_key(&order_id) {
+                return Ok(());
+            }
+            for line in lines {
+                let product = state
+                    .products
+                    .get(&line.product_id)
+                    .ok_or_else(|| ProductError::UnknownProducts(vec![line.product_id]))?;
+                if product.stock < i64::from(line.quantity) {
+                    return Err(ProductError::InsufficientStock {
+                        product_id: line.product_id,
+                        requested: line.quantity,
+                        available: product.stock,
+                    });
+                }
+            }
+            for line in lines {
+                let product = state
+                    .products
+                    .get_mut(&line.product_id)
+                    .expect("checked above");
+                product.stock -= i64::from(line.quantity);
+                product.reserved += i64::from(line.quantity);
+            }
+            state
+                .reservations
+                .insert(order_id, (ReservationStatus::Reserved, lines.to_vec()));
+            Ok(())
+        }
+
+        async fn commit(&self, order_id: OrderId) -> Result<(), ProductError> {
+            self.transition(
+                order_id,
+                ReservationStatus::Reserved,
+                ReservationStatus::Committed,
+                |q| (0, -q),
+            )
+        }
+
+        async fn release(&self, order_id: OrderId) -> Result<(), ProductError> {
+            self.transition(
+                order_id,
+                ReservationStatus::Reserved,
+                ReservationStatus::Released,
+                |q| (q, -q),
+            )
+        }
+
+        async fn return_stock(&self, order_id: OrderId) -> Result<(), ProductError> {
+            self.transition(
+                order_id,
+                ReservationStatus::Committed,
+                ReservationStatus::Returned,
+                |q| (q, 0),
+            )
+        }
+
+        async fn reservation(&self, order_id: OrderId) -> Result<ReservationStatus, ProductError> {
+            self.lock()
+                .reservations
+                .get(&order_id)
+                .map(|(s, _)| *s)
+                .ok_or(ProductError::ReservationNotFound(order_id))
+        }
+    }
+}

@@ -52,3 +52,82 @@ pub trait UserApi: Send + Sync {
     async fn get(&self, id: UserId) -> Result<User, UserError>;
     async fn update(&self, id: UserId, changes: UserChanges) -> Result<User, UserError>;
 }
+
+#[cfg(feature = "testing")]
+pub mod testing {
+    //! An in-memory [`UserApi`] for other modules' suites, so they run without the users
+    //! module. It keeps the contract's observable rules (unique lower-case email, not
+    //! found), not its full validation.
+
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct InMemoryUsers {
+        users: Mutex<HashMap<UserId, User>>,
+    }
+
+    impl InMemoryUsers {
+        /// Adds a user directly and returns it.
+        pub fn add(&self, email: &str, name: &str, active: bool) -> User {
+            let now = Utc::now();
+            let user = User {
+                id: UserId::generate(),
+                email: email.to_lowercase(),
+                name: name.to_owned(),
+                active,
+                created_at: now,
+                updated_at: now,
+            };
+            self.users
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(user.id, user.clone());
+            user
+        }
+    }
+
+    #[async_trait]
+    impl UserApi for InMemoryUsers {
+        async fn register(&self, input: NewUser) -> Result<User, UserError> {
+            let email = input.email.trim().to_lowercase();
+            let taken = self
+                .users
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .values()
+                .any(|u| u.email == email);
+            if taken {
+                return Err(UserError::EmailTaken(email));
+            }
+            Ok(self.add(&email, input.name.trim(), true))
+        }
+
+        async fn get(&self, id: UserId) -> Result<User, UserError> {
+            self.users
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&id)
+                .cloned()
+                .ok_or(UserError::NotFound(id))
+        }
+
+        async fn update(&self, id: UserId, changes: UserChanges) -> Result<User, UserError> {
+            let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            let user = users.get_mut(&id).ok_or(UserError::NotFound(id))?;
+            if let Some(email) = changes.email {
+                user.email = email.trim().to_lowercase();
+            }
+            if let Some(name) = changes.name {
+                user.name = name.trim().to_owned();
+            }
+            if let Some(active) = changes.active {
+                user.active = active;
+            }
+            user.updated_at = Utc::now();
+            Ok(user.clone())
+        }
+    }
+}
