@@ -1,1 +1,168 @@
-fn main() {}
+//! The project's automation, run as `cargo xtask <command>` (see `cargo xtask --help`).
+//!
+//! Everything a developer or CI does goes through here: a database, migrations, running
+//! the server, tests, and the checks that keep the modules' boundaries.
+#![allow(clippy::print_stdout)]
+
+mod check;
+mod db;
+mod migration;
+mod scan;
+
+use std::env;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, ExitStatus};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "xtask",
+    bin_name = "cargo xtask",
+    about = "emporium's automation"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Make sure a Postgres answers for DATABASE_URL (else start a private one in
+    /// target/pg) and print its URL.
+    Db,
+    /// Apply pending migrations (of every module, or of one).
+    Migrate {
+        /// Only this module's schema.
+        #[arg(long)]
+        module: Option<String>,
+    },
+    /// Create an empty migration: migrations/MODULE/<timestamp>_NAME/{up,down}.sql.
+    NewMigration {
+        /// A folder under migrations/.
+        module: String,
+        /// snake_case: [a-z0-9_]+.
+        name: String,
+    },
+    /// Serve the API (release build) against the database.
+    Run,
+    /// `cargo test --workspace` against the database; arguments after `--` go to cargo test.
+    Test {
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Formatting, clippy, and the module boundary rules.
+    Check,
+    /// `check`, then `test`: what CI runs.
+    Ci,
+}
+
+fn main() -> ExitCode {
+    run(Cli::parse().command).unwrap_or_else(|error| {
+        eprintln!("xtask: error: {error:#}");
+        ExitCode::FAILURE
+    })
+}
+
+fn run(task: Task) -> Result<ExitCode> {
+    let root = workspace_root();
+    match task {
+        Task::Db => {
+            println!("{}", db::ensure(&root)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Migrate { module } => {
+            let mut args = vec!["run", "-p", "emporium", "--", "migrate"];
+            if let Some(module) = &module {
+                args.extend(["--module", module]);
+            }
+            with_database(&root, &args)
+        }
+        Task::NewMigration { module, name } => {
+            migration::create(&root, &module, &name)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Run => {
+            let addr = env::var("HTTP_ADDR").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
+            println!("emporium will listen on http://{addr}");
+            with_database(
+                &root,
+                &["run", "--release", "-p", "emporium", "--", "serve"],
+            )
+        }
+        Task::Test { args } => test(&root, &args),
+        Task::Check => {
+            check::run(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Ci => {
+            check::run(&root)?;
+            test(&root, &[])
+        }
+    }
+}
+
+fn test(root: &Path, extra: &[String]) -> Result<ExitCode> {
+    let mut args = vec!["test", "--workspace"];
+    args.extend(extra.iter().map(String::as_str));
+    with_database(root, &args)
+}
+
+/// Runs `cargo <args>` with DATABASE_URL pointing at a Postgres that answers, and passes
+/// on its exit code.
+fn with_database(root: &Path, args: &[&str]) -> Result<ExitCode> {
+    let url = db::ensure(root)?;
+    let status = status(cargo(root, args).env("DATABASE_URL", url))?;
+    Ok(exit_code(status))
+}
+
+/// The workspace this xtask belongs to (the parent of its own crate).
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in a workspace folder")
+        .to_path_buf()
+}
+
+/// `cargo <args>` in the workspace root, with the same cargo that runs us.
+fn cargo(root: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo")));
+    command.args(args).current_dir(root);
+    command
+}
+
+/// Runs `command` with inherited stdio and waits for it.
+fn status(command: &mut Command) -> Result<ExitStatus> {
+    command
+        .status()
+        .with_context(|| format!("running {}", describe(command)))
+}
+
+/// Runs `command` and fails unless it succeeds.
+fn succeed(command: &mut Command) -> Result<()> {
+    let status = status(command)?;
+    if !status.success() {
+        bail!("{} failed ({status})", describe(command));
+    }
+    Ok(())
+}
+
+/// `program args...`, for messages.
+fn describe(command: &Command) -> String {
+    let program = Path::new(command.get_program());
+    let program = program.file_name().unwrap_or(program.as_os_str());
+    std::iter::once(program)
+        .chain(command.get_args())
+        .map(|part| part.to_string_lossy())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn exit_code(status: ExitStatus) -> ExitCode {
+    match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        code => ExitCode::from(code.and_then(|c| u8::try_from(c).ok()).unwrap_or(1)),
+    }
+}

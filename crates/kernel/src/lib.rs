@@ -11,6 +11,7 @@
 //! The kernel never knows any module: no user, product, order or payment rule lives here.
 
 mod config;
+mod event;
 mod id;
 mod money;
 mod page;
@@ -24,6 +25,7 @@ pub mod http;
 pub mod testing;
 
 pub use config::parse_duration;
+pub use event::{Envelope, NewEvent};
 pub use id::{OrderId, PaymentId, ProductId, UserId};
 pub use money::{Money, MoneyError, MoneyInput};
 pub use page::{PageRequest, PageRequestError};

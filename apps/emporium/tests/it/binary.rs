@@ -59,17 +59,14 @@ async fn serve_then_sigterm_exits_zero() {
     let http = kernel::testing::Http::new(format!("http://127.0.0.1:{port}"));
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Ok(Ok(response)) = tokio::time::timeout(
-            Duration::from_secs(1),
-            http.client
-                .get(format!("{}/health/ready", http.base))
-                .send(),
-        )
-        .await
+        let probe = http
+            .client
+            .get(format!("{}/health/ready", http.base))
+            .send();
+        if let Ok(Ok(response)) = tokio::time::timeout(Duration::from_secs(1), probe).await
+            && response.status() == 200
         {
-            if response.status() == 200 {
-                break;
-            }
+            break;
         }
         assert!(Instant::now() < deadline, "server never became ready");
         assert!(child.try_wait().unwrap().is_none(), "server exited early");

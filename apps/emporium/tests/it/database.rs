@@ -72,6 +72,14 @@ async fn a_module_cannot_touch_another_modules_tables() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_module_keeps_its_own_migration_history() {
     let app = spawn_app().await;
+    let migration_dirs = |folder: &str| {
+        std::fs::read_dir(format!(
+            "{}/../../migrations/{folder}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+        .count() as i64
+    };
     for schema in emporium::SCHEMAS {
         let applied = app
             .db
@@ -80,18 +88,15 @@ async fn each_module_keeps_its_own_migration_history() {
                 schema.name
             ))
             .await;
-        let dirs = std::fs::read_dir(format!(
-            "{}/../../migrations/{}",
-            env!("CARGO_MANIFEST_DIR"),
-            schema.name
-        ))
-        .unwrap()
-        .count();
+        // Its own migrations, and the kernel's event-log tables applied into it.
         assert_eq!(
-            applied, dirs as i64,
+            applied,
+            migration_dirs(schema.name) + migration_dirs("kernel"),
             "schema {} applied its own migrations only",
             schema.name
         );
+        let events = app.db.scalar(&format!("SELECT count(*) AS n FROM pg_tables WHERE schemaname = '{}' AND tablename IN ('events', 'checkpoints', 'dead_letters')", schema.name)).await;
+        assert_eq!(events, 3, "schema {} has its event log", schema.name);
     }
     let stray = app.db.scalar("SELECT count(*) AS n FROM pg_tables WHERE tablename = '__diesel_schema_migrations' AND schemaname = 'public'").await;
     assert_eq!(stray, 0, "no shared history table");

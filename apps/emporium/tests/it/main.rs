@@ -10,7 +10,7 @@ use kernel::testing::{Http, TestDatabase};
 struct TestApp {
     http: Http,
     db: TestDatabase,
-    handle: actix_web::dev::ServerHandle,
+    _handle: actix_web::dev::ServerHandle,
 }
 
 /// Starts the real app (`emporium::start`, as `emporium serve` does) on port 0.
@@ -22,5 +22,9 @@ async fn spawn_app() -> TestApp {
     let http = Http::new(format!("http://{}", running.address));
     let handle = running.handle.clone();
     tokio::spawn(running.wait());
-    TestApp { http, db, handle }
+    TestApp {
+        http,
+        db,
+        _handle: handle,
+    }
 }

@@ -5,6 +5,9 @@ use serde_json::json;
 
 use crate::spawn_app;
 
+/// (content type, raw body, status, code, the one invalid field)
+type Case<'a> = (Option<&'a str>, String, u16, &'a str, Option<&'a str>);
+
 #[tokio::test]
 async fn register_rejects_bad_input_with_a_problem_and_writes_nothing() {
     let app = spawn_app().await;
@@ -13,8 +16,7 @@ async fn register_rejects_bad_input_with_a_problem_and_writes_nothing() {
         "{{\"email\":\"big@example.com\",\"name\":\"{}\"}}",
         "x".repeat(70 * 1024)
     );
-    // (content type, raw body, status, code, invalid field)
-    let cases: Vec<(Option<&str>, String, u16, &str, Option<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             json_ct,
             r#"{"email": "a@example.com", "name": "#.into(),

@@ -24,6 +24,13 @@ use futures_util::FutureExt;
 
 use crate::Unavailable;
 
+pub mod events;
+
+/// The kernel's own migrations (the event-log tables), applied into every module schema
+/// before the module's migrations.
+const KERNEL_MIGRATIONS: EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("../../migrations/kernel");
+
 pub use diesel_async::AsyncPgConnection as PgConnection;
 
 /// A pool of connections that act as one module's role.
@@ -140,7 +147,9 @@ pub async fn ensure_database(url: &str) -> anyhow::Result<()> {
             Ok(())
         }
         // Another process created it between our look-up and our CREATE.
-        Err(e) if unique_violation(&e).is_some() || e.to_string().contains("already exists") => Ok(()),
+        Err(e) if unique_violation(&e).is_some() || e.to_string().contains("already exists") => {
+            Ok(())
+        }
         Err(e) => Err(e).with_context(|| format!("creating database {name}")),
     }
 }
@@ -179,13 +188,15 @@ pub async fn migrate(url: &str, schema: &Schema) -> anyhow::Result<Vec<String>> 
             .await
             .with_context(|| format!("preparing schema {}: {statement}", schema.name))?;
     }
-    let migrations = ModuleMigrations(schema.migrations);
     let mut harness = AsyncMigrationHarness::new(conn);
-    let applied = harness
-        .run_pending_migrations(migrations)
-        .map_err(|e| anyhow!("{e}"))
-        .with_context(|| format!("running migrations of schema {}", schema.name))?;
-    let applied: Vec<String> = applied.iter().map(ToString::to_string).collect();
+    let mut applied = Vec::new();
+    for migrations in [&KERNEL_MIGRATIONS, schema.migrations] {
+        let versions = harness
+            .run_pending_migrations(ModuleMigrations(migrations))
+            .map_err(|e| anyhow!("{e}"))
+            .with_context(|| format!("running migrations of schema {}", schema.name))?;
+        applied.extend(versions.iter().map(ToString::to_string));
+    }
     if !applied.is_empty() {
         tracing::info!(schema = schema.name, ?applied, "applied migrations");
     }
@@ -320,6 +331,17 @@ pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
 
+/// `.db_context("loading user")`: [`db_error`] on a diesel result.
+pub trait DbContext<T> {
+    fn db_context(self, context: &'static str) -> anyhow::Result<T>;
+}
+
+impl<T> DbContext<T> for Result<T, DieselError> {
+    fn db_context(self, context: &'static str) -> anyhow::Result<T> {
+        self.map_err(|e| db_error(e, context))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,16 +357,5 @@ mod tests {
         assert!(!redact(url).contains("secret"));
         assert!(database_name("postgres://localhost").is_err());
         assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
-    }
-}
-
-/// `.db_context("loading user")`: [`db_error`] on a diesel result.
-pub trait DbContext<T> {
-    fn db_context(self, context: &'static str) -> anyhow::Result<T>;
-}
-
-impl<T> DbContext<T> for Result<T, DieselError> {
-    fn db_context(self, context: &'static str) -> anyhow::Result<T> {
-        self.map_err(|e| db_error(e, context))
     }
 }
