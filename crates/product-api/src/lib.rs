@@ -385,3 +385,39 @@ pub mod testing {
         }
     }
 }
+
+/// The integration events the products module publishes (envelope `aggregate_id` =
+/// product id). Reservations publish none: stock held for orders is the orders module's
+/// story to tell.
+pub mod events {
+    use kernel::Money;
+    use serde::{Deserialize, Serialize};
+
+    pub const PRODUCT_CREATED: &str = "product.created";
+    pub const PRODUCT_UPDATED: &str = "product.updated";
+    pub const PRODUCT_RESTOCKED: &str = "product.restocked";
+
+    /// `product.created`, version 1.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductCreated {
+        pub name: String,
+        pub description: String,
+        pub price: Money,
+        pub stock: i64,
+    }
+
+    /// `product.updated`: name, description and price after the change.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductUpdated {
+        pub name: String,
+        pub description: String,
+        pub price: Money,
+    }
+
+    /// `product.restocked`: `quantity` added; `stock` after it.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct ProductRestocked {
+        pub quantity: i64,
+        pub stock: i64,
+    }
+}

@@ -8,6 +8,7 @@ diesel::table! {
         reserved -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        version -> Int8,
     }
 }
 

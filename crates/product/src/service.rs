@@ -11,14 +11,15 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::db::{self, DbContext, Pool};
-use kernel::{Money, OrderId, PageRequest, ProductId, Validation};
+use kernel::{Money, NewEvent, OrderId, PageRequest, ProductId, Validation};
 use product_api::{
     NewProduct, Product, ProductApi, ProductChanges, ProductError, ProductPage, ProductSummary,
-    ReservationLine, ReservationStatus,
+    ReservationLine, ReservationStatus, events,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::SCHEMA;
 use crate::domain::{Description, Price, ProductName, parse_status, status_text, stock_quantity};
 use crate::schema::{products, reservation_lines, reservations};
 
@@ -45,6 +46,28 @@ struct ProductRow {
     reserved: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl ProductRow {
+    fn created(&self) -> NewEvent {
+        let payload = events::ProductCreated {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            price: Money::from_decimal(self.price).unwrap_or_default(),
+            stock: self.stock,
+        };
+        NewEvent::new(events::PRODUCT_CREATED, self.id, self.version, &payload)
+    }
+
+    fn updated(&self) -> NewEvent {
+        let payload = events::ProductUpdated {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            price: Money::from_decimal(self.price).unwrap_or_default(),
+        };
+        NewEvent::new(events::PRODUCT_UPDATED, self.id, self.version, &payload)
+    }
 }
 
 impl TryFrom<ProductRow> for Product {
@@ -79,6 +102,20 @@ async fn load(conn: &mut AsyncPgConnection, id: ProductId) -> Result<Product, Pr
         .db_context("loading product")?
         .ok_or(ProductError::NotFound(id))?
         .try_into()
+}
+
+/// Loads and locks the product for the rest of the transaction (before any write, so its
+/// events are ordered by the log's transaction ids).
+async fn lock(conn: &mut AsyncPgConnection, id: ProductId) -> Result<ProductRow, ProductError> {
+    products::table
+        .find(id.as_uuid())
+        .select(ProductRow::as_select())
+        .for_update()
+        .first(conn)
+        .await
+        .optional()
+        .db_context("locking product")?
+        .ok_or(ProductError::NotFound(id))
 }
 
 /// Locks the reservation of `order_id` for the rest of the transaction.
@@ -191,14 +228,20 @@ impl ProductApi for ProductService {
             reserved: 0,
             created_at: now,
             updated_at: now,
+            version: 1,
         };
         let mut conn = db::connect(&self.pool).await?;
-        let row = diesel::insert_into(products::table)
-            .values(&row)
-            .returning(ProductRow::as_returning())
-            .get_result(&mut conn)
-            .await
-            .db_context("inserting product")?;
+        let row = db::transaction(&mut conn, async |conn| {
+            let row = diesel::insert_into(products::table)
+                .values(&row)
+                .returning(ProductRow::as_returning())
+                .get_result(conn)
+                .await
+                .db_context("inserting product")?;
+            db::events::append(conn, SCHEMA.name, &[row.created()]).await?;
+            Ok::<_, ProductError>(row)
+        })
+        .await?;
         tracing::info!(product_id = %row.id, "product created");
         row.try_into()
     }
@@ -257,31 +300,32 @@ impl ProductApi for ProductService {
 
         let mut conn = db::connect(&self.pool).await?;
         db::transaction(&mut conn, async |conn| {
-            let current = load(conn, id).await?;
+            let current = lock(conn, id).await?;
             let name = name
                 .map(ProductName::into_inner)
                 .unwrap_or(current.name.clone());
             let description = description
                 .map(Description::into_inner)
                 .unwrap_or(current.description.clone());
-            let price = price.map(|p| p.amount()).unwrap_or(current.price.amount());
-            if (&name, &description, price)
-                == (&current.name, &current.description, current.price.amount())
+            let price = price.map(|p| p.amount()).unwrap_or(current.price);
+            if (&name, &description, price) == (&current.name, &current.description, current.price)
             {
-                return Ok(current);
+                return current.try_into();
             }
-            diesel::update(products::table.find(id.as_uuid()))
+            let row = diesel::update(products::table.find(id.as_uuid()))
                 .set((
                     products::name.eq(name),
                     products::description.eq(description),
                     products::price.eq(price),
                     products::updated_at.eq(Utc::now()),
+                    products::version.eq(current.version + 1),
                 ))
                 .returning(ProductRow::as_returning())
                 .get_result(conn)
                 .await
-                .db_context("updating product")?
-                .try_into()
+                .db_context("updating product")?;
+            db::events::append(conn, SCHEMA.name, &[row.updated()]).await?;
+            row.try_into()
         })
         .await
     }
@@ -291,28 +335,30 @@ impl ProductApi for ProductService {
             ProductError::Invalid(vec![kernel::FieldError::new("quantity", message)])
         })?;
         let mut conn = db::connect(&self.pool).await?;
-        let updated = diesel::update(
-            products::table
-                .find(id.as_uuid())
-                .filter(products::stock.le(product_api::MAX_STOCK - quantity)),
-        )
-        .set((
-            products::stock.eq(products::stock + quantity),
-            products::updated_at.eq(Utc::now()),
-        ))
-        .returning(ProductRow::as_returning())
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .db_context("restocking product")?;
-        match updated {
-            Some(row) => row.try_into(),
-            None => {
-                // Either the product does not exist, or the restock would pass the limit.
-                load(&mut conn, id).await?;
-                Err(ProductError::StockLimit { product_id: id })
+        db::transaction(&mut conn, async |conn| {
+            let current = lock(conn, id).await?;
+            if current.stock > product_api::MAX_STOCK - quantity {
+                return Err(ProductError::StockLimit { product_id: id });
             }
-        }
+            let row = diesel::update(products::table.find(id.as_uuid()))
+                .set((
+                    products::stock.eq(products::stock + quantity),
+                    products::updated_at.eq(Utc::now()),
+                    products::version.eq(current.version + 1),
+                ))
+                .returning(ProductRow::as_returning())
+                .get_result(conn)
+                .await
+                .db_context("restocking product")?;
+            let payload = events::ProductRestocked {
+                quantity,
+                stock: row.stock,
+            };
+            let event = NewEvent::new(events::PRODUCT_RESTOCKED, row.id, row.version, &payload);
+            db::events::append(conn, SCHEMA.name, &[event]).await?;
+            row.try_into()
+        })
+        .await
     }
 
     async fn lookup(&self, ids: &[ProductId]) -> Result<Vec<ProductSummary>, ProductError> {

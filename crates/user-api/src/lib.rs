@@ -131,3 +131,27 @@ pub mod testing {
         }
     }
 }
+
+/// The integration events the users module publishes (envelope `aggregate_id` = user id).
+pub mod events {
+    use serde::{Deserialize, Serialize};
+
+    pub const USER_REGISTERED: &str = "user.registered";
+    pub const USER_UPDATED: &str = "user.updated";
+
+    /// `user.registered`, version 1.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserRegistered {
+        pub email: String,
+        pub name: String,
+        pub active: bool,
+    }
+
+    /// `user.updated`: the user as it is after the change.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct UserUpdated {
+        pub email: String,
+        pub name: String,
+        pub active: bool,
+    }
+}

@@ -6,10 +6,11 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use kernel::db::{self, DbContext, Pool};
-use kernel::{UserId, Validation};
-use user_api::{NewUser, User, UserApi, UserChanges, UserError};
+use kernel::{NewEvent, UserId, Validation};
+use user_api::{NewUser, User, UserApi, UserChanges, UserError, events};
 use uuid::Uuid;
 
+use crate::SCHEMA;
 use crate::domain::{Email, UserName};
 use crate::schema::users;
 
@@ -34,6 +35,36 @@ struct UserRow {
     active: bool,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl UserRow {
+    fn event(&self) -> NewEvent {
+        let (email, name, active) = (self.email.clone(), self.name.clone(), self.active);
+        if self.version == 1 {
+            NewEvent::new(
+                events::USER_REGISTERED,
+                self.id,
+                1,
+                &events::UserRegistered {
+                    email,
+                    name,
+                    active,
+                },
+            )
+        } else {
+            NewEvent::new(
+                events::USER_UPDATED,
+                self.id,
+                self.version,
+                &events::UserUpdated {
+                    email,
+                    name,
+                    active,
+                },
+            )
+        }
+    }
 }
 
 impl From<UserRow> for User {
@@ -74,14 +105,20 @@ impl UserApi for UserService {
             active: true,
             created_at: now,
             updated_at: now,
+            version: 1,
         };
         let mut conn = db::connect(&self.pool).await?;
-        let row = diesel::insert_into(users::table)
-            .values(&row)
-            .returning(UserRow::as_returning())
-            .get_result(&mut conn)
-            .await
-            .map_err(|e| write_error(e, email.as_str()))?;
+        let row = db::transaction(&mut conn, async |conn| {
+            let row = diesel::insert_into(users::table)
+                .values(&row)
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .await
+                .map_err(|e| write_error(e, email.as_str()))?;
+            db::events::append(conn, SCHEMA.name, &[row.event()]).await?;
+            Ok::<_, UserError>(row)
+        })
+        .await?;
         tracing::info!(user_id = %row.id, "user registered");
         Ok(row.into())
     }
@@ -135,12 +172,15 @@ impl UserApi for UserService {
                 return Ok(row);
             }
             row.updated_at = Utc::now();
-            diesel::update(users::table.find(row.id))
+            row.version += 1;
+            let row = diesel::update(users::table.find(row.id))
                 .set(&row)
                 .returning(UserRow::as_returning())
                 .get_result(conn)
                 .await
-                .map_err(|e| write_error(e, &row.email))
+                .map_err(|e| write_error(e, &row.email))?;
+            db::events::append(conn, SCHEMA.name, &[row.event()]).await?;
+            Ok::<_, UserError>(row)
         })
         .await?;
         Ok(row.into())

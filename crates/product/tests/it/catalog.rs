@@ -250,6 +250,8 @@ async fn patch_changes_name_description_and_price_only() {
         changed.body,
         "rejected patches change nothing"
     );
+    let events = app.db.scalar("SELECT count(*) AS n FROM products.events WHERE aggregate_version = 2 AND event_type = 'product.updated'").await;
+    assert_eq!(events, 1, "one product.updated, none for rejected patches");
     app.http
         .patch(
             "/products/01900000-0000-7000-8000-000000000000",
@@ -289,6 +291,15 @@ async fn restock_adds_to_stock_within_the_limit() {
     assert_eq!(
         app.stock_and_reserved(p["id"].as_str().unwrap()).await,
         (12, 0)
+    );
+    let restocked = app.db.scalar("SELECT count(*) AS n FROM products.events WHERE event_type = 'product.restocked' AND aggregate_version = 2 AND payload = '{\"quantity\": 7, \"stock\": 12}'::jsonb").await;
+    assert_eq!(restocked, 1);
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) AS n FROM products.events")
+            .await,
+        2,
+        "created + restocked"
     );
     app.http
         .post(

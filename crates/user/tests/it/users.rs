@@ -117,6 +117,21 @@ async fn patch_changes_each_field_and_keeps_the_rest() {
 
     let stored = app.http.get(&path).await.body;
     assert_eq!(stored, deactivated.body);
+
+    // One event per change, in the same transaction: registered v1, three updates, and
+    // nothing for the empty patch.
+    let published = app
+        .db
+        .scalar("SELECT count(*) AS n FROM users.events")
+        .await;
+    assert_eq!(published, 4);
+    let versions = app
+        .db
+        .scalar("SELECT count(*) AS n FROM users.events WHERE (event_type = 'user.registered' AND aggregate_version = 1) OR (event_type = 'user.updated' AND aggregate_version BETWEEN 2 AND 4)")
+        .await;
+    assert_eq!(versions, 4);
+    let last = app.db.scalar("SELECT count(*) AS n FROM users.events WHERE aggregate_version = 4 AND payload = '{\"email\": \"lt@example.org\", \"name\": \"Linus T\", \"active\": false}'::jsonb").await;
+    assert_eq!(last, 1, "the payload is the user after the change");
 }
 
 #[tokio::test]
@@ -180,4 +195,11 @@ async fn patch_validates_like_register() {
         .await
         .assert_problem(404, "user_not_found");
     assert_eq!(app.http.get(&path).await.body, user);
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) AS n FROM users.events")
+            .await,
+        1,
+        "rejected patches publish nothing"
+    );
 }

@@ -1,0 +1,1 @@
+ALTER TABLE products.products DROP COLUMN version;

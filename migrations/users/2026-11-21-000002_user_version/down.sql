@@ -1,0 +1,1 @@
+ALTER TABLE users.users DROP COLUMN version;
