@@ -136,7 +136,9 @@ pub trait ProductApi: Send + Sync {
     /// The order was paid: its reserved quantity leaves `reserved` for good. Idempotent.
     async fn commit(&self, order_id: OrderId) -> Result<(), ProductError>;
     /// The pending order was cancelled: its reserved quantity goes back to `stock`.
-    /// Idempotent.
+    /// Idempotent. Releasing an order that has no reservation fences it: a later
+    /// `reserve` for that order is a no-op, so a slow reservation cannot outlive its
+    /// cancellation.
     async fn release(&self, order_id: OrderId) -> Result<(), ProductError>;
     /// The paid order was cancelled: its committed quantity goes back to `stock`.
     /// Idempotent.
@@ -359,6 +361,10 @@ pub mod testing {
         }
 
         async fn release(&self, order_id: OrderId) -> Result<(), ProductError> {
+            self.lock()
+                .reservations
+                .entry(order_id)
+                .or_insert((ReservationStatus::Released, Vec::new()));
             self.transition(
                 order_id,
                 ReservationStatus::Reserved,

@@ -496,6 +496,22 @@ impl ProductApi for ProductService {
     }
 
     async fn release(&self, order_id: OrderId) -> Result<(), ProductError> {
+        // Releasing an order that holds no reservation leaves a `released` tombstone, so a
+        // reservation for it that arrives later (a slow request) is a no-op.
+        let mut conn = db::connect(&self.pool).await?;
+        let now = Utc::now();
+        diesel::insert_into(reservations::table)
+            .values((
+                reservations::order_id.eq(order_id.as_uuid()),
+                reservations::status.eq(status_text(ReservationStatus::Released)),
+                reservations::created_at.eq(now),
+                reservations::updated_at.eq(now),
+            ))
+            .on_conflict_do_nothing()
+            .execute(&mut conn)
+            .await
+            .db_context("fencing reservation")?;
+        drop(conn);
         transition(
             &self.pool,
             order_id,

@@ -158,6 +158,30 @@ async fn reserve_commit_release_and_return_move_stock_exactly_once() {
 }
 
 #[tokio::test]
+async fn release_before_reserve_fences_the_order() {
+    let app = spawn_app().await;
+    let product = product_id(&app, "fenced", 5).await;
+    let order = OrderId::generate();
+    app.api
+        .release(order)
+        .await
+        .expect("releasing an unknown order is fine");
+    app.api
+        .reserve(order, &[line(product, 2)])
+        .await
+        .expect("a late reservation is a no-op");
+    assert_eq!(
+        app.stock_and_reserved(&product.to_string()).await,
+        (5, 0),
+        "nothing was reserved"
+    );
+    assert_eq!(
+        app.api.reservation(order).await.unwrap(),
+        ReservationStatus::Released
+    );
+}
+
+#[tokio::test]
 async fn fifty_concurrent_reservations_never_oversell_twenty() {
     let app = spawn_app().await;
     let product = product_id(&app, "hot", 20).await;
