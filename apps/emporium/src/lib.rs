@@ -1,5 +1,6 @@
 //! The emporium process: configuration, pools, module construction, route mounting,
-//! health, logging and shutdown. It only wires; no business rule lives here.
+//! event delivery, background work, health, and shutdown. It only wires; no business rule
+//! lives here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,7 +10,10 @@ use actix_web::dev::ServerHandle;
 use actix_web::{HttpResponse, HttpServer, web};
 use anyhow::Context;
 use kernel::Problem;
+use kernel::db::events::{DispatchSettings, Dispatcher, EventSource, PgEventSource};
 use kernel::db::{self, Pool, PoolSettings, Schema};
+use order_api::{OrderCommands, OrderQueries};
+use payment_api::PaymentApi;
 use product_api::ProductApi;
 use user_api::UserApi;
 
@@ -19,7 +23,8 @@ pub struct Config {
     /// Write database; created if missing.
     #[arg(long, env = "DATABASE_URL", default_value = db::DEFAULT_DATABASE_URL, global = true)]
     pub database_url: String,
-    /// Where projections keep the order read model (default: DATABASE_URL).
+    /// Where projections keep the order read model (default: DATABASE_URL); created if
+    /// missing.
     #[arg(long, env = "READ_DATABASE_URL", global = true)]
     pub read_database_url: Option<String>,
     /// Listen address.
@@ -57,57 +62,142 @@ impl Config {
             http_workers: Some(2),
         }
     }
+
+    pub fn read_database_url(&self) -> &str {
+        self.read_database_url
+            .as_deref()
+            .unwrap_or(&self.database_url)
+    }
 }
 
-/// Every module's schema, in migration order.
-pub const SCHEMAS: [Schema; 2] = [user::SCHEMA, product::SCHEMA];
+/// The schemas of the write database, in migration order.
+pub const SCHEMAS: [Schema; 4] = [
+    user::SCHEMA,
+    product::SCHEMA,
+    payment::SCHEMA,
+    order::SCHEMA,
+];
+/// The schemas of the read database.
+pub const READ_SCHEMAS: [Schema; 1] = [order::READ_SCHEMA];
 
-/// Creates the database if needed and applies pending migrations of every module (or of
+/// Creates the databases if needed and applies pending migrations of every schema (or of
 /// the one named). Needs a multi-threaded tokio runtime.
 pub async fn migrate(config: &Config, only: Option<&str>) -> anyhow::Result<()> {
+    let all = || SCHEMAS.iter().chain(READ_SCHEMAS.iter());
     if let Some(name) = only {
         anyhow::ensure!(
-            SCHEMAS.iter().any(|s| s.name == name),
+            all().any(|s| s.name == name),
             "unknown module {name:?}; modules: {}",
-            SCHEMAS
-                .iter()
-                .map(|s| s.name)
-                .collect::<Vec<_>>()
-                .join(", ")
+            all().map(|s| s.name).collect::<Vec<_>>().join(", ")
         );
     }
+    let wanted = |s: &&Schema| only.is_none_or(|name| s.name == name);
     db::ensure_database(&config.database_url).await?;
-    for schema in SCHEMAS
-        .iter()
-        .filter(|s| only.is_none_or(|name| s.name == name))
-    {
+    for schema in SCHEMAS.iter().filter(wanted) {
         db::migrate(&config.database_url, schema).await?;
+    }
+    db::ensure_database(config.read_database_url()).await?;
+    for schema in READ_SCHEMAS.iter().filter(wanted) {
+        db::migrate(config.read_database_url(), schema).await?;
     }
     Ok(())
 }
 
-/// The constructed modules and their pools.
+/// Test hooks: what a test may change about a process it starts.
+#[derive(Clone)]
+pub struct Hooks {
+    /// Run event delivery and the sweeper (a process that "died" does not).
+    pub background: bool,
+    /// Stop order commands at named points, as a crash would.
+    pub faults: Option<order::FaultHook>,
+    /// How often the sweeper runs.
+    pub sweep_every: Duration,
+}
+
+impl Default for Hooks {
+    fn default() -> Self {
+        Hooks {
+            background: true,
+            faults: None,
+            sweep_every: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The constructed modules, their pools and their event logs.
 #[derive(Clone)]
 pub struct Modules {
     pub users: Arc<dyn UserApi>,
     pub products: Arc<dyn ProductApi>,
+    pub payments: Arc<dyn PaymentApi>,
+    pub order_commands: Arc<dyn OrderCommands>,
+    pub order_queries: Arc<dyn OrderQueries>,
+    pub orders: Arc<order::OrderModule>,
+    pub sources: Arc<order::Sources>,
     pools: Vec<(&'static str, Pool)>,
 }
 
 impl Modules {
-    pub fn new(config: &Config) -> anyhow::Result<Modules> {
+    pub fn new(config: &Config, hooks: &Hooks) -> anyhow::Result<Modules> {
         let settings = PoolSettings {
             max_size: config.db_pool_size,
             ..PoolSettings::default()
         };
-        let users_pool = db::pool(&config.database_url, &user::SCHEMA, settings)?;
-        let products_pool = db::pool(&config.database_url, &product::SCHEMA, settings)?;
+        let pool = |url: &str, schema: &Schema| db::pool(url, schema, settings);
+        let users_pool = pool(&config.database_url, &user::SCHEMA)?;
+        let products_pool = pool(&config.database_url, &product::SCHEMA)?;
+        let payments_pool = pool(&config.database_url, &payment::SCHEMA)?;
+        let orders_pool = pool(&config.database_url, &order::SCHEMA)?;
+        let read_pool = pool(config.read_database_url(), &order::READ_SCHEMA)?;
+
+        let users: Arc<dyn UserApi> = Arc::new(user::UserService::new(users_pool.clone()));
+        let products: Arc<dyn ProductApi> =
+            Arc::new(product::ProductService::new(products_pool.clone()));
+        let gateway = Arc::new(payment::SimulatedGateway::default());
+        let payments: Arc<dyn PaymentApi> =
+            Arc::new(payment::PaymentService::new(payments_pool.clone(), gateway));
+        let deps = order::Dependencies {
+            users: users.clone(),
+            products: products.clone(),
+            payments: payments.clone(),
+        };
+        let order_settings = order::Settings {
+            order_expiry: config.order_expiry,
+            sweep_every: hooks.sweep_every,
+            faults: hooks.faults.clone(),
+        };
+        let orders = Arc::new(order::OrderModule::new(
+            orders_pool.clone(),
+            read_pool.clone(),
+            deps,
+            order_settings,
+        ));
+        let source = |schema: &Schema, pool: &Pool| -> Arc<dyn EventSource> {
+            Arc::new(PgEventSource {
+                schema: schema.name,
+                pool: pool.clone(),
+            })
+        };
+        let sources = Arc::new(order::Sources {
+            orders: source(&order::SCHEMA, &orders_pool),
+            users: source(&user::SCHEMA, &users_pool),
+            products: source(&product::SCHEMA, &products_pool),
+            payments: source(&payment::SCHEMA, &payments_pool),
+        });
         Ok(Modules {
-            users: Arc::new(user::UserService::new(users_pool.clone())),
-            products: Arc::new(product::ProductService::new(products_pool.clone())),
+            users,
+            products,
+            payments,
+            order_commands: orders.commands(),
+            order_queries: orders.queries(),
+            orders,
+            sources,
             pools: vec![
                 (user::SCHEMA.name, users_pool),
                 (product::SCHEMA.name, products_pool),
+                (payment::SCHEMA.name, payments_pool),
+                (order::SCHEMA.name, orders_pool),
+                (order::READ_SCHEMA.name, read_pool),
             ],
         })
     }
@@ -116,9 +206,14 @@ impl Modules {
     pub fn configure(&self, cfg: &mut web::ServiceConfig) {
         cfg.app_data(web::Data::from(self.users.clone()))
             .app_data(web::Data::from(self.products.clone()))
+            .app_data(web::Data::from(self.payments.clone()))
+            .app_data(web::Data::from(self.order_commands.clone()))
+            .app_data(web::Data::from(self.order_queries.clone()))
             .app_data(web::Data::new(self.clone()))
             .configure(user::routes)
             .configure(product::routes)
+            .configure(order::routes)
+            .configure(payment::routes)
             .route("/health/live", web::get().to(live))
             .route("/health/ready", web::get().to(ready));
     }
@@ -138,26 +233,69 @@ async fn ready(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
 }
 
+/// Event delivery and the sweeper; stopped when dropped.
+pub struct Background {
+    _dispatcher: Dispatcher,
+    sweeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.sweeper.abort();
+    }
+}
+
+/// Starts delivering events to every subscriber, and the sweeper.
+pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Result<Background> {
+    let subscriptions = modules.orders.subscriptions(&modules.sources);
+    let dispatcher = Dispatcher::start(
+        &config.database_url,
+        subscriptions,
+        DispatchSettings::default(),
+    )
+    .await?;
+    Ok(Background {
+        _dispatcher: dispatcher,
+        sweeper: modules.orders.spawn_sweeper(),
+    })
+}
+
 /// A server that is listening.
 pub struct Running {
     pub address: SocketAddr,
     pub handle: ServerHandle,
+    pub modules: Modules,
     server: actix_web::dev::Server,
+    background: Option<Background>,
 }
 
 impl Running {
-    /// Serves until the handle stops the server.
+    /// Serves until the handle stops the server, then stops the background work.
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.server.await.context("http server")
+        let result = self.server.await.context("http server");
+        drop(self.background);
+        result
     }
 }
 
-/// Migrates, builds the modules and starts listening on `config.http_addr`.
+/// Migrates, builds the modules, starts background work and listens on
+/// `config.http_addr`.
 pub async fn start(config: &Config) -> anyhow::Result<Running> {
+    start_with(config, Hooks::default()).await
+}
+
+/// [`start`], with test hooks.
+pub async fn start_with(config: &Config, hooks: Hooks) -> anyhow::Result<Running> {
     migrate(config, None).await?;
-    let modules = Modules::new(config)?;
+    let modules = Modules::new(config, &hooks)?;
+    let background = if hooks.background {
+        Some(start_background(config, &modules).await?)
+    } else {
+        None
+    };
+    let app_modules = modules.clone();
     let mut server = HttpServer::new(move || {
-        let modules = modules.clone();
+        let modules = app_modules.clone();
         kernel::http::app(move |cfg| modules.configure(cfg))
     })
     .disable_signals()
@@ -173,6 +311,8 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
     Ok(Running {
         address,
         handle: server.handle(),
+        modules,
         server,
+        background,
     })
 }

@@ -1,0 +1,278 @@
+//! The orders module's contract: commands on the write model ([`OrderCommands`]), queries
+//! on the denormalized read model ([`OrderQueries`]), and the events it publishes.
+//!
+//! Plain data, traits and the [`OrderError`] enum. Never depends on diesel, actix-web or
+//! tokio-postgres, and never on another module's implementation.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kernel::{FieldError, Money, OrderId, PageRequest, ProductId, UserId};
+use serde::{Deserialize, Serialize};
+
+/// Most lines in one order, and most units in one line.
+pub const MAX_ITEMS: usize = 100;
+pub const MAX_QUANTITY: i64 = 10_000;
+
+/// Where an order stands: `pending -> confirmed -> shipped -> delivered`, and `cancelled`
+/// from any of the first three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    Pending,
+    Confirmed,
+    Shipped,
+    Delivered,
+    Cancelled,
+}
+
+impl OrderStatus {
+    pub const ALL: [OrderStatus; 5] = [
+        OrderStatus::Pending,
+        OrderStatus::Confirmed,
+        OrderStatus::Shipped,
+        OrderStatus::Delivered,
+        OrderStatus::Cancelled,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "pending",
+            OrderStatus::Confirmed => "confirmed",
+            OrderStatus::Shipped => "shipped",
+            OrderStatus::Delivered => "delivered",
+            OrderStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// `"Pending"`, for display.
+    pub fn display(&self) -> &'static str {
+        match self {
+            OrderStatus::Pending => "Pending",
+            OrderStatus::Confirmed => "Confirmed",
+            OrderStatus::Shipped => "Shipped",
+            OrderStatus::Delivered => "Delivered",
+            OrderStatus::Cancelled => "Cancelled",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<OrderStatus> {
+        OrderStatus::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// One requested line of a new order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOrderLine {
+    pub product_id: ProductId,
+    pub quantity: i64,
+}
+
+/// Input of [`OrderCommands::place`]; prices come from the catalog, never from here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewOrder {
+    pub user_id: UserId,
+    pub items: Vec<NewOrderLine>,
+}
+
+/// What every command answers: `202 {"order_id", "status", "version"}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub order_id: OrderId,
+    pub status: OrderStatus,
+    pub version: i64,
+}
+
+/// Which version a command expects the order to be at (`If-Match`); `None` takes the
+/// current one, and a concurrent change still makes the command fail, never overwrite.
+pub type ExpectedVersion = Option<i64>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OrderError {
+    #[error("order {0} not found")]
+    NotFound(OrderId),
+    #[error("invalid order input")]
+    Invalid(Vec<FieldError>),
+    #[error("user {0} does not exist")]
+    UnknownUser(UserId),
+    #[error("user {0} is inactive and cannot place orders")]
+    UserInactive(UserId),
+    #[error("unknown products: {0:?}")]
+    UnknownProducts(Vec<ProductId>),
+    #[error(
+        "insufficient stock for product {product_id}: requested {requested}, available {available}"
+    )]
+    InsufficientStock {
+        product_id: ProductId,
+        requested: u32,
+        available: i64,
+    },
+    #[error("cannot {command} an order that is {from:?}")]
+    InvalidTransition {
+        from: OrderStatus,
+        command: &'static str,
+    },
+    #[error("order {order_id} is at version {actual}, not {expected}")]
+    VersionMismatch {
+        order_id: OrderId,
+        expected: i64,
+        actual: i64,
+    },
+    #[error("order {0} was changed by a concurrent command; retry")]
+    Conflict(OrderId),
+    #[error("idempotency key {0:?} was already used with another request")]
+    IdempotencyKeyReused(String),
+    #[error("a request with idempotency key {0:?} is still running")]
+    IdempotencyKeyInUse(String),
+    #[error("payment for order {0} was declined")]
+    PaymentDeclined(OrderId),
+    #[error("the payment gateway failed: {0}")]
+    PaymentGateway(String),
+    #[error("invalid payment token: {0}")]
+    InvalidPaymentToken(String),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+/// The write side: each command loads the order, applies the domain rules, and saves it
+/// with a version check.
+#[async_trait]
+pub trait OrderCommands: Send + Sync {
+    /// Creates a pending order, reserving its stock all or nothing. With an idempotency
+    /// key, a repeat of the same request answers the first answer and creates nothing.
+    async fn place(
+        &self,
+        order: NewOrder,
+        idempotency_key: Option<String>,
+    ) -> Result<Accepted, OrderError>;
+    /// Charges the order's total, then confirms it.
+    async fn confirm(
+        &self,
+        id: OrderId,
+        payment_token: String,
+        expected: ExpectedVersion,
+    ) -> Result<Accepted, OrderError>;
+    async fn ship(&self, id: OrderId, expected: ExpectedVersion) -> Result<Accepted, OrderError>;
+    async fn deliver(&self, id: OrderId, expected: ExpectedVersion)
+    -> Result<Accepted, OrderError>;
+    /// Cancels; a pending order's stock is released, a paid order is refunded and its
+    /// stock returned.
+    async fn cancel(
+        &self,
+        id: OrderId,
+        reason: String,
+        expected: ExpectedVersion,
+    ) -> Result<Accepted, OrderError>;
+}
+
+/// One line of the read model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderItemView {
+    pub product_id: ProductId,
+    pub product_name: String,
+    pub quantity: i64,
+    pub price: Money,
+    pub subtotal: Money,
+}
+
+/// The denormalized order, as queries answer it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    pub id: OrderId,
+    pub user_id: UserId,
+    pub user_name: Option<String>,
+    pub user_email: Option<String>,
+    pub items: Vec<OrderItemView>,
+    pub item_count: i64,
+    pub total: Money,
+    pub status: OrderStatus,
+    pub status_display: String,
+    pub cancel_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+/// A page of orders, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPage {
+    pub orders: Vec<OrderView>,
+    pub total: u64,
+    pub page: u32,
+    pub page_size: u32,
+    pub total_pages: u64,
+}
+
+/// List filters.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OrderFilter {
+    pub user_id: Option<UserId>,
+    pub status: Option<OrderStatus>,
+}
+
+/// A read that may lag the write model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// The read model holds the asked version or later.
+    Fresh(OrderView),
+    /// The wait ran out; this is what the read model has.
+    Stale(OrderView),
+}
+
+/// The read side: the denormalized read model fed by projections.
+#[async_trait]
+pub trait OrderQueries: Send + Sync {
+    /// The order; with `min_version`, waits up to `wait` for the read model to reach it.
+    async fn get(&self, id: OrderId, min_version: Option<i64>) -> Result<Read, OrderError>;
+    async fn list(&self, filter: OrderFilter, page: PageRequest) -> Result<OrderPage, OrderError>;
+}
+
+/// The integration events the orders module publishes (envelope `aggregate_id` = order id,
+/// `aggregate_version` = the order's version after the change).
+pub mod events {
+    use kernel::{Money, PaymentId, ProductId, UserId};
+    use serde::{Deserialize, Serialize};
+
+    use super::OrderStatus;
+
+    pub const ORDER_CREATED: &str = "order.created";
+    pub const ORDER_CONFIRMED: &str = "order.confirmed";
+    pub const ORDER_SHIPPED: &str = "order.shipped";
+    pub const ORDER_DELIVERED: &str = "order.delivered";
+    pub const ORDER_CANCELLED: &str = "order.cancelled";
+
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderLine {
+        pub product_id: ProductId,
+        pub product_name: String,
+        pub quantity: i64,
+        pub price: Money,
+    }
+
+    /// `order.created`, version 1: the order as placed, with catalog names and prices.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderCreated {
+        pub user_id: UserId,
+        pub user_name: String,
+        pub user_email: String,
+        pub items: Vec<OrderLine>,
+        pub total: Money,
+    }
+
+    /// `order.confirmed`: paid by `payment_id`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderConfirmed {
+        pub payment_id: PaymentId,
+        pub amount: Money,
+    }
+
+    /// `order.shipped` and `order.delivered` carry nothing but their envelope.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+    pub struct StatusChanged {}
+
+    /// `order.cancelled`: why, and from which status (which tells whether it was paid).
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct OrderCancelled {
+        pub reason: String,
+        pub previous_status: OrderStatus,
+    }
+}

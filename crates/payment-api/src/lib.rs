@@ -1,0 +1,385 @@
+//! The payments module's contract: charging an order's total through the payment gateway,
+//! refunding it, and reading payments back.
+//!
+//! Plain data, the [`PaymentApi`] trait, the [`PaymentError`] enum and the integration
+//! [`events`] the module publishes. Never depends on diesel, actix-web or tokio-postgres,
+//! and never on another module: an order is only an opaque [`OrderId`] and an amount.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kernel::{FieldError, Money, OrderId, PaymentId};
+use serde::{Deserialize, Serialize};
+
+/// One attempt to charge an order. At most one payment per order is ever `Captured` or
+/// `Refunded`; any number may be `Declined` before it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    pub amount: Money,
+    pub status: PaymentStatus,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// `captured -> refunded`; `declined` is final.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// The gateway took the money.
+    Captured,
+    /// The gateway refused the card; nothing was taken.
+    Declined,
+    /// The money was taken and given back.
+    Refunded,
+}
+
+impl PaymentStatus {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PaymentStatus::Captured => "captured",
+            PaymentStatus::Declined => "declined",
+            PaymentStatus::Refunded => "refunded",
+        }
+    }
+}
+
+/// Tokens the built-in simulated gateway (and the in-memory fake) understand, as the HTTP
+/// contract documents them. Any other token is [`PaymentError::InvalidToken`].
+pub mod tokens {
+    /// The charge succeeds.
+    pub const VISA: &str = "tok_visa";
+    /// The card is declined: [`crate::PaymentError::Declined`].
+    pub const DECLINED: &str = "tok_declined";
+    /// The gateway fails: [`crate::PaymentError::GatewayUnavailable`].
+    pub const GATEWAY_ERROR: &str = "tok_gateway_error";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PaymentError {
+    #[error("payment {0} not found")]
+    NotFound(PaymentId),
+    /// The gateway refused the card. A `declined` payment and a `payment.declined` event
+    /// were recorded; the order may be charged again with another token.
+    #[error("payment for order {order_id} was declined")]
+    Declined { order_id: OrderId },
+    /// The gateway failed or could not be reached. Nothing was recorded and nothing was
+    /// taken: the charge is safe to retry.
+    #[error("payment gateway unavailable: {0}")]
+    GatewayUnavailable(String),
+    /// The gateway does not know the payment token. Nothing was recorded.
+    #[error("invalid payment token: {0}")]
+    InvalidToken(String),
+    #[error("invalid payment input")]
+    Invalid(Vec<FieldError>),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+#[async_trait]
+pub trait PaymentApi: Send + Sync {
+    /// Charges `amount` (more than zero) for `order_id` with the card behind `token`.
+    ///
+    /// At most one captured payment per order, ever: when the order already has a
+    /// captured or refunded payment, that payment is returned and nothing is charged, with
+    /// whatever `amount` and `token` (so a retried or concurrent confirm never charges
+    /// twice). A declined card records a `declined` payment and answers
+    /// [`PaymentError::Declined`]; a gateway failure ([`PaymentError::GatewayUnavailable`])
+    /// and an unknown token ([`PaymentError::InvalidToken`]) record nothing.
+    async fn charge(
+        &self,
+        order_id: OrderId,
+        amount: Money,
+        token: &str,
+    ) -> Result<Payment, PaymentError>;
+
+    /// Gives back the order's captured payment (status `refunded`). Idempotent: an already
+    /// refunded payment is returned unchanged. `Ok(None)` when the order has no captured or
+    /// refunded payment (never charged, or only declined).
+    async fn refund(&self, order_id: OrderId) -> Result<Option<Payment>, PaymentError>;
+
+    async fn get(&self, id: PaymentId) -> Result<Payment, PaymentError>;
+
+    /// Every payment of `order_id`, oldest first; empty for an unknown order.
+    async fn for_order(&self, order_id: OrderId) -> Result<Vec<Payment>, PaymentError>;
+}
+
+/// The integration events the payments module publishes. The envelope's `aggregate_id` is
+/// the payment id; `aggregate_version` is 1 for `payment.captured` and `payment.declined`,
+/// 2 for `payment.refunded`.
+pub mod events {
+    use kernel::{Money, OrderId, PaymentId};
+    use serde::{Deserialize, Serialize};
+
+    pub const PAYMENT_CAPTURED: &str = "payment.captured";
+    pub const PAYMENT_DECLINED: &str = "payment.declined";
+    pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+
+    /// `payment.captured`, version 1: the gateway took `amount` for the order.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentCaptured {
+        pub payment_id: PaymentId,
+        pub order_id: OrderId,
+        pub amount: Money,
+    }
+
+    /// `payment.declined`, version 1: the gateway refused the card, for `reason`.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentDeclined {
+        pub payment_id: PaymentId,
+        pub order_id: OrderId,
+        pub amount: Money,
+        pub reason: String,
+    }
+
+    /// `payment.refunded`, version 2: `amount` went back to the card.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentRefunded {
+        pub payment_id: PaymentId,
+        pub order_id: OrderId,
+        pub amount: Money,
+    }
+}
+
+#[cfg(feature = "testing")]
+pub mod testing {
+    //! An in-memory [`PaymentApi`] for other modules' suites, so they run without the
+    //! payments module. Same tokens ([`crate::tokens`]) and the same promises: at most one
+    //! captured payment per order, declines recorded, gateway failures and unknown tokens
+    //! recording nothing, idempotent refunds. [`InMemoryPayments::charges`] counts what the
+    //! "gateway" actually charged.
+
+    use std::sync::Mutex;
+
+    use super::*;
+
+    #[derive(Default)]
+    pub struct InMemoryPayments {
+        state: Mutex<State>,
+    }
+
+    #[derive(Default)]
+    struct State {
+        /// In creation order.
+        payments: Vec<Payment>,
+        charges: usize,
+        refunds: usize,
+    }
+
+    impl InMemoryPayments {
+        /// Successful gateway charges so far (repeats of a paid order do not count).
+        pub fn charges(&self) -> usize {
+            self.lock().charges
+        }
+
+        /// Gateway refunds so far (repeats do not count).
+        pub fn refunds(&self) -> usize {
+            self.lock().refunds
+        }
+
+        fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+            self.state.lock().unwrap_or_else(|e| e.into_inner())
+        }
+    }
+
+    fn settled(state: &mut State, order_id: OrderId) -> Option<&mut Payment> {
+        state
+            .payments
+            .iter_mut()
+            .find(|p| p.order_id == order_id && p.status != PaymentStatus::Declined)
+    }
+
+    #[async_trait]
+    impl PaymentApi for InMemoryPayments {
+        async fn charge(
+            &self,
+            order_id: OrderId,
+            amount: Money,
+            token: &str,
+        ) -> Result<Payment, PaymentError> {
+            if amount.is_zero() {
+                return Err(PaymentError::Invalid(vec![FieldError::new(
+                    "amount",
+                    "must be greater than 0",
+                )]));
+            }
+            let mut state = self.lock();
+            if let Some(existing) = settled(&mut state, order_id) {
+                return Ok(existing.clone());
+            }
+            let status = match token {
+                tokens::VISA => PaymentStatus::Captured,
+                tokens::DECLINED => PaymentStatus::Declined,
+                tokens::GATEWAY_ERROR => {
+                    return Err(PaymentError::GatewayUnavailable(
+                        "simulated gateway error".to_owned(),
+                    ));
+                }
+                other => {
+                    return Err(PaymentError::InvalidToken(format!(
+                        "unknown payment token {other:?}"
+                    )));
+                }
+            };
+            let now = Utc::now();
+            let payment = Payment {
+                id: PaymentId::generate(),
+                order_id,
+                amount,
+                status,
+                created_at: now,
+                updated_at: now,
+            };
+            state.payments.push(payment.clone());
+            if status == PaymentStatus::Declined {
+                return Err(PaymentError::Declined { order_id });
+            }
+            state.charges += 1;
+            Ok(payment)
+        }
+
+        async fn refund(&self, order_id: OrderId) -> Result<Option<Payment>, PaymentError> {
+            let mut state = self.lock();
+            let Some(payment) = settled(&mut state, order_id) else {
+                return Ok(None);
+            };
+            if payment.status == PaymentStatus::Refunded {
+                return Ok(Some(payment.clone()));
+            }
+            payment.status = PaymentStatus::Refunded;
+            payment.updated_at = Utc::now();
+            let payment = payment.clone();
+            state.refunds += 1;
+            Ok(Some(payment))
+        }
+
+        async fn get(&self, id: PaymentId) -> Result<Payment, PaymentError> {
+            self.lock()
+                .payments
+                .iter()
+                .find(|p| p.id == id)
+                .cloned()
+                .ok_or(PaymentError::NotFound(id))
+        }
+
+        async fn for_order(&self, order_id: OrderId) -> Result<Vec<Payment>, PaymentError> {
+            Ok(self
+                .lock()
+                .payments
+                .iter()
+                .filter(|p| p.order_id == order_id)
+                .cloned()
+                .collect())
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn money(text: &str) -> Money {
+            Money::parse(text).unwrap()
+        }
+
+        #[tokio::test]
+        async fn charges_once_per_order_and_refunds_once() {
+            let fake = InMemoryPayments::default();
+            let order = OrderId::generate();
+            let first = fake
+                .charge(order, money("9.99"), tokens::VISA)
+                .await
+                .unwrap();
+            assert_eq!(first.status, PaymentStatus::Captured);
+            let again = fake
+                .charge(order, money("9.99"), tokens::VISA)
+                .await
+                .unwrap();
+            assert_eq!(again, first, "a paid order is not charged twice");
+            assert_eq!(fake.charges(), 1);
+
+            let refunded = fake.refund(order).await.unwrap().unwrap();
+            assert_eq!(
+                (refunded.id, refunded.status),
+                (first.id, PaymentStatus::Refunded)
+            );
+            assert_eq!(fake.refund(order).await.unwrap().unwrap(), refunded);
+            assert_eq!(fake.refunds(), 1);
+            let after = fake
+                .charge(order, money("9.99"), tokens::VISA)
+                .await
+                .unwrap();
+            assert_eq!(after, refunded, "a refunded order is not charged again");
+            assert_eq!(fake.charges(), 1);
+            assert_eq!(fake.for_order(order).await.unwrap(), vec![refunded]);
+        }
+
+        #[tokio::test]
+        async fn follows_the_token_rules() {
+            let fake = InMemoryPayments::default();
+            let order = OrderId::generate();
+            let cases = [
+                (tokens::GATEWAY_ERROR, "GatewayUnavailable"),
+                ("tok_unknown", "InvalidToken"),
+                (tokens::DECLINED, "Declined"),
+            ];
+            for (token, expected) in cases {
+                let err = fake.charge(order, money("5"), token).await.unwrap_err();
+                assert!(format!("{err:?}").starts_with(expected), "{token}: {err:?}");
+            }
+            let declined = fake.for_order(order).await.unwrap();
+            assert_eq!(declined.len(), 1, "only the decline is recorded");
+            assert_eq!(declined[0].status, PaymentStatus::Declined);
+            assert_eq!(fake.refund(order).await.unwrap(), None);
+            assert!(matches!(
+                fake.charge(order, Money::ZERO, tokens::VISA).await,
+                Err(PaymentError::Invalid(_))
+            ));
+            let paid = fake.charge(order, money("5"), tokens::VISA).await.unwrap();
+            assert_eq!(fake.get(paid.id).await.unwrap(), paid);
+            assert_eq!(fake.for_order(order).await.unwrap().len(), 2);
+            assert_eq!(fake.charges(), 1);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payments_and_events_render_as_the_contract_says() {
+        let now = Utc::now();
+        let payment = Payment {
+            id: PaymentId::generate(),
+            order_id: OrderId::generate(),
+            amount: Money::parse("12.5").unwrap(),
+            status: PaymentStatus::Refunded,
+            created_at: now,
+            updated_at: now,
+        };
+        let json = serde_json::to_value(&payment).unwrap();
+        assert_eq!(json["status"], "refunded");
+        assert_eq!(json["amount"], "12.50");
+        assert_eq!(json["id"], payment.id.to_string());
+        for status in [
+            PaymentStatus::Captured,
+            PaymentStatus::Declined,
+            PaymentStatus::Refunded,
+        ] {
+            assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
+        }
+        let declined = events::PaymentDeclined {
+            payment_id: payment.id,
+            order_id: payment.order_id,
+            amount: payment.amount,
+            reason: "card declined".to_owned(),
+        };
+        let json = serde_json::to_value(&declined).unwrap();
+        assert_eq!(json["order_id"], payment.order_id.to_string());
+        assert_eq!(json["reason"], "card declined");
+        assert_eq!(
+            serde_json::from_value::<events::PaymentDeclined>(json).unwrap(),
+            declined
+        );
+    }
+}

@@ -1,0 +1,12 @@
+diesel::table! {
+    payments.payments (id) {
+        id -> Uuid,
+        order_id -> Uuid,
+        amount -> Numeric,
+        status -> Text,
+        gateway_reference -> Nullable<Text>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}

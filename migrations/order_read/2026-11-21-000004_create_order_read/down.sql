@@ -1,0 +1,4 @@
+DROP TABLE order_read.products;
+DROP TABLE order_read.users;
+DROP TABLE order_read.order_items;
+DROP TABLE order_read.orders;
