@@ -112,6 +112,8 @@ pub struct Hooks {
     pub faults: Option<order::FaultHook>,
     /// How often the sweeper runs.
     pub sweep_every: Duration,
+    /// How long an unfinished placement waits before the sweeper releases it.
+    pub placement_timeout: Duration,
 }
 
 impl Default for Hooks {
@@ -120,6 +122,7 @@ impl Default for Hooks {
             background: true,
             faults: None,
             sweep_every: Duration::from_secs(1),
+            placement_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -164,6 +167,7 @@ impl Modules {
         let order_settings = order::Settings {
             order_expiry: config.order_expiry,
             sweep_every: hooks.sweep_every,
+            placement_timeout: hooks.placement_timeout,
             faults: hooks.faults.clone(),
         };
         let orders = Arc::new(order::OrderModule::new(

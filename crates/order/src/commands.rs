@@ -563,6 +563,7 @@ impl OrderService {
     pub(crate) async fn due(
         &self,
         expiry: Duration,
+        placement_timeout: Duration,
     ) -> anyhow::Result<(Vec<OrderId>, Vec<OrderId>)> {
         let mut conn = db::connect(&self.pool).await?;
         let now = Utc::now();
@@ -577,7 +578,8 @@ impl OrderService {
             .load(&mut conn)
             .await
             .db_context("finding expired orders")?;
-        let stuck_before = now - chrono::Duration::seconds(60);
+        let stuck_before =
+            now - chrono::Duration::from_std(placement_timeout).unwrap_or(chrono::Duration::MAX);
         let stuck: Vec<Uuid> = orders::table
             .filter(
                 orders::status
@@ -761,6 +763,7 @@ impl OrderCommands for OrderService {
         let (answer, _) = self
             .change(id, expected, |order| order.cancel(reason))
             .await?;
+        self.fault("after_cancel")?;
         if let Err(error) = self.compensate(id).await {
             tracing::warn!(order_id = %id, error = format!("{error:#}"), "refund and restock left to the saga");
         }

@@ -52,6 +52,9 @@ pub struct Settings {
     pub order_expiry: Duration,
     /// How often the sweeper looks for expired orders and interrupted placements.
     pub sweep_every: Duration,
+    /// How long a placement may stay unfinished before the sweeper releases it (a request
+    /// still running after this is refused at its last step).
+    pub placement_timeout: Duration,
     /// Tests only: stops a command at a named point, as a crash would.
     pub faults: Option<FaultHook>,
 }
@@ -123,15 +126,11 @@ impl OrderModule {
 
     /// Starts the sweeper (expired orders, interrupted placements).
     pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(sweeper::run(
-            self.service.clone(),
-            self.settings.order_expiry,
-            self.settings.sweep_every,
-        ))
+        tokio::spawn(sweeper::run(self.service.clone(), self.settings.clone()))
     }
 
     /// One sweep now (for tests and tools).
     pub async fn sweep(&self) -> anyhow::Result<()> {
-        sweeper::sweep(&self.service, self.settings.order_expiry).await
+        sweeper::sweep(&self.service, &self.settings).await
     }
 }

@@ -3,23 +3,24 @@
 //! crash interrupted. Every process runs one; the row locks and version checks of the
 //! commands make concurrent sweepers harmless.
 
-use std::time::Duration;
-
 use order_api::{OrderCommands, OrderError};
 
+use crate::Settings;
 use crate::commands::OrderService;
 
-pub(crate) async fn run(service: OrderService, expiry: Duration, every: Duration) {
+pub(crate) async fn run(service: OrderService, settings: Settings) {
     loop {
-        if let Err(error) = sweep(&service, expiry).await {
+        if let Err(error) = sweep(&service, &settings).await {
             tracing::warn!(error = format!("{error:#}"), "order sweep failed; retrying");
         }
-        tokio::time::sleep(every).await;
+        tokio::time::sleep(settings.sweep_every).await;
     }
 }
 
-pub(crate) async fn sweep(service: &OrderService, expiry: Duration) -> anyhow::Result<()> {
-    let (expired, interrupted) = service.due(expiry).await?;
+pub(crate) async fn sweep(service: &OrderService, settings: &Settings) -> anyhow::Result<()> {
+    let (expired, interrupted) = service
+        .due(settings.order_expiry, settings.placement_timeout)
+        .await?;
     for id in expired {
         match service.cancel(id, "expired".to_owned(), None).await {
             Ok(_) => tracing::info!(order_id = %id, "expired pending order cancelled"),
