@@ -50,7 +50,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults, with another database url (for tests and tools).
+    /// The defaults, with another database url, small pools and two workers: for tests and
+    /// tools that run several processes against one Postgres.
     pub fn for_database(database_url: &str) -> Config {
         Config {
             database_url: database_url.to_owned(),
@@ -58,7 +59,7 @@ impl Config {
             http_addr: "127.0.0.1:0".to_owned(),
             admin_token: None,
             order_expiry: Duration::from_secs(30 * 60),
-            db_pool_size: 8,
+            db_pool_size: 3,
             http_workers: Some(2),
         }
     }

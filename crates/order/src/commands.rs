@@ -676,10 +676,10 @@ impl OrderCommands for OrderService {
             },
             Err(e) => Err(e),
         };
-        if published.is_err() {
-            if let Err(error) = self.abandon(id).await {
-                tracing::warn!(order_id = %id, error = format!("{error:#}"), "placement left for the sweeper");
-            }
+        if published.is_err()
+            && let Err(error) = self.abandon(id).await
+        {
+            tracing::warn!(order_id = %id, error = format!("{error:#}"), "placement left for the sweeper");
         }
         if let Ok(answer) = &published {
             tracing::info!(order_id = %answer.order_id, "order placed");

@@ -159,11 +159,8 @@ mod tests {
     #[test]
     fn status_machine() {
         use OrderStatus::*;
-        let commands: [(
-            &str,
-            fn(&mut Order) -> Result<NewEvent, OrderError>,
-            OrderStatus,
-        ); 4] = [
+        type Command = fn(&mut Order) -> Result<NewEvent, OrderError>;
+        let commands: [(&str, Command, OrderStatus); 4] = [
             ("confirm", |o| o.confirm(PaymentId::generate()), Confirmed),
             ("ship", Order::ship, Shipped),
             ("deliver", Order::deliver, Delivered),

@@ -2,29 +2,113 @@
 
 mod binary;
 mod database;
+mod guarantees;
+mod invariants;
+mod orders;
 mod routes;
 
-use emporium::Config;
+use emporium::{Config, Hooks};
 use kernel::testing::{Http, TestDatabase};
+use serde_json::{Value, json};
 
 struct TestApp {
     http: Http,
     db: TestDatabase,
-    _handle: actix_web::dev::ServerHandle,
+    handle: actix_web::dev::ServerHandle,
+}
+
+/// A fresh database with every schema migrated.
+async fn database() -> TestDatabase {
+    let schemas: Vec<_> = emporium::SCHEMAS
+        .iter()
+        .chain(emporium::READ_SCHEMAS.iter())
+        .copied()
+        .collect();
+    kernel::testing::database(&schemas).await
 }
 
 /// Starts the real app (`emporium::start`, as `emporium serve` does) on port 0.
 async fn spawn_app() -> TestApp {
-    let db = kernel::testing::database(&emporium::SCHEMAS).await;
-    let running = emporium::start(&Config::for_database(&db.url))
+    spawn_on(database().await, Hooks::default()).await
+}
+
+/// Starts one more process of the app on `db`.
+async fn spawn_on(db: TestDatabase, hooks: Hooks) -> TestApp {
+    spawn_with(db, Config::for_database, hooks).await
+}
+
+async fn spawn_with(
+    db: TestDatabase,
+    config: impl FnOnce(&str) -> Config,
+    hooks: Hooks,
+) -> TestApp {
+    let running = emporium::start_with(&config(&db.url), hooks)
         .await
         .expect("start emporium");
     let http = Http::new(format!("http://{}", running.address));
     let handle = running.handle.clone();
     tokio::spawn(running.wait());
-    TestApp {
-        http,
-        db,
-        _handle: handle,
+    TestApp { http, db, handle }
+}
+
+impl TestApp {
+    /// Stops this process's server and background work, as a crash would (requests in
+    /// flight are dropped).
+    async fn stop(&self) {
+        self.handle.stop(false).await;
+    }
+
+    async fn user(&self, email: &str) -> String {
+        let answer = self
+            .http
+            .post(
+                "/users",
+                json!({"email": email, "name": email.split('@').next()}),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{:#}", answer.body);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn product(&self, name: &str, price: &str, stock: i64) -> String {
+        let answer = self
+            .http
+            .post(
+                "/products",
+                json!({"name": name, "price": price, "stock": stock}),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{:#}", answer.body);
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    async fn order(&self, user: &str, lines: &[(&str, i64)]) -> kernel::testing::Answer {
+        let items: Vec<Value> = lines
+            .iter()
+            .map(|(p, q)| json!({"product_id": p, "quantity": q}))
+            .collect();
+        self.http
+            .post("/commands/orders", json!({"user_id": user, "items": items}))
+            .await
+    }
+
+    async fn placed(&self, user: &str, lines: &[(&str, i64)]) -> String {
+        let answer = self.order(user, lines).await;
+        assert_eq!(answer.status, 202, "{:#}", answer.body);
+        answer.body["order_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn command(&self, id: &str, command: &str, body: Value) -> kernel::testing::Answer {
+        self.http
+            .post(&format!("/commands/orders/{id}/{command}"), body)
+            .await
+    }
+
+    async fn stock(&self, product: &str) -> (i64, i64) {
+        let p = self.http.get(&format!("/products/{product}")).await.body;
+        (
+            p["stock"].as_i64().unwrap(),
+            p["reserved"].as_i64().unwrap(),
+        )
     }
 }

@@ -11,8 +11,12 @@
 //!   nothing after it is read. Writers lock the aggregate before their first write, so a
 //!   later version of an aggregate always has a larger `xid`.
 //! - **Checkpoints.** A subscriber's position per source is a row of its own schema's
-//!   `checkpoints`, locked `FOR UPDATE SKIP LOCKED` (one process per subscription at a
-//!   time) and moved, compare-and-set, in the same transaction as the subscriber's writes.
+//!   `checkpoints`, moved compare-and-set in the same transaction as the subscriber's
+//!   writes. One batch of a subscriber runs at a time, across its sources and across
+//!   processes: it holds a transaction-scoped advisory lock per subscriber
+//!   (`pg_try_advisory_xact_lock`; others skip and retry), which, unlike `FOR UPDATE`,
+//!   takes no transaction id, so a slow batch never holds back the watermark other readers
+//!   wait on. Each process runs one task per subscriber, cycling through its sources.
 //!   Each event is applied in a savepoint; a failure is retried with backoff and, after
 //!   [`MAX_ATTEMPTS`], parked in `dead_letters` so the subscription moves on.
 //! - **Wake-up.** One `LISTEN` connection per process wakes every subscription; polling
@@ -285,9 +289,32 @@ impl Subscription {
 
     async fn step_in(&self, conn: &mut AsyncPgConnection, limit: i64) -> anyhow::Result<Step> {
         let (name, source) = (self.subscriber.name(), self.source.name());
+        // One batch of this subscriber at a time, whichever source and process: a
+        // transaction-scoped advisory lock per subscriber. Per subscriber, not per source,
+        // because its sources meet in the same tables (an order row and its user's name)
+        // and two concurrent batches would each miss the other's uncommitted write. Unlike
+        // a row lock it assigns no transaction id, so a long batch does not hold back the
+        // watermark (`xmin`) that every reader in the cluster waits on.
+        #[derive(diesel::QueryableByName)]
+        struct Locked {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            locked: bool,
+        }
+        let lock: Locked = diesel::sql_query(
+            "SELECT pg_try_advisory_xact_lock(hashtextextended(\
+             'emporium.subscriber.' || $1 || '.' || $2, 0)) AS locked",
+        )
+        .bind::<Text, _>(self.schema)
+        .bind::<Text, _>(name)
+        .get_result(conn)
+        .await
+        .context("locking subscription")?;
+        if !lock.locked {
+            return Ok(Step::Busy);
+        }
         let checkpoint: Option<CheckpointRow> = diesel::sql_query(format!(
             "SELECT xid::text::bigint AS xid, seq, attempts FROM {}.checkpoints \
-             WHERE subscriber = $1 AND source = $2 FOR UPDATE SKIP LOCKED",
+             WHERE subscriber = $1 AND source = $2",
             self.schema
         ))
         .bind::<Text, _>(name)
@@ -295,9 +322,12 @@ impl Subscription {
         .get_result(conn)
         .await
         .optional_row()
-        .context("locking checkpoint")?;
+        .context("reading checkpoint")?;
         let Some(checkpoint) = checkpoint else {
-            return Ok(Step::Busy);
+            anyhow::bail!(
+                "no checkpoint for {}; register the subscription first",
+                self.label()
+            );
         };
         let start = Position {
             xid: checkpoint.xid,
@@ -432,12 +462,19 @@ impl Dispatcher {
         }
         let (wake_tx, wake_rx) = watch::channel(0u64);
         let mut tasks = vec![tokio::spawn(listen(listen_url.to_owned(), wake_tx))];
+        let mut by_subscriber: Vec<Vec<Subscription>> = Vec::new();
         for subscription in subscriptions {
-            tasks.push(tokio::spawn(deliver(
-                subscription,
-                wake_rx.clone(),
-                settings,
-            )));
+            let same = |group: &&mut Vec<Subscription>| {
+                group[0].schema == subscription.schema
+                    && group[0].subscriber.name() == subscription.subscriber.name()
+            };
+            match by_subscriber.iter_mut().find(same) {
+                Some(group) => group.push(subscription),
+                None => by_subscriber.push(vec![subscription]),
+            }
+        }
+        for group in by_subscriber {
+            tasks.push(tokio::spawn(deliver(group, wake_rx.clone(), settings)));
         }
         Ok(Dispatcher { tasks })
     }
@@ -489,38 +526,52 @@ async fn listen(url: String, wake: watch::Sender<u64>) {
     }
 }
 
-/// Delivers one subscription forever: steps while there is work, waits for a wake-up or
-/// the poll interval when idle, backs off after failures.
+/// Delivers one subscriber's subscriptions forever: steps each source in turn while there
+/// is work, waits for a wake-up or the poll interval when all are idle, backs off after
+/// failures.
 async fn deliver(
-    subscription: Subscription,
+    subscriptions: Vec<Subscription>,
     mut wake: watch::Receiver<u64>,
     settings: DispatchSettings,
 ) {
     let mut failures = 0u32;
     loop {
         wake.borrow_and_update();
-        let pause = match subscription.step(settings.batch_size).await {
-            Ok(Step::Applied { .. }) => {
-                failures = 0;
-                continue;
+        let (mut progress, mut busy, mut pause) = (false, false, None);
+        for subscription in &subscriptions {
+            match subscription.step(settings.batch_size).await {
+                Ok(Step::Applied { .. }) => progress = true,
+                Ok(Step::Idle) => {}
+                Ok(Step::Busy) => busy = true,
+                Ok(Step::Failed { attempts }) => {
+                    pause = pause.max(Some(backoff(u32::try_from(attempts).unwrap_or(1))));
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(
+                        subscription = subscription.label(),
+                        error = format!("{error:#}"),
+                        "delivery failed; retrying"
+                    );
+                    pause = pause.max(Some(backoff(failures)));
+                }
             }
-            Ok(Step::Failed { attempts }) => backoff(u32::try_from(attempts).unwrap_or(1)),
-            Ok(Step::Idle) | Ok(Step::Busy) => {
-                failures = 0;
-                let _ = tokio::time::timeout(settings.poll_interval, wake.changed()).await;
-                continue;
-            }
-            Err(error) => {
-                failures += 1;
-                tracing::warn!(
-                    subscription = subscription.label(),
-                    error = format!("{error:#}"),
-                    "delivery failed; retrying"
-                );
-                backoff(failures)
-            }
-        };
-        tokio::time::sleep(pause).await;
+        }
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        } else if progress {
+            failures = 0;
+        } else if busy {
+            // Another process holds this subscriber; it may let go any moment.
+            let _ = tokio::time::timeout(
+                settings.poll_interval.min(Duration::from_millis(50)),
+                wake.changed(),
+            )
+            .await;
+        } else {
+            failures = 0;
+            let _ = tokio::time::timeout(settings.poll_interval, wake.changed()).await;
+        }
     }
 }
 

@@ -309,3 +309,126 @@ async fn events_roll_back_with_their_transaction() {
         "the rolled-back event never existed"
     );
 }
+
+/// One synthetic event from a source named `other`.
+struct OneEvent;
+
+#[async_trait]
+impl events::EventSource for OneEvent {
+    fn name(&self) -> &'static str {
+        "other"
+    }
+    async fn read(&self, after: events::Position, _: i64) -> anyhow::Result<Vec<events::Stored>> {
+        let position = events::Position { xid: 1, seq: 1 };
+        if after >= position {
+            return Ok(Vec::new());
+        }
+        let envelope = Envelope {
+            event_id: uuid::Uuid::now_v7(),
+            event_type: "test.other".into(),
+            aggregate_id: uuid::Uuid::now_v7(),
+            aggregate_version: 1,
+            occurred_at: chrono::Utc::now(),
+            schema_version: 1,
+            payload: serde_json::json!({"n": 99}),
+        };
+        Ok(vec![events::Stored { position, envelope }])
+    }
+    async fn count_after(&self, _: events::Position) -> anyhow::Result<i64> {
+        Ok(0)
+    }
+}
+
+/// Holds every `apply` until released.
+struct Gate {
+    entered: tokio::sync::Notify,
+    release: tokio::sync::Notify,
+}
+
+#[async_trait]
+impl Subscriber for Gate {
+    fn name(&self) -> &'static str {
+        "gate"
+    }
+    async fn apply(&self, _: &mut AsyncPgConnection, _: &str, _: &Envelope) -> anyhow::Result<()> {
+        self.entered.notify_one();
+        self.release.notified().await;
+        Ok(())
+    }
+}
+
+/// A subscriber's sources feed the same tables, so two of its batches must never run at
+/// once (each would miss the other's uncommitted writes): while one source's batch runs,
+/// another source's step is `Busy`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_subscriber_never_runs_two_batches_at_once() {
+    let f = fixture().await;
+    let gate = Arc::new(Gate {
+        entered: tokio::sync::Notify::new(),
+        release: tokio::sync::Notify::new(),
+    });
+    let mut conn = write_conn(&f).await;
+    f.append(&mut conn, 1, false).await;
+    let ledger = Subscription {
+        subscriber: gate.clone(),
+        source: Arc::new(PgEventSource {
+            schema: "ledger",
+            pool: f.pool.clone(),
+        }),
+        pool: f.pool.clone(),
+        schema: "ledger",
+    };
+    let other = Subscription {
+        source: Arc::new(OneEvent),
+        ..ledger.clone()
+    };
+    ledger.register().await.unwrap();
+    other.register().await.unwrap();
+    // The event is readable once the cluster-wide watermark passes it.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ledger
+        .source
+        .read(events::Position::default(), 10)
+        .await
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the appended event never became readable"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let first = tokio::spawn({
+        let ledger = ledger.clone();
+        async move { ledger.step(10).await.unwrap() }
+    });
+    gate.entered.notified().await;
+    let concurrent = tokio::time::timeout(Duration::from_secs(5), other.step(10)).await;
+    let concurrent =
+        concurrent.expect("the other source's batch ran concurrently and entered the gate");
+    assert_eq!(
+        concurrent.unwrap(),
+        Step::Busy,
+        "the other source waits for the running batch"
+    );
+    gate.release.notify_one();
+    assert_eq!(
+        first.await.unwrap(),
+        Step::Applied {
+            applied: 1,
+            parked: 0
+        }
+    );
+    let second = tokio::spawn(async move { other.step(10).await.unwrap() });
+    gate.entered.notified().await;
+    gate.release.notify_one();
+    assert_eq!(
+        second.await.unwrap(),
+        Step::Applied {
+            applied: 1,
+            parked: 0
+        }
+    );
+}

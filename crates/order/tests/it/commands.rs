@@ -184,7 +184,8 @@ async fn the_status_machine_over_http() {
     let (user, product) = app.shop(100);
     let ok = |status: &str, version: i64| (202, Some(status.to_owned()), Some(version));
     // command sequences from a fresh pending order and what each step answers
-    let cases: Vec<(Vec<&str>, Vec<(u16, Option<String>, Option<i64>)>)> = vec![
+    type Step = (u16, Option<String>, Option<i64>);
+    let cases: Vec<(Vec<&str>, Vec<Step>)> = vec![
         (
             vec!["confirm", "ship", "deliver"],
             vec![ok("confirmed", 2), ok("shipped", 3), ok("delivered", 4)],
