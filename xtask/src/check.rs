@@ -52,10 +52,9 @@ struct PackageMetadata {
 /// `[package.metadata.emporium]` of a module implementation crate.
 #[derive(Deserialize)]
 struct Module {
+    /// The schemas it owns; each one's migrations live in `migrations/<schema>/`.
     #[serde(default)]
     schemas: Vec<String>,
-    /// Its folder under `migrations/`.
-    migrations: Option<String>,
 }
 
 impl Package {
@@ -211,8 +210,17 @@ fn sources(
         report(&path, scan::tables(&text, &module.schemas));
         report(&path, scan::sql_in_rust(&text, &foreign));
     }
-    if let Some(folder) = &module.migrations {
-        for path in files(&root.join("migrations").join(folder), "sql")? {
+    for schema in &module.schemas {
+        let folder = root.join("migrations").join(schema);
+        if !folder.is_dir() {
+            let missing = scan::Finding {
+                line: 0,
+                message: format!("schema {schema} has no migrations/{schema}/ folder"),
+            };
+            report(&folder, vec![missing]);
+            continue;
+        }
+        for path in files(&folder, "sql")? {
             report(&path, scan::sql(&read(&path)?, &foreign));
         }
     }
