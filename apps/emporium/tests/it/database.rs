@@ -16,57 +16,58 @@ async fn try_query(pool: &kernel::db::Pool, sql: &str) -> Result<usize, String> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_module_cannot_touch_another_modules_tables() {
     let app = spawn_app().await;
-    let users_pool = kernel::db::pool(&app.db.url, &user::SCHEMA, Default::default()).unwrap();
-    let products_pool =
-        kernel::db::pool(&app.db.url, &product::SCHEMA, Default::default()).unwrap();
-
-    // Each module reaches its own tables...
-    try_query(&users_pool, "SELECT id FROM users.users")
-        .await
-        .expect("users reads users");
-    try_query(&products_pool, "SELECT id FROM products.products")
-        .await
-        .expect("products reads products");
-    // ...and nothing of the other's, read or write.
-    for sql in [
-        "SELECT id FROM users.users",
-        "UPDATE users.users SET active = false",
-        "CREATE TABLE users.spy (id int)",
-    ] {
-        let err = try_query(&products_pool, sql).await.expect_err(sql);
-        assert!(
-            err.contains("permission denied for schema users"),
-            "{sql}: {err}"
-        );
-    }
-    for sql in [
-        "SELECT id FROM products.products",
-        "DELETE FROM products.reservations",
-    ] {
-        let err = try_query(&users_pool, sql).await.expect_err(sql);
-        assert!(
-            err.contains("permission denied for schema products"),
-            "{sql}: {err}"
-        );
+    let schemas: Vec<_> = emporium::SCHEMAS
+        .iter()
+        .chain(emporium::READ_SCHEMAS.iter())
+        .collect();
+    for own in &schemas {
+        let pool = kernel::db::pool(&app.db.url, own, Default::default()).unwrap();
+        // A module reaches its own tables...
+        try_query(&pool, &format!("SELECT count(*) FROM {}.events", own.name))
+            .await
+            .expect("own schema");
+        // ...and nothing of another's, read or write.
+        for other in schemas.iter().filter(|s| s.name != own.name) {
+            for sql in [
+                format!("SELECT count(*) FROM {}.events", other.name),
+                format!("DELETE FROM {}.checkpoints", other.name),
+                format!("CREATE TABLE {}.spy (id int)", other.name),
+            ] {
+                let err = try_query(&pool, &sql).await.expect_err(&sql);
+                let denied = format!("permission denied for schema {}", other.name);
+                assert!(err.contains(&denied), "{} running {sql}: {err}", own.name);
+            }
+        }
     }
     // The unqualified name resolves only within the module's own schema.
+    let products_pool =
+        kernel::db::pool(&app.db.url, &product::SCHEMA, Default::default()).unwrap();
     let err = try_query(&products_pool, "SELECT id FROM users")
         .await
         .expect_err("search_path");
     assert!(err.contains("does not exist"), "{err}");
 
-    let owners = app
+    let names: Vec<String> = schemas
+        .iter()
+        .map(|s| format!("('{0}', 'emporium_{0}')", s.name))
+        .collect();
+    let owned = app
         .db
-        .scalar(
-            "SELECT count(*) AS n FROM pg_tables WHERE (schemaname, tableowner) IN \
-             (('users', 'emporium_users'), ('products', 'emporium_products'))",
-        )
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM pg_tables WHERE (schemaname, tableowner) IN ({})",
+            names.join(", ")
+        ))
         .await;
+    let in_module_schemas: Vec<String> = schemas.iter().map(|s| format!("'{}'", s.name)).collect();
     let all = app
         .db
-        .scalar("SELECT count(*) AS n FROM pg_tables WHERE schemaname IN ('users', 'products')")
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM pg_tables WHERE schemaname IN ({})",
+            in_module_schemas.join(", ")
+        ))
         .await;
-    assert_eq!(owners, all, "every table is owned by its module's role");
+    assert_eq!(owned, all, "every table is owned by its module's role");
+    assert!(all >= 20, "the check saw the tables ({all})");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +81,7 @@ async fn each_module_keeps_its_own_migration_history() {
         .unwrap()
         .count() as i64
     };
-    for schema in emporium::SCHEMAS {
+    for schema in emporium::SCHEMAS.iter().chain(emporium::READ_SCHEMAS.iter()) {
         let applied = app
             .db
             .scalar(&format!(
