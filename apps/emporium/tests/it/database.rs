@@ -81,7 +81,10 @@ async fn each_module_keeps_its_own_migration_history() {
         .unwrap()
         .count() as i64
     };
-    for schema in emporium::SCHEMAS.iter().chain(emporium::READ_SCHEMAS.iter()) {
+    for schema in emporium::SCHEMAS
+        .iter()
+        .chain(emporium::READ_SCHEMAS.iter())
+    {
         let applied = app
             .db
             .scalar(&format!(
