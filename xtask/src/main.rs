@@ -6,6 +6,7 @@
 
 mod check;
 mod db;
+mod docs;
 mod migration;
 mod scan;
 
@@ -55,7 +56,10 @@ enum Task {
     },
     /// Formatting, clippy, and the module boundary rules.
     Check,
-    /// `check`, then `test`: what CI runs.
+    /// Load the API reference (/docs) in headless Chromium and check that it renders every
+    /// operation; leaves a screenshot in target/docs.png.
+    DocsCheck,
+    /// `check`, then `test`, then `docs-check`: what CI runs.
     Ci,
 }
 
@@ -97,9 +101,18 @@ fn run(task: Task) -> Result<ExitCode> {
             check::run(&root)?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::DocsCheck => {
+            docs::run(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::Ci => {
             check::run(&root)?;
-            test(&root, &[])
+            let tested = test(&root, &[])?;
+            if tested != ExitCode::SUCCESS {
+                return Ok(tested);
+            }
+            docs::run(&root)?;
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

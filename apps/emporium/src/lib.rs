@@ -17,6 +17,9 @@ use payment_api::PaymentApi;
 use product_api::ProductApi;
 use user_api::UserApi;
 
+pub mod openapi;
+mod ops;
+
 /// Every flag has an environment variable (see `emporium --help`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct Config {
@@ -139,6 +142,7 @@ pub struct Modules {
     pub orders: Arc<order::OrderModule>,
     pub sources: Arc<order::Sources>,
     pools: Vec<(&'static str, Pool)>,
+    admin_token: Option<String>,
 }
 
 impl Modules {
@@ -204,6 +208,7 @@ impl Modules {
                 (order::SCHEMA.name, orders_pool),
                 (order::READ_SCHEMA.name, read_pool),
             ],
+            admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })
     }
 
@@ -215,12 +220,23 @@ impl Modules {
             .app_data(web::Data::from(self.order_commands.clone()))
             .app_data(web::Data::from(self.order_queries.clone()))
             .app_data(web::Data::new(self.clone()))
+            .app_data(web::Data::new(ops::AdminToken(self.admin_token.clone())))
             .configure(user::routes)
             .configure(product::routes)
             .configure(order::routes)
             .configure(payment::routes)
+            .configure(openapi::routes)
             .route("/health/live", web::get().to(live))
-            .route("/health/ready", web::get().to(ready));
+            .route("/health/ready", web::get().to(ready))
+            .configure(ops::routes);
+    }
+
+    /// Usage of each module's pool.
+    pub fn pool_status(&self) -> Vec<(&'static str, deadpool::Status)> {
+        self.pools
+            .iter()
+            .map(|(name, pool)| (*name, pool.status()))
+            .collect()
     }
 }
 

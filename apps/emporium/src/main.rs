@@ -85,7 +85,11 @@ fn init_logs(format: Option<LogFormat>) {
         Some(LogFormat::Pretty) => false,
         None => !std::io::stdout().is_terminal(),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // A line when each span closes (with its time), so a search by request id shows every
+    // module call the request made, not only the ones that logged something.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE);
     if json {
         builder.json().init()
     } else {

@@ -160,9 +160,9 @@ fn query_config() -> web::QueryConfig {
     })
 }
 
-/// The app every server runs (the binary and the tests alike): problem+json for every
-/// error, the extractor configuration, `configure`'s routes, and `404` problems for
-/// unknown paths.
+/// The app every server runs (the binary and the tests alike): [`observe`] (request ids,
+/// panics, metrics, logs), problem+json for every error, the extractor configuration,
+/// `configure`'s routes, and `404` problems for unknown paths.
 pub fn app<F>(
     configure: F,
 ) -> actix_web::App<
@@ -177,9 +177,10 @@ pub fn app<F>(
 where
     F: FnOnce(&mut web::ServiceConfig),
 {
+    metrics_handle();
     actix_web::App::new()
         .wrap(problem_responses())
-        .wrap(actix_web::middleware::Logger::new("%r %s %b %Dms").log_target("emporium::http"))
+        .wrap(actix_web::middleware::from_fn(observe))
         .configure(configure)
         .configure(self::configure)
         .default_service(web::to(route_not_found))
@@ -211,4 +212,109 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBo
                 })
         })
     }
+}
+
+/// The request id header: honoured when a client sends a sane one, else generated.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Middleware every app runs outermost: gives each request an id (echoed in
+/// `X-Request-Id`) and a span carrying it, so every log line of the request, in every
+/// module, can be found by it; turns a panic into a logged `500` problem without losing
+/// the worker; counts requests and their latency per route pattern; logs one line per
+/// request.
+pub async fn observe(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use futures_util::FutureExt;
+    use tracing::Instrument;
+
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
+    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.path());
+    let method = req.method().to_string();
+    let started = std::time::Instant::now();
+    // (The request cannot be cloned before routing, which needs it uniquely: a panic and
+    // an error are answered as `Err`, which actix renders from the problem.)
+    let outcome = std::panic::AssertUnwindSafe(next.call(req).instrument(span.clone()))
+        .catch_unwind()
+        .await;
+    let mut response = match outcome {
+        Ok(Ok(response)) => response.map_into_boxed_body(),
+        Ok(Err(error)) => {
+            let status = error.as_response_error().status_code().as_u16();
+            record(&method, "unmatched", status, started.elapsed());
+            return Err(error);
+        }
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "non-string panic".to_owned());
+            span.in_scope(|| tracing::error!(panic = message, "handler panicked; answered 500"));
+            record(&method, "unmatched", 500, started.elapsed());
+            let problem = Problem {
+                detail: format!(
+                    "an unexpected error occurred; it has been logged with request id {request_id}"
+                ),
+                ..Problem::internal()
+            };
+            return Err(problem.into());
+        }
+    };
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response
+            .headers_mut()
+            .insert(header::HeaderName::from_static(REQUEST_ID), value);
+    }
+    let elapsed = started.elapsed();
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = response.status().as_u16();
+    record(&method, &route, status, elapsed);
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    Ok(response)
+}
+
+/// Counts a request and its latency by method, route pattern and status.
+fn record(method: &str, route: &str, status: u16, elapsed: std::time::Duration) {
+    let (method, route) = (method.to_owned(), route.to_owned());
+    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(elapsed);
+}
+
+/// The process-wide Prometheus registry (the `metrics` facade's recorder), installed on
+/// first use.
+pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let buckets = [
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+            .set_buckets(&buckets)
+            .expect("static buckets are valid")
+            .build_recorder();
+        let handle = recorder.handle();
+        // Another recorder may be installed by an embedding program; then ours renders
+        // nothing but the app still works.
+        let _ = metrics::set_global_recorder(recorder);
+        handle
+    })
 }

@@ -2,7 +2,7 @@
 //! `ProductId` is meant.
 
 macro_rules! typed_id {
-    ($(#[$meta:meta])* $name:ident) => {
+    ($(#[$meta:meta])* $name:ident, $what:literal) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         #[derive(serde::Serialize, serde::Deserialize)]
@@ -45,24 +45,47 @@ macro_rules! typed_id {
                 uuid::Uuid::parse_str(s).map(Self)
             }
         }
+
+        /// OpenAPI: a UUID string.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                use utoipa::openapi::schema::{ObjectBuilder, SchemaFormat, Type};
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .format(Some(SchemaFormat::Custom("uuid".to_owned())))
+                    .description(Some(concat!("Identifies ", $what, ": a UUID (v7, time-ordered).")))
+                    .examples(["01900000-0000-7000-8000-000000000000"])
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {
+            fn name() -> std::borrow::Cow<'static, str> {
+                stringify!($name).into()
+            }
+        }
     };
 }
 
 typed_id!(
     /// Identifies a user (users module).
-    UserId
+    UserId,
+    "a user"
 );
 typed_id!(
     /// Identifies a product (products module).
-    ProductId
+    ProductId,
+    "a product"
 );
 typed_id!(
     /// Identifies an order (orders module).
-    OrderId
+    OrderId,
+    "an order"
 );
 typed_id!(
     /// Identifies a payment (payments module).
-    PaymentId
+    PaymentId,
+    "a payment"
 );
 
 #[cfg(test)]

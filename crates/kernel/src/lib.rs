@@ -1,11 +1,13 @@
 //! The shared kernel: what every emporium module truly shares, and nothing more.
 //!
 //! Always available (and all an `-api` crate may use): typed ids, [`Money`], pagination,
-//! the [`Problem`] error shape and duration parsing. Behind features:
+//! the [`Problem`] error shape and duration parsing, each with its OpenAPI schema. Behind
+//! features:
 //! - `db`: Postgres plumbing (database creation, per-module roles and schemas, per-module
 //!   migration history, pools whose connections act as the module's role);
 //! - `http`: the actix-web mapping of [`Problem`] and the JSON/path/query extractor
-//!   configuration every module's routes use;
+//!   configuration every module's routes use; `openapi` registers each route from its
+//!   `#[utoipa::path]` annotation;
 //! - `testing`: fresh databases cloned from a migrated template, and a server on port 0.
 //!
 //! The kernel never knows any module: no user, product, order or payment rule lives here.
@@ -21,6 +23,8 @@ mod problem;
 pub mod db;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "http")]
+pub mod openapi;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -138,6 +138,59 @@ impl<'de> Deserialize<'de> for MoneyInput {
     }
 }
 
+/// The OpenAPI schema of an amount in a response: a string with exactly two decimals.
+impl utoipa::PartialSchema for Money {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some(r"^\d+\.\d{2}$"))
+            .description(Some(
+                "An exact decimal amount, rendered as a string with exactly two decimal \
+                 places (never a JSON number).",
+            ))
+            .examples(["19.99"])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Money {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Money".into()
+    }
+}
+
+/// The OpenAPI schema of an amount in a request: a string or a number.
+impl utoipa::PartialSchema for MoneyInput {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .examples(["19.99"]),
+            )
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Number)
+                    .examples([19.99]),
+            )
+            .description(Some(
+                "An exact decimal amount as a string (`\"19.99\"`) or a JSON number (`19.99`), \
+                 with at most two decimal places. More places, a negative amount or a \
+                 non-numeric string is `422 validation_failed`; another JSON type (`true`, \
+                 `{}`) is `400 invalid_body`. Answers always render amounts as strings.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for MoneyInput {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "MoneyInput".into()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

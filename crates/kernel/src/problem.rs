@@ -9,9 +9,13 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 /// One invalid field of a request: `{"field": "items[0].quantity", "message": "..."}`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field's path in the request, e.g. `email` or `items[0].quantity`.
+    #[schema(examples("items[0].quantity"))]
     pub field: String,
+    /// What is wrong with it, and with which value.
+    #[schema(examples("must be between 1 and 10000, got 0"))]
     pub message: String,
 }
 
@@ -63,14 +67,31 @@ impl Validation {
 pub struct Unavailable(pub String);
 
 /// A problem+json body. Build one with the constructors; `status` picks the title.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[schema(
+    description = "Every error answer: `application/problem+json` (RFC 9457), with a \
+    stable machine-readable `code`."
+)]
 pub struct Problem {
+    /// `urn:emporium:problem:<code>`.
     #[serde(rename = "type")]
+    #[schema(examples("urn:emporium:problem:insufficient_stock"))]
     pub kind: String,
+    /// The status code's reason phrase.
+    #[schema(examples("Conflict"))]
     pub title: String,
+    /// The HTTP status code, repeated.
+    #[schema(examples(409))]
     pub status: u16,
+    /// What went wrong, for humans. Never a stack trace, SQL or a connection string.
+    #[schema(examples(
+        "insufficient stock for product 01900000-0000-7000-8000-000000000000: requested 3, available 1"
+    ))]
     pub detail: String,
+    /// A stable, machine-readable error code (e.g. `email_taken`, `insufficient_stock`).
+    #[schema(examples("insufficient_stock"))]
     pub code: String,
+    /// Only on validation failures (`422 validation_failed`): one entry per invalid field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
     /// Seconds for a `Retry-After` header; not part of the body.

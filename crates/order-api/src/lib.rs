@@ -15,7 +15,7 @@ pub const MAX_QUANTITY: i64 = 10_000;
 
 /// Where an order stands: `pending -> confirmed -> shipped -> delivered`, and `cancelled`
 /// from any of the first three.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
@@ -75,10 +75,13 @@ pub struct NewOrder {
 }
 
 /// What every command answers: `202 {"order_id", "status", "version"}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Accepted {
     pub order_id: OrderId,
+    /// The order's status after the command.
     pub status: OrderStatus,
+    /// The order's version after the command (1 when placed); also the `ETag`.
+    #[schema(minimum = 1, examples(1))]
     pub version: i64,
 }
 
@@ -129,7 +132,10 @@ pub enum OrderError {
     PaymentGateway(String),
     #[error("invalid payment token: {0}")]
     InvalidPaymentToken(String),
-    #[error(transparent)]
+    /// Not `transparent`: the cause stays in the `source()` chain, so a
+    /// [`kernel::Unavailable`] under it is still found (and answered `503`) by whoever
+    /// wraps this error again.
+    #[error("unexpected failure in the orders module")]
     Unexpected(#[from] anyhow::Error),
 }
 
@@ -165,39 +171,55 @@ pub trait OrderCommands: Send + Sync {
 }
 
 /// One line of the read model.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderItemView {
     pub product_id: ProductId,
+    /// The product's latest name.
     pub product_name: String,
+    #[schema(minimum = 1, maximum = 10_000)]
     pub quantity: i64,
+    /// The unit price at the moment of ordering.
     pub price: Money,
+    /// `price` x `quantity`, exact.
     pub subtotal: Money,
 }
 
-/// The denormalized order, as queries answer it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The denormalized order, as queries answer it (eventually consistent with the commands).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub id: OrderId,
     pub user_id: UserId,
+    /// The user's latest name (null until the read model has seen the user).
     pub user_name: Option<String>,
+    /// The user's latest email (null until the read model has seen the user).
     pub user_email: Option<String>,
     pub items: Vec<OrderItemView>,
+    /// The number of lines.
     pub item_count: i64,
+    /// The sum of the subtotals, exact.
     pub total: Money,
     pub status: OrderStatus,
+    /// The capitalised status, e.g. `Pending`.
+    #[schema(examples("Pending"))]
     pub status_display: String,
+    /// Null unless cancelled; `expired` when the system cancelled an unconfirmed order.
     pub cancel_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The order's version this view reflects.
+    #[schema(minimum = 1)]
     pub version: i64,
 }
 
 /// A page of orders, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPage {
     pub orders: Vec<OrderView>,
+    /// Orders matching the filters.
     pub total: u64,
+    #[schema(minimum = 1)]
     pub page: u32,
+    #[schema(minimum = 1, maximum = 100)]
     pub page_size: u32,
     pub total_pages: u64,
 }

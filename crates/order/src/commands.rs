@@ -601,6 +601,7 @@ impl OrderService {
 
 #[async_trait]
 impl OrderCommands for OrderService {
+    #[tracing::instrument(name = "orders.place", skip_all)]
     async fn place(&self, order: NewOrder, key: Option<String>) -> Result<Accepted, OrderError> {
         Self::validate(&order)?;
         let request = serde_json::to_value(&order).map_err(anyhow::Error::from)?;
@@ -687,6 +688,7 @@ impl OrderCommands for OrderService {
         published
     }
 
+    #[tracing::instrument(name = "orders.confirm", skip_all)]
     async fn confirm(
         &self,
         id: OrderId,
@@ -739,10 +741,12 @@ impl OrderCommands for OrderService {
         Ok(answer)
     }
 
+    #[tracing::instrument(name = "orders.ship", skip_all)]
     async fn ship(&self, id: OrderId, expected: ExpectedVersion) -> Result<Accepted, OrderError> {
         Ok(self.change(id, expected, Order::ship).await?.0)
     }
 
+    #[tracing::instrument(name = "orders.deliver", skip_all)]
     async fn deliver(
         &self,
         id: OrderId,
@@ -751,6 +755,7 @@ impl OrderCommands for OrderService {
         Ok(self.change(id, expected, Order::deliver).await?.0)
     }
 
+    #[tracing::instrument(name = "orders.cancel", skip_all)]
     async fn cancel(
         &self,
         id: OrderId,

@@ -11,9 +11,11 @@ mod domain;
 mod http;
 mod projection;
 mod queries;
+mod rebuild;
 mod saga;
 mod schema;
 mod sweeper;
+mod timed;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,8 +26,9 @@ use kernel::db::events::{EventSource, Subscription};
 use order_api::{OrderCommands, OrderQueries};
 
 pub use commands::{Dependencies, FaultHook, OrderService};
-pub use http::routes;
+pub use http::{endpoints, routes};
 pub use queries::{OrderQueryService, READ_YOUR_WRITES_WAIT};
+pub use rebuild::{Progress as RebuildProgress, RebuildError};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/orders");
 const READ_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/order_read");
@@ -87,19 +90,21 @@ impl OrderModule {
         }
     }
 
+    /// The command side, timed per command.
     pub fn commands(&self) -> Arc<dyn OrderCommands> {
-        Arc::new(self.service.clone())
+        Arc::new(timed::Timed(Arc::new(self.service.clone())))
     }
 
+    /// The query side, timed per query.
     pub fn queries(&self) -> Arc<dyn OrderQueries> {
-        Arc::new(self.queries.clone())
+        Arc::new(timed::Timed(Arc::new(self.queries.clone())))
     }
 
     /// The projection (order, user and product events into the read model) and the saga
     /// (order and payment events into cross-module steps).
     pub fn subscriptions(&self, sources: &Sources) -> Vec<Subscription> {
         let projection: Arc<dyn kernel::db::events::Subscriber> =
-            Arc::new(projection::OrderProjection);
+            Arc::new(projection::OrderProjection::live());
         let saga: Arc<dyn kernel::db::events::Subscriber> = Arc::new(saga::OrderSaga {
             service: self.service.clone(),
         });
@@ -121,6 +126,40 @@ impl OrderModule {
             read(&sources.products),
             write(&sources.orders),
             write(&sources.payments),
+        ]
+    }
+
+    /// Starts rebuilding the read model from the event log in the background; queries keep
+    /// answering from the current one until the new one takes over. Returns the generation
+    /// being built.
+    pub async fn rebuild(&self, sources: &Sources) -> Result<i32, RebuildError> {
+        let generation = rebuild::begin(&self.read_pool).await?;
+        let (pool, sources) = (self.read_pool.clone(), Self::read_sources(sources));
+        tokio::spawn(async move {
+            if let Err(error) = rebuild::run(pool, sources, generation).await {
+                tracing::error!(
+                    generation,
+                    error = format!("{error:#}"),
+                    "rebuild failed; it can be started again"
+                );
+            }
+        });
+        Ok(generation)
+    }
+
+    /// The rebuild under way, if any.
+    pub async fn rebuild_progress(
+        &self,
+        sources: &Sources,
+    ) -> anyhow::Result<Option<RebuildProgress>> {
+        rebuild::progress_of(&self.read_pool, &Self::read_sources(sources)).await
+    }
+
+    fn read_sources(sources: &Sources) -> Vec<Arc<dyn EventSource>> {
+        vec![
+            sources.orders.clone(),
+            sources.users.clone(),
+            sources.products.clone(),
         ]
     }
 

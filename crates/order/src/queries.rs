@@ -15,6 +15,7 @@ use order_api::{
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
+use crate::projection::live_generation;
 use crate::schema::read::{order_items, orders};
 
 /// How long `min_version` waits for the read model at most.
@@ -56,10 +57,12 @@ fn money(value: Decimal) -> Result<Money, OrderError> {
 /// Loads the given rows' items and assembles the views, in the rows' order.
 async fn views(
     conn: &mut AsyncPgConnection,
+    g: i32,
     rows: Vec<ViewRow>,
 ) -> Result<Vec<OrderView>, OrderError> {
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let items: Vec<(Uuid, Uuid, String, i64, Decimal)> = order_items::table
+        .filter(order_items::generation.eq(g))
         .filter(order_items::order_id.eq_any(&ids))
         .order((order_items::order_id, order_items::line))
         .select((
@@ -116,15 +119,18 @@ async fn views(
 impl OrderQueryService {
     async fn find(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
+        let g = live_generation(&mut conn)
+            .await
+            .db_context("finding the live generation")?;
         let row: Option<ViewRow> = orders::table
-            .find(id.as_uuid())
+            .find((g, id.as_uuid()))
             .select(ViewRow::as_select())
             .first(&mut conn)
             .await
             .optional()
             .db_context("loading order view")?;
         Ok(match row {
-            Some(row) => views(&mut conn, vec![row]).await?.pop(),
+            Some(row) => views(&mut conn, g, vec![row]).await?.pop(),
             None => None,
         })
     }
@@ -153,8 +159,11 @@ impl OrderQueries for OrderQueryService {
 
     async fn list(&self, filter: OrderFilter, page: PageRequest) -> Result<OrderPage, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
+        let g = live_generation(&mut conn)
+            .await
+            .db_context("finding the live generation")?;
         let filtered = || {
-            let mut query = orders::table.into_boxed();
+            let mut query = orders::table.filter(orders::generation.eq(g)).into_boxed();
             if let Some(user_id) = filter.user_id {
                 query = query.filter(orders::user_id.eq(user_id.as_uuid()));
             }
@@ -178,7 +187,7 @@ impl OrderQueries for OrderQueryService {
             .db_context("counting orders")?;
         let total = u64::try_from(total).unwrap_or_default();
         Ok(OrderPage {
-            orders: views(&mut conn, rows).await?,
+            orders: views(&mut conn, g, rows).await?,
             total,
             page: page.page(),
             page_size: page.page_size(),

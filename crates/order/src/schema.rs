@@ -41,7 +41,17 @@ pub(crate) mod write {
 
 pub(crate) mod read {
     diesel::table! {
-        order_read.orders (id) {
+        order_read.generations (id) {
+            id -> Int4,
+            state -> Text,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        order_read.orders (generation, id) {
+            generation -> Int4,
             id -> Uuid,
             user_id -> Uuid,
             user_name -> Nullable<Text>,
@@ -57,7 +67,8 @@ pub(crate) mod read {
     }
 
     diesel::table! {
-        order_read.order_items (order_id, line) {
+        order_read.order_items (generation, order_id, line) {
+            generation -> Int4,
             order_id -> Uuid,
             line -> Int4,
             product_id -> Uuid,
@@ -68,7 +79,8 @@ pub(crate) mod read {
     }
 
     diesel::table! {
-        order_read.users (id) {
+        order_read.users (generation, id) {
+            generation -> Int4,
             id -> Uuid,
             name -> Text,
             email -> Text,
@@ -77,7 +89,8 @@ pub(crate) mod read {
     }
 
     diesel::table! {
-        order_read.products (id) {
+        order_read.products (generation, id) {
+            generation -> Int4,
             id -> Uuid,
             name -> Text,
             version -> Int8,

@@ -12,10 +12,11 @@ use serde::{Deserialize, Serialize};
 
 /// One attempt to charge an order. At most one payment per order is ever `Captured` or
 /// `Refunded`; any number may be `Declined` before it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Payment {
     pub id: PaymentId,
     pub order_id: OrderId,
+    /// The order's total at the moment of the charge.
     pub amount: Money,
     pub status: PaymentStatus,
     pub created_at: DateTime<Utc>,
@@ -23,7 +24,7 @@ pub struct Payment {
 }
 
 /// `captured -> refunded`; `declined` is final.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
     /// The gateway took the money.
@@ -72,7 +73,10 @@ pub enum PaymentError {
     InvalidToken(String),
     #[error("invalid payment input")]
     Invalid(Vec<FieldError>),
-    #[error(transparent)]
+    /// Not `transparent`: the cause stays in the `source()` chain, so a
+    /// [`kernel::Unavailable`] under it is still found (and answered `503`) by whoever
+    /// wraps this error again.
+    #[error("unexpected failure in the payments module")]
     Unexpected(#[from] anyhow::Error),
 }
 

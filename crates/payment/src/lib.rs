@@ -19,7 +19,7 @@ mod service;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 pub use gateway::{GatewayError, GatewayReceipt, PaymentGateway, SimulatedGateway};
-pub use http::routes;
+pub use http::{endpoints, routes};
 pub use service::PaymentService;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/payments");

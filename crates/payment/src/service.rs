@@ -149,6 +149,7 @@ enum Charged {
 
 #[async_trait]
 impl PaymentApi for PaymentService {
+    #[tracing::instrument(name = "payments.charge", skip_all)]
     async fn charge(
         &self,
         order_id: OrderId,
@@ -247,6 +248,7 @@ impl PaymentApi for PaymentService {
         }
     }
 
+    #[tracing::instrument(name = "payments.refund", skip_all)]
     async fn refund(&self, order_id: OrderId) -> Result<Option<Payment>, PaymentError> {
         let mut conn = db::connect(&self.pool).await?;
         db::transaction(&mut conn, async |conn| {
@@ -297,6 +299,7 @@ impl PaymentApi for PaymentService {
         .await
     }
 
+    #[tracing::instrument(name = "payments.get", skip_all)]
     async fn get(&self, id: PaymentId) -> Result<Payment, PaymentError> {
         let mut conn = db::connect(&self.pool).await?;
         payments::table
@@ -310,6 +313,7 @@ impl PaymentApi for PaymentService {
             .try_into()
     }
 
+    #[tracing::instrument(name = "payments.for_order", skip_all)]
     async fn for_order(&self, order_id: OrderId) -> Result<Vec<Payment>, PaymentError> {
         let mut conn = db::connect(&self.pool).await?;
         let rows: Vec<PaymentRow> = payments::table

@@ -14,24 +14,34 @@ pub const MAX_STOCK: i64 = 1_000_000_000;
 
 /// A catalog product. `stock` is what can still be ordered; `reserved` is what pending
 /// orders hold.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Product {
     pub id: ProductId,
+    #[schema(examples("Mug"))]
     pub name: String,
+    #[schema(examples("Stoneware, 350 ml"))]
     pub description: String,
+    /// The current price; a change applies to new orders only.
     pub price: Money,
+    /// What can still be ordered.
+    #[schema(minimum = 0, maximum = 1_000_000_000)]
     pub stock: i64,
+    /// What pending orders hold.
+    #[schema(minimum = 0)]
     pub reserved: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 /// One page of the catalog, newest first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductPage {
     pub products: Vec<Product>,
+    /// Products in the whole catalog.
     pub total: u64,
+    #[schema(minimum = 1)]
     pub page: u32,
+    #[schema(minimum = 1, maximum = 100)]
     pub page_size: u32,
     pub total_pages: u64,
 }
@@ -106,7 +116,10 @@ pub enum ProductError {
     },
     #[error("invalid product input")]
     Invalid(Vec<FieldError>),
-    #[error(transparent)]
+    /// Not `transparent`: the cause stays in the `source()` chain, so a
+    /// [`kernel::Unavailable`] under it is still found (and answered `503`) by whoever
+    /// wraps this error again.
+    #[error("unexpected failure in the products module")]
     Unexpected(#[from] anyhow::Error),
 }
 

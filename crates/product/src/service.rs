@@ -206,6 +206,7 @@ where
 
 #[async_trait]
 impl ProductApi for ProductService {
+    #[tracing::instrument(name = "products.create", skip_all)]
     async fn create(&self, input: NewProduct) -> Result<Product, ProductError> {
         let mut v = Validation::default();
         let name = v.check("name", ProductName::parse(&input.name));
@@ -246,11 +247,13 @@ impl ProductApi for ProductService {
         row.try_into()
     }
 
+    #[tracing::instrument(name = "products.get", skip_all)]
     async fn get(&self, id: ProductId) -> Result<Product, ProductError> {
         let mut conn = db::connect(&self.pool).await?;
         load(&mut conn, id).await
     }
 
+    #[tracing::instrument(name = "products.list", skip_all)]
     async fn list(&self, page: PageRequest) -> Result<ProductPage, ProductError> {
         let mut conn = db::connect(&self.pool).await?;
         let rows: Vec<ProductRow> = products::table
@@ -279,6 +282,7 @@ impl ProductApi for ProductService {
         })
     }
 
+    #[tracing::instrument(name = "products.update", skip_all)]
     async fn update(
         &self,
         id: ProductId,
@@ -330,6 +334,7 @@ impl ProductApi for ProductService {
         .await
     }
 
+    #[tracing::instrument(name = "products.restock", skip_all)]
     async fn restock(&self, id: ProductId, quantity: i64) -> Result<Product, ProductError> {
         let quantity = stock_quantity(quantity, 1).map_err(|message| {
             ProductError::Invalid(vec![kernel::FieldError::new("quantity", message)])
@@ -361,6 +366,7 @@ impl ProductApi for ProductService {
         .await
     }
 
+    #[tracing::instrument(name = "products.lookup", skip_all)]
     async fn lookup(&self, ids: &[ProductId]) -> Result<Vec<ProductSummary>, ProductError> {
         let uuids: Vec<Uuid> = ids.iter().map(ProductId::as_uuid).collect();
         let mut conn = db::connect(&self.pool).await?;
@@ -389,6 +395,7 @@ impl ProductApi for ProductService {
         }
     }
 
+    #[tracing::instrument(name = "products.reserve", skip_all)]
     async fn reserve(
         &self,
         order_id: OrderId,
@@ -484,6 +491,7 @@ impl ProductApi for ProductService {
         .await
     }
 
+    #[tracing::instrument(name = "products.commit", skip_all)]
     async fn commit(&self, order_id: OrderId) -> Result<(), ProductError> {
         transition(
             &self.pool,
@@ -495,6 +503,7 @@ impl ProductApi for ProductService {
         .await
     }
 
+    #[tracing::instrument(name = "products.release", skip_all)]
     async fn release(&self, order_id: OrderId) -> Result<(), ProductError> {
         // Releasing an order that holds no reservation leaves a `released` tombstone, so a
         // reservation for it that arrives later (a slow request) is a no-op.
@@ -522,6 +531,7 @@ impl ProductApi for ProductService {
         .await
     }
 
+    #[tracing::instrument(name = "products.return_stock", skip_all)]
     async fn return_stock(&self, order_id: OrderId) -> Result<(), ProductError> {
         transition(
             &self.pool,
@@ -533,6 +543,7 @@ impl ProductApi for ProductService {
         .await
     }
 
+    #[tracing::instrument(name = "products.reservation", skip_all)]
     async fn reservation(&self, order_id: OrderId) -> Result<ReservationStatus, ProductError> {
         let mut conn = db::connect(&self.pool).await?;
         let status: String = reservations::table

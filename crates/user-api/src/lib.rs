@@ -9,11 +9,16 @@ use kernel::{FieldError, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A registered user, as the users module answers it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     pub id: UserId,
+    /// Trimmed and lower-case; unique.
+    #[schema(format = Email, examples("ada@example.com"))]
     pub email: String,
+    /// 1 to 200 characters, trimmed.
+    #[schema(examples("Ada Lovelace"))]
     pub name: String,
+    /// New users are active; an inactive user cannot place orders.
     pub active: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -42,7 +47,10 @@ pub enum UserError {
     EmailTaken(String),
     #[error("invalid user input")]
     Invalid(Vec<FieldError>),
-    #[error(transparent)]
+    /// Not `transparent`: the cause stays in the `source()` chain, so a
+    /// [`kernel::Unavailable`] under it is still found (and answered `503`) by whoever
+    /// wraps this error again.
+    #[error("unexpected failure in the users module")]
     Unexpected(#[from] anyhow::Error),
 }
 

@@ -11,7 +11,7 @@ mod service;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
-pub use http::routes;
+pub use http::{endpoints, routes};
 pub use service::UserService;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/users");

@@ -90,6 +90,7 @@ fn write_error(error: diesel::result::Error, email: &str) -> UserError {
 
 #[async_trait]
 impl UserApi for UserService {
+    #[tracing::instrument(name = "users.register", skip_all)]
     async fn register(&self, input: NewUser) -> Result<User, UserError> {
         let mut v = Validation::default();
         let email = v.check("email", Email::parse(&input.email));
@@ -123,6 +124,7 @@ impl UserApi for UserService {
         Ok(row.into())
     }
 
+    #[tracing::instrument(name = "users.get", skip_all)]
     async fn get(&self, id: UserId) -> Result<User, UserError> {
         let mut conn = db::connect(&self.pool).await?;
         let row = users::table
@@ -135,6 +137,7 @@ impl UserApi for UserService {
         row.map(User::from).ok_or(UserError::NotFound(id))
     }
 
+    #[tracing::instrument(name = "users.update", skip_all)]
     async fn update(&self, id: UserId, changes: UserChanges) -> Result<User, UserError> {
         let mut v = Validation::default();
         let email = changes

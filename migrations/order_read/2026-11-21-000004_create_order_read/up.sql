@@ -1,8 +1,23 @@
 -- The order read model, built by the order_read projection from order, user and product
 -- events only. Runs as role emporium_order_read with search_path = order_read, in
 -- READ_DATABASE_URL's database.
+--
+-- Every row belongs to a generation. Queries and the live projection use the one
+-- generation whose state is `live`; a rebuild replays the event log into a `building`
+-- generation beside it, then makes it live in one transaction and retires the old one.
+CREATE TABLE order_read.generations (
+    id          integer PRIMARY KEY,
+    state       text NOT NULL CHECK (state IN ('live', 'building', 'retired')),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE UNIQUE INDEX order_read_one_live_generation ON order_read.generations (state) WHERE state = 'live';
+CREATE UNIQUE INDEX order_read_one_building_generation ON order_read.generations (state) WHERE state = 'building';
+INSERT INTO order_read.generations (id, state) VALUES (1, 'live');
+
 CREATE TABLE order_read.orders (
-    id             uuid PRIMARY KEY,
+    generation     integer NOT NULL,
+    id             uuid NOT NULL,
     user_id        uuid NOT NULL,
     user_name      text,
     user_email     text,
@@ -12,36 +27,44 @@ CREATE TABLE order_read.orders (
     cancel_reason  text,
     created_at     timestamptz NOT NULL,
     updated_at     timestamptz NOT NULL,
-    version        bigint NOT NULL
+    version        bigint NOT NULL,
+    PRIMARY KEY (generation, id)
 );
 -- Lists are newest first, optionally by user or status: each has an index that serves
 -- the order and the filter together.
-CREATE INDEX order_read_orders_newest_idx ON order_read.orders (created_at DESC, id DESC);
-CREATE INDEX order_read_orders_user_idx ON order_read.orders (user_id, created_at DESC, id DESC);
-CREATE INDEX order_read_orders_status_idx ON order_read.orders (status, created_at DESC, id DESC);
-CREATE INDEX order_read_orders_user_status_idx ON order_read.orders (user_id, status, created_at DESC, id DESC);
+CREATE INDEX order_read_orders_newest_idx ON order_read.orders (generation, created_at DESC, id DESC);
+CREATE INDEX order_read_orders_user_idx ON order_read.orders (generation, user_id, created_at DESC, id DESC);
+CREATE INDEX order_read_orders_status_idx ON order_read.orders (generation, status, created_at DESC, id DESC);
+CREATE INDEX order_read_orders_user_status_idx
+    ON order_read.orders (generation, user_id, status, created_at DESC, id DESC);
 
 CREATE TABLE order_read.order_items (
-    order_id      uuid NOT NULL REFERENCES order_read.orders (id) ON DELETE CASCADE,
+    generation    integer NOT NULL,
+    order_id      uuid NOT NULL,
     line          integer NOT NULL,
     product_id    uuid NOT NULL,
     product_name  text NOT NULL,
     quantity      bigint NOT NULL,
     price         numeric(12, 2) NOT NULL,
-    PRIMARY KEY (order_id, line)
+    PRIMARY KEY (generation, order_id, line),
+    FOREIGN KEY (generation, order_id) REFERENCES order_read.orders (generation, id) ON DELETE CASCADE
 );
-CREATE INDEX order_read_items_product_idx ON order_read.order_items (product_id);
+CREATE INDEX order_read_items_product_idx ON order_read.order_items (generation, product_id);
 
 -- The latest user and product names seen in events, so a rename reaches every order.
 CREATE TABLE order_read.users (
-    id       uuid PRIMARY KEY,
-    name     text NOT NULL,
-    email    text NOT NULL,
-    version  bigint NOT NULL
+    generation  integer NOT NULL,
+    id          uuid NOT NULL,
+    name        text NOT NULL,
+    email       text NOT NULL,
+    version     bigint NOT NULL,
+    PRIMARY KEY (generation, id)
 );
 
 CREATE TABLE order_read.products (
-    id       uuid PRIMARY KEY,
-    name     text NOT NULL,
-    version  bigint NOT NULL
+    generation  integer NOT NULL,
+    id          uuid NOT NULL,
+    name        text NOT NULL,
+    version     bigint NOT NULL,
+    PRIMARY KEY (generation, id)
 );

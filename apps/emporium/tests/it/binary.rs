@@ -112,3 +112,86 @@ async fn migrate_subcommand_exits_zero() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown module"));
 }
+
+/// A log search by request id shows the request's whole path through the modules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logs_carry_the_request_id_through_every_module_call() {
+    let db = crate::database().await;
+    let port = free_port();
+    let mut child = Command::new(BIN)
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let http = kernel::testing::Http::new(format!("http://127.0.0.1:{port}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http
+        .client
+        .get(format!("{}/health/ready", http.base))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "server never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let user = http
+        .post(
+            "/users",
+            serde_json::json!({"email": "log@example.com", "name": "Log"}),
+        )
+        .await
+        .body;
+    let product = http
+        .post(
+            "/products",
+            serde_json::json!({"name": "Log", "price": "1", "stock": 2}),
+        )
+        .await
+        .body;
+    let body = serde_json::json!({"user_id": user["id"], "items": [{"product_id": product["id"], "quantity": 1}]});
+    let placed = http
+        .client
+        .post(format!("{}/commands/orders", http.base))
+        .header("X-Request-Id", "trace-me-please")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(placed.status(), 202);
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+        child.wait().unwrap();
+        text
+    })
+    .await
+    .unwrap();
+    let spans: Vec<String> = output
+        .lines()
+        .filter(|line| line.contains("trace-me-please"))
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|entry| entry["span"]["name"].as_str().map(str::to_owned))
+        .collect();
+    for module_call in [
+        "users.get",
+        "products.lookup",
+        "products.reserve",
+        "orders.place",
+        "request",
+    ] {
+        assert!(
+            spans.iter().any(|s| s == module_call),
+            "no {module_call} line with the request id in {spans:?}"
+        );
+    }
+}

@@ -4,6 +4,8 @@ mod binary;
 mod database;
 mod guarantees;
 mod invariants;
+mod openapi;
+mod operations;
 mod orders;
 mod routes;
 

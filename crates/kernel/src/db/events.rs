@@ -33,6 +33,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::{Pool, connect, transaction};
@@ -170,8 +171,19 @@ pub trait EventSource: Send + Sync {
     /// The source's name: its schema.
     fn name(&self) -> &'static str;
     async fn read(&self, after: Position, limit: i64) -> anyhow::Result<Vec<Stored>>;
-    /// How many events lie after `after` (visible ones; for lag).
-    async fn count_after(&self, after: Position) -> anyhow::Result<i64>;
+    /// What lies after `after`: how many events, and when the oldest of them happened.
+    async fn backlog(&self, after: Position) -> anyhow::Result<Backlog>;
+}
+
+/// What a subscription has yet to apply from one source.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events after the position.
+    pub events: i64,
+    /// When the oldest of them happened.
+    pub oldest: Option<DateTime<Utc>>,
+    /// Events in the whole log.
+    pub total: i64,
 }
 
 /// The event log of `schema`, read with `pool` (that module's own role).
@@ -179,12 +191,6 @@ pub trait EventSource: Send + Sync {
 pub struct PgEventSource {
     pub schema: &'static str,
     pub pool: Pool,
-}
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
 }
 
 #[async_trait]
@@ -198,17 +204,32 @@ impl EventSource for PgEventSource {
         read(&mut conn, self.schema, after, limit).await
     }
 
-    async fn count_after(&self, after: Position) -> anyhow::Result<i64> {
-        let count: Count = diesel::sql_query(format!(
-            "SELECT count(*) AS n FROM {}.events WHERE (xid, seq) > ($1::text::xid8, $2)",
+    async fn backlog(&self, after: Position) -> anyhow::Result<Backlog> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            events: i64,
+            #[diesel(sql_type = Nullable<Timestamptz>)]
+            oldest: Option<DateTime<Utc>>,
+            #[diesel(sql_type = BigInt)]
+            total: i64,
+        }
+        let row: Row = diesel::sql_query(format!(
+            "SELECT count(*) FILTER (WHERE (xid, seq) > ($1::text::xid8, $2)) AS events, \
+             min(occurred_at) FILTER (WHERE (xid, seq) > ($1::text::xid8, $2)) AS oldest, count(*) AS total \
+             FROM {}.events",
             self.schema
         ))
         .bind::<BigInt, _>(after.xid)
         .bind::<BigInt, _>(after.seq)
         .get_result(&mut connect(&self.pool).await?)
         .await
-        .context("counting events")?;
-        Ok(count.n)
+        .context("measuring backlog")?;
+        Ok(Backlog {
+            events: row.events,
+            oldest: row.oldest,
+            total: row.total,
+        })
     }
 }
 
@@ -262,9 +283,111 @@ struct CheckpointRow {
     attempts: i32,
 }
 
+/// The advisory-lock key of a subscriber: one batch of it at a time, whatever source and
+/// process.
+const SUBSCRIBER_LOCK: &str =
+    "SELECT {fn}(hashtextextended('emporium.subscriber.' || $1 || '.' || $2, 0))";
+
+async fn try_lock_subscriber(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+    name: &str,
+) -> anyhow::Result<bool> {
+    #[derive(diesel::QueryableByName)]
+    struct Locked {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        locked: bool,
+    }
+    let sql = SUBSCRIBER_LOCK.replace("{fn}", "pg_try_advisory_xact_lock") + " AS locked";
+    let lock: Locked = diesel::sql_query(sql)
+        .bind::<Text, _>(schema)
+        .bind::<Text, _>(name)
+        .get_result(conn)
+        .await
+        .context("locking subscriber")?;
+    Ok(lock.locked)
+}
+
+/// Waits until no batch of subscriber `name` runs, and keeps any from starting until the
+/// transaction on `conn` ends.
+pub async fn lock_subscriber(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+    name: &str,
+) -> anyhow::Result<()> {
+    diesel::sql_query(SUBSCRIBER_LOCK.replace("{fn}", "pg_advisory_xact_lock"))
+        .bind::<Text, _>(schema)
+        .bind::<Text, _>(name)
+        .execute(conn)
+        .await
+        .context("waiting for subscriber lock")?;
+    Ok(())
+}
+
+/// Where a subscription stands, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionStatus {
+    pub subscriber: &'static str,
+    pub source: &'static str,
+    /// Events applied so far.
+    pub applied: i64,
+    pub backlog: Backlog,
+    /// Failures of the event after the checkpoint, and the last error.
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    /// Events parked for this subscription.
+    pub dead_letters: i64,
+}
+
 impl Subscription {
     fn label(&self) -> String {
         format!("{}<-{}", self.subscriber.name(), self.source.name())
+    }
+
+    /// Where this subscription stands now.
+    pub async fn status(&self) -> anyhow::Result<SubscriptionStatus> {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = BigInt)]
+            xid: i64,
+            #[diesel(sql_type = BigInt)]
+            seq: i64,
+            #[diesel(sql_type = BigInt)]
+            applied: i64,
+            #[diesel(sql_type = Integer)]
+            attempts: i32,
+            #[diesel(sql_type = Nullable<Text>)]
+            last_error: Option<String>,
+            #[diesel(sql_type = BigInt)]
+            dead_letters: i64,
+        }
+        let row: Row = diesel::sql_query(format!(
+            "SELECT xid::text::bigint AS xid, seq, applied, attempts, last_error, \
+             (SELECT count(*) FROM {0}.dead_letters d WHERE d.subscriber = c.subscriber AND d.source = c.source) \
+             AS dead_letters FROM {0}.checkpoints c WHERE subscriber = $1 AND source = $2",
+            self.schema
+        ))
+        .bind::<Text, _>(self.subscriber.name())
+        .bind::<Text, _>(self.source.name())
+        .get_result(&mut connect(&self.pool).await?)
+        .await
+        .context("reading checkpoint")?;
+        let backlog = self
+            .source
+            .backlog(Position {
+                xid: row.xid,
+                seq: row.seq,
+            })
+            .await?;
+        Ok(SubscriptionStatus {
+            subscriber: self.subscriber.name(),
+            source: self.source.name(),
+            applied: row.applied,
+            backlog,
+            attempts: row.attempts,
+            last_error: row.last_error,
+            dead_letters: row.dead_letters,
+        })
     }
 
     /// Creates the checkpoint row if missing.
@@ -281,6 +404,12 @@ impl Subscription {
         Ok(())
     }
 
+    /// [`Subscription::step`] inside the transaction already open on `conn` (as a
+    /// savepoint), so a caller can apply events and change other things atomically.
+    pub async fn step_on(&self, conn: &mut AsyncPgConnection, limit: i64) -> anyhow::Result<Step> {
+        transaction(conn, async |conn| self.step_in(conn, limit).await).await
+    }
+
     /// Applies the next batch of at most `limit` events in one transaction.
     pub async fn step(&self, limit: i64) -> anyhow::Result<Step> {
         let mut conn = connect(&self.pool).await?;
@@ -295,21 +424,8 @@ impl Subscription {
         // and two concurrent batches would each miss the other's uncommitted write. Unlike
         // a row lock it assigns no transaction id, so a long batch does not hold back the
         // watermark (`xmin`) that every reader in the cluster waits on.
-        #[derive(diesel::QueryableByName)]
-        struct Locked {
-            #[diesel(sql_type = diesel::sql_types::Bool)]
-            locked: bool,
-        }
-        let lock: Locked = diesel::sql_query(
-            "SELECT pg_try_advisory_xact_lock(hashtextextended(\
-             'emporium.subscriber.' || $1 || '.' || $2, 0)) AS locked",
-        )
-        .bind::<Text, _>(self.schema)
-        .bind::<Text, _>(name)
-        .get_result(conn)
-        .await
-        .context("locking subscription")?;
-        if !lock.locked {
+        let locked = try_lock_subscriber(conn, self.schema, name).await?;
+        if !locked {
             return Ok(Step::Busy);
         }
         let checkpoint: Option<CheckpointRow> = diesel::sql_query(format!(
@@ -340,8 +456,23 @@ impl Subscription {
         let (mut position, mut applied, mut parked) = (start, 0usize, 0usize);
         let (mut attempts, mut last_error) = (0, None::<String>);
         for stored in &events {
+            let event = &stored.envelope;
+            let span = tracing::info_span!(
+                "event", subscriber = name, source, event_type = event.event_type, event_id = %event.event_id
+            );
             let result = transaction(conn, async |conn| {
-                self.subscriber.apply(conn, source, &stored.envelope).await
+                // A panicking subscriber fails this event like an error would; the delivery
+                // task lives on.
+                let apply = self.subscriber.apply(conn, source, event).instrument(span);
+                match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(apply))
+                    .await
+                {
+                    Ok(result) => result,
+                    Err(panic) => Err(anyhow::anyhow!(
+                        "subscriber panicked: {}",
+                        panic_message(&*panic)
+                    )),
+                }
             })
             .await;
             match result {
@@ -410,6 +541,14 @@ impl Subscription {
         }
         Ok(Step::Applied { applied, parked })
     }
+}
+
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned())
 }
 
 trait OptionalRow<T> {

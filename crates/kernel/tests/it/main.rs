@@ -334,8 +334,8 @@ impl events::EventSource for OneEvent {
         };
         Ok(vec![events::Stored { position, envelope }])
     }
-    async fn count_after(&self, _: events::Position) -> anyhow::Result<i64> {
-        Ok(0)
+    async fn backlog(&self, _: events::Position) -> anyhow::Result<events::Backlog> {
+        Ok(events::Backlog::default())
     }
 }
 

@@ -32,8 +32,8 @@ impl EventSource for Silent {
     async fn read(&self, _: Position, _: i64) -> anyhow::Result<Vec<Stored>> {
         Ok(Vec::new())
     }
-    async fn count_after(&self, _: Position) -> anyhow::Result<i64> {
-        Ok(0)
+    async fn backlog(&self, _: Position) -> anyhow::Result<kernel::db::events::Backlog> {
+        Ok(Default::default())
     }
 }
 

@@ -1,0 +1,262 @@
+//! Operations: `/metrics` (Prometheus text) and `/admin` (projection status and rebuild),
+//! the latter behind `ADMIN_TOKEN`.
+
+use std::collections::BTreeMap;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header;
+use actix_web::middleware::{Next, from_fn};
+use actix_web::{HttpResponse, ResponseError, web};
+use chrono::Utc;
+use kernel::Problem;
+use kernel::db::events::SubscriptionStatus;
+use serde::Serialize;
+
+use crate::Modules;
+
+/// The configured admin token, if any.
+#[derive(Clone)]
+pub(crate) struct AdminToken(pub(crate) Option<String>);
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/metrics", web::get().to(metrics)).service(
+        web::scope("/admin")
+            .wrap(from_fn(authorize))
+            .route("/projections", web::get().to(projections))
+            .route("/projections/{name}/rebuild", web::post().to(rebuild)),
+    );
+}
+
+/// `Authorization: Bearer <ADMIN_TOKEN>`: `403` when no token is configured, `401` when the
+/// header is missing or wrong. The comparison takes the same time wherever the first
+/// difference is; neither token is ever logged.
+async fn authorize(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let configured = req
+        .app_data::<web::Data<AdminToken>>()
+        .and_then(|t| t.0.clone());
+    let Some(expected) = configured else {
+        let problem = Problem::new(
+            403,
+            "admin_disabled",
+            "the admin routes are disabled; start emporium with ADMIN_TOKEN set to enable them",
+        );
+        return Ok(req.into_response(problem.error_response()));
+    };
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if !constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
+        let problem = Problem::new(
+            401,
+            "unauthorized",
+            "the admin routes need Authorization: Bearer <ADMIN_TOKEN>",
+        );
+        let mut response = problem.error_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return Ok(req.into_response(response));
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
+/// Compares without an early exit: the time depends on the lengths only.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut difference = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        difference |= usize::from(x ^ y);
+    }
+    difference == 0
+}
+
+/// One subscriber (a projection or the saga), summed over its sources.
+#[derive(Serialize)]
+struct ProjectionStatus {
+    name: &'static str,
+    /// Events applied.
+    position: i64,
+    /// Events in its sources' logs.
+    head: i64,
+    lag_events: i64,
+    lag_seconds: f64,
+    /// `running`, `retrying` (an event keeps failing), or `rebuilding`.
+    status: &'static str,
+    dead_letters: i64,
+    sources: Vec<SourceStatus>,
+    /// While a rebuild runs: its generation and how far it got.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rebuild: Option<RebuildStatus>,
+}
+
+#[derive(Serialize)]
+struct RebuildStatus {
+    generation: i32,
+    applied: i64,
+    head: i64,
+}
+
+#[derive(Serialize)]
+struct SourceStatus {
+    source: &'static str,
+    position: i64,
+    head: i64,
+    lag_events: i64,
+    attempts: i32,
+    last_error: Option<String>,
+}
+
+async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
+    let mut by_name: BTreeMap<&'static str, Vec<SubscriptionStatus>> = BTreeMap::new();
+    for subscription in modules.orders.subscriptions(&modules.sources) {
+        let status = subscription
+            .status()
+            .await
+            .map_err(kernel::http::unexpected)?;
+        by_name.entry(status.subscriber).or_default().push(status);
+    }
+    let rebuilding = modules
+        .orders
+        .rebuild_progress(&modules.sources)
+        .await
+        .map_err(kernel::http::unexpected)?;
+    let now = Utc::now();
+    Ok(by_name
+        .into_iter()
+        .map(|(name, sources)| {
+            let oldest = sources.iter().filter_map(|s| s.backlog.oldest).min();
+            let failing = sources.iter().any(|s| s.attempts > 0);
+            ProjectionStatus {
+                name,
+                position: sources.iter().map(|s| s.applied).sum(),
+                head: sources.iter().map(|s| s.backlog.total).sum(),
+                lag_events: sources.iter().map(|s| s.backlog.events).sum(),
+                lag_seconds: oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0)),
+                status: match (name == order::PROJECTION && rebuilding.is_some(), failing) {
+                    (true, _) => "rebuilding",
+                    (false, true) => "retrying",
+                    (false, false) => "running",
+                },
+                dead_letters: sources.iter().map(|s| s.dead_letters).sum(),
+                sources: sources
+                    .into_iter()
+                    .map(|s| SourceStatus {
+                        source: s.source,
+                        position: s.applied,
+                        head: s.backlog.total,
+                        lag_events: s.backlog.events,
+                        attempts: s.attempts,
+                        last_error: s.last_error,
+                    })
+                    .collect(),
+                rebuild: rebuilding
+                    .filter(|_| name == order::PROJECTION)
+                    .map(|p| RebuildStatus {
+                        generation: p.generation,
+                        applied: p.applied,
+                        head: p.head,
+                    }),
+            }
+        })
+        .collect())
+}
+
+/// Starts rebuilding a projection's read model from the event log; `202` at once, the
+/// progress in `GET /admin/projections` and in the logs.
+async fn rebuild(
+    modules: web::Data<Modules>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    match name.as_str() {
+        order::PROJECTION => {}
+        order::SAGA => {
+            return Err(Problem::conflict(
+                "not_rebuildable",
+                "order_saga drives payments and stock; it has no read model to rebuild",
+            ));
+        }
+        other => {
+            return Err(Problem::not_found(
+                "projection_not_found",
+                format!("no projection named {other:?}"),
+            ));
+        }
+    }
+    let generation = modules
+        .orders
+        .rebuild(&modules.sources)
+        .await
+        .map_err(|e| match e {
+            e @ order::RebuildError::InProgress(_) => Problem::conflict("rebuild_in_progress", e),
+            order::RebuildError::Unexpected(e) => kernel::http::unexpected(e),
+        })?;
+    Ok(HttpResponse::Accepted().json(serde_json::json!({
+        "projection": order::PROJECTION,
+        "generation": generation,
+        "status": "rebuilding",
+    })))
+}
+
+async fn projections(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "projections": statuses(&modules).await? })))
+}
+
+/// Prometheus text: what the middleware and the order services recorded, plus gauges read
+/// now (event-log backlog, projection lag, dead letters, pool usage).
+async fn metrics(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
+    let projections = statuses(&modules).await?;
+    let mut backlog: BTreeMap<&'static str, i64> = BTreeMap::new();
+    for projection in &projections {
+        metrics::gauge!("projection_lag_events", "projection" => projection.name)
+            .set(projection.lag_events as f64);
+        metrics::gauge!("projection_lag_seconds", "projection" => projection.name)
+            .set(projection.lag_seconds);
+        metrics::gauge!("dead_letters", "subscriber" => projection.name)
+            .set(projection.dead_letters as f64);
+        for source in &projection.sources {
+            let worst = backlog.entry(source.source).or_default();
+            *worst = (*worst).max(source.lag_events);
+        }
+    }
+    for (module, events) in backlog {
+        metrics::gauge!("event_log_backlog", "module" => module).set(events as f64);
+    }
+    for (module, status) in modules.pool_status() {
+        let in_use = status.size.saturating_sub(status.available);
+        metrics::gauge!("db_pool_connections", "module" => module, "state" => "in_use")
+            .set(in_use as f64);
+        metrics::gauge!("db_pool_connections", "module" => module, "state" => "idle")
+            .set(status.available as f64);
+        metrics::gauge!("db_pool_connections", "module" => module, "state" => "max")
+            .set(status.max_size as f64);
+        metrics::gauge!("db_pool_waiting", "module" => module).set(status.waiting as f64);
+    }
+    let handle = kernel::http::metrics_handle();
+    handle.run_upkeep();
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(handle.render()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_comparison() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret2"));
+        assert!(!constant_time_eq(b"", b"secret"));
+        assert!(constant_time_eq(b"", b""));
+    }
+}

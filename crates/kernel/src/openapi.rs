@@ -1,0 +1,283 @@
+//! OpenAPI glue shared by every module's routes: [`Routes`], which serves each handler at
+//! the method and path its `#[utoipa::path]` annotation declares, so what a module serves
+//! and what it documents come from one place; and the problem responses every route
+//! shares ([`PayloadTooLarge`], [`UnsupportedMediaType`], [`ServiceUnavailable`]).
+//!
+//! Why not `utoipa-actix-web`'s `App` wrapper: it collects only handlers written with
+//! actix's route macros (`#[get("/users/{id}")]`), and each of those registers a resource
+//! of its own, guarded by its method, so a wrong method on a known path would answer `404`
+//! instead of `405`. Here all methods of a path share one `web::resource`. Its
+//! `OpenApiFactory` trait is still what reads a `#[utoipa::path]`'s operation and the
+//! schemas it references.
+
+use actix_web::http::Method;
+use actix_web::{FromRequest, Handler, Responder, web};
+use utoipa::openapi::path::{HttpMethod, Paths};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{
+    ComponentsBuilder, ContentBuilder, HeaderBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
+    Response, ResponseBuilder,
+};
+use utoipa::{PartialSchema, ToResponse, ToSchema};
+use utoipa_actix_web::OpenApiFactory;
+
+use crate::http::PROBLEM_JSON;
+use crate::{FieldError, Problem};
+
+/// A module's routes, each registered from its `#[utoipa::path]` annotation.
+///
+/// ```text
+/// pub fn endpoints() -> Routes {
+///     Routes::default()
+///         .add(__path_register, register)
+///         .add(__path_get, get)
+/// }
+/// pub fn routes(cfg: &mut web::ServiceConfig) {
+///     endpoints().mount(cfg)
+/// }
+/// ```
+/// `__path_<handler>` is the type `#[utoipa::path]` generates beside the handler.
+#[derive(Default)]
+pub struct Routes {
+    /// One entry per path, in the order first added; each becomes one `web::resource`.
+    resources: Vec<(String, Vec<actix_web::Route>)>,
+    operations: Vec<(Method, String)>,
+    paths: Paths,
+    schemas: Vec<(String, RefOr<Schema>)>,
+}
+
+impl Routes {
+    /// Serves `handler` at every method and the path that `doc` (the handler's
+    /// `#[utoipa::path]`) declares, and documents it so. Panics when a method and path are
+    /// declared twice.
+    pub fn add<D, F, Args>(mut self, doc: D, handler: F) -> Self
+    where
+        D: utoipa::Path + OpenApiFactory,
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let path = D::path();
+        for method in D::methods() {
+            let method = actix_method(&method);
+            assert!(
+                !self
+                    .operations
+                    .iter()
+                    .any(|(m, p)| *m == method && *p == path),
+                "{method} {path} is declared twice"
+            );
+            self.operations.push((method.clone(), path.clone()));
+            let route = web::method(method).to(handler.clone());
+            match self.resources.iter_mut().find(|(p, _)| *p == path) {
+                Some((_, routes)) => routes.push(route),
+                None => self.resources.push((path.clone(), vec![route])),
+            }
+        }
+        self.paths.merge(doc.paths());
+        doc.schemas(&mut self.schemas);
+        self
+    }
+
+    /// These routes' part of the OpenAPI document: their paths, the schemas they use and
+    /// the shared problem responses.
+    pub fn openapi(&self) -> OpenApi {
+        OpenApiBuilder::new()
+            .paths(self.paths.clone())
+            .components(Some(components(self.schemas.clone())))
+            .build()
+    }
+
+    /// Registers one `web::resource` per path, holding a route per method, so a known path
+    /// asked with another method answers `405`.
+    pub fn mount(self, cfg: &mut web::ServiceConfig) {
+        for (path, routes) in self.resources {
+            cfg.service(resource(&path, routes));
+        }
+    }
+
+    /// [`Routes::mount`] inside `web::scope(prefix)`, for routes that share middleware
+    /// (`.wrap(...)` the scope). Every documented path must start with `prefix`; the scope
+    /// serves it at the same full path.
+    pub fn scope(self, prefix: &str) -> actix_web::Scope {
+        self.resources
+            .into_iter()
+            .fold(web::scope(prefix), |scope, (path, routes)| {
+                let rest = path
+                    .strip_prefix(prefix)
+                    .unwrap_or_else(|| panic!("{path} is documented outside the scope {prefix}"));
+                scope.service(resource(rest, routes))
+            })
+    }
+}
+
+fn resource(path: &str, routes: Vec<actix_web::Route>) -> actix_web::Resource {
+    routes
+        .into_iter()
+        .fold(web::resource(path), |resource, route| resource.route(route))
+}
+
+fn actix_method(method: &HttpMethod) -> Method {
+    match method {
+        HttpMethod::Get => Method::GET,
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Delete => Method::DELETE,
+        HttpMethod::Options => Method::OPTIONS,
+        HttpMethod::Head => Method::HEAD,
+        HttpMethod::Patch => Method::PATCH,
+        HttpMethod::Trace => Method::TRACE,
+    }
+}
+
+/// `schemas` plus what every route shares: [`Problem`] and the shared responses.
+fn components(schemas: Vec<(String, RefOr<Schema>)>) -> utoipa::openapi::Components {
+    let (too_large, too_large_response) = PayloadTooLarge::response();
+    let (media_type, media_type_response) = UnsupportedMediaType::response();
+    let (unavailable, unavailable_response) = ServiceUnavailable::response();
+    ComponentsBuilder::new()
+        .schemas_from_iter(schemas)
+        .schema(Problem::name(), Problem::schema())
+        .schema(FieldError::name(), FieldError::schema())
+        .response(too_large, too_large_response)
+        .response(media_type, media_type_response)
+        .response(unavailable, unavailable_response)
+        .build()
+}
+
+/// A problem+json response: `description`, body [`Problem`].
+pub fn problem_response(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        PROBLEM_JSON,
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(Problem::name())))
+            .build(),
+    )
+}
+
+/// `413 payload_too_large`: a request body over 64 KiB.
+pub struct PayloadTooLarge;
+
+impl<'s> ToResponse<'s> for PayloadTooLarge {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let description = format!(
+            "`payload_too_large`: the request body is larger than {} KiB.",
+            crate::http::MAX_BODY_BYTES / 1024
+        );
+        (
+            "PayloadTooLarge",
+            problem_response(&description).build().into(),
+        )
+    }
+}
+
+/// `415 unsupported_media_type`: a request body that is not JSON.
+pub struct UnsupportedMediaType;
+
+impl<'s> ToResponse<'s> for UnsupportedMediaType {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let description = "`unsupported_media_type`: the request body must be JSON, sent with \
+                           `Content-Type: application/json` (or another `+json` type).";
+        (
+            "UnsupportedMediaType",
+            problem_response(description).build().into(),
+        )
+    }
+}
+
+/// `503 service_unavailable` with `Retry-After`: the database cannot be reached.
+pub struct ServiceUnavailable;
+
+impl<'s> ToResponse<'s> for ServiceUnavailable {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let retry_after = HeaderBuilder::new()
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
+            .description(Some("Seconds to wait before retrying."))
+            .build();
+        let response = problem_response(
+            "`service_unavailable`: the database cannot be reached right now; nothing was \
+             changed, retrying after `Retry-After` seconds is safe.",
+        )
+        .header("Retry-After", retry_after)
+        .build();
+        ("ServiceUnavailable", response.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::{Method, StatusCode};
+    use actix_web::test::{TestRequest, call_service, init_service};
+    use actix_web::{App, HttpResponse};
+
+    use super::*;
+
+    #[utoipa::path(get, path = "/things/{id}", responses((status = 200, description = "one")))]
+    async fn thing() -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    #[utoipa::path(delete, path = "/things/{id}", responses((status = 204, description = "gone")))]
+    async fn remove() -> HttpResponse {
+        HttpResponse::NoContent().finish()
+    }
+
+    #[utoipa::path(get, path = "/admin/things", responses((status = 200, description = "all")))]
+    async fn all() -> HttpResponse {
+        HttpResponse::Ok().finish()
+    }
+
+    fn things() -> Routes {
+        Routes::default()
+            .add(__path_thing, thing)
+            .add(__path_remove, remove)
+    }
+
+    #[actix_web::test]
+    async fn serves_what_it_documents_one_resource_per_path() {
+        let app = init_service(
+            App::new()
+                .configure(|cfg| things().mount(cfg))
+                .service(Routes::default().add(__path_all, all).scope("/admin")),
+        )
+        .await;
+        let cases = [
+            (Method::GET, "/things/1", StatusCode::OK),
+            (Method::DELETE, "/things/1", StatusCode::NO_CONTENT),
+            (Method::POST, "/things/1", StatusCode::METHOD_NOT_ALLOWED),
+            (Method::GET, "/admin/things", StatusCode::OK),
+            (Method::GET, "/things", StatusCode::NOT_FOUND),
+        ];
+        for (method, path, status) in cases {
+            let request = TestRequest::default()
+                .method(method.clone())
+                .uri(path)
+                .to_request();
+            let response = call_service(&app, request).await;
+            assert_eq!(response.status(), status, "{method} {path}");
+        }
+
+        let document = things().openapi();
+        let item = &document.paths.paths["/things/{id}"];
+        assert!(item.get.is_some() && item.delete.is_some() && item.post.is_none());
+        let components = document.components.expect("components");
+        assert!(components.schemas.contains_key("Problem"));
+        for response in [
+            "PayloadTooLarge",
+            "UnsupportedMediaType",
+            "ServiceUnavailable",
+        ] {
+            assert!(components.responses.contains_key(response), "{response}");
+        }
+    }
+
+    #[test]
+    fn a_method_and_path_declared_twice_is_refused() {
+        let twice = std::panic::catch_unwind(|| things().add(__path_thing, thing));
+        assert!(twice.is_err());
+    }
+}

@@ -1,0 +1,304 @@
+//! `cargo xtask docs-check`: the API reference renders its operations in a real browser.
+//!
+//! Builds `emporium`, serves it on a free port against a database that answers, loads
+//! `/docs` in headless Chromium (Debian's `chromium`, installed with apt when missing and
+//! we are root), and checks that the rendered page lists every operation of
+//! `/openapi.json`. It also leaves a screenshot in `target/docs.png` for humans. The
+//! server is stopped at the end, whatever happened.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use std::{env, fs};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::{cargo, db, describe, succeed};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+/// How long the page may take to load `/openapi.json` and render, in virtual time.
+const RENDER_BUDGET_MS: u32 = 10_000;
+
+pub(crate) fn run(root: &Path) -> Result<()> {
+    let chromium = chromium()?;
+    let database_url = db::ensure(root)?;
+    eprintln!("xtask: cargo build -p emporium");
+    succeed(&mut cargo(root, &["build", "-p", "emporium"]))?;
+    let binary = target_directory(root)?.join("debug").join("emporium");
+
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let address = format!("127.0.0.1:{port}");
+    let log = root.join("target").join("docs-check.log");
+    fs::create_dir_all(root.join("target"))?;
+    let mut server = Server::start(&binary, &address, &database_url, &log)?;
+    server.wait_until_ready(&address, Duration::from_secs(120))?;
+
+    let (_, document) = get(&address, "/openapi.json")?;
+    let document: serde_json::Value =
+        serde_json::from_str(&document).context("/openapi.json is not JSON")?;
+    let operations = operations(&document);
+    ensure!(
+        operations.len() > 10,
+        "/openapi.json documents only {} operations",
+        operations.len()
+    );
+
+    let url = format!("http://{address}/docs");
+    let profile = Profile::fresh()?;
+    let dom = chromium_output(&chromium, &profile, &["--dump-dom", &url])?;
+    check_dom(&dom, &operations)?;
+
+    let screenshot = root.join("target").join("docs.png");
+    let _ = fs::remove_file(&screenshot);
+    let profile = Profile::fresh()?;
+    chromium_output(
+        &chromium,
+        &profile,
+        &[
+            &format!("--screenshot={}", screenshot.display()),
+            "--window-size=1280,2000",
+            &url,
+        ],
+    )?;
+    ensure!(
+        screenshot.is_file(),
+        "chromium wrote no screenshot at {}",
+        screenshot.display()
+    );
+    drop(server);
+    eprintln!(
+        "xtask: docs-check passed: /docs renders all {} operations; screenshot in {}",
+        operations.len(),
+        screenshot.display()
+    );
+    Ok(())
+}
+
+/// The rendered page lists every operation: one Swagger UI `opblock` per operation, each
+/// with its path, and no load error.
+fn check_dom(dom: &str, operations: &[(String, String)]) -> Result<()> {
+    ensure!(
+        !dom.contains("Failed to load API definition"),
+        "Swagger UI could not load /openapi.json"
+    );
+    let blocks = dom.matches("class=\"opblock-summary-path\"").count();
+    ensure!(
+        blocks == operations.len(),
+        "the page shows {blocks} operations, /openapi.json has {} (is the page rendered?)",
+        operations.len()
+    );
+    let missing: Vec<String> = operations
+        .iter()
+        .filter(|(method, path)| {
+            !dom.contains(&format!("data-path=\"{path}\""))
+                || !dom.contains(&format!("opblock-{method}"))
+        })
+        .map(|(method, path)| format!("{method} {path}"))
+        .collect();
+    ensure!(
+        missing.is_empty(),
+        "operations not on the page: {}",
+        missing.join(", ")
+    );
+    Ok(())
+}
+
+/// `(method, path)` of every operation in an OpenAPI document.
+fn operations(document: &serde_json::Value) -> Vec<(String, String)> {
+    let mut found = Vec::new();
+    for (path, item) in document["paths"].as_object().into_iter().flatten() {
+        for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+            found.push((method.clone(), path.clone()));
+        }
+    }
+    found
+}
+
+/// Debian's Chromium, installed with apt when missing and we are root.
+fn chromium() -> Result<PathBuf> {
+    let path = PathBuf::from(CHROMIUM);
+    if path.is_file() {
+        return Ok(path);
+    }
+    let apt = env::split_paths(&env::var_os("PATH").unwrap_or_default())
+        .any(|dir| dir.join("apt-get").is_file());
+    if !(is_root()? && apt) {
+        bail!(
+            "{CHROMIUM} is missing: install Debian's chromium package (sudo apt-get install chromium)"
+        );
+    }
+    eprintln!("xtask: installing chromium with apt-get");
+    succeed(Command::new("apt-get").arg("update"))?;
+    succeed(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", "chromium"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    ensure!(
+        path.is_file(),
+        "chromium is installed but {CHROMIUM} is not"
+    );
+    Ok(path)
+}
+
+fn is_root() -> Result<bool> {
+    let output = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("running id -u")?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
+
+/// Headless Chromium, isolated from the network and from any profile, on `args`; its
+/// standard output.
+fn chromium_output(chromium: &Path, profile: &Profile, args: &[&str]) -> Result<String> {
+    let mut command = Command::new(chromium);
+    command
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--user-data-dir={}", profile.0.display()))
+        .arg(format!("--virtual-time-budget={RENDER_BUDGET_MS}"))
+        .args(args)
+        .stdin(Stdio::null());
+    let output = command
+        .output()
+        .with_context(|| format!("running {}", describe(&command)))?;
+    if !output.status.success() {
+        bail!(
+            "{} failed ({}): {}",
+            describe(&command),
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+/// A fresh, empty Chromium profile directory, removed when dropped.
+struct Profile(PathBuf);
+
+impl Profile {
+    fn fresh() -> Result<Profile> {
+        let dir = env::temp_dir().join(format!("emporium-docs-check-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Profile(dir))
+    }
+}
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `emporium serve`, killed when dropped (also when the check fails).
+struct Server {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Server {
+    fn start(binary: &Path, address: &str, database_url: &str, log: &Path) -> Result<Server> {
+        let output =
+            fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+        let child = Command::new(binary)
+            .arg("serve")
+            .env("HTTP_ADDR", address)
+            .env("DATABASE_URL", database_url)
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(output.try_clone()?)
+            .stderr(output)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        eprintln!(
+            "xtask: emporium serves on http://{address} (log: {})",
+            log.display()
+        );
+        Ok(Server {
+            child,
+            log: log.to_owned(),
+        })
+    }
+
+    /// Polls `/health/ready` until it answers `200`, the process exits, or `timeout`.
+    fn wait_until_ready(&mut self, address: &str, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok((200, _)) = get(address, "/health/ready") {
+                return Ok(());
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("emporium exited ({status}); see {}", self.log.display());
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "emporium was not ready within {timeout:?}; see {}",
+                    self.log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `GET path` over plain HTTP/1.1: the status and the body.
+fn get(address: &str, path: &str) -> Result<(u16, String)> {
+    let mut stream = TcpStream::connect(address)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let response = String::from_utf8_lossy(&response);
+    let (head, body) = response
+        .split_once("\r\n\r\n")
+        .context("an HTTP response without a blank line")?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .context("an HTTP response without a status")?;
+    ensure!(
+        !head
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked"),
+        "GET {path} answered a chunked body"
+    );
+    Ok((status, body.to_owned()))
+}
+
+/// Where cargo puts build output (`target/`, unless configured otherwise).
+fn target_directory(root: &Path) -> Result<PathBuf> {
+    let output = cargo(root, &["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    ensure!(output.status.success(), "cargo metadata failed");
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+    metadata["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .context("cargo metadata has no target_directory")
+}
