@@ -9,6 +9,7 @@ mod db;
 mod docs;
 mod migration;
 mod scan;
+mod server;
 
 use std::env;
 use std::ffi::OsString;

@@ -44,6 +44,10 @@ pub struct Config {
     /// How long a pending order holds its stock (e.g. 30m, 90s, 2h).
     #[arg(long, env = "ORDER_EXPIRY", default_value = "30m", value_parser = kernel::parse_duration, global = true)]
     pub order_expiry: Duration,
+    /// How long an order placement may stay unfinished (a crash mid-way) before the sweeper
+    /// releases its stock.
+    #[arg(long, env = "PLACEMENT_TIMEOUT", default_value = "60s", value_parser = kernel::parse_duration, global = true)]
+    pub placement_timeout: Duration,
     /// Connections per module pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8, global = true)]
     pub db_pool_size: usize,
@@ -62,6 +66,7 @@ impl Config {
             http_addr: "127.0.0.1:0".to_owned(),
             admin_token: None,
             order_expiry: Duration::from_secs(30 * 60),
+            placement_timeout: Duration::from_secs(60),
             db_pool_size: 3,
             http_workers: Some(2),
         }
@@ -116,8 +121,6 @@ pub struct Hooks {
     pub faults: Option<order::FaultHook>,
     /// How often the sweeper runs.
     pub sweep_every: Duration,
-    /// How long an unfinished placement waits before the sweeper releases it.
-    pub placement_timeout: Duration,
 }
 
 impl Default for Hooks {
@@ -126,7 +129,6 @@ impl Default for Hooks {
             background: true,
             faults: None,
             sweep_every: Duration::from_secs(1),
-            placement_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -172,7 +174,7 @@ impl Modules {
         let order_settings = order::Settings {
             order_expiry: config.order_expiry,
             sweep_every: hooks.sweep_every,
-            placement_timeout: hooks.placement_timeout,
+            placement_timeout: config.placement_timeout,
             faults: hooks.faults.clone(),
         };
         let orders = Arc::new(order::OrderModule::new(

@@ -1,0 +1,90 @@
+//! The contract's invariants 1-4 ("Invariants that hold after any crash and restart"), as
+//! SQL that counts violations. They read every module's schema, so they run as a superuser
+//! outside the app: in the app's test suite and in `cargo xtask chaos`, never in a module.
+
+const VISIBLE: &str = "('pending', 'confirmed', 'shipped', 'delivered', 'cancelled')";
+const LIVE: &str = "(SELECT id FROM order_read.generations WHERE state = 'live')";
+
+/// `(what must hold, a query returning one bigint column n: how many violations)`. They
+/// hold once commands have stopped and background work has settled.
+pub fn checks() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "1. stock conservation: initial + restocked = stock + reserved + held by paid orders, none negative",
+            "WITH initial AS (SELECT aggregate_id AS id, (payload->>'stock')::bigint AS q FROM products.events \
+                   WHERE event_type = 'product.created'), \
+                 restocked AS (SELECT aggregate_id AS id, sum((payload->>'quantity')::bigint) AS q FROM products.events \
+                   WHERE event_type = 'product.restocked' GROUP BY 1), \
+                 held AS (SELECT l.product_id AS id, sum(l.quantity) AS q FROM orders.orders o \
+                   JOIN orders.order_lines l ON l.order_id = o.id \
+                   WHERE o.status IN ('confirmed', 'shipped', 'delivered') GROUP BY 1) \
+                 SELECT count(*) AS n FROM products.products p JOIN initial i ON i.id = p.id \
+                 LEFT JOIN restocked r ON r.id = p.id LEFT JOIN held h ON h.id = p.id \
+                 WHERE i.q + coalesce(r.q, 0) <> p.stock + p.reserved + coalesce(h.q, 0) OR p.stock < 0 OR p.reserved < 0"
+                .to_owned(),
+        ),
+        (
+            "1. reserved equals what pending orders hold",
+            "SELECT count(*) AS n FROM products.products p WHERE p.reserved <> coalesce((SELECT sum(l.quantity) \
+             FROM orders.orders o JOIN orders.order_lines l ON l.order_id = o.id \
+             WHERE o.status = 'pending' AND l.product_id = p.id), 0)"
+                .to_owned(),
+        ),
+        (
+            "2. every paid order has exactly one captured payment equal to its total",
+            "SELECT count(*) AS n FROM orders.orders o WHERE o.status IN ('confirmed', 'shipped', 'delivered') \
+             AND (SELECT count(*) FROM payments.payments p WHERE p.order_id = o.id AND p.status = 'captured' \
+                  AND p.amount = o.total) <> 1"
+                .to_owned(),
+        ),
+        (
+            "2. no cancelled or unplaced order keeps a captured payment",
+            "SELECT count(*) AS n FROM payments.payments p JOIN orders.orders o ON o.id = p.order_id \
+             WHERE p.status = 'captured' AND o.status NOT IN ('confirmed', 'shipped', 'delivered')"
+                .to_owned(),
+        ),
+        (
+            "2. at most one non-declined payment per order",
+            "SELECT count(*) AS n FROM (SELECT order_id FROM payments.payments WHERE status <> 'declined' \
+             GROUP BY order_id HAVING count(*) > 1) AS doubled"
+                .to_owned(),
+        ),
+        (
+            "3. read model orders equal the write model",
+            format!(
+                "SELECT count(*) AS n FROM (SELECT * FROM orders.orders WHERE status IN {VISIBLE}) w \
+                 FULL JOIN (SELECT * FROM order_read.orders WHERE generation = {LIVE}) r ON r.id = w.id \
+                 WHERE w.id IS NULL OR r.id IS NULL OR r.status <> w.status OR r.version <> w.version \
+                 OR r.total <> w.total OR r.user_id <> w.user_id"
+            ),
+        ),
+        (
+            "3. read model items equal the write model",
+            format!(
+                "SELECT count(*) AS n FROM (SELECT l.* FROM orders.order_lines l JOIN orders.orders o ON o.id = l.order_id \
+                   WHERE o.status IN {VISIBLE}) w \
+                 FULL JOIN (SELECT * FROM order_read.order_items WHERE generation = {LIVE}) r \
+                   ON (r.order_id, r.line) = (w.order_id, w.line) \
+                 WHERE w.order_id IS NULL OR r.order_id IS NULL OR r.product_id <> w.product_id \
+                 OR r.quantity <> w.quantity OR r.price <> w.price"
+            ),
+        ),
+        (
+            "4. every subscription applied every event of its source exactly once",
+            "SELECT count(*) AS n FROM (\
+               SELECT subscriber, source, applied FROM order_read.checkpoints \
+               UNION ALL SELECT subscriber, source, applied FROM orders.checkpoints) c \
+             WHERE c.applied <> CASE c.source \
+               WHEN 'orders' THEN (SELECT count(*) FROM orders.events) \
+               WHEN 'users' THEN (SELECT count(*) FROM users.events) \
+               WHEN 'products' THEN (SELECT count(*) FROM products.events) \
+               WHEN 'payments' THEN (SELECT count(*) FROM payments.events) END"
+                .to_owned(),
+        ),
+        (
+            "4. nothing parked as a dead letter",
+            "SELECT (SELECT count(*) FROM order_read.dead_letters) + (SELECT count(*) FROM orders.dead_letters) AS n"
+                .to_owned(),
+        ),
+    ]
+}
