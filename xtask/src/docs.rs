@@ -15,14 +15,14 @@ use std::{env, fs};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::server::{Server, get, target_directory};
-use crate::{cargo, db, describe, succeed};
+use crate::{apt, cargo, db, describe, succeed};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long the page may take to load `/openapi.json` and render, in virtual time.
 const RENDER_BUDGET_MS: u32 = 10_000;
 
 pub(crate) fn run(root: &Path) -> Result<()> {
-    let chromium = chromium()?;
+    let chromium = apt::ensure_installed(Path::new(CHROMIUM), "chromium")?;
     let database_url = db::ensure(root)?;
     eprintln!("xtask: cargo build -p emporium");
     succeed(&mut cargo(root, &["build", "-p", "emporium"]))?;
@@ -114,41 +114,6 @@ fn operations(document: &serde_json::Value) -> Vec<(String, String)> {
         }
     }
     found
-}
-
-/// Debian's Chromium, installed with apt when missing and we are root.
-fn chromium() -> Result<PathBuf> {
-    let path = PathBuf::from(CHROMIUM);
-    if path.is_file() {
-        return Ok(path);
-    }
-    let apt = env::split_paths(&env::var_os("PATH").unwrap_or_default())
-        .any(|dir| dir.join("apt-get").is_file());
-    if !(is_root()? && apt) {
-        bail!(
-            "{CHROMIUM} is missing: install Debian's chromium package (sudo apt-get install chromium)"
-        );
-    }
-    eprintln!("xtask: installing chromium with apt-get");
-    succeed(Command::new("apt-get").arg("update"))?;
-    succeed(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", "chromium"])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    ensure!(
-        path.is_file(),
-        "chromium is installed but {CHROMIUM} is not"
-    );
-    Ok(path)
-}
-
-fn is_root() -> Result<bool> {
-    let output = Command::new("id")
-        .arg("-u")
-        .output()
-        .context("running id -u")?;
-    Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
 }
 
 /// Headless Chromium, isolated from the network and from any profile, on `args`; its

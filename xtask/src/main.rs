@@ -4,9 +4,13 @@
 //! the server, tests, and the checks that keep the modules' boundaries.
 #![allow(clippy::print_stdout)]
 
+mod apt;
+mod bench;
+mod chaos;
 mod check;
 mod db;
 mod docs;
+mod load;
 mod migration;
 mod scan;
 mod server;
@@ -60,7 +64,31 @@ enum Task {
     /// Load the API reference (/docs) in headless Chromium and check that it renders every
     /// operation; leaves a screenshot in target/docs.png.
     DocsCheck,
-    /// `check`, then `test`, then `docs-check`: what CI runs.
+    /// Crash the running system (kill -9 the server, crash Postgres, two servers) under a
+    /// mixed load, round after round, and check the contract's invariants after each.
+    Chaos {
+        /// How many rounds.
+        #[arg(long, default_value_t = 20)]
+        rounds: u32,
+        /// Replay a run: the seed a run printed.
+        #[arg(long)]
+        seed: Option<u64>,
+    },
+    /// Benchmark a release build (seeded data, wrk, projection lag, rebuild, RSS, ready
+    /// time) beside pgbench on the same machine; writes BENCHMARKS.md.
+    Bench {
+        /// Tiny data and short phases, to check the harness (CI); writes
+        /// target/bench/smoke.md and never fails on a timing.
+        #[arg(long)]
+        smoke: bool,
+        /// Seconds per load phase (default 10, with --smoke 2).
+        #[arg(long)]
+        duration: Option<u64>,
+        /// Connections of every load phase, and pgbench clients.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+    },
+    /// `check`, `test`, `docs-check`, `bench --smoke`, `chaos --rounds 3`: what CI runs.
     Ci,
 }
 
@@ -102,8 +130,22 @@ fn run(task: Task) -> Result<ExitCode> {
             check::run(&root)?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::Chaos { rounds, seed } => chaos::run(&root, rounds, seed),
         Task::DocsCheck => {
             docs::run(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Bench {
+            smoke,
+            duration,
+            concurrency,
+        } => {
+            let options = bench::Options {
+                smoke,
+                duration,
+                concurrency,
+            };
+            bench::run(&root, &options)?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Ci => {
@@ -113,7 +155,13 @@ fn run(task: Task) -> Result<ExitCode> {
                 return Ok(tested);
             }
             docs::run(&root)?;
-            Ok(ExitCode::SUCCESS)
+            let smoke = bench::Options {
+                smoke: true,
+                duration: None,
+                concurrency: 16,
+            };
+            bench::run(&root, &smoke)?;
+            chaos::run(&root, 3, None)
         }
     }
 }

@@ -67,7 +67,7 @@ impl Server {
                     self.log.display()
                 );
             }
-            std::thread::sleep(Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(10));
         }
     }
 }

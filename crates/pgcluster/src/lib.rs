@@ -130,6 +130,17 @@ impl Cluster {
         status.is_ok_and(|output| output.status.success())
     }
 
+    /// Crashes the cluster (immediate shutdown: no checkpoint, recovery on the next start),
+    /// as a power cut would.
+    pub fn crash(&self) -> Result<()> {
+        quietly(
+            self.tool("pg_ctl")
+                .arg("-D")
+                .arg(self.data())
+                .args(["stop", "-m", "immediate"]),
+        )
+    }
+
     /// Stops the cluster (fast shutdown: open connections are cut).
     pub fn stop(&self) -> Result<()> {
         quietly(

@@ -1,0 +1,46 @@
+//! Tools xtask needs from Debian: installed with apt when missing and we are root,
+//! otherwise a one-line instruction.
+
+use std::env;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::succeed;
+
+/// `binary`, installing Debian's `package` first if it is missing (as root, with apt).
+pub(crate) fn ensure_installed(binary: &Path, package: &str) -> Result<PathBuf> {
+    if binary.is_file() {
+        return Ok(binary.to_owned());
+    }
+    let apt = env::split_paths(&env::var_os("PATH").unwrap_or_default())
+        .any(|dir| dir.join("apt-get").is_file());
+    if !(is_root()? && apt) {
+        bail!(
+            "{} is missing: install Debian's {package} package (sudo apt-get install {package})",
+            binary.display()
+        );
+    }
+    eprintln!("xtask: installing {package} with apt-get");
+    succeed(Command::new("apt-get").arg("update"))?;
+    succeed(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    ensure!(
+        binary.is_file(),
+        "{package} is installed but {} is not",
+        binary.display()
+    );
+    Ok(binary.to_owned())
+}
+
+fn is_root() -> Result<bool> {
+    let output = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("running id -u")?;
+    Ok(String::from_utf8_lossy(&output.stdout).trim() == "0")
+}
