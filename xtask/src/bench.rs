@@ -111,7 +111,6 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         wrk: apt::ensure_installed(Path::new("/usr/bin/wrk"), "wrk")?,
         pgbench: pgbench()?,
     };
-
     eprintln!("xtask: cargo build --release -p emporium");
     succeed(&mut cargo(root, &["build", "--release", "-p", "emporium"]))?;
     let binary = target_directory(root)?.join("release").join("emporium");
@@ -121,67 +120,52 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         .build()
         .context("starting a tokio runtime")?;
     let url = runtime.block_on(fresh_database(&postgres, DATABASE))?;
-
     let address = free_address()?;
-    let (server, ready) = start(&plan, &binary, &address, &url, &out.join("server.log"))?;
-    eprintln!("xtask: ready in {:.0} ms", ms(ready));
-    let api = Api::new(&address, ADMIN_TOKEN)?;
-    let mut results = Results::new(&plan);
+    let bench = Bench {
+        api: Api::new(&address, ADMIN_TOKEN)?,
+        plan,
+        runtime,
+        binary,
+        address,
+        url,
+        out,
+    };
+    let mut results = Results::new(&bench.plan);
+
+    let (server, ready) = bench.start("server.log")?;
     results.ready = ready;
-
-    eprintln!(
-        "xtask: seeding {} users, {} products, {} orders",
-        plan.users, plan.products, plan.orders
-    );
-    let (catalog, seeded) = runtime.block_on(load::seed(
-        &api,
-        (plan.users, plan.products, plan.orders),
-        plan.concurrency,
-    ))?;
-    results.seeded = seeded;
-    runtime.block_on(load::caught_up(&api, Duration::from_secs(600)))?;
-    runtime.block_on(vacuum_analyze(&url))?;
-    write_ids(&out, &catalog)?;
-    let catalog = Arc::new(catalog);
-
+    let catalog = bench.seed(&mut results)?;
     for phase in &PHASES {
-        let result = run_wrk(&tools.wrk, &plan, &address, &out, phase)?;
-        results.wrk.insert(phase.name, result);
-        runtime.block_on(load::caught_up(&api, Duration::from_secs(600)))?;
+        let run = run_wrk(&tools.wrk, &bench.plan, &bench.address, &bench.out, phase)?;
+        eprintln!("xtask: {}: {}", phase.name, run.summary());
+        results.wrk.insert(phase.name, run);
+        bench.caught_up()?;
     }
-
-    let rate = 0.8 * results.wrk["create"].per_second();
-    eprintln!(
-        "xtask: projection lag: {} probes while placing {rate:.0} orders/s",
-        plan.probes
-    );
-    results.lag = Some(runtime.block_on(load::projection_lag(
-        &api,
-        &catalog,
-        rate,
-        plan.probes,
-        plan.duration * 6,
-    ))?);
-    runtime.block_on(load::caught_up(&api, Duration::from_secs(600)))?;
-
-    eprintln!("xtask: rebuilding the read model");
-    results.rebuild = Some(runtime.block_on(load::rebuild(&api))?);
-    runtime.block_on(retired(&url))?;
+    results.lag = Some(bench.lag(&catalog, results.wrk["create"].per_second())?);
+    results.rebuild = Some(bench.rebuild()?);
     results.rss_kib = peak_rss(server.pid())?;
     drop(server);
-
-    let (server, ready) = start(&plan, &binary, &address, &url, &out.join("restart.log"))?;
+    let (server, ready) = bench.start("restart.log")?;
     results.restart_ready = ready;
     drop(server);
 
-    let pgbench_url = runtime.block_on(fresh_database(&postgres, PGBENCH_DATABASE))?;
-    results.pgbench = Some(run_pgbench(&tools.pgbench, &plan, &pgbench_url, &out)?);
-    results.machine = Some(runtime.block_on(Machine::read(root, &url))?);
+    let pgbench_url = bench.block_on(fresh_database(&postgres, PGBENCH_DATABASE))?;
+    results.pgbench = Some(run_pgbench(
+        &tools.pgbench,
+        &bench.plan,
+        &pgbench_url,
+        &bench.out,
+    )?);
+    results.machine = Some(bench.block_on(Machine::read(root, &bench.url))?);
+    report(root, &bench, &results)
+}
 
+/// Prints the report and writes it where it belongs.
+fn report(root: &Path, bench: &Bench, results: &Results) -> Result<()> {
     let report = results.report();
     println!("{report}");
-    if plan.smoke {
-        let path = out.join("smoke.md");
+    if bench.plan.smoke {
+        let path = bench.out.join("smoke.md");
         fs::write(&path, format!("# Benchmark smoke run\n\n{report}"))?;
         eprintln!("xtask: bench --smoke done; report in {}", path.display());
     } else {
@@ -190,6 +174,141 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         eprintln!("xtask: bench done; report in {}", path.display());
     }
     Ok(())
+}
+
+/// One run's fixed parts: what it drives, where, and with what.
+struct Bench {
+    plan: Plan,
+    runtime: tokio::runtime::Runtime,
+    binary: PathBuf,
+    address: String,
+    /// The run's own database.
+    url: String,
+    api: Api,
+    /// target/bench
+    out: PathBuf,
+}
+
+impl Bench {
+    fn block_on<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.runtime.block_on(work)
+    }
+
+    /// Starts the server, logging to `log`; it and the time from process start to
+    /// `/health/ready` = 200.
+    fn start(&self, log: &str) -> Result<(Server, Duration)> {
+        let env: Vec<(&str, &str)> = self
+            .plan
+            .server_env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        let started = Instant::now();
+        let mut server = Server::start(
+            &self.binary,
+            &self.address,
+            &self.url,
+            &env,
+            &self.out.join(log),
+        )?;
+        server.wait_until_ready(&self.address, Duration::from_secs(60))?;
+        let ready = started.elapsed();
+        eprintln!("xtask: ready in {:.0} ms", ms(ready));
+        Ok((server, ready))
+    }
+
+    /// Seeds the data set, lets the projection catch up, `VACUUM ANALYZE`s, and writes the
+    /// ids for the wrk scripts.
+    fn seed(&self, results: &mut Results) -> Result<Arc<Catalog>> {
+        let plan = &self.plan;
+        eprintln!(
+            "xtask: seeding {} users, {} products, {} orders",
+            plan.users, plan.products, plan.orders
+        );
+        let sizes = (plan.users, plan.products, plan.orders);
+        let (catalog, seeded) = self.block_on(load::seed(&self.api, sizes, plan.concurrency))?;
+        for step in &seeded {
+            eprintln!("xtask: seeded {}: {:.0}/s", step.what, step.per_second());
+        }
+        results.seeded = seeded;
+        self.caught_up()?;
+        self.block_on(vacuum_analyze(&self.url))?;
+        write_ids(&self.out, &catalog)?;
+        Ok(Arc::new(catalog))
+    }
+
+    /// Waits until the projection has applied every event, so a phase starts quiet.
+    fn caught_up(&self) -> Result<()> {
+        self.block_on(load::caught_up(&self.api, Duration::from_secs(600)))
+    }
+
+    /// Projection lag while placing orders at 80 % of `max_rate`.
+    fn lag(&self, catalog: &Arc<Catalog>, max_rate: f64) -> Result<Lag> {
+        let rate = 0.8 * max_rate;
+        eprintln!(
+            "xtask: projection lag: up to {} probes while placing {rate:.0} orders/s",
+            self.plan.probes
+        );
+        let limit = self.plan.duration * 6;
+        let lag = self.block_on(load::projection_lag(
+            &self.api,
+            catalog,
+            rate,
+            self.plan.probes,
+            limit,
+        ))?;
+        eprintln!(
+            "xtask: lag: p50 {:.1} ms, p99 {:.1} ms, {} probes, {} unseen",
+            ms(load::quantile(&lag.samples, 0.5)),
+            ms(load::quantile(&lag.samples, 0.99)),
+            lag.samples.len(),
+            lag.unseen
+        );
+        self.caught_up()?;
+        Ok(lag)
+    }
+
+    /// Rebuilds the read model; returns once the old generation is deleted too.
+    ///
+    /// The end is watched in the database (no `building` generation left: the switch has
+    /// committed), every 10 ms, then confirmed by `/admin/projections`: that status counts
+    /// every event log, and polling it as often would slow the rebuild down.
+    fn rebuild(&self) -> Result<Rebuild> {
+        eprintln!("xtask: rebuilding the read model");
+        let rebuild = self.block_on(async {
+            let client = connect(&self.url).await?;
+            let (events, started) = load::start_rebuild(&self.api).await?;
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM order_read.generations WHERE state = 'building'",
+                        &[],
+                    )
+                    .await?;
+                if row.get::<_, i64>(0) == 0 {
+                    break;
+                }
+                ensure!(
+                    started.elapsed() < Duration::from_secs(3600),
+                    "the rebuild did not finish within an hour"
+                );
+            }
+            let elapsed = started.elapsed();
+            ensure!(
+                load::rebuild_done(&self.api).await?,
+                "the rebuild's generation is live but /admin/projections still shows it"
+            );
+            Ok(Rebuild { events, elapsed })
+        })?;
+        eprintln!(
+            "xtask: rebuilt {} events at {:.0}/s",
+            rebuild.events,
+            rebuild.per_second()
+        );
+        self.block_on(retired(&self.url))?;
+        Ok(rebuild)
+    }
 }
 
 struct Tools {
@@ -208,25 +327,6 @@ fn free_address() -> Result<String> {
 
 fn ms(duration: Duration) -> f64 {
     duration.as_secs_f64() * 1000.0
-}
-
-/// Starts the server; it and the time from process start to `/health/ready` = 200.
-fn start(
-    plan: &Plan,
-    binary: &Path,
-    address: &str,
-    url: &str,
-    log: &Path,
-) -> Result<(Server, Duration)> {
-    let env: Vec<(&str, &str)> = plan
-        .server_env
-        .iter()
-        .map(|(k, v)| (*k, v.as_str()))
-        .collect();
-    let started = Instant::now();
-    let mut server = Server::start(binary, address, url, &env, log)?;
-    server.wait_until_ready(address, Duration::from_secs(60))?;
-    Ok((server, started.elapsed()))
 }
 
 /// `url` with another database name.
@@ -462,6 +562,17 @@ struct WrkRun {
 }
 
 impl WrkRun {
+    fn summary(&self) -> String {
+        format!(
+            "{:.0} rps, p50 {:.1} ms, p99 {:.1} ms, {} errors of {}",
+            self.per_second(),
+            ms(self.p50),
+            ms(self.p99),
+            self.errors(),
+            self.requests
+        )
+    }
+
     fn errors(&self) -> u64 {
         self.status_errors + self.socket_errors
     }
@@ -602,7 +713,10 @@ fn run_pgbench(pgbench: &Path, plan: &Plan, url: &str, out: &Path) -> Result<Pgb
         .map(|p| String::from_utf8_lossy(p).into_owned());
     let pgbench_command = |args: &[String]| {
         let mut command = Command::new(pgbench);
+        // Without TLS, as emporium's own connections (the system's server may offer it, and
+        // pgbench would take it).
         command
+            .env("PGSSLMODE", "disable")
             .args(["-h", &host, "-p", &port.to_string(), "-U", &user])
             .args(args)
             .arg(&database);
@@ -619,9 +733,10 @@ fn run_pgbench(pgbench: &Path, plan: &Plan, url: &str, out: &Path) -> Result<Pgb
     let tpcb = ["-c", &clients, "-j", &threads, "-T", &seconds].map(str::to_owned);
 
     let mut commands = Vec::new();
+    let described = |command: &Command| format!("PGSSLMODE=disable {}", describe(command));
     let mut init_command = pgbench_command(&init);
-    eprintln!("xtask: {}", describe(&init_command));
-    commands.push(describe(&init_command));
+    eprintln!("xtask: {}", described(&init_command));
+    commands.push(described(&init_command));
     let output = init_command.output().context("running pgbench -i")?;
     ensure!(
         output.status.success(),
@@ -631,7 +746,7 @@ fn run_pgbench(pgbench: &Path, plan: &Plan, url: &str, out: &Path) -> Result<Pgb
     let mut tps = Vec::new();
     for (name, args) in [("select_only", &select_only[..]), ("tpcb", &tpcb[..])] {
         let mut command = pgbench_command(args);
-        let described = describe(&command);
+        let described = described(&command);
         eprintln!("xtask: {described}");
         let output = command
             .output()
@@ -876,7 +991,8 @@ impl Results {
                 lag.achieved,
                 lag.offered
             );
-            if lag.unseen > 0 || lag.backlog > 0 {
+            // More than a second of placements still unapplied when they stop: behind.
+            if lag.unseen > 0 || lag.backlog as f64 > lag.achieved {
                 let _ = write!(
                     value,
                     "; **{} probes not seen within the phase, {} events behind at its end: \

@@ -423,9 +423,9 @@ impl Rebuild {
     }
 }
 
-/// `POST /admin/projections/order_read/rebuild`, then polls `/admin/projections` until
-/// the projection is `running` again without a `rebuild`.
-pub(crate) async fn rebuild(api: &Api) -> Result<Rebuild> {
+/// `POST /admin/projections/order_read/rebuild` on an idle projection; the number of events
+/// it replays (the projection's `head`) and when it was asked for.
+pub(crate) async fn start_rebuild(api: &Api) -> Result<(i64, Instant)> {
     let before = order_read_status(api).await?;
     ensure!(
         before["status"] == "running" && before["lag_events"] == 0,
@@ -441,24 +441,21 @@ pub(crate) async fn rebuild(api: &Api) -> Result<Rebuild> {
     )
     .await?;
     ensure!(status == 202, "POST {path} answered {status}: {answer}");
-    loop {
-        // Each status reads every log's size: poll often for a short rebuild, rarely for a
-        // long one (the measure stays within 2 %), so that polling does not slow it down.
-        let pause =
-            (started.elapsed() / 50).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        tokio::time::sleep(pause).await;
-        let now = order_read_status(api).await?;
-        if now["status"] == "running" && now.get("rebuild").is_none() {
-            return Ok(Rebuild {
-                events,
-                elapsed: started.elapsed(),
-            });
-        }
-        ensure!(
-            now["status"] == "rebuilding" && started.elapsed() < Duration::from_secs(3600),
-            "the rebuild did not finish: {now}"
-        );
+    Ok((events, started))
+}
+
+/// Whether `/admin/projections` shows the projection `running` again, without a
+/// `rebuild`; an error if it is neither rebuilding nor running.
+pub(crate) async fn rebuild_done(api: &Api) -> Result<bool> {
+    let now = order_read_status(api).await?;
+    if now["status"] == "running" && now.get("rebuild").is_none() {
+        return Ok(true);
     }
+    ensure!(
+        now["status"] == "rebuilding",
+        "the rebuild went wrong: {now}"
+    );
+    Ok(false)
 }
 
 /// The `order_read` entry of `GET /admin/projections`.

@@ -6,10 +6,19 @@
 //! `order_read.products` and copied onto orders, so a rename reaches every order whichever
 //! event arrives first. Every row belongs to a generation (see `rebuild.rs`): the live
 //! projection writes the live one, a rebuild writes the one it builds.
+//!
+//! Events come one at a time ([`Subscriber::apply`]) or, in the common case, a batch at a
+//! time ([`Subscriber::apply_batch`], see [`Batch`]): a handful of set-based statements
+//! with the same effect as applying each event in turn.
+
+use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Integer, Nullable, Numeric, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::Envelope;
 use kernel::db::events::Subscriber;
@@ -92,6 +101,330 @@ impl Subscriber for OrderProjection {
             _ => Ok(()),
         }
     }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _source: &str,
+        events: &[&Envelope],
+    ) -> anyhow::Result<bool> {
+        let g = match self.generation {
+            Some(g) => g,
+            None => live_generation(conn).await?,
+        };
+        let mut batch = Batch::default();
+        for event in events {
+            batch.add(event)?;
+        }
+        batch.apply(conn, g).await?;
+        Ok(true)
+    }
+}
+
+/// Events folded into set-based writes with the effect of applying them one by one. Every
+/// write of the projection overwrites a whole row and is guarded by the aggregate version,
+/// so of each user, product or order status only the newest version in the batch matters;
+/// orders are created before any status changes (a status change of an order always comes
+/// after its creation in the log); a batch comes from one source, so no rename is
+/// interleaved with the orders it would reach.
+#[derive(Default)]
+struct Batch {
+    /// Per user: version, name, email.
+    users: BTreeMap<Uuid, (i64, String, String)>,
+    /// Per product: version, name.
+    products: BTreeMap<Uuid, (i64, String)>,
+    created: Vec<(Uuid, i64, DateTime<Utc>, order_events::OrderCreated)>,
+    /// Per order, its newest status change.
+    statuses: BTreeMap<Uuid, StatusChange>,
+}
+
+struct StatusChange {
+    version: i64,
+    status: &'static str,
+    cancel_reason: Option<String>,
+    at: DateTime<Utc>,
+}
+
+impl Batch {
+    fn add(&mut self, event: &Envelope) -> anyhow::Result<()> {
+        let (id, version) = (event.aggregate_id, event.aggregate_version);
+        let status = |status, cancel_reason| StatusChange {
+            version,
+            status,
+            cancel_reason,
+            at: event.occurred_at,
+        };
+        match event.event_type.as_str() {
+            user_events::USER_REGISTERED | user_events::USER_UPDATED => {
+                let user: user_events::UserUpdated = event.payload()?;
+                if self.users.get(&id).is_none_or(|(v, ..)| *v < version) {
+                    self.users.insert(id, (version, user.name, user.email));
+                }
+            }
+            product_events::PRODUCT_CREATED | product_events::PRODUCT_UPDATED => {
+                let product: product_events::ProductUpdated = event.payload()?;
+                if self.products.get(&id).is_none_or(|(v, _)| *v < version) {
+                    self.products.insert(id, (version, product.name));
+                }
+            }
+            order_events::ORDER_CREATED => {
+                self.created
+                    .push((id, version, event.occurred_at, event.payload()?));
+            }
+            order_events::ORDER_CONFIRMED => self.status(id, status("confirmed", None)),
+            order_events::ORDER_SHIPPED => self.status(id, status("shipped", None)),
+            order_events::ORDER_DELIVERED => self.status(id, status("delivered", None)),
+            order_events::ORDER_CANCELLED => {
+                let cancelled: order_events::OrderCancelled = event.payload()?;
+                self.status(id, status("cancelled", Some(cancelled.reason)));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn status(&mut self, id: Uuid, change: StatusChange) {
+        if self
+            .statuses
+            .get(&id)
+            .is_none_or(|newest| newest.version < change.version)
+        {
+            self.statuses.insert(id, change);
+        }
+    }
+
+    async fn apply(self, conn: &mut AsyncPgConnection, g: i32) -> anyhow::Result<()> {
+        if !self.users.is_empty() {
+            let (ids, rest): (Vec<Uuid>, Vec<_>) = self.users.into_iter().unzip();
+            let (versions, names, emails) = unzip3(rest);
+            diesel::sql_query(
+                "WITH newer AS ( \
+                   INSERT INTO order_read.users (generation, id, name, email, version) \
+                   SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bigint[]) \
+                   ON CONFLICT (generation, id) DO UPDATE \
+                   SET name = excluded.name, email = excluded.email, version = excluded.version \
+                   WHERE order_read.users.version < excluded.version \
+                   RETURNING id, name, email) \
+                 UPDATE order_read.orders o SET user_name = newer.name, user_email = newer.email \
+                 FROM newer WHERE o.generation = $1 AND o.user_id = newer.id",
+            )
+            .bind::<Integer, _>(g)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<Text>, _>(names)
+            .bind::<Array<Text>, _>(emails)
+            .bind::<Array<BigInt>, _>(versions)
+            .execute(conn)
+            .await?;
+        }
+        if !self.products.is_empty() {
+            let (ids, rest): (Vec<Uuid>, Vec<(i64, String)>) = self.products.into_iter().unzip();
+            let (versions, names): (Vec<i64>, Vec<String>) = rest.into_iter().unzip();
+            diesel::sql_query(
+                "WITH newer AS ( \
+                   INSERT INTO order_read.products (generation, id, name, version) \
+                   SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::bigint[]) \
+                   ON CONFLICT (generation, id) DO UPDATE \
+                   SET name = excluded.name, version = excluded.version \
+                   WHERE order_read.products.version < excluded.version \
+                   RETURNING id, name) \
+                 UPDATE order_read.order_items i SET product_name = newer.name \
+                 FROM newer WHERE i.generation = $1 AND i.product_id = newer.id",
+            )
+            .bind::<Integer, _>(g)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<Text>, _>(names)
+            .bind::<Array<BigInt>, _>(versions)
+            .execute(conn)
+            .await?;
+        }
+        let mut changes = self.statuses;
+        if !self.created.is_empty() {
+            orders_created(conn, g, self.created, &mut changes).await?;
+        }
+        if !changes.is_empty() {
+            statuses(conn, g, changes).await?;
+        }
+        Ok(())
+    }
+}
+
+fn unzip3<A, B, C>(items: Vec<(A, B, C)>) -> (Vec<A>, Vec<B>, Vec<C>) {
+    let mut unzipped = (Vec::new(), Vec::new(), Vec::new());
+    for (a, b, c) in items {
+        unzipped.0.push(a);
+        unzipped.1.push(b);
+        unzipped.2.push(c);
+    }
+    unzipped
+}
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+}
+
+/// [`order_created`] for many orders, two statements. An order whose status changes in
+/// the same batch is inserted with its newest status at once (the change is taken out of
+/// `statuses`), as applying its creation and then the change would leave it.
+async fn orders_created(
+    conn: &mut AsyncPgConnection,
+    g: i32,
+    created: Vec<(Uuid, i64, DateTime<Utc>, order_events::OrderCreated)>,
+    statuses: &mut BTreeMap<Uuid, StatusChange>,
+) -> anyhow::Result<()> {
+    #[derive(Default)]
+    struct Columns<'a> {
+        id: Vec<Uuid>,
+        user_id: Vec<Uuid>,
+        user_name: Vec<&'a str>,
+        user_email: Vec<&'a str>,
+        item_count: Vec<i32>,
+        total: Vec<rust_decimal::Decimal>,
+        created_at: Vec<DateTime<Utc>>,
+        status: Vec<&'static str>,
+        cancel_reason: Vec<Option<&'a str>>,
+        updated_at: Vec<DateTime<Utc>>,
+        version: Vec<i64>,
+    }
+    let mut c = Columns::default();
+    for (id, version, at, order) in &created {
+        let newest = statuses.get(id).filter(|s| s.version > *version);
+        c.id.push(*id);
+        c.user_id.push(order.user_id.as_uuid());
+        c.user_name.push(&order.user_name);
+        c.user_email.push(&order.user_email);
+        c.item_count.push(order.items.len() as i32);
+        c.total.push(order.total.amount());
+        c.created_at.push(*at);
+        c.status.push(newest.map_or("pending", |s| s.status));
+        c.cancel_reason
+            .push(newest.and_then(|s| s.cancel_reason.as_deref()));
+        c.updated_at.push(newest.map_or(*at, |s| s.at));
+        c.version.push(newest.map_or(*version, |s| s.version));
+    }
+    // The latest names seen in events win over the ones the order was placed with.
+    let inserted: Vec<Inserted> = diesel::sql_query(
+        "INSERT INTO order_read.orders (generation, id, user_id, user_name, user_email, item_count, \
+           total, status, cancel_reason, created_at, updated_at, version) \
+         SELECT $1, c.id, c.user_id, coalesce(u.name, c.user_name), coalesce(u.email, c.user_email), \
+           c.item_count, c.total, c.status, c.cancel_reason, c.created_at, c.updated_at, c.version \
+         FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::numeric[], \
+           $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[], $12::bigint[]) \
+           AS c(id, user_id, user_name, user_email, item_count, total, created_at, status, \
+             cancel_reason, updated_at, version) \
+         LEFT JOIN order_read.users u ON u.generation = $1 AND u.id = c.user_id \
+         ON CONFLICT DO NOTHING RETURNING id",
+    )
+    .bind::<Integer, _>(g)
+    .bind::<Array<SqlUuid>, _>(c.id)
+    .bind::<Array<SqlUuid>, _>(c.user_id)
+    .bind::<Array<Text>, _>(c.user_name)
+    .bind::<Array<Text>, _>(c.user_email)
+    .bind::<Array<Integer>, _>(c.item_count)
+    .bind::<Array<Numeric>, _>(c.total)
+    .bind::<Array<Timestamptz>, _>(c.created_at)
+    .bind::<Array<Text>, _>(c.status)
+    .bind::<Array<Nullable<Text>>, _>(c.cancel_reason)
+    .bind::<Array<Timestamptz>, _>(c.updated_at)
+    .bind::<Array<BigInt>, _>(c.version)
+    .load(conn)
+    .await?;
+    let inserted: std::collections::BTreeSet<Uuid> = inserted.into_iter().map(|r| r.id).collect();
+    // Orders delivered before still take their status changes the usual way.
+    statuses.retain(|id, _| !inserted.contains(id));
+    // Items of the orders inserted now (the others were delivered before).
+    let mut lines = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for (id, _, _, order) in created.iter().filter(|(id, ..)| inserted.contains(id)) {
+        for (i, line) in order.items.iter().enumerate() {
+            lines.0.push(*id);
+            lines.1.push(i as i32);
+            lines.2.push(line.product_id.as_uuid());
+            lines.3.push(line.product_name.as_str());
+            lines.4.push(line.quantity);
+            lines.5.push(line.price.amount());
+        }
+    }
+    if lines.0.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO order_read.order_items (generation, order_id, line, product_id, product_name, \
+           quantity, price) \
+         SELECT $1, i.order_id, i.line, i.product_id, coalesce(p.name, i.product_name), i.quantity, i.price \
+         FROM unnest($2::uuid[], $3::int[], $4::uuid[], $5::text[], $6::bigint[], $7::numeric[]) \
+           AS i(order_id, line, product_id, product_name, quantity, price) \
+         LEFT JOIN order_read.products p ON p.generation = $1 AND p.id = i.product_id",
+    )
+    .bind::<Integer, _>(g)
+    .bind::<Array<SqlUuid>, _>(lines.0)
+    .bind::<Array<Integer>, _>(lines.1)
+    .bind::<Array<SqlUuid>, _>(lines.2)
+    .bind::<Array<Text>, _>(lines.3)
+    .bind::<Array<BigInt>, _>(lines.4)
+    .bind::<Array<Numeric>, _>(lines.5)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// [`status`] for many orders: the newest change of each, then a check that every one of
+/// them exists (else the batch fails and its events are applied one by one, which names
+/// the event that arrived early).
+async fn statuses(
+    conn: &mut AsyncPgConnection,
+    g: i32,
+    changes: BTreeMap<Uuid, StatusChange>,
+) -> anyhow::Result<()> {
+    let count = changes.len();
+    let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, change) in changes {
+        columns.0.push(id);
+        columns.1.push(change.status);
+        columns.2.push(change.cancel_reason);
+        columns.3.push(change.version);
+        columns.4.push(change.at);
+    }
+    let ids = columns.0.clone();
+    diesel::sql_query(
+        "UPDATE order_read.orders o SET status = s.status, cancel_reason = s.cancel_reason, \
+           version = s.version, updated_at = s.at \
+         FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::timestamptz[]) \
+           AS s(id, status, cancel_reason, version, at) \
+         WHERE o.generation = $1 AND o.id = s.id AND o.version < s.version",
+    )
+    .bind::<Integer, _>(g)
+    .bind::<Array<SqlUuid>, _>(columns.0)
+    .bind::<Array<Text>, _>(columns.1)
+    .bind::<Array<Nullable<Text>>, _>(columns.2)
+    .bind::<Array<BigInt>, _>(columns.3)
+    .bind::<Array<Timestamptz>, _>(columns.4)
+    .execute(conn)
+    .await?;
+    #[derive(QueryableByName)]
+    struct Known {
+        #[diesel(sql_type = BigInt)]
+        known: i64,
+    }
+    let known: Known = diesel::sql_query(
+        "SELECT count(*) AS known FROM order_read.orders WHERE generation = $1 AND id = ANY($2)",
+    )
+    .bind::<Integer, _>(g)
+    .bind::<Array<SqlUuid>, _>(ids)
+    .get_result(conn)
+    .await?;
+    anyhow::ensure!(
+        known.known == count as i64,
+        "a status change arrived before its order.created"
+    );
+    Ok(())
 }
 
 async fn user_seen(

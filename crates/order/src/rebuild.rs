@@ -7,6 +7,13 @@
 //! makes its generation `live` and the old one `retired`, and hands its checkpoints to the
 //! live projection, all in one transaction. The retired rows are deleted afterwards.
 //! A rebuild whose process died is taken over by the next one after a minute of silence.
+//!
+//! The planner's statistics know nothing of a generation that did not exist when they were
+//! taken: it estimates one row for it, and may then look an order up by
+//! `(generation, id)` through another index that starts with the generation, scanning the
+//! whole new generation for every event (a rebuild turns quadratic). So a rebuild
+//! refreshes the statistics of the read model as its generation grows, and again once it
+//! is live.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,8 +28,13 @@ use crate::READ_SCHEMA;
 use crate::projection::{NAME, OrderProjection, REBUILD_NAME};
 use crate::schema::read::generations;
 
-/// Events per transaction while rebuilding.
-const BATCH: i64 = 1000;
+/// Events per transaction while rebuilding, applied a batch at a time (see `projection.rs`):
+/// 5000 replays about a third faster than 1000 and holds some 25 MB at most; 10000 gains
+/// little more and holds twice as much.
+const BATCH: i64 = 5000;
+/// Statistics are refreshed when this many events were applied, then four times as many,
+/// and so on.
+const ANALYZE_FIRST: usize = 2_000;
 /// A `building` generation untouched this long belongs to a rebuild that died.
 const ABANDONED_AFTER: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
 
@@ -124,11 +136,15 @@ pub(crate) async fn run(
         subscription.register().await?;
     }
     let mut last_log = Instant::now();
+    let (mut applied, mut analyze_at) = (0, ANALYZE_FIRST);
     loop {
         let mut progress = false;
         for subscription in &subscriptions {
             match subscription.step(BATCH).await? {
-                Step::Applied { .. } => progress = true,
+                Step::Applied { applied: n, .. } => {
+                    progress = true;
+                    applied += n;
+                }
                 Step::Failed { attempts } => {
                     tokio::time::sleep(Duration::from_millis(
                         100 * u64::try_from(attempts).unwrap_or(1),
@@ -140,6 +156,10 @@ pub(crate) async fn run(
             }
         }
         heartbeat(&pool, generation).await?;
+        if applied >= analyze_at {
+            analyze(&pool).await?;
+            analyze_at = applied * 4;
+        }
         if last_log.elapsed() > Duration::from_secs(2) {
             if let Some(p) = progress_of(&pool, &sources).await? {
                 tracing::info!(
@@ -161,7 +181,20 @@ pub(crate) async fn run(
         seconds = started.elapsed().as_secs_f64(),
         "the rebuilt order read model is live"
     );
-    retire(&pool).await
+    retire(&pool).await?;
+    analyze(&pool).await
+}
+
+/// Fresh planner statistics for the read model.
+async fn analyze(pool: &Pool) -> anyhow::Result<()> {
+    let mut conn = db::connect(pool).await?;
+    diesel::sql_query(
+        "ANALYZE order_read.orders, order_read.order_items, order_read.users, order_read.products",
+    )
+    .execute(&mut conn)
+    .await
+    .db_context("analyzing the read model")?;
+    Ok(())
 }
 
 async fn heartbeat(pool: &Pool, generation: i32) -> anyhow::Result<()> {

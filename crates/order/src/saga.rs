@@ -47,4 +47,22 @@ impl Subscriber for OrderSaga {
             _ => Ok(()),
         }
     }
+
+    /// A batch of events the saga has nothing to do for (placements, shipments, declines)
+    /// is done at once; any other goes event by event.
+    async fn apply_batch(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _source: &str,
+        events: &[&Envelope],
+    ) -> anyhow::Result<bool> {
+        Ok(events.iter().all(|event| {
+            !matches!(
+                event.event_type.as_str(),
+                payment_events::PAYMENT_CAPTURED
+                    | order_events::ORDER_CONFIRMED
+                    | order_events::ORDER_CANCELLED
+            )
+        }))
+    }
 }

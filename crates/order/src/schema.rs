@@ -97,5 +97,5 @@ pub(crate) mod read {
         }
     }
 
-    diesel::allow_tables_to_appear_in_same_query!(orders, order_items);
+    diesel::allow_tables_to_appear_in_same_query!(orders, order_items, generations);
 }

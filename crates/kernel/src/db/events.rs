@@ -127,6 +127,10 @@ struct EventRow {
 }
 
 /// Reads up to `limit` events after `after`, only below the watermark, in log order.
+///
+/// The order names the table's columns (`events.xid`): a bare `xid` would be the output
+/// column, the `bigint` made of it, which no index has, so every read would sort the
+/// whole log.
 pub async fn read(
     conn: &mut AsyncPgConnection,
     schema: &str,
@@ -137,7 +141,7 @@ pub async fn read(
         "SELECT xid::text::bigint AS xid, seq, event_id, event_type, aggregate_id, aggregate_version, \
          occurred_at, schema_version, payload FROM {schema}.events \
          WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
-         ORDER BY xid, seq LIMIT $3"
+         ORDER BY events.xid, events.seq LIMIT $3"
     ))
     .bind::<BigInt, _>(after.xid)
     .bind::<BigInt, _>(after.seq)
@@ -248,6 +252,20 @@ pub trait Subscriber: Send + Sync {
         source: &str,
         event: &Envelope,
     ) -> anyhow::Result<()>;
+
+    /// Applies several events from `source` (in log order) at once, with the same effect
+    /// as [`Subscriber::apply`] on each in turn, inside a savepoint of the subscription's
+    /// transaction; `Ok(false)` if this subscriber cannot (the default). After `Ok(false)`
+    /// or an error (the savepoint is rolled back) the events are applied one by one, so a
+    /// failing event is still retried and parked on its own.
+    async fn apply_batch(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _source: &str,
+        _events: &[&Envelope],
+    ) -> anyhow::Result<bool> {
+        Ok(false)
+    }
 }
 
 /// A subscriber reading one source; checkpoints live in `schema` of `pool`.
@@ -455,7 +473,11 @@ impl Subscription {
         }
         let (mut position, mut applied, mut parked) = (start, 0usize, 0usize);
         let (mut attempts, mut last_error) = (0, None::<String>);
-        for stored in &events {
+        if events.len() > 1 && self.apply_batch(conn, &events).await {
+            position = events.last().map_or(start, |e| e.position);
+            applied = events.len();
+        }
+        for stored in &events[applied..] {
             let event = &stored.envelope;
             let span = tracing::info_span!(
                 "event", subscriber = name, source, event_type = event.event_type, event_id = %event.event_id
@@ -540,6 +562,40 @@ impl Subscription {
             return Ok(Step::Failed { attempts });
         }
         Ok(Step::Applied { applied, parked })
+    }
+}
+
+impl Subscription {
+    /// [`Subscriber::apply_batch`] in a savepoint; whether it applied them all.
+    async fn apply_batch(&self, conn: &mut AsyncPgConnection, events: &[Stored]) -> bool {
+        let (name, source) = (self.subscriber.name(), self.source.name());
+        let batch: Vec<&Envelope> = events.iter().map(|e| &e.envelope).collect();
+        let span = tracing::info_span!("events", subscriber = name, source, count = batch.len());
+        let result = transaction(conn, async |conn| {
+            let apply = self
+                .subscriber
+                .apply_batch(conn, source, &batch)
+                .instrument(span);
+            match futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(apply)).await {
+                Ok(result) => result,
+                Err(panic) => Err(anyhow::anyhow!(
+                    "subscriber panicked: {}",
+                    panic_message(&*panic)
+                )),
+            }
+        })
+        .await;
+        match result {
+            Ok(applied) => applied,
+            Err(error) => {
+                tracing::debug!(
+                    subscription = self.label(),
+                    error = format!("{error:#}"),
+                    "batch failed; applying its events one by one"
+                );
+                false
+            }
+        }
     }
 }
 

@@ -339,6 +339,146 @@ impl events::EventSource for OneEvent {
     }
 }
 
+/// Three synthetic events from a source named `fixed`; the second is poisoned.
+struct ThreeEvents(Vec<events::Stored>);
+
+impl ThreeEvents {
+    fn new() -> ThreeEvents {
+        ThreeEvents(
+            (1..=3)
+                .map(|n| events::Stored {
+                    position: events::Position { xid: 1, seq: n },
+                    envelope: Envelope {
+                        event_id: uuid::Uuid::now_v7(),
+                        event_type: "test.happened".into(),
+                        aggregate_id: uuid::Uuid::now_v7(),
+                        aggregate_version: 1,
+                        occurred_at: chrono::Utc::now(),
+                        schema_version: 1,
+                        payload: serde_json::json!({"n": n, "poison": n == 2}),
+                    },
+                })
+                .collect(),
+        )
+    }
+}
+
+#[async_trait]
+impl events::EventSource for ThreeEvents {
+    fn name(&self) -> &'static str {
+        "fixed"
+    }
+    async fn read(
+        &self,
+        after: events::Position,
+        limit: i64,
+    ) -> anyhow::Result<Vec<events::Stored>> {
+        Ok(self
+            .0
+            .iter()
+            .filter(|e| e.position > after)
+            .take(usize::try_from(limit).unwrap_or(0))
+            .cloned()
+            .collect())
+    }
+    async fn backlog(&self, _: events::Position) -> anyhow::Result<events::Backlog> {
+        Ok(events::Backlog::default())
+    }
+}
+
+/// The [`Recorder`], also applying batches (one event after the other, so a poisoned event
+/// fails the batch after the events before it were written).
+struct BatchRecorder {
+    recorder: Recorder,
+    batches: std::sync::atomic::AtomicUsize,
+}
+
+#[async_trait]
+impl Subscriber for BatchRecorder {
+    fn name(&self) -> &'static str {
+        "batch_recorder"
+    }
+
+    async fn apply(
+        &self,
+        conn: &mut AsyncPgConnection,
+        source: &str,
+        event: &Envelope,
+    ) -> anyhow::Result<()> {
+        self.recorder.apply(conn, source, event).await
+    }
+
+    async fn apply_batch(
+        &self,
+        conn: &mut AsyncPgConnection,
+        source: &str,
+        events: &[&Envelope],
+    ) -> anyhow::Result<bool> {
+        for event in events {
+            self.recorder.apply(conn, source, event).await?;
+        }
+        self.batches.fetch_add(1, Ordering::SeqCst);
+        Ok(true)
+    }
+}
+
+/// A batch applies its events at once; a batch that fails is rolled back and its events
+/// are applied one by one, so the failing one is retried on its own and none is applied
+/// twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_falls_back_to_one_event_at_a_time() {
+    let f = fixture().await;
+    let subscriber = Arc::new(BatchRecorder {
+        recorder: Recorder {
+            poisoned: AtomicBool::new(true),
+        },
+        batches: Default::default(),
+    });
+    let subscription = Subscription {
+        subscriber: subscriber.clone(),
+        source: Arc::new(ThreeEvents::new()),
+        pool: f.pool.clone(),
+        schema: "ledger",
+    };
+    subscription.register().await.unwrap();
+
+    let first = subscription.step(10).await.unwrap();
+    assert_eq!(
+        first,
+        Step::Applied {
+            applied: 1,
+            parked: 0
+        },
+        "event 1, then 2 fails"
+    );
+    assert_eq!(
+        std::sync::atomic::AtomicUsize::load(&subscriber.batches, Ordering::SeqCst),
+        0
+    );
+    assert_eq!(
+        f.applied().await,
+        [1],
+        "the failed batch left nothing behind"
+    );
+
+    subscriber.recorder.poisoned.store(false, Ordering::SeqCst);
+    let second = subscription.step(10).await.unwrap();
+    assert_eq!(
+        second,
+        Step::Applied {
+            applied: 2,
+            parked: 0
+        }
+    );
+    assert_eq!(
+        std::sync::atomic::AtomicUsize::load(&subscriber.batches, Ordering::SeqCst),
+        1,
+        "2 and 3 as one batch"
+    );
+    assert_eq!(f.applied().await, [1, 2, 3]);
+    assert_eq!(subscription.step(10).await.unwrap(), Step::Idle);
+}
+
 /// Holds every `apply` until released.
 struct Gate {
     entered: tokio::sync::Notify,
