@@ -461,12 +461,20 @@ pub(crate) async fn rebuild_done(api: &Api) -> Result<bool> {
 /// The `order_read` entry of `GET /admin/projections`.
 async fn order_read_status(api: &Api) -> Result<Value> {
     let path = "/admin/projections";
-    let (status, answer) = answer(
-        api.admin(api.http.get(format!("{}{path}", api.base))),
-        "GET",
-        path,
-    )
-    .await?;
+    // A loaded server may answer 503 (its pool's bounded wait ran out): ask again, for a while.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (status, answer) = loop {
+        let (status, answer) = answer(
+            api.admin(api.http.get(format!("{}{path}", api.base))),
+            "GET",
+            path,
+        )
+        .await?;
+        if status != 503 || Instant::now() > deadline {
+            break (status, answer);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     ensure!(status == 200, "GET {path} answered {status}: {answer}");
     answer["projections"]
         .as_array()
