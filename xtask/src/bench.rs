@@ -44,6 +44,8 @@ use crate::server::{Server, target_directory};
 use crate::{apt, cargo, db, describe, succeed};
 
 const ADMIN_TOKEN: &str = "bench-admin-token";
+/// The run's databases are these names with the process id: two runs against one Postgres
+/// (a full run and CI's smoke run, say) must not drop each other's.
 const DATABASE: &str = "emporium_bench";
 const PGBENCH_DATABASE: &str = "emporium_pgbench";
 /// The markers around the part of BENCHMARKS.md each run rewrites.
@@ -119,7 +121,8 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         .enable_all()
         .build()
         .context("starting a tokio runtime")?;
-    let url = runtime.block_on(fresh_database(&postgres, DATABASE))?;
+    let names = [DATABASE, PGBENCH_DATABASE].map(|name| format!("{name}_{}", std::process::id()));
+    let url = runtime.block_on(fresh_database(&postgres, &names[0]))?;
     let address = free_address()?;
     let bench = Bench {
         api: Api::new(&address, ADMIN_TOKEN)?,
@@ -130,8 +133,24 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         url,
         out,
     };
-    let mut results = Results::new(&bench.plan);
+    let measured = measure(root, &bench, &tools, &postgres, &names[1]);
+    for name in &names {
+        if let Err(error) = bench.block_on(drop_database(&postgres, name)) {
+            eprintln!("xtask: warning: {error:#}");
+        }
+    }
+    report(root, &bench, &measured?)
+}
 
+/// Every phase, against the server and databases of `bench`.
+fn measure(
+    root: &Path,
+    bench: &Bench,
+    tools: &Tools,
+    postgres: &str,
+    pgbench_database: &str,
+) -> Result<Results> {
+    let mut results = Results::new(&bench.plan);
     let (server, ready) = bench.start("server.log")?;
     results.ready = ready;
     let catalog = bench.seed(&mut results)?;
@@ -149,7 +168,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
     results.restart_ready = ready;
     drop(server);
 
-    let pgbench_url = bench.block_on(fresh_database(&postgres, PGBENCH_DATABASE))?;
+    let pgbench_url = bench.block_on(fresh_database(postgres, pgbench_database))?;
     results.pgbench = Some(run_pgbench(
         &tools.pgbench,
         &bench.plan,
@@ -157,7 +176,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         &bench.out,
     )?);
     results.machine = Some(bench.block_on(Machine::read(root, &bench.url))?);
-    report(root, &bench, &results)
+    Ok(results)
 }
 
 /// Prints the report and writes it where it belongs.
@@ -337,6 +356,15 @@ fn with_database(url: &str, name: &str) -> Result<String> {
         .find('/')
         .map_or(base.len(), |i| authority + i);
     Ok(format!("{}/{name}{query}", &base[..path]))
+}
+
+/// Drops database `name` on the server of `url`.
+async fn drop_database(url: &str, name: &str) -> Result<()> {
+    connect(&with_database(url, "postgres")?)
+        .await?
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await
+        .with_context(|| format!("dropping database {name}"))
 }
 
 /// A connection to `url`, driven in the background.
@@ -707,7 +735,10 @@ fn run_pgbench(pgbench: &Path, plan: &Plan, url: &str, out: &Path) -> Result<Pgb
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or("postgres").to_owned();
-    let database = config.get_dbname().unwrap_or(PGBENCH_DATABASE).to_owned();
+    let database = config
+        .get_dbname()
+        .context("a url without a database")?
+        .to_owned();
     let password = config
         .get_password()
         .map(|p| String::from_utf8_lossy(p).into_owned());
@@ -1003,9 +1034,12 @@ impl Results {
             if lag.errors + lag.skipped > 0 {
                 let _ = write!(
                     value,
-                    "; **{} placements failed, {} not sent: the server fell behind**",
+                    "; **{} background placements failed, {} not sent (256 waiting: the server fell behind)**",
                     lag.errors, lag.skipped
                 );
+                if let Some(error) = &lag.first_error {
+                    let _ = write!(value, " (first failure: {})", error.replace('|', "/"));
+                }
             }
             value.push(')');
             rows.push(Row {

@@ -21,8 +21,11 @@ pub(crate) struct Api {
 
 impl Api {
     pub(crate) fn new(address: &str, admin_token: &str) -> Result<Api> {
+        // Idle connections are dropped before the server's keep-alive (5 s) would close
+        // them, so a request never races the server's close on a pooled connection.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
+            .pool_idle_timeout(Duration::from_secs(2))
             .build()
             .context("building the HTTP client")?;
         Ok(Api {
@@ -302,6 +305,8 @@ pub(crate) struct Lag {
     /// waiting for their answer (the server fell behind the rate).
     pub(crate) errors: u64,
     pub(crate) skipped: u64,
+    /// The first failure, if any.
+    pub(crate) first_error: Option<String>,
 }
 
 /// Places orders at `rate` per second in the background (an open-loop, rate-limited
@@ -334,7 +339,7 @@ pub(crate) async fn projection_lag(
     }
     .await;
     stop.store(true, Ordering::Relaxed);
-    let (sent, errors, skipped, elapsed) = background.await.context("the rate driver panicked")?;
+    let driven = background.await.context("the rate driver panicked")?;
     probed?;
     let backlog = order_read_status(api).await?["lag_events"]
         .as_i64()
@@ -348,9 +353,10 @@ pub(crate) async fn projection_lag(
         unseen,
         backlog,
         offered: rate,
-        achieved: (sent - errors) as f64 / elapsed.as_secs_f64(),
-        errors,
-        skipped,
+        achieved: (driven.sent - driven.errors) as f64 / driven.elapsed.as_secs_f64(),
+        errors: driven.errors,
+        skipped: driven.skipped,
+        first_error: driven.first_error,
     })
 }
 
@@ -374,16 +380,20 @@ async fn probe(api: &Api, order: &Value, deadline: Instant) -> Result<Option<Dur
     }
 }
 
-/// Places orders at `rate` per second until `stop`; (sent, failed, skipped, elapsed).
-async fn drive_at(
-    api: Api,
-    catalog: Arc<Catalog>,
-    rate: f64,
-    stop: Arc<AtomicBool>,
-) -> (u64, u64, u64, Duration) {
+/// What the rate-limited driver did.
+struct Driven {
+    sent: u64,
+    errors: u64,
+    skipped: u64,
+    elapsed: Duration,
+    first_error: Option<String>,
+}
+
+/// Places orders at `rate` per second until `stop`.
+async fn drive_at(api: Api, catalog: Arc<Catalog>, rate: f64, stop: Arc<AtomicBool>) -> Driven {
     /// More placements than this waiting for an answer: the server is not keeping up.
     const MAX_IN_FLIGHT: usize = 256;
-    let errors = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(std::sync::Mutex::new((0u64, None::<String>)));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -395,11 +405,18 @@ async fn drive_at(
             skipped += 1;
             continue;
         };
-        let (api, body, errors) = (api.clone(), catalog.new_order(&mut rng), errors.clone());
+        let (api, body, failures) = (api.clone(), catalog.new_order(&mut rng), failures.clone());
         sent += 1;
         tokio::spawn(async move {
-            if !matches!(api.post("/commands/orders", &body).await, Ok((202, _))) {
-                errors.fetch_add(1, Ordering::Relaxed);
+            let failure = match api.post("/commands/orders", &body).await {
+                Ok((202, _)) => None,
+                Ok((status, answer)) => Some(format!("{status}: {answer}")),
+                Err(error) => Some(format!("{error:#}")),
+            };
+            if let Some(failure) = failure {
+                let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
+                failures.0 += 1;
+                failures.1.get_or_insert(failure);
             }
             drop(permit);
         });
@@ -407,7 +424,14 @@ async fn drive_at(
     let elapsed = started.elapsed();
     // Let what is in flight finish, so the next phase starts from a quiet server.
     let _ = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
-    (sent, errors.load(Ordering::Relaxed), skipped, elapsed)
+    let (errors, first_error) = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Driven {
+        sent,
+        errors,
+        skipped,
+        elapsed,
+        first_error,
+    }
 }
 
 /// A read-model rebuild over the whole event log.
