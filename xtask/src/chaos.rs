@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::load::Rng;
 use crate::server::{Server, target_directory};
 use crate::{cargo, succeed};
 
@@ -66,7 +67,7 @@ pub(crate) fn run(root: &Path, rounds: u32, seed: Option<u64>) -> Result<ExitCod
         work,
         url,
         postgres,
-        rng: Rng(seed),
+        rng: Rng::new(seed),
     };
     let result = runtime.block_on(chaos.rounds(rounds));
     match result {
@@ -186,7 +187,7 @@ impl Chaos {
                 let counts = (sent.clone(), failed.clone());
                 let (shop, stop, base) =
                     (shop.clone(), stop.clone(), bases[i % bases.len()].clone());
-                let rng = Rng(self.rng.next() | 1);
+                let rng = Rng::new(self.rng.next());
                 tokio::spawn(drive(base, shop, rng, stop, counts))
             })
             .collect();
@@ -457,20 +458,4 @@ fn id(body: &Value, field: &str) -> Result<String> {
         .as_str()
         .map(str::to_owned)
         .with_context(|| format!("no {field} in {body}"))
-}
-
-/// xorshift64: reproducible from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
 }
