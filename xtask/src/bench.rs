@@ -301,7 +301,7 @@ impl Bench {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 let row = client
                     .query_one(
-                        "SELECT count(*) FROM order_read.generations WHERE state = 'building'",
+                        "SELECT count(*) FROM orders_read.generations WHERE state = 'building'",
                         &[],
                     )
                     .await?;
@@ -410,7 +410,7 @@ async fn retired(url: &str) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(600);
     loop {
         let row = client
-            .query_one("SELECT count(*) FROM order_read.generations", &[])
+            .query_one("SELECT count(*) FROM orders_read.generations", &[])
             .await
             .context("counting generations")?;
         if row.get::<_, i64>(0) == 1 {

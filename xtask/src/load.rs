@@ -341,7 +341,7 @@ pub(crate) async fn projection_lag(
     stop.store(true, Ordering::Relaxed);
     let driven = background.await.context("the rate driver panicked")?;
     probed?;
-    let backlog = order_read_status(api).await?["lag_events"]
+    let backlog = orders_read_status(api).await?["lag_events"]
         .as_i64()
         .unwrap_or_default();
     ensure!(
@@ -447,16 +447,16 @@ impl Rebuild {
     }
 }
 
-/// `POST /admin/projections/order_read/rebuild` on an idle projection; the number of events
+/// `POST /admin/projections/orders_read/rebuild` on an idle projection; the number of events
 /// it replays (the projection's `head`) and when it was asked for.
 pub(crate) async fn start_rebuild(api: &Api) -> Result<(i64, Instant)> {
-    let before = order_read_status(api).await?;
+    let before = orders_read_status(api).await?;
     ensure!(
         before["status"] == "running" && before["lag_events"] == 0,
         "the projection is not idle before the rebuild: {before}"
     );
     let events = before["head"].as_i64().context("no head in the status")?;
-    let path = "/admin/projections/order_read/rebuild";
+    let path = "/admin/projections/orders_read/rebuild";
     let started = Instant::now();
     let (status, answer) = answer(
         api.admin(api.http.post(format!("{}{path}", api.base))),
@@ -471,7 +471,7 @@ pub(crate) async fn start_rebuild(api: &Api) -> Result<(i64, Instant)> {
 /// Whether `/admin/projections` shows the projection `running` again, without a
 /// `rebuild`; an error if it is neither rebuilding nor running.
 pub(crate) async fn rebuild_done(api: &Api) -> Result<bool> {
-    let now = order_read_status(api).await?;
+    let now = orders_read_status(api).await?;
     if now["status"] == "running" && now.get("rebuild").is_none() {
         return Ok(true);
     }
@@ -482,8 +482,8 @@ pub(crate) async fn rebuild_done(api: &Api) -> Result<bool> {
     Ok(false)
 }
 
-/// The `order_read` entry of `GET /admin/projections`.
-async fn order_read_status(api: &Api) -> Result<Value> {
+/// The `orders_read` entry of `GET /admin/projections`.
+async fn orders_read_status(api: &Api) -> Result<Value> {
     let path = "/admin/projections";
     // A loaded server may answer 503 (its pool's bounded wait ran out): ask again, for a while.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -502,16 +502,16 @@ async fn order_read_status(api: &Api) -> Result<Value> {
     ensure!(status == 200, "GET {path} answered {status}: {answer}");
     answer["projections"]
         .as_array()
-        .and_then(|all| all.iter().find(|p| p["name"] == "order_read"))
+        .and_then(|all| all.iter().find(|p| p["name"] == "orders_read"))
         .cloned()
-        .with_context(|| format!("no order_read in {answer}"))
+        .with_context(|| format!("no orders_read in {answer}"))
 }
 
 /// Waits until the projection has applied every event (after a load phase).
 pub(crate) async fn caught_up(api: &Api, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let status = order_read_status(api).await?;
+        let status = orders_read_status(api).await?;
         if status["lag_events"] == 0 && status["status"] == "running" {
             return Ok(());
         }

@@ -114,7 +114,7 @@ fn references<'s>(text: &str, schemas: &'s [String]) -> Vec<(usize, &'s str)> {
             lower
                 .match_indices(schema.as_str())
                 .filter_map(move |(at, _)| {
-                    // `order_read.users.version`: after a dot it is a table, not a schema.
+                    // `orders_read.users.version`: after a dot it is a table, not a schema.
                     let whole_word = !lower[..at]
                         .chars()
                         .next_back()
@@ -265,7 +265,7 @@ mod tests {
     #[test]
     fn own_schema_in_sql_passes() {
         let text = "CREATE TABLE users.users (id uuid PRIMARY KEY);\nSELECT * FROM my_products.x;\n\
-                    UPDATE order_read.products SET name = $1 WHERE order_read.products.version < 3;\n";
+                    UPDATE orders_read.products SET name = $1 WHERE orders_read.products.version < 3;\n";
         assert_eq!(sql(text, &strings(&["products"])), []);
     }
 

@@ -9,13 +9,13 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{HttpResponse, HttpServer, web};
 use anyhow::Context;
+use eventlog::{DispatchSettings, Dispatcher, EventSource, PgEventSource};
 use kernel::Problem;
-use kernel::db::events::{DispatchSettings, Dispatcher, EventSource, PgEventSource};
 use kernel::db::{self, Pool, PoolSettings, Schema};
-use order_api::{OrderCommands, OrderQueries};
-use payment_api::PaymentApi;
-use product_api::ProductApi;
-use user_api::UserApi;
+use orders_api::{OrderCommands, OrderQueries};
+use payments_api::PaymentApi;
+use products_api::ProductApi;
+use users_api::UserApi;
 
 pub mod openapi;
 mod ops;
@@ -81,13 +81,13 @@ impl Config {
 
 /// The schemas of the write database, in migration order.
 pub const SCHEMAS: [Schema; 4] = [
-    user::SCHEMA,
-    product::SCHEMA,
-    payment::SCHEMA,
-    order::SCHEMA,
+    users::SCHEMA,
+    products::SCHEMA,
+    payments::SCHEMA,
+    orders::SCHEMA,
 ];
 /// The schemas of the read database.
-pub const READ_SCHEMAS: [Schema; 1] = [order::READ_SCHEMA];
+pub const READ_SCHEMAS: [Schema; 1] = [orders::READ_SCHEMA];
 
 /// Creates the databases if needed and applies pending migrations of every schema (or of
 /// the one named). Needs a multi-threaded tokio runtime.
@@ -118,7 +118,7 @@ pub struct Hooks {
     /// Run event delivery and the sweeper (a process that "died" does not).
     pub background: bool,
     /// Stop order commands at named points, as a crash would.
-    pub faults: Option<order::FaultHook>,
+    pub faults: Option<orders::FaultHook>,
     /// How often the sweeper runs.
     pub sweep_every: Duration,
 }
@@ -141,8 +141,8 @@ pub struct Modules {
     pub payments: Arc<dyn PaymentApi>,
     pub order_commands: Arc<dyn OrderCommands>,
     pub order_queries: Arc<dyn OrderQueries>,
-    pub orders: Arc<order::OrderModule>,
-    pub sources: Arc<order::Sources>,
+    pub orders: Arc<orders::OrderModule>,
+    pub sources: Arc<orders::Sources>,
     pools: Vec<(&'static str, Pool)>,
     admin_token: Option<String>,
 }
@@ -154,30 +154,32 @@ impl Modules {
             ..PoolSettings::default()
         };
         let pool = |url: &str, schema: &Schema| db::pool(url, schema, settings);
-        let users_pool = pool(&config.database_url, &user::SCHEMA)?;
-        let products_pool = pool(&config.database_url, &product::SCHEMA)?;
-        let payments_pool = pool(&config.database_url, &payment::SCHEMA)?;
-        let orders_pool = pool(&config.database_url, &order::SCHEMA)?;
-        let read_pool = pool(config.read_database_url(), &order::READ_SCHEMA)?;
+        let users_pool = pool(&config.database_url, &users::SCHEMA)?;
+        let products_pool = pool(&config.database_url, &products::SCHEMA)?;
+        let payments_pool = pool(&config.database_url, &payments::SCHEMA)?;
+        let orders_pool = pool(&config.database_url, &orders::SCHEMA)?;
+        let read_pool = pool(config.read_database_url(), &orders::READ_SCHEMA)?;
 
-        let users: Arc<dyn UserApi> = Arc::new(user::UserService::new(users_pool.clone()));
+        let users: Arc<dyn UserApi> = Arc::new(users::UserService::new(users_pool.clone()));
         let products: Arc<dyn ProductApi> =
-            Arc::new(product::ProductService::new(products_pool.clone()));
-        let gateway = Arc::new(payment::SimulatedGateway::default());
-        let payments: Arc<dyn PaymentApi> =
-            Arc::new(payment::PaymentService::new(payments_pool.clone(), gateway));
-        let deps = order::Dependencies {
+            Arc::new(products::ProductService::new(products_pool.clone()));
+        let gateway = Arc::new(payments::SimulatedGateway::default());
+        let payments: Arc<dyn PaymentApi> = Arc::new(payments::PaymentService::new(
+            payments_pool.clone(),
+            gateway,
+        ));
+        let deps = orders::Dependencies {
             users: users.clone(),
             products: products.clone(),
             payments: payments.clone(),
         };
-        let order_settings = order::Settings {
+        let order_settings = orders::Settings {
             order_expiry: config.order_expiry,
             sweep_every: hooks.sweep_every,
             placement_timeout: config.placement_timeout,
             faults: hooks.faults.clone(),
         };
-        let orders = Arc::new(order::OrderModule::new(
+        let orders = Arc::new(orders::OrderModule::new(
             orders_pool.clone(),
             read_pool.clone(),
             deps,
@@ -189,11 +191,11 @@ impl Modules {
                 pool: pool.clone(),
             })
         };
-        let sources = Arc::new(order::Sources {
-            orders: source(&order::SCHEMA, &orders_pool),
-            users: source(&user::SCHEMA, &users_pool),
-            products: source(&product::SCHEMA, &products_pool),
-            payments: source(&payment::SCHEMA, &payments_pool),
+        let sources = Arc::new(orders::Sources {
+            orders: source(&orders::SCHEMA, &orders_pool),
+            users: source(&users::SCHEMA, &users_pool),
+            products: source(&products::SCHEMA, &products_pool),
+            payments: source(&payments::SCHEMA, &payments_pool),
         });
         Ok(Modules {
             users,
@@ -204,11 +206,11 @@ impl Modules {
             orders,
             sources,
             pools: vec![
-                (user::SCHEMA.name, users_pool),
-                (product::SCHEMA.name, products_pool),
-                (payment::SCHEMA.name, payments_pool),
-                (order::SCHEMA.name, orders_pool),
-                (order::READ_SCHEMA.name, read_pool),
+                (users::SCHEMA.name, users_pool),
+                (products::SCHEMA.name, products_pool),
+                (payments::SCHEMA.name, payments_pool),
+                (orders::SCHEMA.name, orders_pool),
+                (orders::READ_SCHEMA.name, read_pool),
             ],
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })
@@ -223,10 +225,10 @@ impl Modules {
             .app_data(web::Data::from(self.order_queries.clone()))
             .app_data(web::Data::new(self.clone()))
             .app_data(web::Data::new(ops::AdminToken(self.admin_token.clone())))
-            .configure(user::routes)
-            .configure(product::routes)
-            .configure(order::routes)
-            .configure(payment::routes)
+            .configure(users::routes)
+            .configure(products::routes)
+            .configure(orders::routes)
+            .configure(payments::routes)
             .configure(openapi::routes)
             .route("/health/live", web::get().to(live))
             .route("/health/ready", web::get().to(ready))

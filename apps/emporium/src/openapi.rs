@@ -37,10 +37,10 @@ pub fn document() -> OpenApi {
         .tags(Some(tags()))
         .build();
     let parts = [
-        user::endpoints().openapi(),
-        product::endpoints().openapi(),
-        order::endpoints().openapi(),
-        payment::endpoints().openapi(),
+        users::endpoints().openapi(),
+        products::endpoints().openapi(),
+        orders::endpoints().openapi(),
+        payments::endpoints().openapi(),
         HealthDoc::openapi(),
         OperationsDoc::openapi(),
         endpoints().openapi(),
@@ -217,7 +217,7 @@ struct ProjectionList {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct ProjectionStatus {
-    #[schema(examples("order_read"))]
+    #[schema(examples("orders_read"))]
     name: String,
     /// Events applied.
     position: i64,
@@ -275,7 +275,7 @@ struct RebuildProgress {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct RebuildStarted {
-    #[schema(examples("order_read"))]
+    #[schema(examples("orders_read"))]
     projection: String,
     generation: i32,
     #[schema(examples("rebuilding"))]
@@ -315,7 +315,7 @@ fn projections() {}
     tag = "operations",
     operation_id = "rebuild_projection",
     security(("admin_token" = [])),
-    params(("name" = String, Path, description = "The projection: `order_read`.")),
+    params(("name" = String, Path, description = "The projection: `orders_read`.")),
     responses(
         (status = 202, description = "The rebuild started.", body = RebuildStarted),
         (status = 401, description = "`unauthorized`: no or a wrong bearer token.",

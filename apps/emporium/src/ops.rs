@@ -9,8 +9,8 @@ use actix_web::http::header;
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, ResponseError, web};
 use chrono::Utc;
+use eventlog::SubscriptionStatus;
 use kernel::Problem;
-use kernel::db::events::SubscriptionStatus;
 use serde::Serialize;
 
 use crate::Modules;
@@ -141,7 +141,7 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                 head: sources.iter().map(|s| s.backlog.total).sum(),
                 lag_events: sources.iter().map(|s| s.backlog.events).sum(),
                 lag_seconds: oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0)),
-                status: match (name == order::PROJECTION && rebuilding.is_some(), failing) {
+                status: match (name == orders::PROJECTION && rebuilding.is_some(), failing) {
                     (true, _) => "rebuilding",
                     (false, true) => "retrying",
                     (false, false) => "running",
@@ -159,7 +159,7 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                     })
                     .collect(),
                 rebuild: rebuilding
-                    .filter(|_| name == order::PROJECTION)
+                    .filter(|_| name == orders::PROJECTION)
                     .map(|p| RebuildStatus {
                         generation: p.generation,
                         applied: p.applied,
@@ -177,11 +177,11 @@ async fn rebuild(
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     match name.as_str() {
-        order::PROJECTION => {}
-        order::SAGA => {
+        orders::PROJECTION => {}
+        orders::SAGA => {
             return Err(Problem::conflict(
                 "not_rebuildable",
-                "order_saga drives payments and stock; it has no read model to rebuild",
+                "orders_saga drives payments and stock; it has no read model to rebuild",
             ));
         }
         other => {
@@ -196,11 +196,11 @@ async fn rebuild(
         .rebuild(&modules.sources)
         .await
         .map_err(|e| match e {
-            e @ order::RebuildError::InProgress(_) => Problem::conflict("rebuild_in_progress", e),
-            order::RebuildError::Unexpected(e) => kernel::http::unexpected(e),
+            e @ orders::RebuildError::InProgress(_) => Problem::conflict("rebuild_in_progress", e),
+            orders::RebuildError::Unexpected(e) => kernel::http::unexpected(e),
         })?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "projection": order::PROJECTION,
+        "projection": orders::PROJECTION,
         "generation": generation,
         "status": "rebuilding",
     })))

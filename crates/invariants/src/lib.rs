@@ -3,7 +3,7 @@
 //! outside the app: in the app's test suite and in `cargo xtask chaos`, never in a module.
 
 const VISIBLE: &str = "('pending', 'confirmed', 'shipped', 'delivered', 'cancelled')";
-const LIVE: &str = "(SELECT id FROM order_read.generations WHERE state = 'live')";
+const LIVE: &str = "(SELECT id FROM orders_read.generations WHERE state = 'live')";
 
 /// `(what must hold, a query returning one bigint column n: how many violations)`. They
 /// hold once commands have stopped and background work has settled.
@@ -53,7 +53,7 @@ pub fn checks() -> Vec<(&'static str, String)> {
             "3. read model orders equal the write model",
             format!(
                 "SELECT count(*) AS n FROM (SELECT * FROM orders.orders WHERE status IN {VISIBLE}) w \
-                 FULL JOIN (SELECT * FROM order_read.orders WHERE generation = {LIVE}) r ON r.id = w.id \
+                 FULL JOIN (SELECT * FROM orders_read.orders WHERE generation = {LIVE}) r ON r.id = w.id \
                  WHERE w.id IS NULL OR r.id IS NULL OR r.status <> w.status OR r.version <> w.version \
                  OR r.total <> w.total OR r.user_id <> w.user_id"
             ),
@@ -63,7 +63,7 @@ pub fn checks() -> Vec<(&'static str, String)> {
             format!(
                 "SELECT count(*) AS n FROM (SELECT l.* FROM orders.order_lines l JOIN orders.orders o ON o.id = l.order_id \
                    WHERE o.status IN {VISIBLE}) w \
-                 FULL JOIN (SELECT * FROM order_read.order_items WHERE generation = {LIVE}) r \
+                 FULL JOIN (SELECT * FROM orders_read.order_items WHERE generation = {LIVE}) r \
                    ON (r.order_id, r.line) = (w.order_id, w.line) \
                  WHERE w.order_id IS NULL OR r.order_id IS NULL OR r.product_id <> w.product_id \
                  OR r.quantity <> w.quantity OR r.price <> w.price"
@@ -72,7 +72,7 @@ pub fn checks() -> Vec<(&'static str, String)> {
         (
             "4. every subscription applied every event of its source exactly once",
             "SELECT count(*) AS n FROM (\
-               SELECT subscriber, source, applied FROM order_read.checkpoints \
+               SELECT subscriber, source, applied FROM orders_read.checkpoints \
                UNION ALL SELECT subscriber, source, applied FROM orders.checkpoints) c \
              WHERE c.applied <> CASE c.source \
                WHEN 'orders' THEN (SELECT count(*) FROM orders.events) \
@@ -83,7 +83,7 @@ pub fn checks() -> Vec<(&'static str, String)> {
         ),
         (
             "4. nothing parked as a dead letter",
-            "SELECT (SELECT count(*) FROM order_read.dead_letters) + (SELECT count(*) FROM orders.dead_letters) AS n"
+            "SELECT (SELECT count(*) FROM orders_read.dead_letters) + (SELECT count(*) FROM orders.dead_letters) AS n"
                 .to_owned(),
         ),
     ]

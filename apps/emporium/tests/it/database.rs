@@ -41,7 +41,7 @@ async fn a_module_cannot_touch_another_modules_tables() {
     }
     // The unqualified name resolves only within the module's own schema.
     let products_pool =
-        kernel::db::pool(&app.db.url, &product::SCHEMA, Default::default()).unwrap();
+        kernel::db::pool(&app.db.url, &products::SCHEMA, Default::default()).unwrap();
     let err = try_query(&products_pool, "SELECT id FROM users")
         .await
         .expect_err("search_path");
@@ -92,10 +92,10 @@ async fn each_module_keeps_its_own_migration_history() {
                 schema.name
             ))
             .await;
-        // Its own migrations, and the kernel's event-log tables applied into it.
+        // Its own migrations, and the event log's tables applied into it.
         assert_eq!(
             applied,
-            migration_dirs(schema.name) + migration_dirs("kernel"),
+            migration_dirs(schema.name) + migration_dirs("eventlog"),
             "schema {} applied its own migrations only",
             schema.name
         );

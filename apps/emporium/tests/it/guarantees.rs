@@ -95,14 +95,12 @@ async fn the_projection_applies_an_event_that_commits_late() {
     let mut a = app.db.connect().await;
     a.batch_execute("BEGIN").await.unwrap();
     let renamed = NewEvent::new(
-        user_api::events::USER_UPDATED,
+        users_api::events::USER_UPDATED,
         early.parse::<uuid::Uuid>().unwrap(),
         2,
         &json!({"email": "early@example.com", "name": "Renamed Early", "active": true}),
     );
-    kernel::db::events::append(&mut a, "users", &[renamed])
-        .await
-        .unwrap();
+    eventlog::append(&mut a, "users", &[renamed]).await.unwrap();
     // Writer B (an ordinary request) commits after A began.
     assert_eq!(
         app.http
@@ -141,7 +139,7 @@ async fn the_projection_applies_an_event_that_commits_late() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_charge_and_confirm_ends_confirmed_after_restart() {
     let db = database().await;
-    let crash: order::FaultHook = Arc::new(|point| {
+    let crash: ::orders::FaultHook = Arc::new(|point| {
         if point == "after_charge" {
             anyhow::bail!("simulated crash at {point}")
         } else {
@@ -215,7 +213,7 @@ async fn a_crash_after_cancel_ends_refunded_with_stock_back_after_restart() {
     invariants::assert_hold(&db).await;
     healthy.stop().await;
 
-    let crash: order::FaultHook = Arc::new(|point| {
+    let crash: ::orders::FaultHook = Arc::new(|point| {
         if point == "after_cancel" {
             anyhow::bail!("simulated crash at {point}")
         } else {
@@ -289,8 +287,8 @@ async fn replaying_every_event_changes_nothing() {
                 state: String,
             }
             let rows: Vec<Snapshot> = diesel::sql_query(
-                "SELECT (SELECT coalesce(json_agg(o ORDER BY id), '[]') FROM order_read.orders o)::text \
-                 || (SELECT coalesce(json_agg(i ORDER BY order_id, line), '[]') FROM order_read.order_items i)::text \
+                "SELECT (SELECT coalesce(json_agg(o ORDER BY id), '[]') FROM orders_read.orders o)::text \
+                 || (SELECT coalesce(json_agg(i ORDER BY order_id, line), '[]') FROM orders_read.order_items i)::text \
                  || (SELECT json_agg(p ORDER BY id) FROM products.products p)::text \
                  || (SELECT json_agg(p ORDER BY id) FROM payments.payments p)::text \
                  || (SELECT json_agg(o ORDER BY id) FROM orders.orders o)::text AS state",
@@ -303,7 +301,7 @@ async fn replaying_every_event_changes_nothing() {
     };
     let before = snapshot(&app).await;
     let events_before = app.db.scalar("SELECT (SELECT count(*) FROM orders.events) + (SELECT count(*) FROM payments.events) + (SELECT count(*) FROM products.events) AS n").await;
-    let rewound = app.db.scalar("WITH a AS (UPDATE order_read.checkpoints SET xid = '0', seq = 0, applied = 0 RETURNING 1), \
+    let rewound = app.db.scalar("WITH a AS (UPDATE orders_read.checkpoints SET xid = '0', seq = 0, applied = 0 RETURNING 1), \
         b AS (UPDATE orders.checkpoints SET xid = '0', seq = 0, applied = 0 RETURNING 1) \
         SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) AS n").await;
     assert_eq!(rewound, 5, "three projection and two saga subscriptions");

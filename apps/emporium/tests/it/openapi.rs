@@ -934,13 +934,13 @@ async fn every_answer_of_every_route_matches_the_document() {
     c.call("GET", "/admin/projections", None)
         .await
         .assert_problem(401, "unauthorized");
-    let rebuild = format!("/admin/projections/{}/rebuild", order::PROJECTION);
+    let rebuild = format!("/admin/projections/{}/rebuild", ::orders::PROJECTION);
     c.call("POST", &rebuild, None)
         .await
         .assert_problem(401, "unauthorized");
     c.call_with(
         "POST",
-        &format!("/admin/projections/{}/rebuild", order::SAGA),
+        &format!("/admin/projections/{}/rebuild", ::orders::SAGA),
         None,
         &admin,
     )

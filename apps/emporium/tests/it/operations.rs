@@ -100,7 +100,7 @@ async fn a_database_outage_answers_503_then_recovers_without_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_is_answered_500_and_the_worker_lives_on() {
-    let panic_after_charge: order::FaultHook = Arc::new(|point| {
+    let panic_after_charge: ::orders::FaultHook = Arc::new(|point| {
         if point == "after_charge" {
             panic!("injected panic at {point}")
         } else {
@@ -247,7 +247,7 @@ async fn admin_routes_need_the_token() {
         .iter()
         .map(|p| p["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["order_read", "order_saga"]);
+    assert_eq!(names, ["orders_read", "orders_saga"]);
     let read = &projections[0];
     for field in ["position", "head", "lag_events", "lag_seconds", "status"] {
         assert!(read.get(field).is_some(), "{field} missing in {read}");
@@ -289,10 +289,10 @@ async fn metrics_speak_prometheus() {
         r#"http_request_duration_seconds_bucket{method="GET",route="/users/{id}",le="0.005"}"#,
         r#"command_duration_seconds_count{command="place",outcome="ok"}"#,
         r#"query_duration_seconds_count{query="get_order",outcome="ok"}"#,
-        r#"projection_lag_events{projection="order_read"}"#,
-        r#"projection_lag_seconds{projection="order_saga"}"#,
+        r#"projection_lag_events{projection="orders_read"}"#,
+        r#"projection_lag_seconds{projection="orders_saga"}"#,
         r#"event_log_backlog{module="orders"}"#,
-        r#"dead_letters{subscriber="order_read"}"#,
+        r#"dead_letters{subscriber="orders_read"}"#,
         r#"db_pool_connections{module="users",state="max"}"#,
     ] {
         assert!(text.contains(expected), "missing {expected} in:\n{text}");
@@ -361,7 +361,7 @@ async fn rebuild_replays_the_log_into_a_fresh_read_model_while_queries_answer() 
 
     // Damage the live read model behind the projection's back: only a replay from the
     // event log into a fresh copy repairs it.
-    app.db.scalar("WITH c AS (UPDATE order_read.orders SET user_name = 'CORRUPT', status = 'pending' RETURNING 1) SELECT count(*) AS n FROM c").await;
+    app.db.scalar("WITH c AS (UPDATE orders_read.orders SET user_name = 'CORRUPT', status = 'pending' RETURNING 1) SELECT count(*) AS n FROM c").await;
     assert_ne!(
         app.http
             .get(&format!("/queries/orders?user_id={user}&page_size=100"))
@@ -370,17 +370,17 @@ async fn rebuild_replays_the_log_into_a_fresh_read_model_while_queries_answer() 
         before
     );
 
-    let (status, started) = admin("POST", "/admin/projections/order_read/rebuild".into()).await;
+    let (status, started) = admin("POST", "/admin/projections/orders_read/rebuild".into()).await;
     assert_eq!(status, 202, "{started}");
     assert_eq!(
         (
             started["projection"].as_str(),
             started["generation"].as_i64()
         ),
-        (Some("order_read"), Some(2))
+        (Some("orders_read"), Some(2))
     );
     assert_eq!(
-        admin("POST", "/admin/projections/order_saga/rebuild".into())
+        admin("POST", "/admin/projections/orders_saga/rebuild".into())
             .await
             .0,
         409
@@ -415,12 +415,12 @@ async fn rebuild_replays_the_log_into_a_fresh_read_model_while_queries_answer() 
     }
     let live = app
         .db
-        .scalar("SELECT id::bigint AS n FROM order_read.generations WHERE state = 'live'")
+        .scalar("SELECT id::bigint AS n FROM orders_read.generations WHERE state = 'live'")
         .await;
     assert_eq!(live, 2, "the new generation took over");
     let generations = app
         .db
-        .scalar("SELECT count(*) AS n FROM order_read.generations")
+        .scalar("SELECT count(*) AS n FROM orders_read.generations")
         .await;
     assert_eq!(generations, 1, "the old generation was retired and deleted");
     assert_eq!(

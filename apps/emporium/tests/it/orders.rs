@@ -108,7 +108,7 @@ async fn the_read_model_can_live_in_another_database() {
     );
     assert_eq!(
         read.scalar(&format!(
-            "SELECT count(*) AS n FROM order_read.orders WHERE id = '{order}'"
+            "SELECT count(*) AS n FROM orders_read.orders WHERE id = '{order}'"
         ))
         .await,
         1
@@ -116,7 +116,7 @@ async fn the_read_model_can_live_in_another_database() {
     assert_eq!(
         write
             .scalar(&format!(
-                "SELECT count(*) AS n FROM order_read.orders WHERE id = '{order}'"
+                "SELECT count(*) AS n FROM orders_read.orders WHERE id = '{order}'"
             ))
             .await,
         0

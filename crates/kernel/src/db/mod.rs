@@ -27,13 +27,6 @@ use futures_util::FutureExt;
 
 use crate::Unavailable;
 
-pub mod events;
-
-/// The kernel's own migrations (the event-log tables), applied into every module schema
-/// before the module's migrations.
-const KERNEL_MIGRATIONS: EmbeddedMigrations =
-    diesel_migrations::embed_migrations!("../../migrations/kernel");
-
 pub use diesel_async::AsyncPgConnection as PgConnection;
 
 /// A pool of connections that act as one module's role.
@@ -82,8 +75,10 @@ pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/empor
 pub struct Schema {
     /// Schema name, also the suffix of the module's role (`emporium_<name>`).
     pub name: &'static str,
-    /// The module's own migrations (`migrations/<module>/`), embedded in its crate.
-    pub migrations: &'static EmbeddedMigrations,
+    /// The migration sets that build it, applied in order into the one history of the
+    /// schema: the event log's tables (`eventlog::MIGRATIONS`) when the schema keeps a log,
+    /// then the module's own (`migrations/<schema>/`), embedded in its crate.
+    pub migrations: &'static [&'static EmbeddedMigrations],
 }
 
 impl Schema {
@@ -226,7 +221,7 @@ pub async fn migrate(url: &str, schema: &Schema) -> anyhow::Result<Vec<String>> 
     }
     let mut harness = AsyncMigrationHarness::new(conn);
     let mut applied = Vec::new();
-    for migrations in [&KERNEL_MIGRATIONS, schema.migrations] {
+    for migrations in schema.migrations {
         let versions = harness
             .run_pending_migrations(ModuleMigrations(migrations))
             .map_err(|e| anyhow!("{e}"))

@@ -1,0 +1,1 @@
+CREATE TABLE scratch.notes (id bigint PRIMARY KEY);

@@ -1,0 +1,581 @@
+//! `/commands/orders` and `/queries/orders`: JSON in, [`OrderCommands`] /
+//! [`OrderQueries`] calls, JSON or problem+json out. The one place that maps
+//! [`OrderError`] to HTTP.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use kernel::http::{JsonBody, PROBLEM_JSON};
+use kernel::openapi::{PayloadTooLarge, Routes, ServiceUnavailable, UnsupportedMediaType};
+use kernel::{FieldError, OrderId, PageRequest, Problem, ProductId, UserId, Validation};
+use orders_api::{
+    Accepted, ExpectedVersion, NewOrder, NewOrderLine, OrderCommands, OrderError, OrderFilter,
+    OrderPage, OrderQueries, OrderStatus, OrderView, Read,
+};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+/// The order routes, each served at the method and path its `#[utoipa::path]` declares (and
+/// so documented).
+pub fn endpoints() -> Routes {
+    Routes::default()
+        .add(__path_place, place)
+        .add(__path_confirm, confirm)
+        .add(__path_ship, ship)
+        .add(__path_deliver, deliver)
+        .add(__path_cancel, cancel)
+        .add(__path_list, list)
+        .add(__path_get, get)
+}
+
+/// Mounts the order routes. Expects `web::Data<dyn OrderCommands>` and
+/// `web::Data<dyn OrderQueries>` in the app data.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    endpoints().mount(cfg);
+}
+
+fn problem(error: OrderError) -> Problem {
+    match error {
+        e @ OrderError::NotFound(_) => Problem::not_found("order_not_found", e),
+        OrderError::Invalid(errors) => Problem::validation(errors),
+        e @ OrderError::UnknownUser(_) => Problem::new(422, "unknown_user", e),
+        e @ OrderError::UserInactive(_) => Problem::conflict("user_inactive", e),
+        OrderError::UnknownProducts(ids) => {
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            Problem::new(
+                422,
+                "unknown_product",
+                format!("unknown products: {}", ids.join(", ")),
+            )
+        }
+        e @ OrderError::InsufficientStock { .. } => Problem::conflict("insufficient_stock", e),
+        e @ OrderError::InvalidTransition { .. } => Problem::conflict("invalid_transition", e),
+        e @ OrderError::VersionMismatch { .. } => Problem::new(412, "version_mismatch", e),
+        e @ OrderError::Conflict(_) => Problem::conflict("concurrent_modification", e),
+        e @ OrderError::IdempotencyKeyReused(_) => Problem::conflict("idempotency_key_reused", e),
+        e @ OrderError::IdempotencyKeyInUse(_) => Problem::conflict("idempotency_key_in_use", e),
+        e @ OrderError::PaymentDeclined(_) => Problem::new(402, "payment_declined", e),
+        OrderError::PaymentGateway(why) => Problem::new(
+            502,
+            "payment_gateway_error",
+            format!("the payment gateway failed ({why}); nothing was charged, retrying is safe"),
+        ),
+        OrderError::InvalidPaymentToken(token) => Problem {
+            errors: vec![FieldError::new(
+                "payment_token",
+                format!("{token:?} is not a known payment token"),
+            )],
+            ..Problem::new(
+                422,
+                "invalid_payment_token",
+                format!("payment token {token:?} is not accepted"),
+            )
+        },
+        OrderError::Unexpected(e) => kernel::http::unexpected(e),
+    }
+}
+
+fn accepted(answer: Accepted) -> HttpResponse {
+    HttpResponse::Accepted()
+        .insert_header((header::ETAG, format!("\"{}\"", answer.version)))
+        .insert_header((
+            header::LOCATION,
+            format!("/queries/orders/{}", answer.order_id),
+        ))
+        .json(answer)
+}
+
+/// `If-Match: "3"` (or `W/"3"`, or `*` for any version).
+fn expected_version(req: &HttpRequest) -> Result<ExpectedVersion, Problem> {
+    let Some(value) = req.headers().get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    let invalid = || {
+        Problem::bad_request(
+            "invalid_header",
+            "If-Match must be an order version such as \"3\"",
+        )
+    };
+    let text = value.to_str().map_err(|_| invalid())?.trim();
+    if text == "*" {
+        return Ok(None);
+    }
+    let quoted = text.strip_prefix("W/").unwrap_or(text);
+    let bare = quoted
+        .strip_prefix('"')
+        .and_then(|t| t.strip_suffix('"'))
+        .unwrap_or(quoted);
+    bare.parse::<i64>().map(Some).map_err(|_| invalid())
+}
+
+fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
+    let Some(value) = req.headers().get("Idempotency-Key") else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255);
+    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
+        Problem::bad_request(
+            "invalid_header",
+            "Idempotency-Key must be 1 to 255 visible ASCII characters",
+        )
+    })
+}
+
+/// A new order. Prices come from the catalog; a client cannot set them.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewOrder)]
+struct PlaceBody {
+    /// An existing, active user.
+    #[schema(required = true, value_type = UserId)]
+    user_id: Option<UserId>,
+    /// 1 to 100 lines, each product at most once.
+    #[schema(required = true, value_type = Vec<ItemBody>, min_items = 1, max_items = 100)]
+    items: Option<Vec<ItemBody>>,
+}
+
+/// One line of a new order.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewOrderLine)]
+struct ItemBody {
+    /// An existing product.
+    #[schema(required = true, value_type = ProductId)]
+    product_id: Option<ProductId>,
+    /// 1 to 10,000.
+    #[schema(required = true, value_type = i64, minimum = 1, maximum = 10_000, examples(2))]
+    quantity: Option<i64>,
+}
+
+/// Place an order
+///
+/// Creates a `pending` order at version 1 and reserves the stock of every line, all or
+/// nothing: if any line lacks stock the answer is `409 insufficient_stock` naming the
+/// product, and nothing stays reserved. `total` is the exact sum of catalog price x
+/// quantity at this moment. A pending order that is not confirmed within `ORDER_EXPIRY`
+/// (default 30 minutes) is cancelled with reason `expired` and its stock released.
+///
+/// `Idempotency-Key`: a repeat with the same key and body answers the first answer again and
+/// creates nothing; the same key with another body is `409 idempotency_key_reused`. Only
+/// successful answers are stored, so after a failure (say `409 insufficient_stock`) the same
+/// key may be retried. A repeat while the first request is still running waits up to 5 s,
+/// then answers `409 idempotency_key_in_use`.
+#[utoipa::path(
+    post,
+    path = "/commands/orders",
+    tag = "orders",
+    operation_id = "place_order",
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
+            description = "1 to 255 visible ASCII characters; makes a retry safe."),
+    ),
+    request_body = PlaceBody,
+    responses(
+        (status = 202, description = "Placed: status `pending`, version 1.", body = Accepted,
+            headers(
+                ("ETag" = String, description = "The new version, quoted: `\"1\"`."),
+                ("Location" = String, description = "`/queries/orders/{id}`"),
+            )),
+        (status = 400, description = "`malformed_json`, or `invalid_body`: not a JSON object, a \
+            wrong JSON type or an unknown field; `invalid_header`: an empty `Idempotency-Key` or \
+            one over 255 characters.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 409, description = "`user_inactive`, `insufficient_stock` (names the \
+            product), `idempotency_key_reused` (the key was used with another body) or \
+            `idempotency_key_in_use` (a request with this key is still running).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: a missing field, no items or more \
+            than 100, a quantity outside 1..=10,000, or the same product twice (see \
+            `errors`); `unknown_user`; `unknown_product`.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn place(
+    commands: web::Data<dyn OrderCommands>,
+    req: HttpRequest,
+    JsonBody(body): JsonBody<PlaceBody>,
+) -> Result<HttpResponse, Problem> {
+    let key = idempotency_key(&req)?;
+    let mut v = Validation::default();
+    let user_id = v.require("user_id", body.user_id);
+    let items = v.require("items", body.items).unwrap_or_default();
+    let mut lines = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let product_id = v.require(&format!("items[{i}].product_id"), item.product_id);
+        let quantity = v.require(&format!("items[{i}].quantity"), item.quantity);
+        if let (Some(product_id), Some(quantity)) = (product_id, quantity) {
+            lines.push(NewOrderLine {
+                product_id,
+                quantity,
+            });
+        }
+    }
+    v.finish().map_err(Problem::validation)?;
+    let Some(user_id) = user_id else {
+        return Err(Problem::validation(vec![]));
+    };
+    let answer = commands
+        .place(
+            NewOrder {
+                user_id,
+                items: lines,
+            },
+            key,
+        )
+        .await
+        .map_err(problem)?;
+    Ok(accepted(answer))
+}
+
+/// How to pay for an order.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = ConfirmOrder)]
+struct ConfirmBody {
+    /// A token of the payment gateway. The built-in simulated gateway knows `tok_visa`
+    /// (succeeds), `tok_declined` (`402`) and `tok_gateway_error` (`502`); any other token
+    /// is `422`.
+    #[schema(required = true, value_type = String, examples("tok_visa"))]
+    payment_token: Option<String>,
+}
+
+/// Confirm an order
+///
+/// Charges the order's `total` through the payments module, then commits its stock
+/// reservation: `pending -> confirmed`. A declined card is `402` (the order stays `pending`,
+/// its stock stays reserved); a gateway failure is `502` (nothing was charged; retrying is
+/// safe). Once an order has a captured payment, confirming charges nothing more.
+///
+/// `If-Match: "<version>"` (or `W/"<version>"`, or `*`): a stale version is `412` and
+/// changes nothing. Without it the command still runs under the order's row lock, so a
+/// concurrent change makes it fail (`409`), never overwrite.
+#[utoipa::path(
+    post,
+    path = "/commands/orders/{id}/confirm",
+    tag = "orders",
+    operation_id = "confirm_order",
+    params(
+        ("id" = OrderId, Path, description = "The order's id."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
+            at: `\"3\"`, `W/\"3\"` or `*` (any)."),
+    ),
+    request_body = ConfirmBody,
+    responses(
+        (status = 202, description = "Confirmed: status `confirmed`.", body = Accepted,
+            headers(
+                ("ETag" = String, description = "The new version, quoted: `\"2\"`."),
+                ("Location" = String, description = "`/queries/orders/{id}`"),
+            )),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `malformed_json`, or \
+            `invalid_body`: not a JSON object, a wrong JSON type or an unknown field; \
+            `invalid_header`: an `If-Match` that is not a version.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 402, description = "`payment_declined`: the order stays `pending` and its \
+            stock reserved; confirm again with another token.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 404, description = "`order_not_found`.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 409, description = "`invalid_transition`: the order is not `pending`; \
+            `concurrent_modification`: another command changed it meanwhile.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 412, description = "`version_mismatch`: `If-Match` is not the current \
+            version; nothing changed.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: no `payment_token`; \
+            `invalid_payment_token`: the gateway does not know the token.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 502, description = "`payment_gateway_error`: the gateway failed; nothing was \
+            charged, the order stays `pending`, and retrying is safe.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn confirm(
+    commands: web::Data<dyn OrderCommands>,
+    req: HttpRequest,
+    id: web::Path<OrderId>,
+    JsonBody(body): JsonBody<ConfirmBody>,
+) -> Result<HttpResponse, Problem> {
+    let expected = expected_version(&req)?;
+    let mut v = Validation::default();
+    let token = v.require("payment_token", body.payment_token);
+    v.finish().map_err(Problem::validation)?;
+    let answer = commands
+        .confirm(*id, token.unwrap_or_default(), expected)
+        .await
+        .map_err(problem)?;
+    Ok(accepted(answer))
+}
+
+/// Ship an order
+///
+/// `confirmed -> shipped`. Takes no body. `If-Match` as for confirm.
+#[utoipa::path(
+    post,
+    path = "/commands/orders/{id}/ship",
+    tag = "orders",
+    operation_id = "ship_order",
+    params(
+        ("id" = OrderId, Path, description = "The order's id."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
+            at: `\"3\"`, `W/\"3\"` or `*` (any)."),
+    ),
+    responses(
+        (status = 202, description = "Shipped: status `shipped`.", body = Accepted,
+            headers(
+                ("ETag" = String, description = "The new version, quoted."),
+                ("Location" = String, description = "`/queries/orders/{id}`"),
+            )),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_header`: \
+            an `If-Match` that is not a version.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`order_not_found`.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 409, description = "`invalid_transition`: the order is not `confirmed`; \
+            `concurrent_modification`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "`version_mismatch`: nothing changed.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn ship(
+    commands: web::Data<dyn OrderCommands>,
+    req: HttpRequest,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, Problem> {
+    let answer = commands
+        .ship(*id, expected_version(&req)?)
+        .await
+        .map_err(problem)?;
+    Ok(accepted(answer))
+}
+
+/// Deliver an order
+///
+/// `shipped -> delivered`. Takes no body. `If-Match` as for confirm.
+#[utoipa::path(
+    post,
+    path = "/commands/orders/{id}/deliver",
+    tag = "orders",
+    operation_id = "deliver_order",
+    params(
+        ("id" = OrderId, Path, description = "The order's id."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
+            at: `\"3\"`, `W/\"3\"` or `*` (any)."),
+    ),
+    responses(
+        (status = 202, description = "Delivered: status `delivered`.", body = Accepted,
+            headers(
+                ("ETag" = String, description = "The new version, quoted."),
+                ("Location" = String, description = "`/queries/orders/{id}`"),
+            )),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_header`: \
+            an `If-Match` that is not a version.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`order_not_found`.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 409, description = "`invalid_transition`: the order is not `shipped`; \
+            `concurrent_modification`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 412, description = "`version_mismatch`: nothing changed.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn deliver(
+    commands: web::Data<dyn OrderCommands>,
+    req: HttpRequest,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, Problem> {
+    let answer = commands
+        .deliver(*id, expected_version(&req)?)
+        .await
+        .map_err(problem)?;
+    Ok(accepted(answer))
+}
+
+/// Why an order is cancelled.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = CancelOrder)]
+struct CancelBody {
+    /// 1 to 500 characters after trimming.
+    #[schema(required = true, value_type = String, examples("changed my mind"))]
+    reason: Option<String>,
+}
+
+/// Cancel an order
+///
+/// From `pending`, `confirmed` or `shipped`. A pending order's reservation is released; a
+/// confirmed or shipped order's payment is refunded and its stock returned (if the refund
+/// cannot happen at once, the order saga finishes it). `If-Match` as for confirm.
+#[utoipa::path(
+    post,
+    path = "/commands/orders/{id}/cancel",
+    tag = "orders",
+    operation_id = "cancel_order",
+    params(
+        ("id" = OrderId, Path, description = "The order's id."),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
+            at: `\"3\"`, `W/\"3\"` or `*` (any)."),
+    ),
+    request_body = CancelBody,
+    responses(
+        (status = 202, description = "Cancelled: status `cancelled`.", body = Accepted,
+            headers(
+                ("ETag" = String, description = "The new version, quoted."),
+                ("Location" = String, description = "`/queries/orders/{id}`"),
+            )),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `malformed_json`, or \
+            `invalid_body`: not a JSON object, a wrong JSON type or an unknown field; \
+            `invalid_header`: an `If-Match` that is not a version.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 404, description = "`order_not_found`.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 409, description = "`invalid_transition`: the order is `delivered` or already \
+            `cancelled`; `concurrent_modification`.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 412, description = "`version_mismatch`: nothing changed.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 413, response = PayloadTooLarge),
+        (status = 415, response = UnsupportedMediaType),
+        (status = 422, description = "`validation_failed`: a missing `reason`, or one outside \
+            1..=500 characters (see `errors`).", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn cancel(
+    commands: web::Data<dyn OrderCommands>,
+    req: HttpRequest,
+    id: web::Path<OrderId>,
+    JsonBody(body): JsonBody<CancelBody>,
+) -> Result<HttpResponse, Problem> {
+    let expected = expected_version(&req)?;
+    let mut v = Validation::default();
+    let reason = v.require("reason", body.reason);
+    v.finish().map_err(Problem::validation)?;
+    let answer = commands
+        .cancel(*id, reason.unwrap_or_default(), expected)
+        .await
+        .map_err(problem)?;
+    Ok(accepted(answer))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct GetQuery {
+    /// Read-your-writes: wait (up to 2 s) until the read model holds this version or later.
+    #[param(minimum = 0)]
+    min_version: Option<u32>,
+}
+
+/// Get an order
+///
+/// From the read model, which is eventually consistent with the commands. With
+/// `min_version=N` the query waits up to 2 s for the read model to reach version N; if it
+/// does not, an order not yet projected is `404`, and an older version of the order answers
+/// `200` with `X-Read-Model-Stale: true`.
+#[utoipa::path(
+    get,
+    path = "/queries/orders/{id}",
+    tag = "orders",
+    operation_id = "get_order",
+    params(("id" = OrderId, Path, description = "The order's id."), GetQuery),
+    responses(
+        (status = 200, description = "The order.", body = OrderView,
+            headers(
+                ("ETag" = String, description = "The version this view reflects, quoted."),
+                ("X-Read-Model-Stale" = String, description = "`true` when `min_version` was \
+                    asked and the read model did not reach it within 2 s; absent otherwise."),
+            )),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_query`: \
+            `min_version` is not a non-negative integer, or an unknown parameter.",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`order_not_found`: no such order in the read model (yet).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn get(
+    queries: web::Data<dyn OrderQueries>,
+    id: web::Path<OrderId>,
+    query: web::Query<GetQuery>,
+) -> Result<HttpResponse, Problem> {
+    let read = queries
+        .get(*id, query.min_version.map(i64::from))
+        .await
+        .map_err(problem)?;
+    let (view, stale) = match read {
+        Read::Fresh(view) => (view, false),
+        Read::Stale(view) => (view, true),
+    };
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::ETAG, format!("\"{}\"", view.version)));
+    if stale {
+        response.insert_header(("X-Read-Model-Stale", "true"));
+    }
+    Ok(response.json(view))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only this user's orders.
+    #[param(value_type = Option<UserId>)]
+    user_id: Option<UserId>,
+    /// Only orders in this status.
+    #[param(value_type = Option<OrderStatus>)]
+    status: Option<String>,
+    /// From 1; default 1.
+    #[param(minimum = 1)]
+    page: Option<u32>,
+    /// 1 to 100; default 20.
+    #[param(minimum = 1, maximum = 100)]
+    page_size: Option<u32>,
+}
+
+/// List orders
+///
+/// From the read model, newest first. Any other query parameter is `400`.
+#[utoipa::path(
+    get,
+    path = "/queries/orders",
+    tag = "orders",
+    operation_id = "list_orders",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of orders.", body = OrderPage),
+        (status = 400, description = "`invalid_query`: a `user_id` that is not a UUID, a \
+            `status` that is not one of the five, `page` below 1, `page_size` outside 1..=100, \
+            or an unknown parameter.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn list(
+    queries: web::Data<dyn OrderQueries>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, Problem> {
+    let query = query.into_inner();
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(OrderStatus::parse(text).ok_or_else(|| {
+            Problem::bad_request(
+                "invalid_query",
+                format!("status must be one of pending, confirmed, shipped, delivered, cancelled; got {text:?}"),
+            )
+        })?),
+    };
+    let page = PageRequest::new(query.page, query.page_size)
+        .map_err(|e| Problem::bad_request("invalid_query", e))?;
+    let filter = OrderFilter {
+        user_id: query.user_id,
+        status,
+    };
+    let page = queries.list(filter, page).await.map_err(problem)?;
+    Ok(HttpResponse::Ok().json(page))
+}

@@ -1,0 +1,165 @@
+//! The orders module's suite: its routes over HTTP against its own schemas (`orders`,
+//! `orders_read`) in a fresh database per test, with users, products and payments supplied
+//! as the in-memory fakes of their `-api` crates, and its projection and saga fed by the
+//! real event log.
+
+mod commands;
+mod queries;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix_web::web;
+use async_trait::async_trait;
+use eventlog::{DispatchSettings, Dispatcher, EventSource, PgEventSource, Position, Stored};
+use kernel::testing::{Answer, Http, TestDatabase, TestServer};
+use orders::{Dependencies, OrderModule, Settings, Sources};
+use payments_api::testing::InMemoryPayments;
+use products_api::testing::InMemoryProducts;
+use serde_json::{Value, json};
+use users_api::testing::InMemoryUsers;
+
+/// A source with no events: the fakes publish none.
+struct Silent(&'static str);
+
+#[async_trait]
+impl EventSource for Silent {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    async fn read(&self, _: Position, _: i64) -> anyhow::Result<Vec<Stored>> {
+        Ok(Vec::new())
+    }
+    async fn backlog(&self, _: Position) -> anyhow::Result<eventlog::Backlog> {
+        Ok(Default::default())
+    }
+}
+
+struct TestApp {
+    http: Http,
+    db: TestDatabase,
+    users: Arc<InMemoryUsers>,
+    products: Arc<InMemoryProducts>,
+    payments: Arc<InMemoryPayments>,
+    module: OrderModule,
+    _dispatcher: Dispatcher,
+    _server: TestServer,
+}
+
+async fn spawn_app() -> TestApp {
+    spawn_with(Settings {
+        order_expiry: Duration::from_secs(1800),
+        sweep_every: Duration::from_secs(3600),
+        placement_timeout: Duration::from_secs(60),
+        faults: None,
+    })
+    .await
+}
+
+async fn spawn_with(settings: Settings) -> TestApp {
+    let db = kernel::testing::database(&[orders::SCHEMA, orders::READ_SCHEMA]).await;
+    let write = kernel::db::pool(&db.url, &orders::SCHEMA, Default::default()).unwrap();
+    let read = kernel::db::pool(&db.url, &orders::READ_SCHEMA, Default::default()).unwrap();
+    let (users, products, payments) = (
+        Arc::new(InMemoryUsers::default()),
+        Arc::new(InMemoryProducts::default()),
+        Arc::new(InMemoryPayments::default()),
+    );
+    let deps = Dependencies {
+        users: users.clone(),
+        products: products.clone(),
+        payments: payments.clone(),
+    };
+    let module = OrderModule::new(write.clone(), read, deps, settings);
+    let sources = Sources {
+        orders: Arc::new(PgEventSource {
+            schema: "orders",
+            pool: write,
+        }),
+        users: Arc::new(Silent("users")),
+        products: Arc::new(Silent("products")),
+        payments: Arc::new(Silent("payments")),
+    };
+    let fast = DispatchSettings {
+        poll_interval: Duration::from_millis(20),
+        batch_size: 100,
+    };
+    let dispatcher = Dispatcher::start(&db.url, module.subscriptions(&sources), fast)
+        .await
+        .unwrap();
+    let (commands, queries) = (module.commands(), module.queries());
+    let server = TestServer::start(move |cfg| {
+        cfg.app_data(web::Data::from(commands.clone()))
+            .app_data(web::Data::from(queries.clone()));
+        orders::routes(cfg);
+    });
+    TestApp {
+        http: server.http.clone(),
+        db,
+        users,
+        products,
+        payments,
+        module,
+        _dispatcher: dispatcher,
+        _server: server,
+    }
+}
+
+impl TestApp {
+    /// An active user and a product with `stock`, in the fakes.
+    fn shop(&self, stock: i64) -> (String, String) {
+        let user = self.users.add("buyer@example.com", "Buyer", true);
+        let product = self.products.add("Lamp", "12.50", stock);
+        (user.id.to_string(), product.id.to_string())
+    }
+
+    async fn place(&self, user: &str, product: &str, quantity: i64) -> Answer {
+        self.http
+            .post(
+                "/commands/orders",
+                json!({"user_id": user, "items": [{"product_id": product, "quantity": quantity}]}),
+            )
+            .await
+    }
+
+    async fn placed(&self, user: &str, product: &str, quantity: i64) -> String {
+        let answer = self.place(user, product, quantity).await;
+        assert_eq!(answer.status, 202, "{:#}", answer.body);
+        answer.body["order_id"].as_str().unwrap().to_owned()
+    }
+
+    async fn command(&self, id: &str, command: &str, body: Value) -> Answer {
+        self.http
+            .post(&format!("/commands/orders/{id}/{command}"), body)
+            .await
+    }
+
+    /// The read model's view once it reaches `version`.
+    async fn view(&self, id: &str, version: i64) -> Value {
+        let answer = self
+            .http
+            .get(&format!("/queries/orders/{id}?min_version={version}"))
+            .await;
+        assert_eq!(answer.status, 200, "{:#}", answer.body);
+        assert_eq!(
+            answer.header("x-read-model-stale"),
+            None,
+            "read model never reached version {version}"
+        );
+        answer.body
+    }
+
+    async fn stock(&self, product: &str) -> (i64, i64) {
+        use products_api::ProductApi;
+        let p = self.products.get(product.parse().unwrap()).await.unwrap();
+        (p.stock, p.reserved)
+    }
+
+    async fn wait_until(&self, what: &str, mut done: impl AsyncFnMut() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !done().await {
+            assert!(Instant::now() < deadline, "timed out waiting until {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

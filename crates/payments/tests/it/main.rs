@@ -1,0 +1,95 @@
+//! The payments module's suite: its API called directly (charges, refunds, concurrency)
+//! and its routes over HTTP, against its own schema in a fresh Postgres database per test,
+//! with the simulated gateway counting what it really charged.
+
+mod charges;
+mod contract;
+mod refunds;
+mod routes;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use kernel::testing::{Http, TestDatabase, TestServer};
+use kernel::{Money, PaymentId};
+use payments::{PaymentGateway, PaymentService, SimulatedGateway};
+use payments_api::PaymentApi;
+use serde_json::Value;
+
+struct TestApp {
+    http: Http,
+    db: TestDatabase,
+    pool: kernel::db::Pool,
+    api: Arc<dyn PaymentApi>,
+    gateway: Arc<SimulatedGateway>,
+    _server: TestServer,
+}
+
+async fn spawn_app() -> TestApp {
+    let db = kernel::testing::database(&[payments::SCHEMA]).await;
+    let settings = kernel::db::PoolSettings {
+        max_size: 10,
+        ..Default::default()
+    };
+    let pool = kernel::db::pool(&db.url, &payments::SCHEMA, settings).expect("pool");
+    let gateway = Arc::new(SimulatedGateway::default());
+    let api: Arc<dyn PaymentApi> = Arc::new(PaymentService::new(pool.clone(), gateway.clone()));
+    let routes_api = api.clone();
+    let server = TestServer::start(move |cfg| {
+        cfg.app_data(web::Data::from(routes_api.clone()));
+        payments::routes(cfg);
+    });
+    TestApp {
+        http: server.http.clone(),
+        db,
+        pool,
+        api,
+        gateway,
+        _server: server,
+    }
+}
+
+impl TestApp {
+    /// Another service on the same database, with another gateway.
+    fn service_with(&self, gateway: Arc<dyn PaymentGateway>) -> PaymentService {
+        PaymentService::new(self.pool.clone(), gateway)
+    }
+
+    async fn count(&self, sql: &str) -> i64 {
+        self.db.scalar(sql).await
+    }
+
+    async fn payments(&self) -> i64 {
+        self.count("SELECT count(*) AS n FROM payments.payments")
+            .await
+    }
+
+    async fn events(&self) -> i64 {
+        self.count("SELECT count(*) AS n FROM payments.events")
+            .await
+    }
+
+    /// How many events of `event_type` with exactly this version and payload the payment
+    /// has that were written by the transaction that last wrote the payment's row.
+    async fn events_with_the_row(
+        &self,
+        payment_id: PaymentId,
+        event_type: &str,
+        version: i64,
+        payload: &Value,
+    ) -> i64 {
+        // `events.xid` is the 64-bit transaction id, `xmin` its low 32 bits.
+        self.count(&format!(
+            "SELECT count(*) AS n FROM payments.events e JOIN payments.payments p \
+             ON p.id = e.aggregate_id \
+             WHERE p.id = '{payment_id}' AND e.event_type = '{event_type}' \
+             AND e.aggregate_version = {version} AND e.payload = '{payload}'::jsonb \
+             AND e.xid::text::bigint % 4294967296 = p.xmin::text::bigint"
+        ))
+        .await
+    }
+}
+
+fn money(text: &str) -> Money {
+    Money::parse(text).expect("valid money")
+}

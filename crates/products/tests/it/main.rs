@@ -1,0 +1,64 @@
+//! The products module's suite: its routes over HTTP and its reservation API called
+//! directly, against its own schema in a fresh Postgres database per test.
+
+mod catalog;
+mod input;
+mod reservations;
+
+use std::sync::Arc;
+
+use actix_web::web;
+use kernel::testing::{Http, TestDatabase, TestServer};
+use products_api::ProductApi;
+use serde_json::{Value, json};
+
+struct TestApp {
+    http: Http,
+    db: TestDatabase,
+    api: Arc<dyn ProductApi>,
+    _server: TestServer,
+}
+
+async fn spawn_app() -> TestApp {
+    let db = kernel::testing::database(&[products::SCHEMA]).await;
+    let settings = kernel::db::PoolSettings {
+        max_size: 10,
+        ..Default::default()
+    };
+    let pool = kernel::db::pool(&db.url, &products::SCHEMA, settings).expect("pool");
+    let api: Arc<dyn ProductApi> = Arc::new(products::ProductService::new(pool));
+    let routes_api = api.clone();
+    let server = TestServer::start(move |cfg| {
+        cfg.app_data(web::Data::from(routes_api.clone()));
+        products::routes(cfg);
+    });
+    TestApp {
+        http: server.http.clone(),
+        db,
+        api,
+        _server: server,
+    }
+}
+
+impl TestApp {
+    /// Creates a product over HTTP and returns its JSON.
+    async fn product(&self, name: &str, price: &str, stock: i64) -> Value {
+        let answer = self
+            .http
+            .post(
+                "/products",
+                json!({"name": name, "price": price, "stock": stock}),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{:#}", answer.body);
+        answer.body
+    }
+
+    async fn stock_and_reserved(&self, id: &str) -> (i64, i64) {
+        let body = self.http.get(&format!("/products/{id}")).await.body;
+        (
+            body["stock"].as_i64().unwrap(),
+            body["reserved"].as_i64().unwrap(),
+        )
+    }
+}
