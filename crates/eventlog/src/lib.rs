@@ -783,6 +783,46 @@ fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
 }
 
+/// Checkpoint handover, for a subscriber rebuilt under another name: in the caller's
+/// transaction, `to` takes `from`'s position on every source they share, with its attempts
+/// cleared, and `from`'s checkpoints are deleted. Hold both subscribers' locks.
+pub async fn hand_over_checkpoints(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<()> {
+    // Raw: an `UPDATE ... FROM` the same table under another alias, in a schema named at
+    // run time.
+    diesel::sql_query(format!(
+        "UPDATE {schema}.checkpoints c SET xid = r.xid, seq = r.seq, applied = r.applied, \
+         attempts = 0, last_error = NULL, updated_at = now() FROM {schema}.checkpoints r \
+         WHERE c.subscriber = $1 AND r.subscriber = $2 AND r.source = c.source"
+    ))
+    .bind::<Text, _>(to)
+    .bind::<Text, _>(from)
+    .execute(conn)
+    .await
+    .with_context(|| format!("handing checkpoints of {from} to {to} in {schema}"))?;
+    forget_checkpoints(conn, schema, from).await
+}
+
+/// Deletes every checkpoint of `subscriber` (a rebuild that is discarded or handed over).
+pub async fn forget_checkpoints(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+    subscriber: &str,
+) -> anyhow::Result<()> {
+    diesel::sql_query(format!(
+        "DELETE FROM {schema}.checkpoints WHERE subscriber = $1"
+    ))
+    .bind::<Text, _>(subscriber)
+    .execute(conn)
+    .await
+    .with_context(|| format!("deleting checkpoints of {subscriber} in {schema}"))?;
+    Ok(())
+}
+
 /// A parked event.
 #[derive(Debug, Clone, diesel::QueryableByName)]
 pub struct DeadLetter {

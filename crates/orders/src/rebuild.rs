@@ -116,12 +116,7 @@ pub(crate) async fn begin(pool: &Pool) -> Result<i32, RebuildError> {
 /// Deletes a generation being built, its rows and the rebuild's checkpoints.
 async fn discard(conn: &mut AsyncPgConnection, generation: i32) -> anyhow::Result<()> {
     discard_rows(conn, generation).await?;
-    diesel::sql_query("DELETE FROM orders_read.checkpoints WHERE subscriber = $1")
-        .bind::<diesel::sql_types::Text, _>(REBUILD_NAME)
-        .execute(conn)
-        .await
-        .db_context("deleting rebuild checkpoints")?;
-    Ok(())
+    eventlog::forget_checkpoints(conn, READ_SCHEMA.name, REBUILD_NAME).await
 }
 
 /// Replays everything into `generation`, then makes it live. Logs its progress.
@@ -229,27 +224,28 @@ async fn switch(
             }
         }
         diesel::update(generations::table.filter(generations::state.eq("live")))
-            .set((generations::state.eq("retired"), generations::updated_at.eq(Utc::now())))
+            .set((
+                generations::state.eq("retired"),
+                generations::updated_at.eq(Utc::now()),
+            ))
             .execute(conn)
             .await?;
-        let made_live = diesel::update(generations::table.find(generation).filter(generations::state.eq("building")))
-            .set((generations::state.eq("live"), generations::updated_at.eq(Utc::now())))
-            .execute(conn)
-            .await?;
-        anyhow::ensure!(made_live == 1, "generation {generation} was taken over by another rebuild");
-        diesel::sql_query(
-            "UPDATE orders_read.checkpoints c SET xid = r.xid, seq = r.seq, applied = r.applied, attempts = 0, \
-             last_error = NULL, updated_at = now() FROM orders_read.checkpoints r \
-             WHERE c.subscriber = $1 AND r.subscriber = $2 AND r.source = c.source",
+        let made_live = diesel::update(
+            generations::table
+                .find(generation)
+                .filter(generations::state.eq("building")),
         )
-        .bind::<diesel::sql_types::Text, _>(NAME)
-        .bind::<diesel::sql_types::Text, _>(REBUILD_NAME)
+        .set((
+            generations::state.eq("live"),
+            generations::updated_at.eq(Utc::now()),
+        ))
         .execute(conn)
         .await?;
-        diesel::sql_query("DELETE FROM orders_read.checkpoints WHERE subscriber = $1")
-            .bind::<diesel::sql_types::Text, _>(REBUILD_NAME)
-            .execute(conn)
-            .await?;
+        anyhow::ensure!(
+            made_live == 1,
+            "generation {generation} was taken over by another rebuild"
+        );
+        eventlog::hand_over_checkpoints(conn, READ_SCHEMA.name, REBUILD_NAME, NAME).await?;
         anyhow::Ok(())
     })
     .await
