@@ -226,7 +226,6 @@ pub async fn observe(
     req: actix_web::dev::ServiceRequest,
     next: actix_web::middleware::Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    use futures_util::FutureExt;
     use tracing::Instrument;
 
     let request_id = req
@@ -240,9 +239,7 @@ pub async fn observe(
     let started = std::time::Instant::now();
     // (The request cannot be cloned before routing, which needs it uniquely: a panic and
     // an error are answered as `Err`, which actix renders from the problem.)
-    let outcome = std::panic::AssertUnwindSafe(next.call(req).instrument(span.clone()))
-        .catch_unwind()
-        .await;
+    let outcome = crate::catch_panic(next.call(req).instrument(span.clone())).await;
     let mut response = match outcome {
         Ok(Ok(response)) => response.map_into_boxed_body(),
         Ok(Err(error)) => {
@@ -250,12 +247,7 @@ pub async fn observe(
             record(&method, "unmatched", status, started.elapsed());
             return Err(error);
         }
-        Err(panic) => {
-            let message = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "non-string panic".to_owned());
+        Err(message) => {
             span.in_scope(|| tracing::error!(panic = message, "handler panicked; answered 500"));
             record(&method, "unmatched", 500, started.elapsed());
             let problem = Problem {

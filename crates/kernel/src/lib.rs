@@ -25,6 +25,8 @@ pub mod db;
 pub mod http;
 #[cfg(feature = "http")]
 pub mod openapi;
+#[cfg(any(feature = "db", feature = "http"))]
+mod panic;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -33,4 +35,6 @@ pub use event::{Envelope, NewEvent};
 pub use id::{OrderId, PaymentId, ProductId, UserId};
 pub use money::{Money, MoneyError, MoneyInput};
 pub use page::{PageRequest, PageRequestError};
+#[cfg(any(feature = "db", feature = "http"))]
+pub use panic::catch_panic;
 pub use problem::{FieldError, Problem, Unavailable, Validation};

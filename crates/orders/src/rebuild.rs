@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use eventlog::{EventSource, Step, Subscription};
+use eventlog::{EventSource, StepOutcome, Subscription};
 use kernel::db::{self, DbContext, Pool};
 
 use crate::READ_SCHEMA;
@@ -136,18 +136,18 @@ pub(crate) async fn run(
         let mut progress = false;
         for subscription in &subscriptions {
             match subscription.step(BATCH).await? {
-                Step::Applied { applied: n, .. } => {
+                StepOutcome::Applied { applied: n, .. } => {
                     progress = true;
                     applied += n;
                 }
-                Step::Failed { attempts } => {
+                StepOutcome::Failed { attempts } => {
                     tokio::time::sleep(Duration::from_millis(
                         100 * u64::try_from(attempts).unwrap_or(1),
                     ))
                     .await;
                     progress = true;
                 }
-                Step::Idle | Step::Busy => {}
+                StepOutcome::Idle | StepOutcome::Busy => {}
             }
         }
         heartbeat(&pool, generation).await?;
@@ -215,7 +215,7 @@ async fn switch(
         loop {
             let mut progress = false;
             for subscription in subscriptions {
-                if let Step::Applied { .. } = subscription.step_on(conn, BATCH).await? {
+                if let StepOutcome::Applied { .. } = subscription.step_on(conn, BATCH).await? {
                     progress = true;
                 }
             }

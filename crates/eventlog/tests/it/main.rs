@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use eventlog::{DispatchSettings, Dispatcher, PgEventSource, Step, Subscriber, Subscription};
+use eventlog::{
+    DispatchSettings, Dispatcher, PgEventSource, StepOutcome, Subscriber, Subscription,
+};
 use kernel::db::{self, Schema};
 use kernel::testing::TestDatabase;
 use kernel::{Envelope, NewEvent};
@@ -144,7 +146,7 @@ async fn an_event_that_commits_late_is_not_skipped() {
     // B is committed, but reading it now would move the checkpoint past A.
     assert_eq!(
         subscription.step(100).await.unwrap(),
-        Step::Idle,
+        StepOutcome::Idle,
         "nothing is read past a running writer"
     );
     a.batch_execute("COMMIT").await.unwrap();
@@ -226,11 +228,11 @@ async fn a_failing_event_is_retried_then_parked_and_can_be_retried_later() {
     // Event 1 goes through; event 2 fails MAX_ATTEMPTS times in a row (attempt 1 may fall
     // in the first batch, depending on when event 2 passes the watermark), is parked on the
     // last attempt, and event 3 follows.
-    let idle = |s: &&Step| **s != Step::Idle;
-    let steps: Vec<Step> = steps.iter().filter(idle).copied().collect();
+    let idle = |s: &&StepOutcome| **s != StepOutcome::Idle;
+    let steps: Vec<StepOutcome> = steps.iter().filter(idle).copied().collect();
     assert_eq!(
         steps[0],
-        Step::Applied {
+        StepOutcome::Applied {
             applied: 1,
             parked: 0
         },
@@ -239,7 +241,7 @@ async fn a_failing_event_is_retried_then_parked_and_can_be_retried_later() {
     let failed: Vec<i32> = steps
         .iter()
         .filter_map(|s| {
-            if let Step::Failed { attempts } = s {
+            if let StepOutcome::Failed { attempts } = s {
                 Some(*attempts)
             } else {
                 None
@@ -255,7 +257,7 @@ async fn a_failing_event_is_retried_then_parked_and_can_be_retried_later() {
     );
     assert_eq!(
         steps[1 + failed.len()],
-        Step::Applied {
+        StepOutcome::Applied {
             applied: 0,
             parked: 1
         },
@@ -322,7 +324,7 @@ impl eventlog::EventSource for OneEvent {
         &self,
         after: eventlog::Position,
         _: i64,
-    ) -> anyhow::Result<Vec<eventlog::Stored>> {
+    ) -> anyhow::Result<Vec<eventlog::LoggedEvent>> {
         let position = eventlog::Position { xid: 1, seq: 1 };
         if after >= position {
             return Ok(Vec::new());
@@ -336,7 +338,7 @@ impl eventlog::EventSource for OneEvent {
             schema_version: 1,
             payload: serde_json::json!({"n": 99}),
         };
-        Ok(vec![eventlog::Stored { position, envelope }])
+        Ok(vec![eventlog::LoggedEvent { position, envelope }])
     }
     async fn backlog(&self, _: eventlog::Position) -> anyhow::Result<eventlog::Backlog> {
         Ok(eventlog::Backlog::default())
@@ -344,13 +346,13 @@ impl eventlog::EventSource for OneEvent {
 }
 
 /// Three synthetic events from a source named `fixed`; the second is poisoned.
-struct ThreeEvents(Vec<eventlog::Stored>);
+struct ThreeEvents(Vec<eventlog::LoggedEvent>);
 
 impl ThreeEvents {
     fn new() -> ThreeEvents {
         ThreeEvents(
             (1..=3)
-                .map(|n| eventlog::Stored {
+                .map(|n| eventlog::LoggedEvent {
                     position: eventlog::Position { xid: 1, seq: n },
                     envelope: Envelope {
                         event_id: uuid::Uuid::now_v7(),
@@ -376,7 +378,7 @@ impl eventlog::EventSource for ThreeEvents {
         &self,
         after: eventlog::Position,
         limit: i64,
-    ) -> anyhow::Result<Vec<eventlog::Stored>> {
+    ) -> anyhow::Result<Vec<eventlog::LoggedEvent>> {
         Ok(self
             .0
             .iter()
@@ -449,7 +451,7 @@ async fn a_failing_batch_falls_back_to_one_event_at_a_time() {
     let first = subscription.step(10).await.unwrap();
     assert_eq!(
         first,
-        Step::Applied {
+        StepOutcome::Applied {
             applied: 1,
             parked: 0
         },
@@ -469,7 +471,7 @@ async fn a_failing_batch_falls_back_to_one_event_at_a_time() {
     let second = subscription.step(10).await.unwrap();
     assert_eq!(
         second,
-        Step::Applied {
+        StepOutcome::Applied {
             applied: 2,
             parked: 0
         }
@@ -480,7 +482,7 @@ async fn a_failing_batch_falls_back_to_one_event_at_a_time() {
         "2 and 3 as one batch"
     );
     assert_eq!(f.applied().await, [1, 2, 3]);
-    assert_eq!(subscription.step(10).await.unwrap(), Step::Idle);
+    assert_eq!(subscription.step(10).await.unwrap(), StepOutcome::Idle);
 }
 
 /// Holds every `apply` until released.
@@ -554,13 +556,13 @@ async fn one_subscriber_never_runs_two_batches_at_once() {
         concurrent.expect("the other source's batch ran concurrently and entered the gate");
     assert_eq!(
         concurrent.unwrap(),
-        Step::Busy,
+        StepOutcome::Busy,
         "the other source waits for the running batch"
     );
     gate.release.notify_one();
     assert_eq!(
         first.await.unwrap(),
-        Step::Applied {
+        StepOutcome::Applied {
             applied: 1,
             parked: 0
         }
@@ -570,7 +572,7 @@ async fn one_subscriber_never_runs_two_batches_at_once() {
     gate.release.notify_one();
     assert_eq!(
         second.await.unwrap(),
-        Step::Applied {
+        StepOutcome::Applied {
             applied: 1,
             parked: 0
         }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actix_web::web;
 use async_trait::async_trait;
-use eventlog::{DispatchSettings, Dispatcher, EventSource, PgEventSource, Position, Stored};
+use eventlog::{DispatchSettings, Dispatcher, EventSource, LoggedEvent, PgEventSource, Position};
 use kernel::testing::{Answer, Http, TestDatabase, TestServer};
 use orders::{Dependencies, OrderModule, Settings, Sources};
 use payments_api::testing::InMemoryPayments;
@@ -27,7 +27,7 @@ impl EventSource for Silent {
     fn name(&self) -> &'static str {
         self.0
     }
-    async fn read(&self, _: Position, _: i64) -> anyhow::Result<Vec<Stored>> {
+    async fn read(&self, _: Position, _: i64) -> anyhow::Result<Vec<LoggedEvent>> {
         Ok(Vec::new())
     }
     async fn backlog(&self, _: Position) -> anyhow::Result<eventlog::Backlog> {

@@ -1,0 +1,167 @@
+//! The tasks that keep delivering: one `LISTEN` connection per process turns commits into
+//! wake-ups, and one task per subscriber cycles through its sources, polling as a fallback
+//! and backing off after failures (the loops log and never die).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::{CHANNEL, StepOutcome, Subscription};
+
+/// Delivery settings.
+#[derive(Clone, Copy, Debug)]
+pub struct DispatchSettings {
+    /// Poll even without a notification this often.
+    pub poll_interval: Duration,
+    /// Events per transaction.
+    pub batch_size: i64,
+}
+
+impl Default for DispatchSettings {
+    fn default() -> Self {
+        DispatchSettings {
+            poll_interval: Duration::from_millis(250),
+            batch_size: 200,
+        }
+    }
+}
+
+/// Running delivery: a listener and one task per subscription. Dropping it stops them.
+pub struct Dispatcher {
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Dispatcher {
+    /// Registers every subscription's checkpoint, then starts delivering. `listen_url` is
+    /// the write database, where events are appended and notified.
+    pub async fn start(
+        listen_url: &str,
+        subscriptions: Vec<Subscription>,
+        settings: DispatchSettings,
+    ) -> anyhow::Result<Dispatcher> {
+        for subscription in &subscriptions {
+            subscription.register().await?;
+        }
+        let (wake_tx, wake_rx) = watch::channel(0u64);
+        let mut tasks = vec![tokio::spawn(listen(listen_url.to_owned(), wake_tx))];
+        let mut by_subscriber: Vec<Vec<Subscription>> = Vec::new();
+        for subscription in subscriptions {
+            let same = |group: &&mut Vec<Subscription>| {
+                group[0].schema == subscription.schema
+                    && group[0].subscriber.name() == subscription.subscriber.name()
+            };
+            match by_subscriber.iter_mut().find(same) {
+                Some(group) => group.push(subscription),
+                None => by_subscriber.push(vec![subscription]),
+            }
+        }
+        for group in by_subscriber {
+            tasks.push(tokio::spawn(deliver(group, wake_rx.clone(), settings)));
+        }
+        Ok(Dispatcher { tasks })
+    }
+
+    pub fn stop(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for Dispatcher {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Turns notifications on [`CHANNEL`] into wake-ups; reconnects after failures.
+async fn listen(url: String, wake: watch::Sender<u64>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let result: anyhow::Result<()> = async {
+            let mut conn = AsyncPgConnection::establish(&url)
+                .await
+                .context("listener connect")?;
+            // Raw: `LISTEN` has no DSL.
+            diesel::sql_query(format!("LISTEN {CHANNEL}"))
+                .execute(&mut conn)
+                .await
+                .context("LISTEN")?;
+            let mut notifications = std::pin::pin!(conn.notifications_stream());
+            while let Some(notification) = notifications.next().await {
+                notification.context("listener")?;
+                wake.send_modify(|n| *n = n.wrapping_add(1));
+                backoff = Duration::from_millis(100);
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(error) = result {
+            tracing::warn!(
+                error = format!("{error:#}"),
+                "event listener lost its connection; polling until it is back"
+            );
+        }
+        // Whatever was missed while disconnected, the subscriptions' polling finds.
+        wake.send_modify(|n| *n = n.wrapping_add(1));
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Delivers one subscriber's subscriptions forever: steps each source in turn while there
+/// is work, waits for a wake-up or the poll interval when all are idle, backs off after
+/// failures.
+async fn deliver(
+    subscriptions: Vec<Subscription>,
+    mut wake: watch::Receiver<u64>,
+    settings: DispatchSettings,
+) {
+    let mut failures = 0u32;
+    loop {
+        wake.borrow_and_update();
+        let (mut progress, mut busy, mut pause) = (false, false, None);
+        for subscription in &subscriptions {
+            match subscription.step(settings.batch_size).await {
+                Ok(StepOutcome::Applied { .. }) => progress = true,
+                Ok(StepOutcome::Idle) => {}
+                Ok(StepOutcome::Busy) => busy = true,
+                Ok(StepOutcome::Failed { attempts }) => {
+                    pause = pause.max(Some(backoff(u32::try_from(attempts).unwrap_or(1))));
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::warn!(
+                        subscription = subscription.label(),
+                        error = format!("{error:#}"),
+                        "delivery failed; retrying"
+                    );
+                    pause = pause.max(Some(backoff(failures)));
+                }
+            }
+        }
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        } else if progress {
+            failures = 0;
+        } else if busy {
+            // Another process holds this subscriber; it may let go any moment.
+            let _ = tokio::time::timeout(
+                settings.poll_interval.min(Duration::from_millis(50)),
+                wake.changed(),
+            )
+            .await;
+        } else {
+            failures = 0;
+            let _ = tokio::time::timeout(settings.poll_interval, wake.changed()).await;
+        }
+    }
+}
+
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis(100u64.saturating_mul(1 << attempt.min(6))).min(Duration::from_secs(5))
+}

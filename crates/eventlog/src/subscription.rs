@@ -1,0 +1,283 @@
+//! A subscriber and one of its sources: [`Subscription::step`] applies the next batch of
+//! events and moves the checkpoint in the same transaction as the subscriber's writes, so
+//! a crash keeps both or neither (at least once delivered, exactly once in effect).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use async_trait::async_trait;
+use diesel_async::AsyncPgConnection;
+use kernel::Envelope;
+use kernel::db::{Pool, connect, transaction};
+use tracing::Instrument;
+
+use crate::MAX_ATTEMPTS;
+use crate::checkpoints::{self, Advance, Key};
+use crate::dead_letters;
+use crate::read::{Backlog, EventSource, LoggedEvent};
+
+/// Something that reacts to events: a projection, a process manager.
+#[async_trait]
+pub trait Subscriber: Send + Sync {
+    /// A stable name: the checkpoint key.
+    fn name(&self) -> &'static str;
+
+    /// Applies one event from `source`, inside the subscription's transaction on `conn`
+    /// (the subscriber's own schema). Effects outside `conn` must be idempotent: after a
+    /// crash the same event is delivered again.
+    async fn apply(
+        &self,
+        conn: &mut AsyncPgConnection,
+        source: &str,
+        event: &Envelope,
+    ) -> anyhow::Result<()>;
+
+    /// Applies several events from `source` (in log order) at once, with the same effect
+    /// as [`Subscriber::apply`] on each in turn, inside a savepoint of the subscription's
+    /// transaction; `Ok(false)` if this subscriber cannot (the default). After `Ok(false)`
+    /// or an error (the savepoint is rolled back) the events are applied one by one, so a
+    /// failing event is still retried and parked on its own.
+    async fn apply_batch(
+        &self,
+        _conn: &mut AsyncPgConnection,
+        _source: &str,
+        _events: &[&Envelope],
+    ) -> anyhow::Result<bool> {
+        Ok(false)
+    }
+}
+
+/// A subscriber reading one source; checkpoints live in `schema` of `pool`.
+#[derive(Clone)]
+pub struct Subscription {
+    pub subscriber: Arc<dyn Subscriber>,
+    pub source: Arc<dyn EventSource>,
+    /// The subscriber's own pool and schema (where its writes and checkpoints live).
+    pub pool: Pool,
+    pub schema: &'static str,
+}
+
+/// What one [`Subscription::step`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepOutcome {
+    /// Applied this many events (and parked `parked`); there may be more.
+    Applied { applied: usize, parked: usize },
+    /// The event after the checkpoint failed; `attempts` so far.
+    Failed { attempts: i32 },
+    /// Nothing new below the watermark.
+    Idle,
+    /// Another process holds this subscription right now.
+    Busy,
+}
+
+/// Where a subscription stands, for operators.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionStatus {
+    pub subscriber: &'static str,
+    pub source: &'static str,
+    /// Events applied so far.
+    pub applied: i64,
+    pub backlog: Backlog,
+    /// Failures of the event after the checkpoint, and the last error.
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    /// Events parked for this subscription.
+    pub dead_letters: i64,
+}
+
+impl Subscription {
+    fn key(&self) -> Key<'static> {
+        (self.subscriber.name(), self.source.name())
+    }
+
+    pub(crate) fn label(&self) -> String {
+        format!("{}<-{}", self.subscriber.name(), self.source.name())
+    }
+
+    /// Where this subscription stands now.
+    pub async fn status(&self) -> anyhow::Result<SubscriptionStatus> {
+        let mut conn = connect(&self.pool).await?;
+        let checkpoint = checkpoints::status(&mut conn, self.schema, self.key()).await?;
+        drop(conn);
+        let backlog = self.source.backlog(checkpoint.position()).await?;
+        Ok(SubscriptionStatus {
+            subscriber: self.subscriber.name(),
+            source: self.source.name(),
+            applied: checkpoint.applied,
+            backlog,
+            attempts: checkpoint.attempts,
+            last_error: checkpoint.last_error,
+            dead_letters: checkpoint.dead_letters,
+        })
+    }
+
+    /// Creates the checkpoint row if missing.
+    pub async fn register(&self) -> anyhow::Result<()> {
+        let mut conn = connect(&self.pool).await?;
+        checkpoints::register(&mut conn, self.schema, self.key()).await
+    }
+
+    /// [`Subscription::step`] inside the transaction already open on `conn` (as a
+    /// savepoint), so a caller can apply events and change other things atomically.
+    pub async fn step_on(
+        &self,
+        conn: &mut AsyncPgConnection,
+        limit: i64,
+    ) -> anyhow::Result<StepOutcome> {
+        transaction(conn, async |conn| self.step_in(conn, limit).await).await
+    }
+
+    /// Applies the next batch of at most `limit` events in one transaction.
+    pub async fn step(&self, limit: i64) -> anyhow::Result<StepOutcome> {
+        let mut conn = connect(&self.pool).await?;
+        transaction(&mut conn, async |conn| self.step_in(conn, limit).await).await
+    }
+
+    async fn step_in(
+        &self,
+        conn: &mut AsyncPgConnection,
+        limit: i64,
+    ) -> anyhow::Result<StepOutcome> {
+        let name = self.subscriber.name();
+        // One batch of this subscriber at a time, whichever source and process: a
+        // transaction-scoped advisory lock per subscriber. Per subscriber, not per source,
+        // because its sources meet in the same tables (an order row and its user's name)
+        // and two concurrent batches would each miss the other's uncommitted write. Unlike
+        // a row lock it assigns no transaction id, so a long batch does not hold back the
+        // watermark (`xmin`) that every reader in the cluster waits on.
+        if !checkpoints::try_lock_subscriber(conn, self.schema, name).await? {
+            return Ok(StepOutcome::Busy);
+        }
+        let Some(checkpoint) = checkpoints::read(conn, self.schema, self.key()).await? else {
+            anyhow::bail!(
+                "no checkpoint for {}; register the subscription first",
+                self.label()
+            );
+        };
+        let start = checkpoint.position();
+        let events = self.source.read(start, limit).await?;
+        if events.is_empty() {
+            return Ok(StepOutcome::Idle);
+        }
+        let (mut position, mut applied, mut parked) = (start, 0usize, 0usize);
+        let (mut attempts, mut last_error) = (0, None::<String>);
+        if events.len() > 1 && self.apply_batch(conn, &events).await {
+            position = events.last().map_or(start, |e| e.position);
+            applied = events.len();
+        }
+        for logged in &events[applied..] {
+            let event = &logged.envelope;
+            match self.apply_one(conn, event).await {
+                Ok(()) => {
+                    position = logged.position;
+                    applied += 1;
+                }
+                Err(error) => {
+                    let error = format!("{error:#}");
+                    attempts = if applied == 0 {
+                        checkpoint.attempts + 1
+                    } else {
+                        1
+                    };
+                    if attempts >= MAX_ATTEMPTS {
+                        tracing::error!(
+                            subscription = self.label(), event_id = %event.event_id,
+                            event_type = event.event_type, error, "parking event as a dead letter"
+                        );
+                        dead_letters::park(conn, self.schema, self.key(), event, &error).await?;
+                        position = logged.position;
+                        parked += 1;
+                        attempts = 0;
+                    } else {
+                        tracing::warn!(
+                            subscription = self.label(), event_id = %event.event_id,
+                            event_type = event.event_type, attempts, error, "event failed; will retry"
+                        );
+                        last_error = Some(error);
+                    }
+                    break;
+                }
+            }
+        }
+        let advance = Advance {
+            from: start,
+            to: position,
+            applied: applied as i64,
+            attempts,
+            last_error,
+        };
+        let moved = checkpoints::advance(conn, self.schema, self.key(), advance).await?;
+        anyhow::ensure!(moved, "checkpoint of {} moved under us", self.label());
+        if applied == 0 && parked == 0 {
+            return Ok(StepOutcome::Failed { attempts });
+        }
+        Ok(StepOutcome::Applied { applied, parked })
+    }
+
+    /// [`Subscriber::apply`] in a savepoint; a panic fails the event like an error would,
+    /// and the delivery task lives on.
+    async fn apply_one(
+        &self,
+        conn: &mut AsyncPgConnection,
+        event: &Envelope,
+    ) -> anyhow::Result<()> {
+        let (name, source) = self.key();
+        let span = tracing::info_span!(
+            "event", subscriber = name, source, event_type = event.event_type, event_id = %event.event_id
+        );
+        transaction(conn, async |conn| {
+            let apply = self.subscriber.apply(conn, source, event).instrument(span);
+            kernel::catch_panic(apply)
+                .await
+                .unwrap_or_else(|panic| Err(anyhow::anyhow!("subscriber panicked: {panic}")))
+        })
+        .await
+    }
+
+    /// [`Subscriber::apply_batch`] in a savepoint; whether it applied them all.
+    async fn apply_batch(&self, conn: &mut AsyncPgConnection, events: &[LoggedEvent]) -> bool {
+        let (name, source) = self.key();
+        let batch: Vec<&Envelope> = events.iter().map(|e| &e.envelope).collect();
+        let span = tracing::info_span!("events", subscriber = name, source, count = batch.len());
+        let result = transaction(conn, async |conn| {
+            let apply = self
+                .subscriber
+                .apply_batch(conn, source, &batch)
+                .instrument(span);
+            kernel::catch_panic(apply)
+                .await
+                .unwrap_or_else(|panic| Err(anyhow::anyhow!("subscriber panicked: {panic}")))
+        })
+        .await;
+        match result {
+            Ok(applied) => applied,
+            Err(error) => {
+                tracing::debug!(
+                    subscription = self.label(),
+                    error = format!("{error:#}"),
+                    "batch failed; applying its events one by one"
+                );
+                false
+            }
+        }
+    }
+
+    /// Applies a parked event again; on success it leaves the dead letters. Returns
+    /// whether a dead letter with that id belonged to this subscription.
+    pub async fn retry_dead_letter(&self, id: i64) -> anyhow::Result<bool> {
+        let mut conn = connect(&self.pool).await?;
+        transaction(&mut conn, async |conn| {
+            let Some(letter) = dead_letters::take(conn, self.schema, self.key(), id).await? else {
+                return Ok(false);
+            };
+            let envelope: Envelope =
+                serde_json::from_value(letter.event).context("stored dead letter")?;
+            self.subscriber
+                .apply(conn, self.source.name(), &envelope)
+                .await?;
+            dead_letters::remove(conn, self.schema, id).await?;
+            Ok(true)
+        })
+        .await
+    }
+}
