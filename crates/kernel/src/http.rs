@@ -33,6 +33,12 @@ impl ResponseError for Problem {
     }
 }
 
+/// The answer to a module's error: the problem its `-api` crate states for it, or, for an
+/// unexpected failure, [`unexpected`]'s.
+pub fn problem<E: crate::IntoProblem>(error: E) -> Problem {
+    error.into_problem().unwrap_or_else(unexpected)
+}
+
 /// Logs an unexpected error with its whole cause chain and answers `500` or `503`.
 pub fn unexpected(error: anyhow::Error) -> Problem {
     let problem = Problem::from_unexpected(&error);

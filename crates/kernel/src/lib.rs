@@ -37,4 +37,4 @@ pub use money::{Money, MoneyError, MoneyInput};
 pub use page::{PageRequest, PageRequestError};
 #[cfg(any(feature = "db", feature = "http"))]
 pub use panic::catch_panic;
-pub use problem::{FieldError, Problem, Unavailable, Validation};
+pub use problem::{FieldError, IntoProblem, Problem, Unavailable, Validation};

@@ -174,23 +174,27 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The reason phrase of `status`: RFC 9110's names (`http`'s table, which still says
+/// "Payload Too Large" and "Unprocessable Entity" where RFC 9110 renamed them).
 fn title(status: u16) -> &'static str {
     match status {
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        402 => "Payment Required",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        412 => "Precondition Failed",
         413 => "Content Too Large",
-        415 => "Unsupported Media Type",
         422 => "Unprocessable Content",
-        502 => "Bad Gateway",
-        503 => "Service Unavailable",
-        _ => "Internal Server Error",
+        _ => http::StatusCode::from_u16(status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("Unknown Status"),
     }
+}
+
+/// An error that states its own answer. Every `-api` error enum implements it once, in its
+/// `-api` crate, so each status, `code` and detail is written in one place; a module that
+/// passes another module's error on wraps it and delegates.
+pub trait IntoProblem {
+    /// The problem a client gets; `Err` with the cause for an unexpected failure, which
+    /// the HTTP layer logs with its chain and answers `500` (or `503` when the chain holds
+    /// [`Unavailable`]).
+    fn into_problem(self) -> Result<Problem, anyhow::Error>;
 }
 
 #[cfg(test)]
@@ -210,6 +214,31 @@ mod tests {
             conflict.get("errors").is_none(),
             "errors only on validation failures"
         );
+    }
+
+    #[test]
+    fn every_status_has_its_reason_phrase() {
+        let cases = [
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (402, "Payment Required"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (409, "Conflict"),
+            (412, "Precondition Failed"),
+            (413, "Content Too Large"),
+            (415, "Unsupported Media Type"),
+            (422, "Unprocessable Content"),
+            (429, "Too Many Requests"),
+            (500, "Internal Server Error"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+            (504, "Gateway Timeout"),
+        ];
+        for (status, reason) in cases {
+            assert_eq!(Problem::new(status, "x", "y").title, reason, "{status}");
+        }
     }
 
     #[test]

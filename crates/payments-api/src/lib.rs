@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{FieldError, Money, OrderId, PaymentId};
+use kernel::{FieldError, IntoProblem, Money, OrderId, PaymentId, Problem};
 use serde::{Deserialize, Serialize};
 
 /// One attempt to charge an order. At most one payment per order is ever `Captured` or
@@ -78,6 +78,34 @@ pub enum PaymentError {
     /// wraps this error again.
     #[error("unexpected failure in the payments module")]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl IntoProblem for PaymentError {
+    fn into_problem(self) -> Result<Problem, anyhow::Error> {
+        Ok(match self {
+            PaymentError::NotFound(id) => {
+                Problem::not_found("payment_not_found", format!("payment {id} does not exist"))
+            }
+            e @ PaymentError::Declined { .. } => Problem::new(402, "payment_declined", e),
+            PaymentError::GatewayUnavailable(reason) => Problem::new(
+                502,
+                "payment_gateway_error",
+                format!(
+                    "the payment gateway failed ({reason}); nothing was charged and it is safe to retry"
+                ),
+            ),
+            PaymentError::InvalidToken(reason) => Problem {
+                errors: vec![FieldError::new("payment_token", &reason)],
+                ..Problem::new(
+                    422,
+                    "invalid_payment_token",
+                    format!("invalid payment token: {reason}"),
+                )
+            },
+            PaymentError::Invalid(errors) => Problem::validation(errors),
+            PaymentError::Unexpected(cause) => return Err(cause),
+        })
+    }
 }
 
 #[async_trait]
@@ -349,6 +377,58 @@ pub mod testing {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What the HTTP layer answers for `error`.
+    fn answer(error: PaymentError) -> Problem {
+        error
+            .into_problem()
+            .unwrap_or_else(|cause| Problem::from_unexpected(&cause))
+    }
+
+    #[test]
+    fn every_error_has_its_status_and_code() {
+        let order_id = OrderId::generate();
+        let cases = [
+            (
+                PaymentError::NotFound(PaymentId::generate()),
+                404,
+                "payment_not_found",
+            ),
+            (PaymentError::Declined { order_id }, 402, "payment_declined"),
+            (
+                PaymentError::GatewayUnavailable("timeout".into()),
+                502,
+                "payment_gateway_error",
+            ),
+            (
+                PaymentError::InvalidToken("unknown payment token \"x\"".into()),
+                422,
+                "invalid_payment_token",
+            ),
+            (
+                PaymentError::Invalid(vec![kernel::FieldError::new("amount", "must be > 0")]),
+                422,
+                "validation_failed",
+            ),
+            (
+                PaymentError::Unexpected(anyhow::anyhow!("syntax error at or near SELECT")),
+                500,
+                "internal_error",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let p = answer(error);
+            assert_eq!((p.status, p.code.as_str()), (status, code), "{p}");
+            assert!(!p.detail.contains("SELECT"), "{p}");
+        }
+        let gateway = answer(PaymentError::GatewayUnavailable("timeout".into()));
+        assert!(gateway.detail.contains("safe to retry"), "{gateway}");
+        let declined = answer(PaymentError::Declined { order_id });
+        assert!(
+            declined.detail.contains(&order_id.to_string()),
+            "{declined}"
+        );
+    }
 
     #[test]
     fn payments_and_events_render_as_the_contract_says() {

@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use kernel::http::PROBLEM_JSON;
 use kernel::openapi::{Routes, ServiceUnavailable};
 use kernel::{OrderId, PaymentId, Problem};
-use payments_api::{Payment, PaymentApi, PaymentError};
+use payments_api::{Payment, PaymentApi};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -25,24 +25,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 
 /// The HTTP answer to each [`PaymentError`] (the orders module answers its confirm and
 /// cancel commands with the same statuses and codes).
-fn problem(error: PaymentError) -> Problem {
-    match error {
-        PaymentError::NotFound(id) => {
-            Problem::not_found("payment_not_found", format!("payment {id} does not exist"))
-        }
-        e @ PaymentError::Declined { .. } => Problem::new(402, "payment_declined", e),
-        PaymentError::GatewayUnavailable(reason) => Problem::new(
-            502,
-            "payment_gateway_error",
-            format!(
-                "the payment gateway failed ({reason}); nothing was charged and it is safe to retry"
-            ),
-        ),
-        e @ PaymentError::InvalidToken(_) => Problem::new(422, "invalid_payment_token", e),
-        PaymentError::Invalid(errors) => Problem::validation(errors),
-        PaymentError::Unexpected(e) => kernel::http::unexpected(e),
-    }
-}
 
 /// Get a payment
 #[utoipa::path(
@@ -64,7 +46,10 @@ async fn get(
     api: web::Data<dyn PaymentApi>,
     id: web::Path<PaymentId>,
 ) -> Result<HttpResponse, Problem> {
-    let payment = api.get(id.into_inner()).await.map_err(problem)?;
+    let payment = api
+        .get(id.into_inner())
+        .await
+        .map_err(kernel::http::problem)?;
     Ok(HttpResponse::Ok().json(payment))
 }
 
@@ -104,56 +89,9 @@ async fn list(
     api: web::Data<dyn PaymentApi>,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, Problem> {
-    let payments = api.for_order(query.order_id).await.map_err(problem)?;
+    let payments = api
+        .for_order(query.order_id)
+        .await
+        .map_err(kernel::http::problem)?;
     Ok(HttpResponse::Ok().json(PaymentList { payments }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_error_has_its_status_and_code() {
-        let order_id = OrderId::generate();
-        let cases = [
-            (
-                PaymentError::NotFound(PaymentId::generate()),
-                404,
-                "payment_not_found",
-            ),
-            (PaymentError::Declined { order_id }, 402, "payment_declined"),
-            (
-                PaymentError::GatewayUnavailable("timeout".into()),
-                502,
-                "payment_gateway_error",
-            ),
-            (
-                PaymentError::InvalidToken("unknown payment token \"x\"".into()),
-                422,
-                "invalid_payment_token",
-            ),
-            (
-                PaymentError::Invalid(vec![kernel::FieldError::new("amount", "must be > 0")]),
-                422,
-                "validation_failed",
-            ),
-            (
-                PaymentError::Unexpected(anyhow::anyhow!("syntax error at or near SELECT")),
-                500,
-                "internal_error",
-            ),
-        ];
-        for (error, status, code) in cases {
-            let p = problem(error);
-            assert_eq!((p.status, p.code.as_str()), (status, code), "{p}");
-            assert!(!p.detail.contains("SELECT"), "{p}");
-        }
-        let gateway = problem(PaymentError::GatewayUnavailable("timeout".into()));
-        assert!(gateway.detail.contains("safe to retry"), "{gateway}");
-        let declined = problem(PaymentError::Declined { order_id });
-        assert!(
-            declined.detail.contains(&order_id.to_string()),
-            "{declined}"
-        );
-    }
 }

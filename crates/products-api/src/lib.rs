@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{FieldError, Money, OrderId, PageRequest, ProductId};
+use kernel::{FieldError, IntoProblem, Money, OrderId, PageRequest, Problem, ProductId};
 use serde::{Deserialize, Serialize};
 
 /// Largest `stock` a product may hold, and largest single restock.
@@ -121,6 +121,36 @@ pub enum ProductError {
     /// wraps this error again.
     #[error("unexpected failure in the products module")]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl IntoProblem for ProductError {
+    fn into_problem(self) -> Result<Problem, anyhow::Error> {
+        Ok(match self {
+            ProductError::NotFound(id) => {
+                Problem::not_found("product_not_found", format!("product {id} does not exist"))
+            }
+            ProductError::UnknownProducts(ids) => {
+                let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+                Problem::new(
+                    422,
+                    "unknown_product",
+                    format!("unknown products: {}", ids.join(", ")),
+                )
+            }
+            e @ ProductError::InsufficientStock { .. } => {
+                Problem::conflict("insufficient_stock", e)
+            }
+            e @ ProductError::StockLimit { .. } => Problem::conflict("stock_limit", e),
+            e @ ProductError::ReservationNotFound(_) => {
+                Problem::not_found("reservation_not_found", e)
+            }
+            e @ ProductError::ReservationClosed { .. } => {
+                Problem::conflict("reservation_closed", e)
+            }
+            ProductError::Invalid(errors) => Problem::validation(errors),
+            ProductError::Unexpected(cause) => return Err(cause),
+        })
+    }
 }
 
 #[async_trait]
@@ -438,5 +468,68 @@ pub mod events {
     pub struct ProductRestocked {
         pub quantity: i64,
         pub stock: i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_states_its_status_and_code() {
+        let (product_id, order_id) = (ProductId::generate(), OrderId::generate());
+        let cases = [
+            (ProductError::NotFound(product_id), 404, "product_not_found"),
+            (
+                ProductError::UnknownProducts(vec![product_id]),
+                422,
+                "unknown_product",
+            ),
+            (
+                ProductError::InsufficientStock {
+                    product_id,
+                    requested: 3,
+                    available: 1,
+                },
+                409,
+                "insufficient_stock",
+            ),
+            (ProductError::StockLimit { product_id }, 409, "stock_limit"),
+            (
+                ProductError::ReservationNotFound(order_id),
+                404,
+                "reservation_not_found",
+            ),
+            (
+                ProductError::ReservationClosed {
+                    order_id,
+                    status: ReservationStatus::Released,
+                },
+                409,
+                "reservation_closed",
+            ),
+            (
+                ProductError::Invalid(vec![FieldError::new("price", "must be > 0")]),
+                422,
+                "validation_failed",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let p = error
+                .into_problem()
+                .expect("a domain error states its problem");
+            assert_eq!((p.status, p.code.as_str()), (status, code), "{p}");
+            assert!(
+                p.detail.contains(&product_id.to_string())
+                    || p.detail.contains(&order_id.to_string())
+                    || code == "validation_failed",
+                "{p}"
+            );
+        }
+        assert!(
+            ProductError::Unexpected(anyhow::anyhow!("boom"))
+                .into_problem()
+                .is_err()
+        );
     }
 }

@@ -5,7 +5,7 @@ use actix_web::{HttpResponse, web};
 use kernel::http::{JsonBody, PROBLEM_JSON};
 use kernel::openapi::{PayloadTooLarge, Routes, ServiceUnavailable, UnsupportedMediaType};
 use kernel::{MoneyInput, PageRequest, Problem, ProductId, Validation};
-use products_api::{NewProduct, Product, ProductApi, ProductChanges, ProductError, ProductPage};
+use products_api::{NewProduct, Product, ProductApi, ProductChanges, ProductPage};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -23,28 +23,6 @@ pub fn endpoints() -> Routes {
 /// Mounts `/products`. Expects `web::Data<dyn ProductApi>` in the app data.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     endpoints().mount(cfg);
-}
-
-fn problem(error: ProductError) -> Problem {
-    match error {
-        ProductError::NotFound(id) => {
-            Problem::not_found("product_not_found", format!("product {id} does not exist"))
-        }
-        ProductError::UnknownProducts(ids) => {
-            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            Problem::new(
-                422,
-                "unknown_product",
-                format!("unknown products: {}", ids.join(", ")),
-            )
-        }
-        e @ ProductError::InsufficientStock { .. } => Problem::conflict("insufficient_stock", e),
-        e @ ProductError::StockLimit { .. } => Problem::conflict("stock_limit", e),
-        e @ ProductError::ReservationNotFound(_) => Problem::not_found("reservation_not_found", e),
-        e @ ProductError::ReservationClosed { .. } => Problem::conflict("reservation_closed", e),
-        ProductError::Invalid(errors) => Problem::validation(errors),
-        ProductError::Unexpected(e) => kernel::http::unexpected(e),
-    }
 }
 
 /// A new product.
@@ -109,7 +87,7 @@ async fn create(
         price,
         stock: body.stock.unwrap_or(0),
     };
-    let product = api.create(input).await.map_err(problem)?;
+    let product = api.create(input).await.map_err(kernel::http::problem)?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/products/{}", product.id)))
         .json(product))
@@ -135,7 +113,10 @@ async fn get(
     api: web::Data<dyn ProductApi>,
     id: web::Path<ProductId>,
 ) -> Result<HttpResponse, Problem> {
-    let product = api.get(id.into_inner()).await.map_err(problem)?;
+    let product = api
+        .get(id.into_inner())
+        .await
+        .map_err(kernel::http::problem)?;
     Ok(HttpResponse::Ok().json(product))
 }
 
@@ -174,7 +155,7 @@ async fn list(
 ) -> Result<HttpResponse, Problem> {
     let page = PageRequest::new(query.page, query.page_size)
         .map_err(|e| Problem::bad_request("invalid_query", e))?;
-    let page = api.list(page).await.map_err(problem)?;
+    let page = api.list(page).await.map_err(kernel::http::problem)?;
     Ok(HttpResponse::Ok().json(page))
 }
 
@@ -240,7 +221,7 @@ async fn update(
     let product = api
         .update(id.into_inner(), changes)
         .await
-        .map_err(problem)?;
+        .map_err(kernel::http::problem)?;
     Ok(HttpResponse::Ok().json(product))
 }
 
@@ -292,6 +273,6 @@ async fn restock(
     let product = api
         .restock(id.into_inner(), quantity.unwrap_or_default())
         .await
-        .map_err(problem)?;
+        .map_err(kernel::http::problem)?;
     Ok(HttpResponse::Ok().json(product))
 }

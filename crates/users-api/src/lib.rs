@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{FieldError, UserId};
+use kernel::{FieldError, IntoProblem, Problem, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A registered user, as the users module answers it.
@@ -52,6 +52,22 @@ pub enum UserError {
     /// wraps this error again.
     #[error("unexpected failure in the users module")]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl IntoProblem for UserError {
+    fn into_problem(self) -> Result<Problem, anyhow::Error> {
+        Ok(match self {
+            UserError::NotFound(id) => {
+                Problem::not_found("user_not_found", format!("user {id} does not exist"))
+            }
+            UserError::EmailTaken(email) => Problem::conflict(
+                "email_taken",
+                format!("email {email} is already registered"),
+            ),
+            UserError::Invalid(errors) => Problem::validation(errors),
+            UserError::Unexpected(cause) => return Err(cause),
+        })
+    }
 }
 
 #[async_trait]
@@ -161,5 +177,37 @@ pub mod events {
         pub email: String,
         pub name: String,
         pub active: bool,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_states_its_status_and_code() {
+        let cases = [
+            (
+                UserError::NotFound(UserId::generate()),
+                404,
+                "user_not_found",
+            ),
+            (UserError::EmailTaken("a@b.c".into()), 409, "email_taken"),
+            (
+                UserError::Invalid(vec![FieldError::new("name", "is required")]),
+                422,
+                "validation_failed",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let p = error
+                .into_problem()
+                .expect("a domain error states its problem");
+            assert_eq!((p.status, p.code.as_str()), (status, code), "{p}");
+        }
+        let cause = UserError::Unexpected(anyhow::anyhow!("syntax error at or near SELECT"))
+            .into_problem()
+            .expect_err("an unexpected failure is passed on with its cause");
+        assert!(format!("{cause}").contains("SELECT"));
     }
 }

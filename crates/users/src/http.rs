@@ -6,7 +6,7 @@ use kernel::http::{JsonBody, PROBLEM_JSON};
 use kernel::openapi::{PayloadTooLarge, Routes, ServiceUnavailable, UnsupportedMediaType};
 use kernel::{Problem, UserId, Validation};
 use serde::Deserialize;
-use users_api::{NewUser, User, UserApi, UserChanges, UserError};
+use users_api::{NewUser, User, UserApi, UserChanges};
 use utoipa::ToSchema;
 
 /// The `/users` routes, each served at the method and path its `#[utoipa::path]` declares
@@ -21,20 +21,6 @@ pub fn endpoints() -> Routes {
 /// Mounts `/users`. Expects `web::Data<dyn UserApi>` in the app data.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     endpoints().mount(cfg);
-}
-
-fn problem(error: UserError) -> Problem {
-    match error {
-        UserError::NotFound(id) => {
-            Problem::not_found("user_not_found", format!("user {id} does not exist"))
-        }
-        UserError::EmailTaken(email) => Problem::conflict(
-            "email_taken",
-            format!("email {email} is already registered"),
-        ),
-        UserError::Invalid(errors) => Problem::validation(errors),
-        UserError::Unexpected(e) => kernel::http::unexpected(e),
-    }
 }
 
 /// A new user.
@@ -86,7 +72,7 @@ async fn register(
         email: email.unwrap_or_default(),
         name: name.unwrap_or_default(),
     };
-    let user = api.register(input).await.map_err(problem)?;
+    let user = api.register(input).await.map_err(kernel::http::problem)?;
     Ok(HttpResponse::Created()
         .insert_header(("Location", format!("/users/{}", user.id)))
         .json(user))
@@ -109,7 +95,10 @@ async fn register(
     )
 )]
 async fn get(api: web::Data<dyn UserApi>, id: web::Path<UserId>) -> Result<HttpResponse, Problem> {
-    let user = api.get(id.into_inner()).await.map_err(problem)?;
+    let user = api
+        .get(id.into_inner())
+        .await
+        .map_err(kernel::http::problem)?;
     Ok(HttpResponse::Ok().json(user))
 }
 
@@ -175,6 +164,6 @@ async fn update(
             },
         )
         .await
-        .map_err(problem)?;
+        .map_err(kernel::http::problem)?;
     Ok(HttpResponse::Ok().json(user))
 }
