@@ -96,7 +96,7 @@ pub async fn migrate(config: &Config, only: Option<&str>) -> anyhow::Result<()> 
     if let Some(name) = only {
         anyhow::ensure!(
             all().any(|s| s.name == name),
-            "unknown module {name:?}; modules: {}",
+            "unknown schema {name:?}; schemas: {}",
             all().map(|s| s.name).collect::<Vec<_>>().join(", ")
         );
     }

@@ -23,9 +23,10 @@ enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate {
-        /// Only this module's schema (users, products).
-        #[arg(long)]
-        module: Option<String>,
+        /// Only this schema (users, products, orders, orders_read, payments). `--module`
+        /// is the old spelling of the same flag.
+        #[arg(long, alias = "module")]
+        schema: Option<String>,
     },
 }
 
@@ -40,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logs(cli.log_format);
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Migrate { module } => emporium::migrate(&cli.config, module.as_deref()).await,
+        Command::Migrate { schema } => emporium::migrate(&cli.config, schema.as_deref()).await,
         Command::Serve => serve(&cli.config).await,
     }
 }

@@ -1,16 +1,19 @@
 //! The shared kernel: what every emporium module truly shares, and nothing more.
 //!
 //! Always available (and all an `-api` crate may use): typed ids, [`Money`], pagination,
-//! the [`Problem`] error shape and duration parsing, each with its OpenAPI schema. Behind
-//! features:
+//! the [`Problem`] error shape with [`IntoProblem`] (each `-api` error states its own
+//! answer), the event [`Envelope`], and duration parsing, each with its OpenAPI schema.
+//! Behind features:
 //! - `db`: Postgres plumbing (database creation, per-module roles and schemas, per-module
-//!   migration history, pools whose connections act as the module's role);
-//! - `http`: the actix-web mapping of [`Problem`] and the JSON/path/query extractor
-//!   configuration every module's routes use; `openapi` registers each route from its
-//!   `#[utoipa::path]` annotation;
+//!   migration history, pools whose connections act as the module's role, transactions);
+//! - `http`: the actix-web mapping of [`Problem`], the JSON/path/query extractor
+//!   configuration every module's routes use, request ids and panics as `500`; `openapi`
+//!   registers each route from its `#[utoipa::path]` annotation;
 //! - `testing`: fresh databases cloned from a migrated template, and a server on port 0.
 //!
-//! The kernel never knows any module: no user, product, order or payment rule lives here.
+//! What it must never know: any module (no user, product, order or payment rule, table
+//! or event type lives here), the event log (that is `crates/eventlog`, built on this),
+//! and the app's configuration (which modules exist, which schemas there are).
 
 mod config;
 mod event;

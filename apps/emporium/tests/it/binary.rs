@@ -95,7 +95,7 @@ async fn serve_then_sigterm_exits_zero() {
 async fn migrate_subcommand_exits_zero() {
     let db = kernel::testing::database(&emporium::SCHEMAS).await;
     let out = Command::new(BIN)
-        .args(["migrate", "--module", "products"])
+        .args(["migrate", "--schema", "products"])
         .env("DATABASE_URL", &db.url)
         .output()
         .unwrap();
@@ -105,12 +105,23 @@ async fn migrate_subcommand_exits_zero() {
         String::from_utf8_lossy(&out.stderr)
     );
     let out = Command::new(BIN)
-        .args(["migrate", "--module", "orders-typo"])
+        .args(["migrate", "--schema", "orders-typo"])
         .env("DATABASE_URL", &db.url)
         .output()
         .unwrap();
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown module"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown schema"));
+    // The old spelling of the flag still works.
+    let out = Command::new(BIN)
+        .args(["migrate", "--module", "users"])
+        .env("DATABASE_URL", &db.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A log search by request id shows the request's whole path through the modules.

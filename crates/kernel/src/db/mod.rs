@@ -6,6 +6,10 @@
 //! connections `SET ROLE` to it. A module that names another module's table gets
 //! `permission denied for schema ...`.
 //!
+//! Its SQL is raw, and that is the rule's exception: databases, roles, schemas, `SET ROLE`
+//! and the catalog (`pg_database`) are DDL and administration, which diesel's DSL does not
+//! express.
+//!
 //! Migrations use `AsyncMigrationHarness`, which blocks in place: call [`migrate`] from a
 //! multi-threaded tokio runtime.
 
