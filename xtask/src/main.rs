@@ -12,7 +12,6 @@ mod db;
 mod docs;
 mod load;
 mod migration;
-mod scan;
 mod server;
 
 use std::env;
