@@ -1,0 +1,4 @@
+local users = ids("users")
+request = function()
+  return wrk.format("GET", "/queries/orders?user_id=" .. users[math.random(#users)])
+end
