@@ -27,7 +27,6 @@
 //!    for CI) writes `target/bench/smoke.md` instead. Missing a target never fails the
 //!    command; a harness that breaks (the server does not start, a phase gets only errors)
 //!    does.
-
 //!
 //! The files, one concern each: `plan.rs` (a run's sizes), `phases.rs` (the server and the
 //! phases driven through the API: start, seed, lag, rebuild, RSS), `wrk.rs` (the wrk

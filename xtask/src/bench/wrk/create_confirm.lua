@@ -1,3 +1,5 @@
+-- Phase create_confirm: place an order, then confirm it, on each connection (one wrk
+-- thread per connection, so this thread's state is the connection's).
 -- This thread's one connection: the order it placed and has yet to confirm.
 local placed = nil
 request = function()
