@@ -204,13 +204,13 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                         last_error: s.last_error,
                     })
                     .collect(),
-                rebuild: rebuilding
-                    .filter(|_| name == orders::PROJECTION)
-                    .map(|p| RebuildProgress {
+                rebuild: rebuilding.filter(|_| name == orders::PROJECTION).map(|p| {
+                    RebuildProgress {
                         generation: p.generation,
                         applied: p.applied,
                         head: p.head,
-                    }),
+                    }
+                }),
             }
         })
         .collect())
