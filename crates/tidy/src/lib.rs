@@ -143,7 +143,11 @@ impl Workspace {
     pub fn package_in(&self, dir: &Path) -> Result<&str> {
         self.packages
             .iter()
-            .find(|p| p.dir() == dir)
+            .find(|p| {
+                // The same folder, also when one of the paths goes through a symlink.
+                let canonical = |d: &Path| std::fs::canonicalize(d).ok();
+                p.dir() == dir || canonical(p.dir()).is_some_and(|c| Some(c) == canonical(dir))
+            })
             .map(|p| p.name.as_str())
             .with_context(|| format!("no workspace crate has its manifest in {}", dir.display()))
     }
