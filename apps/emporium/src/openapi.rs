@@ -23,7 +23,8 @@ use utoipa_swagger_ui::Config;
 /// Where the document is served; the reference page reads it from here.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
 
-/// The whole API: every module's routes, health, and the document and its reference page.
+/// The whole API: every route of [`crate::endpoints`] (the modules', health, metrics, admin, and
+/// the document with its reference page).
 pub fn document() -> OpenApi {
     let mut document = OpenApiBuilder::new()
         .info(
