@@ -22,6 +22,7 @@ use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use crate::db::{self, DbUrl};
 use crate::load::Rng;
 use crate::server::{Server, target_directory};
 use crate::{cargo, succeed};
@@ -50,7 +51,7 @@ pub(crate) fn run(root: &Path, rounds: u32, seed: Option<u64>) -> Result<ExitCod
     fs::create_dir_all(&work)?;
     let postgres = pgcluster::Cluster::new(work.join("pg"))?;
     let port = postgres.start()?;
-    let url = format!("postgres://postgres@127.0.0.1:{port}/emporium_chaos");
+    let url = db::cluster_url(port, "emporium_chaos");
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -92,7 +93,7 @@ pub(crate) fn run(root: &Path, rounds: u32, seed: Option<u64>) -> Result<ExitCod
 struct Chaos {
     binary: PathBuf,
     work: PathBuf,
-    url: String,
+    url: DbUrl,
     postgres: pgcluster::Cluster,
     rng: Rng,
 }
@@ -328,11 +329,8 @@ async fn drive(
 
 /// Waits until the projections have caught up and the invariants hold (or the time is
 /// up), then checks them once more, in the database and through the API.
-async fn settle_and_check(url: &str, base: &str, shop: &Shop) -> Result<Vec<String>> {
-    let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .context("connecting for checks")?;
-    tokio::spawn(connection);
+async fn settle_and_check(url: &DbUrl, base: &str, shop: &Shop) -> Result<Vec<String>> {
+    let client = db::connect(url).await.context("connecting for checks")?;
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {

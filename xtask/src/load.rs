@@ -1,7 +1,7 @@
 //! The load `cargo xtask bench` drives in Rust, where a generic load generator does not
 //! fit: seeding a data set through the API, a rate-limited command load with projection
 //! lag probes on top, and a read-model rebuild. (Fixed-concurrency throughput runs go
-//! through `wrk`; see `bench.rs`.)
+//! through `wrk`; see `bench/`.)
 
 use std::future::Future;
 use std::sync::Arc;

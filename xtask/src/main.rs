@@ -12,7 +12,6 @@ mod db;
 mod docs;
 mod load;
 mod migration;
-mod scan;
 mod server;
 
 use std::env;
@@ -103,7 +102,8 @@ fn run(task: Task) -> Result<ExitCode> {
     let root = workspace_root();
     match task {
         Task::Db => {
-            println!("{}", db::ensure(&root)?);
+            // The command's output, for `DATABASE_URL=$(cargo xtask db)`: the real url.
+            println!("{}", db::ensure(&root)?.as_str());
             Ok(ExitCode::SUCCESS)
         }
         Task::Migrate { module } => {
@@ -176,7 +176,7 @@ fn test(root: &Path, extra: &[String]) -> Result<ExitCode> {
 /// on its exit code.
 fn with_database(root: &Path, args: &[&str]) -> Result<ExitCode> {
     let url = db::ensure(root)?;
-    let status = status(cargo(root, args).env("DATABASE_URL", url))?;
+    let status = status(cargo(root, args).env("DATABASE_URL", url.as_str()))?;
     Ok(exit_code(status))
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 
 use crate::cargo;
+use crate::db::DbUrl;
 
 /// `emporium serve`, killed when dropped (also when the check fails).
 pub(crate) struct Server {
@@ -24,7 +25,7 @@ impl Server {
     pub(crate) fn start(
         binary: &Path,
         address: &str,
-        database_url: &str,
+        database_url: &DbUrl,
         env: &[(&str, &str)],
         log: &Path,
     ) -> Result<Server> {
@@ -33,7 +34,7 @@ impl Server {
         let child = Command::new(binary)
             .arg("serve")
             .env("HTTP_ADDR", address)
-            .env("DATABASE_URL", database_url)
+            .env("DATABASE_URL", database_url.as_str())
             .env("LOG_FORMAT", "json")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -7,16 +7,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{HttpResponse, HttpServer, web};
+use actix_web::middleware::from_fn;
+use actix_web::{HttpServer, web};
 use anyhow::Context;
 use eventlog::{DispatchSettings, Dispatcher, EventSource, PgEventSource};
-use kernel::Problem;
 use kernel::db::{self, Pool, PoolSettings, Schema};
+use kernel::openapi::Routes;
 use orders_api::{OrderCommands, OrderQueries};
 use payments_api::PaymentApi;
 use products_api::ProductApi;
 use users_api::UserApi;
 
+mod health;
 pub mod openapi;
 mod ops;
 
@@ -224,15 +226,15 @@ impl Modules {
             .app_data(web::Data::from(self.order_commands.clone()))
             .app_data(web::Data::from(self.order_queries.clone()))
             .app_data(web::Data::new(self.clone()))
-            .app_data(web::Data::new(ops::AdminToken(self.admin_token.clone())))
-            .configure(users::routes)
-            .configure(products::routes)
-            .configure(orders::routes)
-            .configure(payments::routes)
-            .configure(openapi::routes)
-            .route("/health/live", web::get().to(live))
-            .route("/health/ready", web::get().to(ready))
-            .configure(ops::routes);
+            .app_data(web::Data::new(ops::AdminToken(self.admin_token.clone())));
+        for (mount, routes) in endpoints() {
+            match mount {
+                Mount::Open => routes.mount(cfg),
+                Mount::Admin => {
+                    cfg.service(routes.scope("/admin").wrap(from_fn(ops::authorize)));
+                }
+            }
+        }
     }
 
     /// Usage of each module's pool.
@@ -244,18 +246,30 @@ impl Modules {
     }
 }
 
-async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "live"}))
+/// Where a part of the routes is mounted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mount {
+    /// As they are.
+    Open,
+    /// In `web::scope("/admin")`, behind `ADMIN_TOKEN`.
+    Admin,
 }
 
-async fn ready(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
-    for (name, pool) in &modules.pools {
-        if let Err(error) = db::ping(pool, Duration::from_secs(2)).await {
-            tracing::warn!(module = name, error = format!("{error:#}"), "not ready");
-            return Err(Problem::unavailable());
-        }
-    }
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "ready"})))
+/// Every route the app serves, part by part: each module's, health, metrics, admin, and
+/// the document's own. [`Modules::configure`] mounts exactly these and
+/// [`openapi::document`] documents exactly these, each registered from its handler's
+/// `#[utoipa::path]`.
+pub fn endpoints() -> Vec<(Mount, Routes)> {
+    vec![
+        (Mount::Open, users::endpoints()),
+        (Mount::Open, products::endpoints()),
+        (Mount::Open, orders::endpoints()),
+        (Mount::Open, payments::endpoints()),
+        (Mount::Open, health::endpoints()),
+        (Mount::Open, ops::endpoints()),
+        (Mount::Admin, ops::admin()),
+        (Mount::Open, openapi::endpoints()),
+    ]
 }
 
 /// Event delivery and the sweeper; stopped when dropped.

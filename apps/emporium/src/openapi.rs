@@ -1,12 +1,12 @@
 //! The OpenAPI 3.1 document (`GET /openapi.json`) and the interactive reference (`GET
 //! /docs`, Swagger UI bundled into the binary: no CDN, nothing fetched at build or run time).
 //!
-//! The document is assembled from the modules' [`kernel::openapi::Routes`]: every module
-//! route is registered from its handler's `#[utoipa::path]`, so a route cannot be served
-//! without being documented, nor at another path or method than documented. The routes
-//! `lib.rs` (health) and `ops.rs` (metrics, admin) serve are described here by doc-only
-//! stubs. `apps/emporium/tests/it/openapi.rs` proves that the document and the routes the
-//! app registers are the same set, and validates real answers against the document.
+//! The document is assembled from [`crate::endpoints`], the [`kernel::openapi::Routes`]
+//! the app mounts: every route (the modules', health, metrics, admin, and this document's
+//! own) is registered from its handler's `#[utoipa::path]`, so a route cannot be served
+//! without being documented, nor at another path or method than documented.
+//! `apps/emporium/tests/it/openapi/` proves that the document and the routes the app
+//! registers are the same set, and validates real answers against the document.
 
 use std::sync::{Arc, LazyLock};
 
@@ -14,17 +14,17 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use kernel::Problem;
 use kernel::http::PROBLEM_JSON;
-use kernel::openapi::{Routes, ServiceUnavailable};
+use kernel::openapi::Routes;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
-use utoipa::{OpenApi as _, ToSchema};
 use utoipa_swagger_ui::Config;
 
 /// Where the document is served; the reference page reads it from here.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
 
-/// The whole API: every module's routes, health, and the document and its reference page.
+/// The whole API: every route of [`crate::endpoints`] (the modules', health, metrics, admin, and
+/// the document with its reference page).
 pub fn document() -> OpenApi {
     let mut document = OpenApiBuilder::new()
         .info(
@@ -36,34 +36,21 @@ pub fn document() -> OpenApi {
         )
         .tags(Some(tags()))
         .build();
-    let parts = [
-        users::endpoints().openapi(),
-        products::endpoints().openapi(),
-        orders::endpoints().openapi(),
-        payments::endpoints().openapi(),
-        HealthDoc::openapi(),
-        OperationsDoc::openapi(),
-        endpoints().openapi(),
-    ];
-    for part in parts {
-        document.merge(part);
+    for (_, routes) in crate::endpoints() {
+        document.merge(routes.openapi());
     }
     if let Some(components) = document.components.as_mut() {
         components.add_security_scheme(
-            ADMIN_AUTH,
+            crate::ops::ADMIN_AUTH,
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
     }
     document
 }
 
-/// Serves [`document`] at `/openapi.json` and the reference page at `/docs`.
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    endpoints().mount(cfg);
-}
-
-/// The document's own routes.
-fn endpoints() -> Routes {
+/// The document's own routes: [`document`] at `/openapi.json` and the reference page at
+/// `/docs`.
+pub(crate) fn endpoints() -> Routes {
     Routes::default()
         .add(__path_openapi_json, openapi_json)
         .add(__path_docs, docs)
@@ -125,213 +112,6 @@ fn tags() -> Vec<utoipa::openapi::tag::Tag> {
         ),
     ]
 }
-
-/// What `/health/live` and `/health/ready` answer.
-#[derive(ToSchema)]
-#[schema(as = HealthStatus)]
-#[allow(dead_code)] // documents the body `lib.rs` writes with `json!`
-struct Health {
-    /// `live` or `ready`.
-    #[schema(examples("ready"))]
-    status: String,
-}
-
-/// Health routes, served by `lib.rs`; the stubs below only document them.
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(live, ready))]
-struct HealthDoc;
-
-/// Liveness
-///
-/// `200` while the process runs.
-#[utoipa::path(
-    get,
-    path = "/health/live",
-    tag = "operations",
-    operation_id = "live",
-    responses((status = 200, description = "`{\"status\": \"live\"}`.", body = Health))
-)]
-#[allow(dead_code)] // documentation only: `lib.rs` serves the route
-fn live() {}
-
-/// Readiness
-///
-/// `200` when every module's database pool answers; `503` (checked with a 2 s limit per
-/// pool) while the database is away, and `200` again when it is back, without a restart.
-#[utoipa::path(
-    get,
-    path = "/health/ready",
-    tag = "operations",
-    operation_id = "ready",
-    responses(
-        (status = 200, description = "`{\"status\": \"ready\"}`.", body = Health),
-        (status = 503, response = ServiceUnavailable),
-    )
-)]
-#[allow(dead_code)] // documentation only: `lib.rs` serves the route
-fn ready() {}
-
-// OPERATIONS: `/metrics` and `/admin/...`, served by `ops.rs`, documented here by doc-only
-// stubs like the health routes. To document them from their registration instead (the way
-// the modules are), annotate the handlers in `ops.rs` with these `#[utoipa::path]`s (and
-// the bodies they write with `ToSchema`), register them with `kernel::openapi::Routes`
-// (`Routes::scope("/admin")` returns the `web::scope` to `.wrap(from_fn(authorize))`), and
-// replace `OperationsDoc::openapi()` in [`document`] by `ops::endpoints().openapi()`.
-// Either way, `tests/it/openapi.rs` fails while a registered route is undocumented, and
-// validates these routes' real answers against the schemas below.
-
-/// The security scheme of the `/admin` routes (the `security` of their `#[utoipa::path]`s).
-const ADMIN_AUTH: &str = "admin_token";
-
-#[derive(utoipa::OpenApi)]
-#[openapi(paths(metrics, projections, rebuild))]
-struct OperationsDoc;
-
-/// Metrics
-///
-/// Prometheus text format: request counts and latency histograms per route pattern,
-/// command and query durations, event-log backlog per module, projection lag in events and
-/// seconds, dead-lettered events, and pool usage per module.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "operations",
-    operation_id = "metrics",
-    responses(
-        (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String,
-            content_type = "text/plain"),
-        (status = 503, response = ServiceUnavailable),
-    )
-)]
-#[allow(dead_code)] // documentation only: `ops.rs` serves the route
-fn metrics() {}
-
-/// Every subscriber of the event log.
-#[derive(ToSchema)]
-#[allow(dead_code)] // documents what `ops.rs` answers
-struct ProjectionList {
-    projections: Vec<ProjectionStatus>,
-}
-
-/// One projection (or the order saga), summed over the event logs it reads.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct ProjectionStatus {
-    #[schema(examples("orders_read"))]
-    name: String,
-    /// Events applied.
-    position: i64,
-    /// Events in its sources' logs.
-    head: i64,
-    /// Events not applied yet.
-    lag_events: i64,
-    /// Age of the oldest event not applied yet; 0 when caught up.
-    lag_seconds: f64,
-    status: ProjectionState,
-    /// Events parked after failing repeatedly.
-    dead_letters: i64,
-    sources: Vec<SourceStatus>,
-    /// Only while a rebuild runs.
-    #[schema(nullable = false)]
-    rebuild: Option<RebuildProgress>,
-}
-
-/// `running`; `retrying` while an event keeps failing; `rebuilding`.
-#[derive(ToSchema)]
-#[schema(rename_all = "snake_case")]
-#[allow(dead_code)]
-enum ProjectionState {
-    Running,
-    Retrying,
-    Rebuilding,
-}
-
-/// A projection's progress through one module's event log.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct SourceStatus {
-    /// The module whose event log this is.
-    #[schema(examples("orders"))]
-    source: String,
-    position: i64,
-    head: i64,
-    lag_events: i64,
-    /// Failed attempts at the next event.
-    attempts: i32,
-    /// Why the next event failed, if it did.
-    last_error: Option<String>,
-}
-
-/// How far a rebuild got.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct RebuildProgress {
-    generation: i32,
-    applied: i64,
-    head: i64,
-}
-
-/// A rebuild that started.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-struct RebuildStarted {
-    #[schema(examples("orders_read"))]
-    projection: String,
-    generation: i32,
-    #[schema(examples("rebuilding"))]
-    status: String,
-}
-
-/// Projection status
-///
-/// Each projection's position and lag behind the event log.
-#[utoipa::path(
-    get,
-    path = "/admin/projections",
-    tag = "operations",
-    operation_id = "projections",
-    security(("admin_token" = [])),
-    responses(
-        (status = 200, description = "Every projection.", body = ProjectionList),
-        (status = 401, description = "`unauthorized`: no or a wrong bearer token.",
-            body = Problem, content_type = PROBLEM_JSON,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`admin_disabled`: `ADMIN_TOKEN` is not configured.",
-            body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = ServiceUnavailable),
-    )
-)]
-#[allow(dead_code)] // documentation only: `ops.rs` serves the route
-fn projections() {}
-
-/// Rebuild a projection
-///
-/// Replays the event log into a fresh copy of the read model while queries keep answering
-/// from the old one, then switches atomically. Answers `202` at once; the progress shows in
-/// `GET /admin/projections` and in the logs.
-#[utoipa::path(
-    post,
-    path = "/admin/projections/{name}/rebuild",
-    tag = "operations",
-    operation_id = "rebuild_projection",
-    security(("admin_token" = [])),
-    params(("name" = String, Path, description = "The projection: `orders_read`.")),
-    responses(
-        (status = 202, description = "The rebuild started.", body = RebuildStarted),
-        (status = 401, description = "`unauthorized`: no or a wrong bearer token.",
-            body = Problem, content_type = PROBLEM_JSON,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`admin_disabled`: `ADMIN_TOKEN` is not configured.",
-            body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`projection_not_found`.", body = Problem,
-            content_type = PROBLEM_JSON),
-        (status = 409, description = "`not_rebuildable`: the order saga has no read model; \
-            `rebuild_in_progress`.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = ServiceUnavailable),
-    )
-)]
-#[allow(dead_code)] // documentation only: `ops.rs` serves the route
-fn rebuild() {}
 
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     serde_json::to_string(&document()).expect("an OpenAPI document serializes to JSON")

@@ -1,37 +1,47 @@
 //! Operations: `/metrics` (Prometheus text) and `/admin` (projection status and rebuild),
-//! the latter behind `ADMIN_TOKEN`.
+//! the latter behind `ADMIN_TOKEN`; registered, like every route, from their
+//! `#[utoipa::path]`s.
 
 use std::collections::BTreeMap;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
-use actix_web::middleware::{Next, from_fn};
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError, web};
 use chrono::Utc;
 use eventlog::SubscriptionStatus;
 use kernel::Problem;
+use kernel::http::PROBLEM_JSON;
+use kernel::openapi::{Routes, ServiceUnavailable};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::Modules;
+
+/// The security scheme of the `/admin` routes (the `security` of their `#[utoipa::path]`s).
+pub(crate) const ADMIN_AUTH: &str = "admin_token";
 
 /// The configured admin token, if any.
 #[derive(Clone)]
 pub(crate) struct AdminToken(pub(crate) Option<String>);
 
-pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/metrics", web::get().to(metrics)).service(
-        web::scope("/admin")
-            .wrap(from_fn(authorize))
-            .route("/projections", web::get().to(projections))
-            .route("/projections/{name}/rebuild", web::post().to(rebuild)),
-    );
+/// `/metrics`.
+pub(crate) fn endpoints() -> Routes {
+    Routes::default().add(__path_metrics, metrics)
+}
+
+/// The `/admin` routes, mounted in `web::scope("/admin")` behind [`authorize`].
+pub(crate) fn admin() -> Routes {
+    Routes::default()
+        .add(__path_projections, projections)
+        .add(__path_rebuild, rebuild)
 }
 
 /// `Authorization: Bearer <ADMIN_TOKEN>`: `403` when no token is configured, `401` when the
 /// header is missing or wrong. The comparison takes the same time wherever the first
 /// difference is; neither token is ever logged.
-async fn authorize(
+pub(crate) async fn authorize(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
@@ -79,40 +89,76 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     difference == 0
 }
 
-/// One subscriber (a projection or the saga), summed over its sources.
-#[derive(Serialize)]
+/// Every subscriber of the event log.
+#[derive(Serialize, ToSchema)]
+struct ProjectionList {
+    projections: Vec<ProjectionStatus>,
+}
+
+/// One projection (or the order saga), summed over the event logs it reads.
+#[derive(Serialize, ToSchema)]
 struct ProjectionStatus {
+    #[schema(value_type = String, examples("orders_read"))]
     name: &'static str,
     /// Events applied.
     position: i64,
     /// Events in its sources' logs.
     head: i64,
+    /// Events not applied yet.
     lag_events: i64,
+    /// Age of the oldest event not applied yet; 0 when caught up.
     lag_seconds: f64,
-    /// `running`, `retrying` (an event keeps failing), or `rebuilding`.
-    status: &'static str,
+    status: ProjectionState,
+    /// Events parked after failing repeatedly.
     dead_letters: i64,
     sources: Vec<SourceStatus>,
-    /// While a rebuild runs: its generation and how far it got.
+    /// Only while a rebuild runs.
     #[serde(skip_serializing_if = "Option::is_none")]
-    rebuild: Option<RebuildStatus>,
+    #[schema(nullable = false)]
+    rebuild: Option<RebuildProgress>,
 }
 
-#[derive(Serialize)]
-struct RebuildStatus {
+/// `running`; `retrying` while an event keeps failing; `rebuilding`.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[schema(rename_all = "snake_case")]
+enum ProjectionState {
+    Running,
+    Retrying,
+    Rebuilding,
+}
+
+/// A projection's progress through one module's event log.
+#[derive(Serialize, ToSchema)]
+struct SourceStatus {
+    /// The module whose event log this is.
+    #[schema(value_type = String, examples("orders"))]
+    source: &'static str,
+    position: i64,
+    head: i64,
+    lag_events: i64,
+    /// Failed attempts at the next event.
+    attempts: i32,
+    /// Why the next event failed, if it did.
+    last_error: Option<String>,
+}
+
+/// How far a rebuild got.
+#[derive(Serialize, ToSchema)]
+struct RebuildProgress {
     generation: i32,
     applied: i64,
     head: i64,
 }
 
-#[derive(Serialize)]
-struct SourceStatus {
-    source: &'static str,
-    position: i64,
-    head: i64,
-    lag_events: i64,
-    attempts: i32,
-    last_error: Option<String>,
+/// A rebuild that started.
+#[derive(Serialize, ToSchema)]
+struct RebuildStarted {
+    #[schema(value_type = String, examples("orders_read"))]
+    projection: &'static str,
+    generation: i32,
+    #[schema(value_type = String, examples("rebuilding"))]
+    status: &'static str,
 }
 
 async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
@@ -142,9 +188,9 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                 lag_events: sources.iter().map(|s| s.backlog.events).sum(),
                 lag_seconds: oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0)),
                 status: match (name == orders::PROJECTION && rebuilding.is_some(), failing) {
-                    (true, _) => "rebuilding",
-                    (false, true) => "retrying",
-                    (false, false) => "running",
+                    (true, _) => ProjectionState::Rebuilding,
+                    (false, true) => ProjectionState::Retrying,
+                    (false, false) => ProjectionState::Running,
                 },
                 dead_letters: sources.iter().map(|s| s.dead_letters).sum(),
                 sources: sources
@@ -158,20 +204,44 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                         last_error: s.last_error,
                     })
                     .collect(),
-                rebuild: rebuilding
-                    .filter(|_| name == orders::PROJECTION)
-                    .map(|p| RebuildStatus {
+                rebuild: rebuilding.filter(|_| name == orders::PROJECTION).map(|p| {
+                    RebuildProgress {
                         generation: p.generation,
                         applied: p.applied,
                         head: p.head,
-                    }),
+                    }
+                }),
             }
         })
         .collect())
 }
 
-/// Starts rebuilding a projection's read model from the event log; `202` at once, the
-/// progress in `GET /admin/projections` and in the logs.
+/// Rebuild a projection
+///
+/// Replays the event log into a fresh copy of the read model while queries keep answering
+/// from the old one, then switches atomically. Answers `202` at once; the progress shows in
+/// `GET /admin/projections` and in the logs.
+#[utoipa::path(
+    post,
+    path = "/admin/projections/{name}/rebuild",
+    tag = "operations",
+    operation_id = "rebuild_projection",
+    security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The projection: `orders_read`.")),
+    responses(
+        (status = 202, description = "The rebuild started.", body = RebuildStarted),
+        (status = 401, description = "`unauthorized`: no or a wrong bearer token.",
+            body = Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`admin_disabled`: `ADMIN_TOKEN` is not configured.",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`projection_not_found`.", body = Problem,
+            content_type = PROBLEM_JSON),
+        (status = 409, description = "`not_rebuildable`: the order saga has no read model; \
+            `rebuild_in_progress`.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 async fn rebuild(
     modules: web::Data<Modules>,
     name: web::Path<String>,
@@ -199,19 +269,53 @@ async fn rebuild(
             e @ orders::RebuildError::InProgress(_) => Problem::conflict("rebuild_in_progress", e),
             orders::RebuildError::Unexpected(e) => kernel::http::unexpected(e),
         })?;
-    Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "projection": orders::PROJECTION,
-        "generation": generation,
-        "status": "rebuilding",
-    })))
+    Ok(HttpResponse::Accepted().json(RebuildStarted {
+        projection: orders::PROJECTION,
+        generation,
+        status: "rebuilding",
+    }))
 }
 
+/// Projection status
+///
+/// Each projection's position and lag behind the event log.
+#[utoipa::path(
+    get,
+    path = "/admin/projections",
+    tag = "operations",
+    operation_id = "projections",
+    security(("admin_token" = [])),
+    responses(
+        (status = 200, description = "Every projection.", body = ProjectionList),
+        (status = 401, description = "`unauthorized`: no or a wrong bearer token.",
+            body = Problem, content_type = PROBLEM_JSON,
+            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
+        (status = 403, description = "`admin_disabled`: `ADMIN_TOKEN` is not configured.",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 async fn projections(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "projections": statuses(&modules).await? })))
+    let projections = statuses(&modules).await?;
+    Ok(HttpResponse::Ok().json(ProjectionList { projections }))
 }
 
-/// Prometheus text: what the middleware and the order services recorded, plus gauges read
-/// now (event-log backlog, projection lag, dead letters, pool usage).
+/// Metrics
+///
+/// Prometheus text format: request counts and latency histograms per route pattern,
+/// command and query durations, event-log backlog per module, projection lag in events and
+/// seconds, dead-lettered events, and pool usage per module.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4.", body = String,
+            content_type = "text/plain"),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
 async fn metrics(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
     let projections = statuses(&modules).await?;
     let mut backlog: BTreeMap<&'static str, i64> = BTreeMap::new();

@@ -79,6 +79,12 @@ impl Routes {
         self
     }
 
+    /// Every `(method, path)` these routes serve, in the order added: what [`Routes::mount`]
+    /// registers and [`Routes::openapi`] documents.
+    pub fn operations(&self) -> impl Iterator<Item = (&Method, &str)> {
+        self.operations.iter().map(|(m, p)| (m, p.as_str()))
+    }
+
     /// These routes' part of the OpenAPI document: their paths, the schemas they use and
     /// the shared problem responses.
     pub fn openapi(&self) -> OpenApi {
@@ -260,6 +266,19 @@ mod tests {
             let response = call_service(&app, request).await;
             assert_eq!(response.status(), status, "{method} {path}");
         }
+
+        let routes = things();
+        let listed: Vec<(String, &str)> = routes
+            .operations()
+            .map(|(m, p)| (m.to_string(), p))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("GET".to_owned(), "/things/{id}"),
+                ("DELETE".to_owned(), "/things/{id}")
+            ]
+        );
 
         let document = things().openapi();
         let item = &document.paths.paths["/things/{id}"];

@@ -2,6 +2,8 @@
 //! no event skipped when transactions commit out of order, none applied twice by two
 //! dispatchers, a failing event parked without blocking the rest.
 
+mod tidy;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};

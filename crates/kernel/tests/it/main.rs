@@ -1,5 +1,7 @@
 //! The kernel's database plumbing against a real Postgres.
 
+mod tidy;
+
 use std::time::{Duration, Instant};
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};

@@ -5,6 +5,7 @@
 
 mod commands;
 mod queries;
+mod tidy;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

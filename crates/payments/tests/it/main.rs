@@ -6,6 +6,7 @@ mod charges;
 mod contract;
 mod refunds;
 mod routes;
+mod tidy;
 
 use std::sync::Arc;
 

@@ -4,6 +4,7 @@
 mod catalog;
 mod input;
 mod reservations;
+mod tidy;
 
 use std::sync::Arc;
 

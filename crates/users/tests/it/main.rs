@@ -2,6 +2,7 @@
 //! fresh Postgres database per test.
 
 mod input;
+mod tidy;
 mod users;
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Source scanners behind the schema boundary rules of `cargo xtask check`.
+//! Source scanners behind the schema rule ([`crate::rules::sources`]).
 //!
 //! They are heuristics, not parsers, and aim to catch the honest mistake:
 //! - [`tables`] reads diesel `table!` blocks and wants every table declared as

@@ -1,0 +1,3 @@
+//! orders-api's integration tests: the boundary rules an `-api` crate keeps.
+
+mod tidy;

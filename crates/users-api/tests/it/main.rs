@@ -1,0 +1,3 @@
+//! users-api's integration tests: the boundary rules an `-api` crate keeps.
+
+mod tidy;

@@ -1,0 +1,173 @@
+//! `cargo xtask bench [--smoke] [--duration SECS] [--concurrency N]`: emporium's numbers
+//! beside the database's own limit on the same machine.
+//!
+//! Phases, in order (everything it writes goes to `target/bench/`):
+//! 1. **Build and start.** `cargo build --release -p emporium`; a Postgres (`db::ensure`);
+//!    a fresh database `emporium_bench` (dropped and created); the server, sized for the
+//!    machine. Measures the time from process start to `/health/ready` = 200 (with the
+//!    migrations of the empty database, and again at the end on a restart over the seeded
+//!    one).
+//! 2. **Seed** through the API with a concurrent async driver (`load.rs`): users, products
+//!    with ample stock, orders of which a fixed share is confirmed, shipped, delivered or
+//!    cancelled. Then `VACUUM ANALYZE`, as autovacuum would do in a while.
+//! 3. **Throughput** with `wrk` (Debian's, installed with apt if missing and root), one Lua
+//!    script per phase (`bench/wrk/*.lua`, after `prelude.lua`), each for a fixed duration at a fixed concurrency: the order by id,
+//!    a user's orders, a product by id, order placement, and placement then confirmation
+//!    (a state machine per connection in wrk's `response()` callback; one wrk thread per
+//!    connection so that thread state is connection state). Scripts report through wrk's
+//!    `done()`: requests, latency p50/p99, non-2xx and socket errors.
+//! 4. **Projection lag**: a rate-limited Rust driver places orders at 80 % of the measured
+//!    placement rate while probes place an order and poll the read model until it shows.
+//! 5. **Rebuild** of the read model over the whole log: events/s.
+//! 6. **Peak RSS** of the server (`VmHWM`), then the restart's ready time.
+//! 7. **pgbench** in its own database at the same client count: `-S` (select-only) and the
+//!    default tpcb-like script, as the reference each figure is divided by.
+//! 8. **Report**: a table on stdout and in `BENCHMARKS.md` (between markers, so the
+//!    analysis written under it survives a new run); `--smoke` (tiny data, short phases,
+//!    for CI) writes `target/bench/smoke.md` instead. Missing a target never fails the
+//!    command; a harness that breaks (the server does not start, a phase gets only errors)
+//!    does.
+//!
+//! The files, one concern each: `plan.rs` (a run's sizes), `phases.rs` (the server and the
+//! phases driven through the API: start, seed, lag, rebuild, RSS), `wrk.rs` (the wrk
+//! driver and its scripts), `pgbench.rs` (the reference), `machine.rs` (where it ran),
+//! `report.rs` (the table and BENCHMARKS.md).
+
+mod machine;
+mod pgbench;
+mod phases;
+mod plan;
+mod report;
+mod wrk;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::load::Api;
+use crate::server::target_directory;
+use crate::{apt, cargo, db, succeed};
+use machine::Machine;
+use phases::{Bench, free_address, peak_rss};
+use plan::Plan;
+use report::{Results, write_benchmarks};
+use wrk::{PHASES, run_wrk};
+
+const ADMIN_TOKEN: &str = "bench-admin-token";
+/// The run's databases are these names with the process id: two runs against one Postgres
+/// (a full run and CI's smoke run, say) must not drop each other's.
+const DATABASE: &str = "emporium_bench";
+const PGBENCH_DATABASE: &str = "emporium_pgbench";
+
+/// What `cargo xtask bench` was asked for.
+pub(crate) struct Options {
+    pub(crate) smoke: bool,
+    /// Seconds per load phase (default 10, smoke 2).
+    pub(crate) duration: Option<u64>,
+    pub(crate) concurrency: usize,
+}
+
+pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
+    let plan = Plan::new(options);
+    let out = root.join("target").join("bench");
+    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    let tools = Tools {
+        wrk: apt::ensure_installed(Path::new("/usr/bin/wrk"), "wrk")?,
+        pgbench: pgbench::find()?,
+    };
+    eprintln!("xtask: cargo build --release -p emporium");
+    succeed(&mut cargo(root, &["build", "--release", "-p", "emporium"]))?;
+    let binary = target_directory(root)?.join("release").join("emporium");
+    let postgres = db::ensure(root)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting a tokio runtime")?;
+    let names = [DATABASE, PGBENCH_DATABASE].map(|name| format!("{name}_{}", std::process::id()));
+    let url = runtime.block_on(db::recreate_database(&postgres, &names[0]))?;
+    let address = free_address()?;
+    let bench = Bench {
+        api: Api::new(&address, ADMIN_TOKEN)?,
+        plan,
+        runtime,
+        binary,
+        address,
+        url,
+        out,
+    };
+    let measured = measure(root, &bench, &tools, &postgres, &names[1]);
+    for name in &names {
+        if let Err(error) = bench.block_on(db::drop_database(&postgres, name)) {
+            eprintln!("xtask: warning: {error:#}");
+        }
+    }
+    report(root, &bench, &measured?)
+}
+
+/// Every phase, against the server and databases of `bench`.
+fn measure(
+    root: &Path,
+    bench: &Bench,
+    tools: &Tools,
+    postgres: &db::DbUrl,
+    pgbench_database: &str,
+) -> Result<Results> {
+    let mut results = Results::new(&bench.plan);
+    let (server, ready) = bench.start("server.log")?;
+    results.ready = ready;
+    let catalog = bench.seed(&mut results)?;
+    for phase in &PHASES {
+        let run = run_wrk(&tools.wrk, &bench.plan, &bench.address, &bench.out, phase)?;
+        eprintln!("xtask: {}: {}", phase.name, run.summary());
+        results.wrk.insert(phase.name, run);
+        bench.caught_up()?;
+    }
+    results.lag = Some(bench.lag(&catalog, results.wrk["create"].per_second())?);
+    results.rebuild = Some(bench.rebuild()?);
+    results.rss_kib = peak_rss(server.pid())?;
+    drop(server);
+    let (server, ready) = bench.start("restart.log")?;
+    results.restart_ready = ready;
+    drop(server);
+
+    let pgbench_url = bench.block_on(db::recreate_database(postgres, pgbench_database))?;
+    results.pgbench = Some(pgbench::run(
+        &tools.pgbench,
+        &bench.plan,
+        &pgbench_url,
+        &bench.out,
+    )?);
+    results.machine = Some(bench.block_on(Machine::read(root, &bench.url))?);
+    Ok(results)
+}
+
+/// Prints the report and writes it where it belongs.
+fn report(root: &Path, bench: &Bench, results: &Results) -> Result<()> {
+    let report = results.report();
+    println!("{report}");
+    if bench.plan.smoke {
+        let path = bench.out.join("smoke.md");
+        fs::write(&path, format!("# Benchmark smoke run\n\n{report}"))?;
+        eprintln!("xtask: bench --smoke done; report in {}", path.display());
+    } else {
+        let path = root.join("BENCHMARKS.md");
+        write_benchmarks(&path, &report)?;
+        eprintln!("xtask: bench done; report in {}", path.display());
+    }
+    Ok(())
+}
+
+struct Tools {
+    wrk: PathBuf,
+    pgbench: PathBuf,
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}

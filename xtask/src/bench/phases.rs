@@ -1,0 +1,212 @@
+//! The server and the phases driven through the API: start (and time to ready), seed,
+//! catch up, projection lag, read-model rebuild, peak RSS.
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, ensure};
+
+use super::report::Results;
+use super::{ms, plan::Plan};
+use crate::db::{self, DbUrl};
+use crate::load::{self, Api, Catalog, Lag, Rebuild};
+use crate::server::Server;
+
+/// One run's fixed parts: what it drives, where, and with what.
+pub(super) struct Bench {
+    pub(super) plan: Plan,
+    pub(super) runtime: tokio::runtime::Runtime,
+    pub(super) binary: PathBuf,
+    pub(super) address: String,
+    /// The run's own database.
+    pub(super) url: DbUrl,
+    pub(super) api: Api,
+    /// target/bench
+    pub(super) out: PathBuf,
+}
+
+impl Bench {
+    pub(super) fn block_on<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+        self.runtime.block_on(work)
+    }
+
+    /// Starts the server, logging to `log`; it and the time from process start to
+    /// `/health/ready` = 200.
+    pub(super) fn start(&self, log: &str) -> Result<(Server, Duration)> {
+        let env: Vec<(&str, &str)> = self
+            .plan
+            .server_env
+            .iter()
+            .map(|(k, v)| (*k, v.as_str()))
+            .collect();
+        let started = Instant::now();
+        let mut server = Server::start(
+            &self.binary,
+            &self.address,
+            &self.url,
+            &env,
+            &self.out.join(log),
+        )?;
+        server.wait_until_ready(&self.address, Duration::from_secs(60))?;
+        let ready = started.elapsed();
+        eprintln!("xtask: ready in {:.0} ms", ms(ready));
+        Ok((server, ready))
+    }
+
+    /// Seeds the data set, lets the projection catch up, `VACUUM ANALYZE`s, and writes the
+    /// ids for the wrk scripts.
+    pub(super) fn seed(&self, results: &mut Results) -> Result<Arc<Catalog>> {
+        let plan = &self.plan;
+        eprintln!(
+            "xtask: seeding {} users, {} products, {} orders",
+            plan.users, plan.products, plan.orders
+        );
+        let sizes = (plan.users, plan.products, plan.orders);
+        let (catalog, seeded) = self.block_on(load::seed(&self.api, sizes, plan.concurrency))?;
+        for step in &seeded {
+            eprintln!("xtask: seeded {}: {:.0}/s", step.what, step.per_second());
+        }
+        results.seeded = seeded;
+        self.caught_up()?;
+        self.block_on(vacuum_analyze(&self.url))?;
+        write_ids(&self.out, &catalog)?;
+        Ok(Arc::new(catalog))
+    }
+
+    /// Waits until the projection has applied every event, so a phase starts quiet.
+    pub(super) fn caught_up(&self) -> Result<()> {
+        self.block_on(load::caught_up(&self.api, Duration::from_secs(600)))
+    }
+
+    /// Projection lag while placing orders at 80 % of `max_rate`.
+    pub(super) fn lag(&self, catalog: &Arc<Catalog>, max_rate: f64) -> Result<Lag> {
+        let rate = 0.8 * max_rate;
+        eprintln!(
+            "xtask: projection lag: up to {} probes while placing {rate:.0} orders/s",
+            self.plan.probes
+        );
+        let limit = self.plan.duration * 6;
+        let lag = self.block_on(load::projection_lag(
+            &self.api,
+            catalog,
+            rate,
+            self.plan.probes,
+            limit,
+        ))?;
+        eprintln!(
+            "xtask: lag: p50 {:.1} ms, p99 {:.1} ms, {} probes, {} unseen",
+            ms(load::quantile(&lag.samples, 0.5)),
+            ms(load::quantile(&lag.samples, 0.99)),
+            lag.samples.len(),
+            lag.unseen
+        );
+        self.caught_up()?;
+        Ok(lag)
+    }
+
+    /// Rebuilds the read model; returns once the old generation is deleted too.
+    ///
+    /// The end is watched in the database (no `building` generation left: the switch has
+    /// committed), every 10 ms, then confirmed by `/admin/projections`: that status counts
+    /// every event log, and polling it as often would slow the rebuild down.
+    pub(super) fn rebuild(&self) -> Result<Rebuild> {
+        eprintln!("xtask: rebuilding the read model");
+        let rebuild = self.block_on(async {
+            let client = db::connect(&self.url).await?;
+            let (events, started) = load::start_rebuild(&self.api).await?;
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let row = client
+                    .query_one(
+                        "SELECT count(*) FROM orders_read.generations WHERE state = 'building'",
+                        &[],
+                    )
+                    .await?;
+                if row.get::<_, i64>(0) == 0 {
+                    break;
+                }
+                ensure!(
+                    started.elapsed() < Duration::from_secs(3600),
+                    "the rebuild did not finish within an hour"
+                );
+            }
+            let elapsed = started.elapsed();
+            ensure!(
+                load::rebuild_done(&self.api).await?,
+                "the rebuild's generation is live but /admin/projections still shows it"
+            );
+            Ok(Rebuild { events, elapsed })
+        })?;
+        eprintln!(
+            "xtask: rebuilt {} events at {:.0}/s",
+            rebuild.events,
+            rebuild.per_second()
+        );
+        self.block_on(retired(&self.url))?;
+        Ok(rebuild)
+    }
+}
+
+pub(super) fn free_address() -> Result<String> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    Ok(format!("127.0.0.1:{port}"))
+}
+
+/// What autovacuum would do after a bulk load, now: fresh statistics for the planner
+/// and a visibility map for index-only scans.
+async fn vacuum_analyze(url: &DbUrl) -> Result<()> {
+    eprintln!("xtask: VACUUM ANALYZE");
+    db::connect(url)
+        .await?
+        .batch_execute("VACUUM ANALYZE")
+        .await
+        .context("VACUUM ANALYZE")
+}
+
+/// Waits until the rebuild's old generation is deleted (it is, right after the switch),
+/// so that no delete runs under the next phase.
+async fn retired(url: &DbUrl) -> Result<()> {
+    let client = db::connect(url).await?;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let row = client
+            .query_one("SELECT count(*) FROM orders_read.generations", &[])
+            .await
+            .context("counting generations")?;
+        if row.get::<_, i64>(0) == 1 {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the old generation was not retired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Seeded ids, one per line, for the wrk scripts.
+fn write_ids(out: &Path, catalog: &Catalog) -> Result<()> {
+    for (name, ids) in [
+        ("users", &catalog.users),
+        ("products", &catalog.products),
+        ("orders", &catalog.orders),
+    ] {
+        let path = out.join(format!("{name}.txt"));
+        fs::write(&path, ids.join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// `VmHWM` of process `pid`, in KiB.
+pub(super) fn peak_rss(pid: u32) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmHWM in /proc/<pid>/status")
+}

@@ -1,0 +1,49 @@
+//! A run's sizes: data set, phase length, concurrency, and the server's sizing.
+
+use std::time::Duration;
+
+use super::{ADMIN_TOKEN, Options, cores};
+
+/// The sizes of a run.
+pub(super) struct Plan {
+    pub(super) smoke: bool,
+    pub(super) users: usize,
+    pub(super) products: usize,
+    pub(super) orders: usize,
+    pub(super) duration: Duration,
+    pub(super) concurrency: usize,
+    pub(super) probes: usize,
+    pub(super) pgbench_scale: u32,
+    /// The server's sizing, as environment variables.
+    pub(super) server_env: Vec<(&'static str, String)>,
+}
+
+impl Plan {
+    pub(super) fn new(options: &Options) -> Plan {
+        let cores = cores();
+        let (users, products, orders, seconds, probes, scale) = if options.smoke {
+            (50, 20, 300, 2, 30, 1)
+        } else {
+            (10_000, 1_000, 100_000, 10, 300, 10)
+        };
+        Plan {
+            smoke: options.smoke,
+            users,
+            products,
+            orders,
+            duration: Duration::from_secs(options.duration.unwrap_or(seconds).max(1)),
+            concurrency: options.concurrency.max(1),
+            probes,
+            pgbench_scale: scale,
+            // One HTTP worker per core (actix's default, stated); the default pool of 8
+            // connections per module (see BENCHMARKS.md); orders do not expire during the
+            // run, so the data set stays what was seeded.
+            server_env: vec![
+                ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
+                ("HTTP_WORKERS", cores.to_string()),
+                ("DB_POOL_SIZE", "8".to_owned()),
+                ("ORDER_EXPIRY", "24h".to_owned()),
+            ],
+        }
+    }
+}
