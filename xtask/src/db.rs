@@ -12,9 +12,8 @@ use anyhow::{Context, Result, bail};
 use pgcluster::Cluster;
 use url::Url;
 
-/// DATABASE_URL when it is not set: the same as the app's (`kernel::db::DEFAULT_DATABASE_URL`,
-/// which xtask does not link, so as not to build diesel for it).
-pub(crate) const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/emporium";
+/// DATABASE_URL when it is not set: the app's (the kernel without features: no diesel).
+pub(crate) const DEFAULT_URL: &str = kernel::DEFAULT_DATABASE_URL;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// A Postgres URL (`postgres://user[:password]@host[:port]/database[?options]`). `Display`

@@ -38,16 +38,17 @@ enum Task {
     /// Make sure a Postgres answers for DATABASE_URL (else start a private one in
     /// target/pg) and print its URL.
     Db,
-    /// Apply pending migrations (of every module, or of one).
+    /// Apply pending migrations (of every schema, or of one).
     Migrate {
-        /// Only this module's schema.
-        #[arg(long)]
-        module: Option<String>,
+        /// Only this schema (users, products, orders, orders_read, payments); `--module` is
+        /// the old spelling.
+        #[arg(long, alias = "module")]
+        schema: Option<String>,
     },
-    /// Create an empty migration: migrations/MODULE/<timestamp>_NAME/{up,down}.sql.
+    /// Create an empty migration: migrations/SCHEMA/<timestamp>_NAME/{up,down}.sql.
     NewMigration {
-        /// A folder under migrations/.
-        module: String,
+        /// The schema it runs in: a folder under migrations/.
+        schema: String,
         /// snake_case: [a-z0-9_]+.
         name: String,
     },
@@ -106,15 +107,15 @@ fn run(task: Task) -> Result<ExitCode> {
             println!("{}", db::ensure(&root)?.as_str());
             Ok(ExitCode::SUCCESS)
         }
-        Task::Migrate { module } => {
+        Task::Migrate { schema } => {
             let mut args = vec!["run", "-p", "emporium", "--", "migrate"];
-            if let Some(module) = &module {
-                args.extend(["--module", module]);
+            if let Some(schema) = &schema {
+                args.extend(["--schema", schema]);
             }
             with_database(&root, &args)
         }
-        Task::NewMigration { module, name } => {
-            migration::create(&root, &module, &name)?;
+        Task::NewMigration { schema, name } => {
+            migration::create(&root, &schema, &name)?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Run => {

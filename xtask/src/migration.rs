@@ -6,20 +6,20 @@ use std::path::Path;
 
 use anyhow::{Context, Result, ensure};
 
-/// Creates `migrations/<module>/<UTC timestamp>_<name>/{up,down}.sql` and prints their paths.
-pub(crate) fn create(root: &Path, module: &str, name: &str) -> Result<()> {
+/// Creates `migrations/<schema>/<UTC timestamp>_<name>/{up,down}.sql` and prints their paths.
+pub(crate) fn create(root: &Path, schema: &str, name: &str) -> Result<()> {
     let migrations = root.join("migrations");
-    let mut modules: Vec<String> = fs::read_dir(&migrations)
+    let mut schemas: Vec<String> = fs::read_dir(&migrations)
         .with_context(|| format!("reading {}", migrations.display()))?
         .flatten()
         .filter(|entry| entry.path().is_dir())
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
-    modules.sort();
+    schemas.sort();
     ensure!(
-        modules.iter().any(|m| m == module),
-        "no module `{module}` under migrations/; valid modules: {}",
-        modules.join(", ")
+        schemas.iter().any(|m| m == schema),
+        "no schema `{schema}` under migrations/; schemas: {}",
+        schemas.join(", ")
     );
     ensure!(
         !name.is_empty()
@@ -29,13 +29,13 @@ pub(crate) fn create(root: &Path, module: &str, name: &str) -> Result<()> {
         "migration name `{name}` must be snake_case ([a-z0-9_]+)"
     );
     let stamp = chrono::Utc::now().format("%Y-%m-%d-%H%M%S");
-    let folder = migrations.join(module).join(format!("{stamp}_{name}"));
+    let folder = migrations.join(schema).join(format!("{stamp}_{name}"));
     // `create_dir`, not `create_dir_all`: an existing migration is never overwritten.
     fs::create_dir(&folder).with_context(|| format!("creating {}", folder.display()))?;
     // The folder is named after the schema its migrations run in (kernel::db::Schema).
     let header = format!(
-        "-- {module}: {name}\n\
-         -- Runs as role emporium_{module} with search_path = {module}; touch only schema {module}.\n"
+        "-- {schema}: {name}\n\
+         -- Runs as role emporium_{schema} with search_path = {schema}; touch only schema {schema}.\n"
     );
     for file in ["up.sql", "down.sql"] {
         let path = folder.join(file);
@@ -73,7 +73,7 @@ mod tests {
         fs::remove_dir_all(&root).unwrap();
 
         created.unwrap();
-        assert!(unknown.contains("valid modules: users"), "{unknown}");
+        assert!(unknown.contains("schemas: users"), "{unknown}");
         assert!(bad_name.contains("snake_case"), "{bad_name}");
         assert_eq!(folders.len(), 1);
         assert!(

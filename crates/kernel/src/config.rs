@@ -1,5 +1,8 @@
 use std::time::Duration;
 
+/// `DATABASE_URL` when it is not set, for the app, its tests and xtask alike.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/emporium";
+
 /// Parses a human duration: a whole number followed by `ms`, `s`, `m`, `h` or `d`
 /// (`"30m"`, `"90s"`, `"2h"`). A bare number is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -33,7 +33,7 @@ mod panic;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::parse_duration;
+pub use config::{DEFAULT_DATABASE_URL, parse_duration};
 pub use event::{Envelope, NewEvent};
 pub use id::{OrderId, PaymentId, ProductId, UserId};
 pub use money::{Money, MoneyError, MoneyInput};

@@ -72,7 +72,7 @@ impl deadpool::managed::Manager for Manager {
 }
 
 /// The default write database.
-pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/emporium";
+pub use crate::DEFAULT_DATABASE_URL;
 
 /// A module's slice of the database: the schema it owns and the migrations that build it.
 #[derive(Clone, Copy)]
