@@ -40,6 +40,7 @@ pub fn document() -> OpenApi {
         users::endpoints().openapi(),
         products::endpoints().openapi(),
         orders::endpoints().openapi(),
+        orders_read::endpoints().openapi(),
         payments::endpoints().openapi(),
         HealthDoc::openapi(),
         OperationsDoc::openapi(),

@@ -117,7 +117,7 @@ struct SourceStatus {
 
 async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
     let mut by_name: BTreeMap<&'static str, Vec<SubscriptionStatus>> = BTreeMap::new();
-    for subscription in modules.orders.subscriptions(&modules.sources) {
+    for subscription in modules.subscriptions() {
         let status = subscription
             .status()
             .await
@@ -125,8 +125,8 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
         by_name.entry(status.subscriber).or_default().push(status);
     }
     let rebuilding = modules
-        .orders
-        .rebuild_progress(&modules.sources)
+        .orders_read
+        .rebuild_progress()
         .await
         .map_err(kernel::http::unexpected)?;
     let now = Utc::now();
@@ -141,7 +141,10 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                 head: sources.iter().map(|s| s.backlog.total).sum(),
                 lag_events: sources.iter().map(|s| s.backlog.events).sum(),
                 lag_seconds: oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0)),
-                status: match (name == orders::PROJECTION && rebuilding.is_some(), failing) {
+                status: match (
+                    name == orders_read::PROJECTION && rebuilding.is_some(),
+                    failing,
+                ) {
                     (true, _) => "rebuilding",
                     (false, true) => "retrying",
                     (false, false) => "running",
@@ -159,7 +162,7 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                     })
                     .collect(),
                 rebuild: rebuilding
-                    .filter(|_| name == orders::PROJECTION)
+                    .filter(|_| name == orders_read::PROJECTION)
                     .map(|p| RebuildStatus {
                         generation: p.generation,
                         applied: p.applied,
@@ -177,7 +180,7 @@ async fn rebuild(
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     match name.as_str() {
-        orders::PROJECTION => {}
+        orders_read::PROJECTION => {}
         orders::SAGA => {
             return Err(Problem::conflict(
                 "not_rebuildable",
@@ -191,16 +194,12 @@ async fn rebuild(
             ));
         }
     }
-    let generation = modules
-        .orders
-        .rebuild(&modules.sources)
-        .await
-        .map_err(|e| match e {
-            e @ orders::RebuildError::InProgress(_) => Problem::conflict("rebuild_in_progress", e),
-            orders::RebuildError::Unexpected(e) => kernel::http::unexpected(e),
-        })?;
+    let generation = modules.orders_read.rebuild().await.map_err(|e| match e {
+        e @ orders_read::RebuildError::InProgress(_) => Problem::conflict("rebuild_in_progress", e),
+        orders_read::RebuildError::Unexpected(e) => kernel::http::unexpected(e),
+    })?;
     Ok(HttpResponse::Accepted().json(serde_json::json!({
-        "projection": orders::PROJECTION,
+        "projection": orders_read::PROJECTION,
         "generation": generation,
         "status": "rebuilding",
     })))

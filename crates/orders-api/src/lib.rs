@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{FieldError, Money, OrderId, PageRequest, ProductId, UserId};
+use kernel::{FieldError, Money, OrderId, PageRequest, Problem, ProductId, UserId};
 use serde::{Deserialize, Serialize};
 
 /// Most lines in one order, and most units in one line.
@@ -137,6 +137,51 @@ pub enum OrderError {
     /// wraps this error again.
     #[error("unexpected failure in the orders module")]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// The one mapping of [`OrderError`] to its HTTP answer, shared by the routes of the write
+/// side (`crates/orders`) and of the read side (`crates/orders-read`). An unexpected
+/// failure comes back as `Err`, for the caller to log and answer with
+/// `kernel::http::unexpected` (this crate knows no HTTP framework).
+pub fn problem(error: OrderError) -> Result<Problem, anyhow::Error> {
+    Ok(match error {
+        e @ OrderError::NotFound(_) => Problem::not_found("order_not_found", e),
+        OrderError::Invalid(errors) => Problem::validation(errors),
+        e @ OrderError::UnknownUser(_) => Problem::new(422, "unknown_user", e),
+        e @ OrderError::UserInactive(_) => Problem::conflict("user_inactive", e),
+        OrderError::UnknownProducts(ids) => {
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            Problem::new(
+                422,
+                "unknown_product",
+                format!("unknown products: {}", ids.join(", ")),
+            )
+        }
+        e @ OrderError::InsufficientStock { .. } => Problem::conflict("insufficient_stock", e),
+        e @ OrderError::InvalidTransition { .. } => Problem::conflict("invalid_transition", e),
+        e @ OrderError::VersionMismatch { .. } => Problem::new(412, "version_mismatch", e),
+        e @ OrderError::Conflict(_) => Problem::conflict("concurrent_modification", e),
+        e @ OrderError::IdempotencyKeyReused(_) => Problem::conflict("idempotency_key_reused", e),
+        e @ OrderError::IdempotencyKeyInUse(_) => Problem::conflict("idempotency_key_in_use", e),
+        e @ OrderError::PaymentDeclined(_) => Problem::new(402, "payment_declined", e),
+        OrderError::PaymentGateway(why) => Problem::new(
+            502,
+            "payment_gateway_error",
+            format!("the payment gateway failed ({why}); nothing was charged, retrying is safe"),
+        ),
+        OrderError::InvalidPaymentToken(token) => Problem {
+            errors: vec![FieldError::new(
+                "payment_token",
+                format!("{token:?} is not a known payment token"),
+            )],
+            ..Problem::new(
+                422,
+                "invalid_payment_token",
+                format!("payment token {token:?} is not accepted"),
+            )
+        },
+        OrderError::Unexpected(e) => return Err(e),
+    })
 }
 
 /// The write side: each command loads the order, applies the domain rules, and saves it

@@ -1,5 +1,5 @@
 //! The order aggregate: its status machine and the events each transition publishes.
-//! Parse, don't validate: a `Reason` or a `Quantity` that exists is valid.
+//! Parse, don't validate: a `Reason` that exists is valid.
 
 use kernel::{Money, NewEvent, OrderId, PaymentId};
 use orders_api::{OrderError, OrderStatus, events};

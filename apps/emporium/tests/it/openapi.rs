@@ -934,7 +934,7 @@ async fn every_answer_of_every_route_matches_the_document() {
     c.call("GET", "/admin/projections", None)
         .await
         .assert_problem(401, "unauthorized");
-    let rebuild = format!("/admin/projections/{}/rebuild", ::orders::PROJECTION);
+    let rebuild = format!("/admin/projections/{}/rebuild", ::orders_read::PROJECTION);
     c.call("POST", &rebuild, None)
         .await
         .assert_problem(401, "unauthorized");

@@ -31,7 +31,7 @@ async fn min_version_waits_then_answers_stale_or_404() {
     assert_eq!(stale.header("x-read-model-stale"), Some("true"));
     assert_eq!(stale.body["version"], 1);
     assert!(
-        waited >= orders::READ_YOUR_WRITES_WAIT,
+        waited >= orders_read::READ_YOUR_WRITES_WAIT,
         "waited {waited:?} before answering stale"
     );
 

@@ -24,9 +24,9 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use eventlog::{EventSource, Step, Subscription};
 use kernel::db::{self, DbContext, Pool};
 
-use crate::READ_SCHEMA;
+use crate::SCHEMA;
 use crate::projection::{NAME, OrderProjection, REBUILD_NAME};
-use crate::schema::read::generations;
+use crate::schema::generations;
 
 /// Events per transaction while rebuilding, applied a batch at a time (see `projection.rs`):
 /// 5000 replays about a third faster than 1000 and holds some 25 MB at most; 10000 gains
@@ -67,7 +67,7 @@ fn subscriptions(
             subscriber: projection.clone(),
             source: source.clone(),
             pool: pool.clone(),
-            schema: READ_SCHEMA.name,
+            schema: SCHEMA.name,
         })
         .collect()
 }
@@ -116,7 +116,7 @@ pub(crate) async fn begin(pool: &Pool) -> Result<i32, RebuildError> {
 /// Deletes a generation being built, its rows and the rebuild's checkpoints.
 async fn discard(conn: &mut AsyncPgConnection, generation: i32) -> anyhow::Result<()> {
     discard_rows(conn, generation).await?;
-    eventlog::forget_checkpoints(conn, READ_SCHEMA.name, REBUILD_NAME).await
+    eventlog::forget_checkpoints(conn, SCHEMA.name, REBUILD_NAME).await
 }
 
 /// Replays everything into `generation`, then makes it live. Logs its progress.
@@ -211,7 +211,7 @@ async fn switch(
 ) -> anyhow::Result<()> {
     let mut conn = db::connect(pool).await?;
     db::transaction(&mut conn, async |conn| {
-        eventlog::lock_subscriber(conn, READ_SCHEMA.name, NAME).await?;
+        eventlog::lock_subscriber(conn, SCHEMA.name, NAME).await?;
         loop {
             let mut progress = false;
             for subscription in subscriptions {
@@ -245,7 +245,7 @@ async fn switch(
             made_live == 1,
             "generation {generation} was taken over by another rebuild"
         );
-        eventlog::hand_over_checkpoints(conn, READ_SCHEMA.name, REBUILD_NAME, NAME).await?;
+        eventlog::hand_over_checkpoints(conn, SCHEMA.name, REBUILD_NAME, NAME).await?;
         anyhow::Ok(())
     })
     .await

@@ -27,7 +27,7 @@ use products_api::events as product_events;
 use users_api::events as user_events;
 use uuid::Uuid;
 
-use crate::schema::read::{generations, order_items, orders, products};
+use crate::schema::{generations, order_items, orders, products};
 
 /// The live projection's name (and checkpoint key).
 pub(crate) const NAME: &str = "orders_read";
@@ -497,7 +497,7 @@ async fn order_created(
     g: i32,
     event: &Envelope,
 ) -> anyhow::Result<()> {
-    use crate::schema::read::users;
+    use crate::schema::users;
     let created: order_events::OrderCreated = event.payload()?;
     // The latest names seen in events win over the ones the order was placed with.
     let user: Option<(String, String)> = users::table

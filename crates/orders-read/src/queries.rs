@@ -15,20 +15,20 @@ use orders_api::{
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::schema::read::{generations, order_items, orders};
+use crate::schema::{generations, order_items, orders};
 
 /// How long `min_version` waits for the read model at most.
 pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
 
-/// [`OrderQueries`] over the read model.
+/// The read model: [`OrderQueries`] over the `orders_read` schema.
 #[derive(Clone)]
-pub struct OrderQueryService {
+pub struct OrderReadModel {
     pool: Pool,
 }
 
-impl OrderQueryService {
+impl OrderReadModel {
     pub fn new(pool: Pool) -> Self {
-        OrderQueryService { pool }
+        OrderReadModel { pool }
     }
 }
 
@@ -70,7 +70,7 @@ macro_rules! live_orders {
 /// Loads the given rows' items and assembles the views, in the rows' order.
 async fn views(
     conn: &mut AsyncPgConnection,
-    g: i32,
+    generation: i32,
     rows: Vec<ViewRow>,
 ) -> Result<Vec<OrderView>, OrderError> {
     if rows.is_empty() {
@@ -78,7 +78,7 @@ async fn views(
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let items: Vec<(Uuid, Uuid, String, i64, Decimal)> = order_items::table
-        .filter(order_items::generation.eq(g))
+        .filter(order_items::generation.eq(generation))
         .filter(order_items::order_id.eq_any(&ids))
         .order((order_items::order_id, order_items::line))
         .select((
@@ -132,7 +132,7 @@ async fn views(
         .collect()
 }
 
-impl OrderQueryService {
+impl OrderReadModel {
     async fn find(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
         let row: Option<(i32, ViewRow)> = live_orders!()
@@ -143,14 +143,14 @@ impl OrderQueryService {
             .optional()
             .db_context("loading order view")?;
         Ok(match row {
-            Some((g, row)) => views(&mut conn, g, vec![row]).await?.pop(),
+            Some((generation, row)) => views(&mut conn, generation, vec![row]).await?.pop(),
             None => None,
         })
     }
 }
 
 #[async_trait]
-impl OrderQueries for OrderQueryService {
+impl OrderQueries for OrderReadModel {
     async fn get(&self, id: OrderId, min_version: Option<i64>) -> Result<Read, OrderError> {
         let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES_WAIT;
         loop {
@@ -176,7 +176,9 @@ impl OrderQueries for OrderQueryService {
         // items agree with the page even if a rebuild takes over meanwhile).
         let filtered = |generation: Option<i32>| {
             let mut query = match generation {
-                Some(g) => orders::table.filter(orders::generation.eq(g)).into_boxed(),
+                Some(generation) => orders::table
+                    .filter(orders::generation.eq(generation))
+                    .into_boxed(),
                 None => live_orders!().into_boxed(),
             };
             if let Some(user_id) = filter.user_id {
@@ -195,8 +197,8 @@ impl OrderQueries for OrderQueryService {
             .load(&mut conn)
             .await
             .db_context("listing orders")?;
-        let g = rows.as_slice().first().map(|(g, _)| *g);
-        let total: i64 = filtered(g)
+        let page_generation = rows.as_slice().first().map(|(generation, _)| *generation);
+        let total: i64 = filtered(page_generation)
             .count()
             .get_result(&mut conn)
             .await
@@ -204,7 +206,7 @@ impl OrderQueries for OrderQueryService {
         let total = u64::try_from(total).unwrap_or_default();
         let rows = rows.into_iter().map(|(_, row)| row).collect();
         Ok(OrderPage {
-            orders: views(&mut conn, g.unwrap_or_default(), rows).await?,
+            orders: views(&mut conn, page_generation.unwrap_or_default(), rows).await?,
             total,
             page: page.page(),
             page_size: page.page_size(),

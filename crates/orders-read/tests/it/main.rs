@@ -1,0 +1,3 @@
+//! The read side's suite: the projection fed events directly, into fresh databases.
+
+mod projection;
