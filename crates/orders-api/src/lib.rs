@@ -15,6 +15,9 @@ pub const MAX_QUANTITY: i64 = 10_000;
 
 /// Where an order stands: `pending -> confirmed -> shipped -> delivered`, and `cancelled`
 /// from any of the first three.
+///
+/// Its text (`as_str`, `FromStr`, serde) is written only here; implementation crates store
+/// it through their own diesel mapping of these two functions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -54,9 +57,22 @@ impl OrderStatus {
             OrderStatus::Cancelled => "Cancelled",
         }
     }
+}
 
-    pub fn parse(text: &str) -> Option<OrderStatus> {
-        OrderStatus::ALL.into_iter().find(|s| s.as_str() == text)
+/// Text that names no [`OrderStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order status {0:?}")]
+pub struct UnknownOrderStatus(pub String);
+
+impl std::str::FromStr for OrderStatus {
+    type Err = UnknownOrderStatus;
+
+    /// The inverse of [`OrderStatus::as_str`].
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        OrderStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| UnknownOrderStatus(text.to_owned()))
     }
 }
 

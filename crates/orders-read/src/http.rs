@@ -126,10 +126,13 @@ async fn list(
     let query = query.into_inner();
     let status = match query.status.as_deref() {
         None => None,
-        Some(text) => Some(OrderStatus::parse(text).ok_or_else(|| {
+        Some(text) => Some(text.parse::<OrderStatus>().map_err(|_| {
             Problem::bad_request(
                 "invalid_query",
-                format!("status must be one of pending, confirmed, shipped, delivered, cancelled; got {text:?}"),
+                format!(
+                    "status must be one of {}; got {text:?}",
+                    OrderStatus::ALL.map(|s| s.as_str()).join(", ")
+                ),
             )
         })?),
     };

@@ -12,6 +12,7 @@ mod projection;
 mod queries;
 mod rebuild;
 mod schema;
+mod states;
 mod timed;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use kernel::db::Pool;
 use orders_api::OrderQueries;
 
 pub use http::{endpoints, routes};
+pub use projection::OrderProjection;
 pub use queries::{OrderReadModel, READ_YOUR_WRITES_WAIT};
 pub use rebuild::{Progress as RebuildProgress, RebuildError};
 

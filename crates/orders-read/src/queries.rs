@@ -10,12 +10,13 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::db::{self, DbContext, Pool};
 use kernel::{Money, OrderId, PageRequest};
 use orders_api::{
-    OrderError, OrderFilter, OrderItemView, OrderPage, OrderQueries, OrderStatus, OrderView, Read,
+    OrderError, OrderFilter, OrderItemView, OrderPage, OrderQueries, OrderView, Read,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::schema::{generations, order_items, orders};
+use crate::states::{GenerationState, StoredStatus};
 
 /// How long `min_version` waits for the read model at most.
 pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
@@ -41,7 +42,7 @@ struct ViewRow {
     user_email: Option<String>,
     item_count: i32,
     total: Decimal,
-    status: String,
+    status: StoredStatus,
     cancel_reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -60,7 +61,7 @@ macro_rules! live_orders {
     () => {
         orders::table.filter(
             orders::generation.nullable().eq(generations::table
-                .filter(generations::state.eq("live"))
+                .filter(generations::state.eq(GenerationState::Live))
                 .select(generations::id)
                 .single_value()),
         )
@@ -93,9 +94,7 @@ async fn views(
         .db_context("loading order items")?;
     rows.into_iter()
         .map(|row| {
-            let status = OrderStatus::parse(&row.status).ok_or_else(|| {
-                anyhow::anyhow!("unknown status {:?} in the read model", row.status)
-            })?;
+            let StoredStatus(status) = row.status;
             let items = items
                 .iter()
                 .filter(|(order_id, ..)| *order_id == row.id)
@@ -185,7 +184,7 @@ impl OrderQueries for OrderReadModel {
                 query = query.filter(orders::user_id.eq(user_id.as_uuid()));
             }
             if let Some(status) = filter.status {
-                query = query.filter(orders::status.eq(status.as_str()));
+                query = query.filter(orders::status.eq(StoredStatus(status)));
             }
             query
         };

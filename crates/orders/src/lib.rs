@@ -16,6 +16,7 @@ mod lifecycle;
 mod placement;
 mod saga;
 mod schema;
+mod state;
 mod store;
 mod sweeper;
 mod timed;

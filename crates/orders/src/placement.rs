@@ -18,8 +18,8 @@ use uuid::Uuid;
 
 use crate::SCHEMA;
 use crate::commands::OrderCommandHandler;
-use crate::domain::State;
 use crate::schema::{idempotency_keys, order_lines, orders};
+use crate::state::State;
 
 /// How long a request waits for another one still running with its idempotency key.
 const KEY_IN_USE_WAIT: Duration = Duration::from_secs(5);
@@ -277,7 +277,7 @@ impl OrderCommandHandler {
                 .values((
                     orders::id.eq(id.as_uuid()),
                     orders::user_id.eq(order.user_id.as_uuid()),
-                    orders::status.eq(State::Placing.as_str()),
+                    orders::status.eq(State::Placing),
                     orders::total.eq(total.amount()),
                     orders::version.eq(0),
                     orders::created_at.eq(now),
@@ -327,10 +327,10 @@ impl OrderCommandHandler {
             let placed = diesel::update(
                 orders::table
                     .find(id.as_uuid())
-                    .filter(orders::status.eq(State::Placing.as_str())),
+                    .filter(orders::status.eq(State::Placing)),
             )
             .set((
-                orders::status.eq(OrderStatus::Pending.as_str()),
+                orders::status.eq(State::PENDING),
                 orders::version.eq(1),
                 orders::updated_at.eq(Utc::now()),
             ))
@@ -369,10 +369,10 @@ impl OrderCommandHandler {
         diesel::update(
             orders::table
                 .find(id.as_uuid())
-                .filter(orders::status.eq(State::Placing.as_str())),
+                .filter(orders::status.eq(State::Placing)),
         )
         .set((
-            orders::status.eq(State::Abandoned.as_str()),
+            orders::status.eq(State::Abandoned),
             orders::updated_at.eq(Utc::now()),
         ))
         .execute(&mut conn)
@@ -386,10 +386,10 @@ impl OrderCommandHandler {
             diesel::update(
                 orders::table
                     .find(id.as_uuid())
-                    .filter(orders::status.eq(State::Abandoned.as_str())),
+                    .filter(orders::status.eq(State::Abandoned)),
             )
             .set((
-                orders::status.eq(State::Rejected.as_str()),
+                orders::status.eq(State::Rejected),
                 orders::updated_at.eq(Utc::now()),
             ))
             .execute(conn)

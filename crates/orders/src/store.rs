@@ -11,14 +11,15 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::SCHEMA;
-use crate::domain::{Order, State};
+use crate::domain::Order;
 use crate::schema::orders;
+use crate::state::State;
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = orders)]
 struct OrderRow {
     id: Uuid,
-    status: String,
+    status: State,
     total: Decimal,
     payment_id: Option<Uuid>,
     cancel_reason: Option<String>,
@@ -28,7 +29,7 @@ struct OrderRow {
 impl OrderRow {
     /// The order, when it is visible (not an internal placement state).
     fn into_order(self) -> Result<Option<Order>, OrderError> {
-        let State::Visible(status) = State::parse(&self.status)? else {
+        let State::Visible(status) = self.status else {
             return Ok(None);
         };
         Ok(Some(Order {
@@ -89,7 +90,7 @@ pub(crate) async fn save(
             .filter(orders::version.eq(previous_version)),
     )
     .set((
-        orders::status.eq(order.status.as_str()),
+        orders::status.eq(State::Visible(order.status)),
         orders::version.eq(order.version),
         orders::payment_id.eq(order.payment_id.map(|p| p.as_uuid())),
         orders::cancel_reason.eq(&order.cancel_reason),

@@ -10,13 +10,13 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use kernel::OrderId;
 use kernel::db::{self, DbContext};
-use orders_api::{OrderCommands, OrderError, OrderStatus};
+use orders_api::{OrderCommands, OrderError};
 use uuid::Uuid;
 
 use crate::Settings;
 use crate::commands::OrderCommandHandler;
-use crate::domain::State;
 use crate::schema::orders;
+use crate::state::State;
 
 /// Most orders of each kind one sweep handles.
 const SWEEP_LIMIT: i64 = 100;
@@ -73,7 +73,7 @@ async fn due(
     let expired_before: DateTime<Utc> =
         now - chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX);
     let expired: Vec<Uuid> = orders::table
-        .filter(orders::status.eq(OrderStatus::Pending.as_str()))
+        .filter(orders::status.eq(State::PENDING))
         .filter(orders::created_at.lt(expired_before))
         .select(orders::id)
         .order(orders::created_at)
@@ -86,9 +86,9 @@ async fn due(
     let interrupted: Vec<Uuid> = orders::table
         .filter(
             orders::status
-                .eq(State::Placing.as_str())
+                .eq(State::Placing)
                 .and(orders::created_at.lt(stuck_before))
-                .or(orders::status.eq(State::Abandoned.as_str())),
+                .or(orders::status.eq(State::Abandoned)),
         )
         .select(orders::id)
         .limit(SWEEP_LIMIT)

@@ -1,0 +1,93 @@
+//! The read model's states as types, stored as text through one diesel mapping: each
+//! type's `as_str`/`FromStr` is its only spelling (besides the migrations' `CHECK`s).
+
+use std::str::FromStr;
+
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
+use orders_api::OrderStatus;
+
+/// Where a generation of the read model stands (see `rebuild.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub(crate) enum GenerationState {
+    /// The one generation queries and the live projection use.
+    Live,
+    /// Being filled by a rebuild.
+    Building,
+    /// Replaced by a rebuilt one; its rows are being deleted.
+    Retired,
+}
+
+impl GenerationState {
+    pub(crate) const ALL: [GenerationState; 3] = [
+        GenerationState::Live,
+        GenerationState::Building,
+        GenerationState::Retired,
+    ];
+
+    pub(crate) fn as_str(&self) -> &'static str {
+        match self {
+            GenerationState::Live => "live",
+            GenerationState::Building => "building",
+            GenerationState::Retired => "retired",
+        }
+    }
+}
+
+impl FromStr for GenerationState {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> anyhow::Result<Self> {
+        GenerationState::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| anyhow::anyhow!("unknown generation state {text:?} stored"))
+    }
+}
+
+/// An [`OrderStatus`] as the read model stores it (the `-api` type knows no diesel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub(crate) struct StoredStatus(pub(crate) OrderStatus);
+
+fn to_text(text: &'static str, out: &mut Output<'_, '_, Pg>) -> serialize::Result {
+    <str as ToSql<Text, Pg>>::to_sql(text, &mut out.reborrow())
+}
+
+fn from_text<T>(bytes: PgValue<'_>) -> deserialize::Result<T>
+where
+    T: FromStr,
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+    Ok(text.parse::<T>()?)
+}
+
+impl ToSql<Text, Pg> for GenerationState {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        to_text(self.as_str(), out)
+    }
+}
+
+impl FromSql<Text, Pg> for GenerationState {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Ok(text.parse::<GenerationState>()?)
+    }
+}
+
+impl ToSql<Text, Pg> for StoredStatus {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        to_text(self.0.as_str(), out)
+    }
+}
+
+impl FromSql<Text, Pg> for StoredStatus {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        from_text(bytes).map(StoredStatus)
+    }
+}
