@@ -304,7 +304,8 @@ pub enum Read {
 /// The read side: the denormalized read model fed by projections.
 #[async_trait]
 pub trait OrderQueries: Send + Sync {
-    /// The order; with `min_version`, waits up to `wait` for the read model to reach it.
+    /// The order; with `min_version`, waits a bounded time (2 s) for the read model to
+    /// reach that version, then answers what it has as [`Read::Stale`].
     async fn get(&self, id: OrderId, min_version: Option<i64>) -> Result<Read, OrderError>;
     async fn list(&self, filter: OrderFilter, page: PageRequest) -> Result<OrderPage, OrderError>;
 }

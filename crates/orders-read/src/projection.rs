@@ -348,39 +348,43 @@ async fn orders_created(
         updated_at: Vec<DateTime<Utc>>,
         version: Vec<i64>,
     }
-    let mut c = Columns::default();
+    let mut columns = Columns::default();
     for (id, creation) in &created {
         let order = &creation.order;
         let newest = statuses.get(id).filter(|s| s.version > creation.version);
-        c.id.push(*id);
-        c.user_id.push(order.user_id.as_uuid());
-        c.user_name.push(&order.user_name);
-        c.user_email.push(&order.user_email);
-        c.item_count.push(order.items.len() as i32);
-        c.total.push(order.total.amount());
-        c.created_at.push(creation.at);
-        c.status.push(StoredStatus(
+        columns.id.push(*id);
+        columns.user_id.push(order.user_id.as_uuid());
+        columns.user_name.push(&order.user_name);
+        columns.user_email.push(&order.user_email);
+        columns.item_count.push(order.items.len() as i32);
+        columns.total.push(order.total.amount());
+        columns.created_at.push(creation.at);
+        columns.status.push(StoredStatus(
             newest.map_or(OrderStatus::Pending, |s| s.status),
         ));
-        c.cancel_reason
+        columns
+            .cancel_reason
             .push(newest.and_then(|s| s.cancel_reason.as_deref()));
-        c.updated_at.push(newest.map_or(creation.at, |s| s.at));
-        c.version
+        columns
+            .updated_at
+            .push(newest.map_or(creation.at, |s| s.at));
+        columns
+            .version
             .push(newest.map_or(creation.version, |s| s.version));
     }
     let inserted: Vec<Inserted> = diesel::sql_query(ORDERS_CREATED)
         .bind::<Integer, _>(generation)
-        .bind::<Array<SqlUuid>, _>(c.id)
-        .bind::<Array<SqlUuid>, _>(c.user_id)
-        .bind::<Array<Text>, _>(c.user_name)
-        .bind::<Array<Text>, _>(c.user_email)
-        .bind::<Array<Integer>, _>(c.item_count)
-        .bind::<Array<Numeric>, _>(c.total)
-        .bind::<Array<Timestamptz>, _>(c.created_at)
-        .bind::<Array<Text>, _>(c.status)
-        .bind::<Array<Nullable<Text>>, _>(c.cancel_reason)
-        .bind::<Array<Timestamptz>, _>(c.updated_at)
-        .bind::<Array<BigInt>, _>(c.version)
+        .bind::<Array<SqlUuid>, _>(columns.id)
+        .bind::<Array<SqlUuid>, _>(columns.user_id)
+        .bind::<Array<Text>, _>(columns.user_name)
+        .bind::<Array<Text>, _>(columns.user_email)
+        .bind::<Array<Integer>, _>(columns.item_count)
+        .bind::<Array<Numeric>, _>(columns.total)
+        .bind::<Array<Timestamptz>, _>(columns.created_at)
+        .bind::<Array<Text>, _>(columns.status)
+        .bind::<Array<Nullable<Text>>, _>(columns.cancel_reason)
+        .bind::<Array<Timestamptz>, _>(columns.updated_at)
+        .bind::<Array<BigInt>, _>(columns.version)
         .load(conn)
         .await?;
     let inserted: BTreeSet<Uuid> = inserted.into_iter().map(|r| r.id).collect();

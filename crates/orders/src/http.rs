@@ -157,13 +157,13 @@ async fn place(
     JsonBody(body): JsonBody<PlaceBody>,
 ) -> Result<HttpResponse, Problem> {
     let key = idempotency_key(&req)?;
-    let mut v = Validation::default();
-    let user_id = v.require("user_id", body.user_id);
-    let items = v.require("items", body.items).unwrap_or_default();
+    let mut validation = Validation::default();
+    let user_id = validation.require("user_id", body.user_id);
+    let items = validation.require("items", body.items).unwrap_or_default();
     let mut lines = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let product_id = v.require(&format!("items[{i}].product_id"), item.product_id);
-        let quantity = v.require(&format!("items[{i}].quantity"), item.quantity);
+        let product_id = validation.require(&format!("items[{i}].product_id"), item.product_id);
+        let quantity = validation.require(&format!("items[{i}].quantity"), item.quantity);
         if let (Some(product_id), Some(quantity)) = (product_id, quantity) {
             lines.push(NewOrderLine {
                 product_id,
@@ -171,7 +171,7 @@ async fn place(
             });
         }
     }
-    v.finish().map_err(Problem::validation)?;
+    validation.finish().map_err(Problem::validation)?;
     let Some(user_id) = user_id else {
         return Err(Problem::validation(vec![]));
     };
@@ -259,9 +259,9 @@ async fn confirm(
     JsonBody(body): JsonBody<ConfirmBody>,
 ) -> Result<HttpResponse, Problem> {
     let expected = expected_version(&req)?;
-    let mut v = Validation::default();
-    let token = v.require("payment_token", body.payment_token);
-    v.finish().map_err(Problem::validation)?;
+    let mut validation = Validation::default();
+    let token = validation.require("payment_token", body.payment_token);
+    validation.finish().map_err(Problem::validation)?;
     let answer = commands
         .confirm(*id, token.unwrap_or_default(), expected)
         .await
@@ -410,9 +410,9 @@ async fn cancel(
     JsonBody(body): JsonBody<CancelBody>,
 ) -> Result<HttpResponse, Problem> {
     let expected = expected_version(&req)?;
-    let mut v = Validation::default();
-    let reason = v.require("reason", body.reason);
-    v.finish().map_err(Problem::validation)?;
+    let mut validation = Validation::default();
+    let reason = validation.require("reason", body.reason);
+    validation.finish().map_err(Problem::validation)?;
     let answer = commands
         .cancel(*id, reason.unwrap_or_default(), expected)
         .await

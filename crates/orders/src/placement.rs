@@ -49,9 +49,9 @@ enum Recorded {
 }
 
 fn validate(order: &NewOrder) -> Result<(), OrderError> {
-    let mut v = Validation::default();
+    let mut validation = Validation::default();
     if order.items.is_empty() || order.items.len() > MAX_ITEMS {
-        v.push(
+        validation.push(
             "items",
             format!(
                 "must hold 1 to {MAX_ITEMS} lines, got {}",
@@ -61,7 +61,7 @@ fn validate(order: &NewOrder) -> Result<(), OrderError> {
     }
     for (i, line) in order.items.iter().enumerate() {
         if !(1..=MAX_QUANTITY).contains(&line.quantity) {
-            v.push(
+            validation.push(
                 &format!("items[{i}].quantity"),
                 format!("must be 1 to {MAX_QUANTITY}, got {}", line.quantity),
             );
@@ -70,13 +70,13 @@ fn validate(order: &NewOrder) -> Result<(), OrderError> {
             .iter()
             .any(|other| other.product_id == line.product_id)
         {
-            v.push(
+            validation.push(
                 &format!("items[{i}].product_id"),
                 format!("product {} is already in the order", line.product_id),
             );
         }
     }
-    v.finish().map_err(OrderError::Invalid)
+    validation.finish().map_err(OrderError::Invalid)
 }
 
 impl OrderCommandHandler {
