@@ -23,6 +23,7 @@ use kernel::db::Pool;
 use orders_api::OrderQueries;
 
 pub use http::{endpoints, routes};
+/// Public so the read side's own suite can drive it with events directly.
 pub use projection::OrderProjection;
 pub use queries::{OrderReadModel, READ_YOUR_WRITES_WAIT};
 pub use rebuild::{Progress as RebuildProgress, RebuildError};

@@ -19,7 +19,7 @@ use users_api::events as user_events;
 use uuid::Uuid;
 
 /// Cases per run, and batch splits tried per case.
-const CASES: u64 = 40;
+const CASES: u64 = 30;
 const SPLITS: usize = 3;
 
 /// splitmix64: small, seeded, good enough to pick test cases.
