@@ -15,9 +15,9 @@ pub const MAX_QUANTITY: i64 = 10_000;
 
 /// Where an order stands: `pending -> confirmed -> shipped -> delivered`, and `cancelled`
 /// from any of the first three.
-///
-/// Its text (`as_str`, `FromStr`, serde) is written only here; implementation crates store
-/// it through their own diesel mapping of these two functions.
+// Its text (`as_str`, `FromStr`, serde) is written only here; implementation crates store
+// it through their own diesel mapping of these two functions. (A `//` comment: doc
+// comments of this type are its OpenAPI description.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {

@@ -24,9 +24,9 @@ pub struct Payment {
 }
 
 /// `captured -> refunded`; `declined` is final.
-///
-/// Its text (`as_str`, `FromStr`, serde) is written only here; the payments crate stores it
-/// through its own diesel mapping of these two functions.
+// Its text (`as_str`, `FromStr`, serde) is written only here; the payments crate stores it
+// through its own diesel mapping of these two functions. (A `//` comment: doc comments of
+// this type are its OpenAPI description.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
