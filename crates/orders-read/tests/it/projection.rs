@@ -1,9 +1,12 @@
 //! The projection's one code path, proven split-invariant: random sequences of user,
 //! product and order events (renames, every order status, redeliveries, versions out of
-//! order) applied one at a time into one database and in random batches into another leave
-//! identical read models, table for table.
+//! order) applied one at a time into one database and in random batches into others leave
+//! identical read models, table for table; and one at a time, the read model is what the
+//! history says (newest status, version and names).
 //!
 //! A failure prints its seed; `PROJECTION_SEED=<seed>` replays that one case.
+
+use std::collections::BTreeMap;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel::QueryableByName;
@@ -19,7 +22,7 @@ use users_api::events as user_events;
 use uuid::Uuid;
 
 /// Cases per run, and batch splits tried per case.
-const CASES: u64 = 30;
+const CASES: u64 = 40;
 const SPLITS: usize = 3;
 
 /// splitmix64: small, seeded, good enough to pick test cases.
@@ -65,6 +68,10 @@ struct Order {
     id: Uuid,
     status: OrderStatus,
     version: i64,
+    user: Uuid,
+    /// The user's name as placed, and each item's product and name as placed.
+    placed_as: String,
+    items: Vec<(Uuid, String)>,
 }
 
 /// Builds one random history, in delivery order.
@@ -74,6 +81,8 @@ struct History {
     users: Vec<(Uuid, i64)>,
     products: Vec<(Uuid, i64)>,
     orders: Vec<Order>,
+    /// The newest name of each user and product that had an event.
+    names: BTreeMap<Uuid, String>,
     delivered: Vec<Delivery>,
 }
 
@@ -88,6 +97,7 @@ impl History {
             users,
             products,
             orders: Vec::new(),
+            names: BTreeMap::new(),
             delivered: Vec::new(),
         }
     }
@@ -134,6 +144,7 @@ impl History {
             } else {
                 user_events::USER_UPDATED
             };
+            self.names.insert(id, payload.name.clone());
             made.push(self.envelope(kind, id, version + 1, payload));
             self.users[index].1 += 1;
         }
@@ -157,6 +168,7 @@ impl History {
             } else {
                 product_events::PRODUCT_UPDATED
             };
+            self.names.insert(id, payload.name.clone());
             made.push(self.envelope(kind, id, version + 1, payload));
             self.products[index].1 += 1;
         }
@@ -190,6 +202,11 @@ impl History {
             id,
             status: OrderStatus::Pending,
             version: 1,
+            user,
+            placed_as: payload.user_name.clone(),
+            items: (payload.items.iter())
+                .map(|i| (i.product_id.as_uuid(), i.product_name.clone()))
+                .collect(),
         });
         self.envelope(order_events::ORDER_CREATED, id, 1, payload)
     }
@@ -236,7 +253,7 @@ impl History {
 
     /// Some 20 to 60 deliveries. An order's creation is delivered before its status changes
     /// (they share a log); anything already delivered may come again later.
-    fn generate(mut self) -> Vec<Delivery> {
+    fn generate(mut self) -> (Vec<Delivery>, String) {
         let steps = 20 + self.rng.below(40);
         for _ in 0..steps {
             match self.rng.below(10) {
@@ -274,7 +291,33 @@ impl History {
                 _ => {}
             }
         }
-        self.delivered
+        let expected = self.expected();
+        (self.delivered, expected)
+    }
+
+    /// What the read model must say, from the history itself: each order's newest status
+    /// and version, its user's newest name and its products' newest names (or the names it
+    /// was placed with), as [`MODEL`] dumps it.
+    fn expected(&self) -> String {
+        let mut orders: Vec<&Order> = self.orders.iter().collect();
+        orders.sort_by_key(|o| o.id);
+        let name = |id: &Uuid, placed: &str| self.names.get(id).cloned().unwrap_or(placed.into());
+        let rows: Vec<serde_json::Value> = orders
+            .iter()
+            .map(|o| {
+                let items: Vec<String> = (o.items.iter())
+                    .map(|(product, placed)| name(product, placed))
+                    .collect();
+                serde_json::json!([
+                    o.id,
+                    o.status.as_str(),
+                    o.version,
+                    name(&o.user, &o.placed_as),
+                    items
+                ])
+            })
+            .collect();
+        serde_json::Value::from(rows).to_string()
     }
 }
 
@@ -308,12 +351,26 @@ const DUMP: &str = "SELECT \
        || (SELECT json_agg(json_build_array(id, state) ORDER BY id) FROM orders_read.generations)::text \
        AS state";
 
+/// Per order of the live generation: id, status, version, user name, item names in line
+/// order.
+const MODEL: &str = "SELECT coalesce(json_agg(json_build_array(o.id, o.status, o.version, o.user_name, \
+       (SELECT json_agg(i.product_name ORDER BY i.line) FROM orders_read.order_items i \
+        WHERE i.generation = o.generation AND i.order_id = o.id)) ORDER BY o.id), '[]')::text AS state \
+     FROM orders_read.orders o";
+
 const RESET: &str = "TRUNCATE orders_read.orders, orders_read.order_items, orders_read.users, \
        orders_read.products";
 
 async fn dump(conn: &mut AsyncPgConnection) -> String {
     let dump: Dump = diesel::sql_query(DUMP).get_result(conn).await.unwrap();
     dump.state
+}
+
+/// The read model as [`History::expected`] states it (normalized through serde_json).
+async fn model(conn: &mut AsyncPgConnection) -> String {
+    let dump: Dump = diesel::sql_query(MODEL).get_result(conn).await.unwrap();
+    let value: serde_json::Value = serde_json::from_str(&dump.state).unwrap();
+    value.to_string()
 }
 
 async fn reset(conn: &mut AsyncPgConnection) {
@@ -353,11 +410,12 @@ async fn apply(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batches_and_single_events_build_the_same_read_model() {
-    let (one_by_one, batched) = (read_model().await, read_model().await);
-    let (mut single_conn, mut batch_conn) = (
-        db::connect(&one_by_one).await.unwrap(),
-        db::connect(&batched).await.unwrap(),
-    );
+    // One database applies each history one event at a time, the others in random batch
+    // splits of it, all at once.
+    let mut connections = Vec::new();
+    for _ in 0..=SPLITS {
+        connections.push(db::connect(&read_model().await).await.unwrap());
+    }
     let projection = OrderProjection::live();
     let seeds: Vec<u64> = match std::env::var("PROJECTION_SEED") {
         Ok(seed) => vec![seed.parse().expect("PROJECTION_SEED is a number")],
@@ -370,23 +428,34 @@ async fn batches_and_single_events_build_the_same_read_model() {
     };
     let (mut orders_seen, mut multi_event_batches) = (0, 0);
     for seed in seeds {
-        let deliveries = History::new(seed).generate();
+        let (deliveries, truth) = History::new(seed).generate();
         let mut rng = Rng(seed ^ 0x5EED);
-        reset(&mut single_conn).await;
-        let singles: Vec<Vec<Delivery>> = deliveries.iter().map(|d| vec![d.clone()]).collect();
-        apply(&mut single_conn, &projection, &singles)
-            .await
+        let mut plans: Vec<Vec<Vec<Delivery>>> =
+            vec![deliveries.iter().map(|d| vec![d.clone()]).collect()];
+        plans.extend((0..SPLITS).map(|_| split(&mut rng, &deliveries)));
+        multi_event_batches += plans.iter().flatten().filter(|b| b.len() > 1).count();
+        let runs = connections.iter_mut().zip(&plans).map(|(conn, batches)| {
+            let projection = &projection;
+            async move {
+                reset(conn).await;
+                apply(conn, projection, batches).await?;
+                anyhow::Ok((dump(conn).await, model(conn).await))
+            }
+        });
+        let mut models = futures_util::future::join_all(runs).await.into_iter();
+        let (expected, one_by_one) = models
+            .next()
+            .expect("one run per plan")
             .unwrap_or_else(|e| panic!("seed {seed}: one by one: {e:#}"));
-        let expected = dump(&mut single_conn).await;
+        assert!(
+            one_by_one == truth,
+            "seed {seed}: one by one, the read model is not what the history says\n\
+             history:    {truth}\nread model: {one_by_one}"
+        );
         orders_seen += expected.matches("\"item_count\"").count();
-        for attempt in 0..SPLITS {
-            let batches = split(&mut rng, &deliveries);
-            multi_event_batches += batches.iter().filter(|b| b.len() > 1).count();
-            reset(&mut batch_conn).await;
-            apply(&mut batch_conn, &projection, &batches)
-                .await
-                .unwrap_or_else(|e| panic!("seed {seed}, split {attempt}: batched: {e:#}"));
-            let got = dump(&mut batch_conn).await;
+        for (attempt, (got, batches)) in models.zip(&plans[1..]).enumerate() {
+            let (got, _) =
+                got.unwrap_or_else(|e| panic!("seed {seed}, split {attempt}: batched: {e:#}"));
             assert!(
                 got == expected,
                 "seed {seed}, split {attempt} ({} batches of {:?}): the read models differ\n\

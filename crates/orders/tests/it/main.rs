@@ -5,7 +5,6 @@
 //! and the projection and the saga fed by the real event log.
 
 mod commands;
-mod queries;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
