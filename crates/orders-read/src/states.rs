@@ -38,14 +38,19 @@ impl GenerationState {
     }
 }
 
-impl FromStr for GenerationState {
-    type Err = anyhow::Error;
+/// Text that names no [`GenerationState`].
+#[derive(Debug, thiserror::Error)]
+#[error("unknown generation state {0:?} stored")]
+pub(crate) struct UnknownGenerationState(String);
 
-    fn from_str(text: &str) -> anyhow::Result<Self> {
+impl FromStr for GenerationState {
+    type Err = UnknownGenerationState;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
         GenerationState::ALL
             .into_iter()
             .find(|s| s.as_str() == text)
-            .ok_or_else(|| anyhow::anyhow!("unknown generation state {text:?} stored"))
+            .ok_or_else(|| UnknownGenerationState(text.to_owned()))
     }
 }
 
@@ -54,6 +59,7 @@ impl FromStr for GenerationState {
 #[diesel(sql_type = Text)]
 pub(crate) struct StoredStatus(pub(crate) OrderStatus);
 
+/// Both directions of the one mapping: a state's `as_str` out, its `FromStr` in.
 fn to_text(text: &'static str, out: &mut Output<'_, '_, Pg>) -> serialize::Result {
     <str as ToSql<Text, Pg>>::to_sql(text, &mut out.reborrow())
 }
@@ -75,8 +81,7 @@ impl ToSql<Text, Pg> for GenerationState {
 
 impl FromSql<Text, Pg> for GenerationState {
     fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
-        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
-        Ok(text.parse::<GenerationState>()?)
+        from_text(bytes)
     }
 }
 
@@ -89,5 +94,18 @@ impl ToSql<Text, Pg> for StoredStatus {
 impl FromSql<Text, Pg> for StoredStatus {
     fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
         from_text(bytes).map(StoredStatus)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip() {
+        for state in GenerationState::ALL {
+            assert_eq!(state.as_str().parse::<GenerationState>().unwrap(), state);
+        }
+        assert!("lost".parse::<GenerationState>().is_err());
     }
 }
