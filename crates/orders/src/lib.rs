@@ -4,8 +4,8 @@
 //! pending orders and finishes interrupted placements. Serves `/commands/orders`.
 //!
 //! Knows nothing of the read model (`crates/orders-read`, schema `orders_read`): it does
-//! not depend on it and never reads it; the read side learns of orders only from the
-//! events published here. Talks to users, products and payments only through their `-api`
+//! not depend on it (only its end-to-end suite does, as a dev-dependency) and never reads
+//! it; the read side learns of orders only from the events published here. Talks to users, products and payments only through their `-api`
 //! traits and events; never reads their tables.
 
 mod commands;
