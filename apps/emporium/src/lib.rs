@@ -89,7 +89,7 @@ pub const SCHEMAS: [Schema; 4] = [
     orders::SCHEMA,
 ];
 /// The schemas of the read database.
-pub const READ_SCHEMAS: [Schema; 1] = [orders::READ_SCHEMA];
+pub const READ_SCHEMAS: [Schema; 1] = [orders_read::SCHEMA];
 
 /// Creates the databases if needed and applies pending migrations of every schema (or of
 /// the one named). Needs a multi-threaded tokio runtime.
@@ -143,8 +143,8 @@ pub struct Modules {
     pub payments: Arc<dyn PaymentApi>,
     pub order_commands: Arc<dyn OrderCommands>,
     pub order_queries: Arc<dyn OrderQueries>,
-    pub orders: Arc<orders::OrderModule>,
-    pub sources: Arc<orders::Sources>,
+    pub orders: Arc<orders::OrderWriteSide>,
+    pub orders_read: Arc<orders_read::OrderReadSide>,
     pools: Vec<(&'static str, Pool)>,
     admin_token: Option<String>,
 }
@@ -160,7 +160,7 @@ impl Modules {
         let products_pool = pool(&config.database_url, &products::SCHEMA)?;
         let payments_pool = pool(&config.database_url, &payments::SCHEMA)?;
         let orders_pool = pool(&config.database_url, &orders::SCHEMA)?;
-        let read_pool = pool(config.read_database_url(), &orders::READ_SCHEMA)?;
+        let read_pool = pool(config.read_database_url(), &orders_read::SCHEMA)?;
 
         let users: Arc<dyn UserApi> = Arc::new(users::UserService::new(users_pool.clone()));
         let products: Arc<dyn ProductApi> =
@@ -181,38 +181,43 @@ impl Modules {
             placement_timeout: config.placement_timeout,
             faults: hooks.faults.clone(),
         };
-        let orders = Arc::new(orders::OrderModule::new(
-            orders_pool.clone(),
-            read_pool.clone(),
-            deps,
-            order_settings,
-        ));
         let source = |schema: &Schema, pool: &Pool| -> Arc<dyn EventSource> {
             Arc::new(PgEventSource {
                 schema: schema.name,
                 pool: pool.clone(),
             })
         };
-        let sources = Arc::new(orders::Sources {
-            orders: source(&orders::SCHEMA, &orders_pool),
-            users: source(&users::SCHEMA, &users_pool),
-            products: source(&products::SCHEMA, &products_pool),
-            payments: source(&payments::SCHEMA, &payments_pool),
-        });
+        let orders = Arc::new(orders::OrderWriteSide::new(
+            orders_pool.clone(),
+            deps,
+            orders::Sources {
+                orders: source(&orders::SCHEMA, &orders_pool),
+                payments: source(&payments::SCHEMA, &payments_pool),
+            },
+            order_settings,
+        ));
+        let orders_read = Arc::new(orders_read::OrderReadSide::new(
+            read_pool.clone(),
+            orders_read::Sources {
+                orders: source(&orders::SCHEMA, &orders_pool),
+                users: source(&users::SCHEMA, &users_pool),
+                products: source(&products::SCHEMA, &products_pool),
+            },
+        ));
         Ok(Modules {
             users,
             products,
             payments,
             order_commands: orders.commands(),
-            order_queries: orders.queries(),
+            order_queries: orders_read.queries(),
             orders,
-            sources,
+            orders_read,
             pools: vec![
                 (users::SCHEMA.name, users_pool),
                 (products::SCHEMA.name, products_pool),
                 (payments::SCHEMA.name, payments_pool),
                 (orders::SCHEMA.name, orders_pool),
-                (orders::READ_SCHEMA.name, read_pool),
+                (orders_read::SCHEMA.name, read_pool),
             ],
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })
@@ -235,6 +240,13 @@ impl Modules {
                 }
             }
         }
+    }
+
+    /// Every event subscription: the order read model's projection, then the order saga.
+    pub fn subscriptions(&self) -> Vec<eventlog::Subscription> {
+        let mut subscriptions = self.orders_read.subscriptions();
+        subscriptions.extend(self.orders.subscriptions());
+        subscriptions
     }
 
     /// Usage of each module's pool.
@@ -264,6 +276,7 @@ pub fn endpoints() -> Vec<(Mount, Routes)> {
         (Mount::Open, users::endpoints()),
         (Mount::Open, products::endpoints()),
         (Mount::Open, orders::endpoints()),
+        (Mount::Open, orders_read::endpoints()),
         (Mount::Open, payments::endpoints()),
         (Mount::Open, health::endpoints()),
         (Mount::Open, ops::endpoints()),
@@ -286,7 +299,7 @@ impl Drop for Background {
 
 /// Starts delivering events to every subscriber, and the sweeper.
 pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Result<Background> {
-    let subscriptions = modules.orders.subscriptions(&modules.sources);
+    let subscriptions = modules.subscriptions();
     let dispatcher = Dispatcher::start(
         &config.database_url,
         subscriptions,

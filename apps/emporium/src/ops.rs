@@ -163,7 +163,7 @@ struct RebuildStarted {
 
 async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
     let mut by_name: BTreeMap<&'static str, Vec<SubscriptionStatus>> = BTreeMap::new();
-    for subscription in modules.orders.subscriptions(&modules.sources) {
+    for subscription in modules.subscriptions() {
         let status = subscription
             .status()
             .await
@@ -171,8 +171,8 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
         by_name.entry(status.subscriber).or_default().push(status);
     }
     let rebuilding = modules
-        .orders
-        .rebuild_progress(&modules.sources)
+        .orders_read
+        .rebuild_progress()
         .await
         .map_err(kernel::http::unexpected)?;
     let now = Utc::now();
@@ -187,7 +187,10 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                 head: sources.iter().map(|s| s.backlog.total).sum(),
                 lag_events: sources.iter().map(|s| s.backlog.events).sum(),
                 lag_seconds: oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0)),
-                status: match (name == orders::PROJECTION && rebuilding.is_some(), failing) {
+                status: match (
+                    name == orders_read::PROJECTION && rebuilding.is_some(),
+                    failing,
+                ) {
                     (true, _) => ProjectionState::Rebuilding,
                     (false, true) => ProjectionState::Retrying,
                     (false, false) => ProjectionState::Running,
@@ -204,13 +207,13 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                         last_error: s.last_error,
                     })
                     .collect(),
-                rebuild: rebuilding.filter(|_| name == orders::PROJECTION).map(|p| {
-                    RebuildProgress {
+                rebuild: rebuilding
+                    .filter(|_| name == orders_read::PROJECTION)
+                    .map(|p| RebuildProgress {
                         generation: p.generation,
                         applied: p.applied,
                         head: p.head,
-                    }
-                }),
+                    }),
             }
         })
         .collect())
@@ -247,7 +250,7 @@ async fn rebuild(
     name: web::Path<String>,
 ) -> Result<HttpResponse, Problem> {
     match name.as_str() {
-        orders::PROJECTION => {}
+        orders_read::PROJECTION => {}
         orders::SAGA => {
             return Err(Problem::conflict(
                 "not_rebuildable",
@@ -261,16 +264,12 @@ async fn rebuild(
             ));
         }
     }
-    let generation = modules
-        .orders
-        .rebuild(&modules.sources)
-        .await
-        .map_err(|e| match e {
-            e @ orders::RebuildError::InProgress(_) => Problem::conflict("rebuild_in_progress", e),
-            orders::RebuildError::Unexpected(e) => kernel::http::unexpected(e),
-        })?;
+    let generation = modules.orders_read.rebuild().await.map_err(|e| match e {
+        e @ orders_read::RebuildError::InProgress(_) => Problem::conflict("rebuild_in_progress", e),
+        orders_read::RebuildError::Unexpected(e) => kernel::http::unexpected(e),
+    })?;
     Ok(HttpResponse::Accepted().json(RebuildStarted {
-        projection: orders::PROJECTION,
+        projection: orders_read::PROJECTION,
         generation,
         status: "rebuilding",
     }))

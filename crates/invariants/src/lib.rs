@@ -1,59 +1,94 @@
 //! The contract's invariants 1-4 ("Invariants that hold after any crash and restart"), as
 //! SQL that counts violations. They read every module's schema, so they run as a superuser
 //! outside the app: in the app's test suite and in `cargo xtask chaos`, never in a module.
+//!
+//! Raw SQL by design: the checks join every module's schemas and run over any Postgres
+//! client (tokio-postgres in `xtask`, diesel in the app suite); no diesel DSL reaches here.
 
-const VISIBLE: &str = "('pending', 'confirmed', 'shipped', 'delivered', 'cancelled')";
-const LIVE: &str = "(SELECT id FROM orders_read.generations WHERE state = 'live')";
+// The spellings of the states this SQL reads, written once and formatted in. This crate
+// depends on nothing (`cargo xtask`, which links it, builds without the modules), so it
+// cannot call the types' `as_str`; `tests::spellings_are_the_types` holds each order and
+// payment status to its type (dev-dependencies), and the read model's generation state is
+// pinned by the `CHECK` of migrations/orders_read.
+const PENDING: &str = "pending";
+const CONFIRMED: &str = "confirmed";
+const SHIPPED: &str = "shipped";
+const DELIVERED: &str = "delivered";
+const CANCELLED: &str = "cancelled";
+const CAPTURED: &str = "captured";
+const DECLINED: &str = "declined";
+const LIVE_GENERATION: &str = "live";
+
+/// `('confirmed', 'shipped', 'delivered')`: orders that were paid for.
+fn paid() -> String {
+    format!("('{CONFIRMED}', '{SHIPPED}', '{DELIVERED}')")
+}
+
+/// Every status a client can see (the write model also holds placement states).
+fn visible() -> String {
+    format!("('{PENDING}', '{CONFIRMED}', '{SHIPPED}', '{DELIVERED}', '{CANCELLED}')")
+}
+
+/// The live generation's id.
+fn live() -> String {
+    format!("(SELECT id FROM orders_read.generations WHERE state = '{LIVE_GENERATION}')")
+}
 
 /// `(what must hold, a query returning one bigint column n: how many violations)`. They
 /// hold once commands have stopped and background work has settled.
 pub fn checks() -> Vec<(&'static str, String)> {
+    let (paid, visible, live) = (paid(), visible(), live());
     vec![
         (
             "1. stock conservation: initial + restocked = stock + reserved + held by paid orders, none negative",
-            "WITH initial AS (SELECT aggregate_id AS id, (payload->>'stock')::bigint AS q FROM products.events \
+            format!(
+                "WITH initial AS (SELECT aggregate_id AS id, (payload->>'stock')::bigint AS q FROM products.events \
                    WHERE event_type = 'product.created'), \
                  restocked AS (SELECT aggregate_id AS id, sum((payload->>'quantity')::bigint) AS q FROM products.events \
                    WHERE event_type = 'product.restocked' GROUP BY 1), \
                  held AS (SELECT l.product_id AS id, sum(l.quantity) AS q FROM orders.orders o \
                    JOIN orders.order_lines l ON l.order_id = o.id \
-                   WHERE o.status IN ('confirmed', 'shipped', 'delivered') GROUP BY 1) \
+                   WHERE o.status IN {paid} GROUP BY 1) \
                  SELECT count(*) AS n FROM products.products p JOIN initial i ON i.id = p.id \
                  LEFT JOIN restocked r ON r.id = p.id LEFT JOIN held h ON h.id = p.id \
                  WHERE i.q + coalesce(r.q, 0) <> p.stock + p.reserved + coalesce(h.q, 0) OR p.stock < 0 OR p.reserved < 0"
-                .to_owned(),
+            ),
         ),
         (
             "1. reserved equals what pending orders hold",
-            "SELECT count(*) AS n FROM products.products p WHERE p.reserved <> coalesce((SELECT sum(l.quantity) \
-             FROM orders.orders o JOIN orders.order_lines l ON l.order_id = o.id \
-             WHERE o.status = 'pending' AND l.product_id = p.id), 0)"
-                .to_owned(),
+            format!(
+                "SELECT count(*) AS n FROM products.products p WHERE p.reserved <> coalesce((SELECT sum(l.quantity) \
+                 FROM orders.orders o JOIN orders.order_lines l ON l.order_id = o.id \
+                 WHERE o.status = '{PENDING}' AND l.product_id = p.id), 0)"
+            ),
         ),
         (
             "2. every paid order has exactly one captured payment equal to its total",
-            "SELECT count(*) AS n FROM orders.orders o WHERE o.status IN ('confirmed', 'shipped', 'delivered') \
-             AND (SELECT count(*) FROM payments.payments p WHERE p.order_id = o.id AND p.status = 'captured' \
-                  AND p.amount = o.total) <> 1"
-                .to_owned(),
+            format!(
+                "SELECT count(*) AS n FROM orders.orders o WHERE o.status IN {paid} \
+                 AND (SELECT count(*) FROM payments.payments p WHERE p.order_id = o.id AND p.status = '{CAPTURED}' \
+                      AND p.amount = o.total) <> 1"
+            ),
         ),
         (
             "2. no cancelled or unplaced order keeps a captured payment",
-            "SELECT count(*) AS n FROM payments.payments p JOIN orders.orders o ON o.id = p.order_id \
-             WHERE p.status = 'captured' AND o.status NOT IN ('confirmed', 'shipped', 'delivered')"
-                .to_owned(),
+            format!(
+                "SELECT count(*) AS n FROM payments.payments p JOIN orders.orders o ON o.id = p.order_id \
+                 WHERE p.status = '{CAPTURED}' AND o.status NOT IN {paid}"
+            ),
         ),
         (
             "2. at most one non-declined payment per order",
-            "SELECT count(*) AS n FROM (SELECT order_id FROM payments.payments WHERE status <> 'declined' \
-             GROUP BY order_id HAVING count(*) > 1) AS doubled"
-                .to_owned(),
+            format!(
+                "SELECT count(*) AS n FROM (SELECT order_id FROM payments.payments WHERE status <> '{DECLINED}' \
+                 GROUP BY order_id HAVING count(*) > 1) AS doubled"
+            ),
         ),
         (
             "3. read model orders equal the write model",
             format!(
-                "SELECT count(*) AS n FROM (SELECT * FROM orders.orders WHERE status IN {VISIBLE}) w \
-                 FULL JOIN (SELECT * FROM orders_read.orders WHERE generation = {LIVE}) r ON r.id = w.id \
+                "SELECT count(*) AS n FROM (SELECT * FROM orders.orders WHERE status IN {visible}) w \
+                 FULL JOIN (SELECT * FROM orders_read.orders WHERE generation = {live}) r ON r.id = w.id \
                  WHERE w.id IS NULL OR r.id IS NULL OR r.status <> w.status OR r.version <> w.version \
                  OR r.total <> w.total OR r.user_id <> w.user_id"
             ),
@@ -62,8 +97,8 @@ pub fn checks() -> Vec<(&'static str, String)> {
             "3. read model items equal the write model",
             format!(
                 "SELECT count(*) AS n FROM (SELECT l.* FROM orders.order_lines l JOIN orders.orders o ON o.id = l.order_id \
-                   WHERE o.status IN {VISIBLE}) w \
-                 FULL JOIN (SELECT * FROM orders_read.order_items WHERE generation = {LIVE}) r \
+                   WHERE o.status IN {visible}) w \
+                 FULL JOIN (SELECT * FROM orders_read.order_items WHERE generation = {live}) r \
                    ON (r.order_id, r.line) = (w.order_id, w.line) \
                  WHERE w.order_id IS NULL OR r.order_id IS NULL OR r.product_id <> w.product_id \
                  OR r.quantity <> w.quantity OR r.price <> w.price"
@@ -87,4 +122,28 @@ pub fn checks() -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use orders_api::OrderStatus;
+    use payments_api::PaymentStatus;
+
+    #[test]
+    fn spellings_are_the_types() {
+        let order = [PENDING, CONFIRMED, SHIPPED, DELIVERED, CANCELLED];
+        assert_eq!(order, OrderStatus::ALL.map(|s| s.as_str()));
+        assert_eq!(
+            paid(),
+            format!(
+                "('{}', '{}', '{}')",
+                OrderStatus::Confirmed.as_str(),
+                OrderStatus::Shipped.as_str(),
+                OrderStatus::Delivered.as_str()
+            )
+        );
+        assert_eq!(CAPTURED, PaymentStatus::Captured.as_str());
+        assert_eq!(DECLINED, PaymentStatus::Declined.as_str());
+    }
 }

@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{FieldError, Money, OrderId, PageRequest, ProductId, UserId};
+use kernel::{FieldError, IntoProblem, Money, OrderId, PageRequest, Problem, ProductId, UserId};
+use payments_api::PaymentError;
+use products_api::ProductError;
 use serde::{Deserialize, Serialize};
 
 /// Most lines in one order, and most units in one line.
@@ -15,6 +17,9 @@ pub const MAX_QUANTITY: i64 = 10_000;
 
 /// Where an order stands: `pending -> confirmed -> shipped -> delivered`, and `cancelled`
 /// from any of the first three.
+// Its text (`as_str`, `FromStr`, serde) is written only here; implementation crates store
+// it through their own diesel mapping of these two functions. (A `//` comment: doc
+// comments of this type are its OpenAPI description.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
@@ -54,9 +59,22 @@ impl OrderStatus {
             OrderStatus::Cancelled => "Cancelled",
         }
     }
+}
 
-    pub fn parse(text: &str) -> Option<OrderStatus> {
-        OrderStatus::ALL.into_iter().find(|s| s.as_str() == text)
+/// Text that names no [`OrderStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown order status {0:?}")]
+pub struct UnknownOrderStatus(pub String);
+
+impl std::str::FromStr for OrderStatus {
+    type Err = UnknownOrderStatus;
+
+    /// The inverse of [`OrderStatus::as_str`].
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        OrderStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| UnknownOrderStatus(text.to_owned()))
     }
 }
 
@@ -99,16 +117,10 @@ pub enum OrderError {
     UnknownUser(UserId),
     #[error("user {0} is inactive and cannot place orders")]
     UserInactive(UserId),
-    #[error("unknown products: {0:?}")]
-    UnknownProducts(Vec<ProductId>),
-    #[error(
-        "insufficient stock for product {product_id}: requested {requested}, available {available}"
-    )]
-    InsufficientStock {
-        product_id: ProductId,
-        requested: u32,
-        available: i64,
-    },
+    /// The products module refused the order's lines (unknown products, insufficient
+    /// stock); passed on as that module states it.
+    #[error(transparent)]
+    Product(ProductError),
     #[error("cannot {command} an order that is {from:?}")]
     InvalidTransition {
         from: OrderStatus,
@@ -126,17 +138,40 @@ pub enum OrderError {
     IdempotencyKeyReused(String),
     #[error("a request with idempotency key {0:?} is still running")]
     IdempotencyKeyInUse(String),
-    #[error("payment for order {0} was declined")]
-    PaymentDeclined(OrderId),
-    #[error("the payment gateway failed: {0}")]
-    PaymentGateway(String),
-    #[error("invalid payment token: {0}")]
-    InvalidPaymentToken(String),
+    /// The payments module refused the charge (declined, gateway failure, unknown token);
+    /// passed on as that module states it.
+    #[error(transparent)]
+    Payment(PaymentError),
     /// Not `transparent`: the cause stays in the `source()` chain, so a
     /// [`kernel::Unavailable`] under it is still found (and answered `503`) by whoever
     /// wraps this error again.
     #[error("unexpected failure in the orders module")]
     Unexpected(#[from] anyhow::Error),
+}
+
+/// Each answer stated once: the order's own here, the products' and payments' by their
+/// `-api` crates ([`OrderError::Product`], [`OrderError::Payment`] delegate).
+impl IntoProblem for OrderError {
+    fn into_problem(self) -> Result<Problem, anyhow::Error> {
+        Ok(match self {
+            e @ OrderError::NotFound(_) => Problem::not_found("order_not_found", e),
+            OrderError::Invalid(errors) => Problem::validation(errors),
+            e @ OrderError::UnknownUser(_) => Problem::new(422, "unknown_user", e),
+            e @ OrderError::UserInactive(_) => Problem::conflict("user_inactive", e),
+            OrderError::Product(e) => return e.into_problem(),
+            OrderError::Payment(e) => return e.into_problem(),
+            e @ OrderError::InvalidTransition { .. } => Problem::conflict("invalid_transition", e),
+            e @ OrderError::VersionMismatch { .. } => Problem::new(412, "version_mismatch", e),
+            e @ OrderError::Conflict(_) => Problem::conflict("concurrent_modification", e),
+            e @ OrderError::IdempotencyKeyReused(_) => {
+                Problem::conflict("idempotency_key_reused", e)
+            }
+            e @ OrderError::IdempotencyKeyInUse(_) => {
+                Problem::conflict("idempotency_key_in_use", e)
+            }
+            OrderError::Unexpected(e) => return Err(e),
+        })
+    }
 }
 
 /// The write side: each command loads the order, applies the domain rules, and saves it
@@ -243,7 +278,8 @@ pub enum Read {
 /// The read side: the denormalized read model fed by projections.
 #[async_trait]
 pub trait OrderQueries: Send + Sync {
-    /// The order; with `min_version`, waits up to `wait` for the read model to reach it.
+    /// The order; with `min_version`, waits a bounded time (2 s) for the read model to
+    /// reach that version, then answers what it has as [`Read::Stale`].
     async fn get(&self, id: OrderId, min_version: Option<i64>) -> Result<Read, OrderError>;
     async fn list(&self, filter: OrderFilter, page: PageRequest) -> Result<OrderPage, OrderError>;
 }
@@ -296,5 +332,87 @@ pub mod events {
     pub struct OrderCancelled {
         pub reason: String,
         pub previous_status: OrderStatus,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_error_states_its_status_and_code() {
+        let (order_id, user_id) = (OrderId::generate(), UserId::generate());
+        let cases = [
+            (OrderError::NotFound(order_id), 404, "order_not_found"),
+            (OrderError::UnknownUser(user_id), 422, "unknown_user"),
+            (OrderError::UserInactive(user_id), 409, "user_inactive"),
+            (
+                OrderError::InvalidTransition {
+                    from: OrderStatus::Delivered,
+                    command: "cancel",
+                },
+                409,
+                "invalid_transition",
+            ),
+            (
+                OrderError::VersionMismatch {
+                    order_id,
+                    expected: 1,
+                    actual: 2,
+                },
+                412,
+                "version_mismatch",
+            ),
+            (
+                OrderError::Conflict(order_id),
+                409,
+                "concurrent_modification",
+            ),
+            (
+                OrderError::IdempotencyKeyReused("k".into()),
+                409,
+                "idempotency_key_reused",
+            ),
+            (
+                OrderError::IdempotencyKeyInUse("k".into()),
+                409,
+                "idempotency_key_in_use",
+            ),
+        ];
+        for (error, status, code) in cases {
+            let p = error
+                .into_problem()
+                .expect("a domain error states its problem");
+            assert_eq!((p.status, p.code.as_str()), (status, code), "{p}");
+        }
+    }
+
+    /// A passed-on error answers exactly what its own module states, body and all.
+    #[test]
+    fn wrapped_errors_answer_as_their_module_states_them() {
+        let product_id = ProductId::generate();
+        let stock = || ProductError::InsufficientStock {
+            product_id,
+            requested: 3,
+            available: 1,
+        };
+        assert_eq!(
+            OrderError::Product(stock()).into_problem().unwrap(),
+            stock().into_problem().unwrap()
+        );
+        let order_id = OrderId::generate();
+        let payments = || {
+            [
+                PaymentError::Declined { order_id },
+                PaymentError::GatewayUnavailable("timeout".into()),
+                PaymentError::InvalidToken("unknown payment token \"x\"".into()),
+            ]
+        };
+        for (wrapped, own) in payments().into_iter().zip(payments()) {
+            assert_eq!(
+                OrderError::Payment(wrapped).into_problem().unwrap(),
+                own.into_problem().unwrap()
+            );
+        }
     }
 }

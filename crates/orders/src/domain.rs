@@ -1,43 +1,8 @@
 //! The order aggregate: its status machine and the events each transition publishes.
-//! Parse, don't validate: a `Reason` or a `Quantity` that exists is valid.
+//! Parse, don't validate: a `Reason` that exists is valid.
 
 use kernel::{Money, NewEvent, OrderId, PaymentId};
 use orders_api::{OrderError, OrderStatus, events};
-
-/// Where an order stands in the write model, including the internal states of placement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum State {
-    /// Recorded, stock not yet reserved. Invisible to commands and queries.
-    Placing,
-    Visible(OrderStatus),
-    /// Placement interrupted; its reservation is being released.
-    Abandoned,
-    /// Placement failed (no stock, unknown product) or was abandoned and released.
-    Rejected,
-}
-
-impl State {
-    pub(crate) fn as_str(&self) -> &'static str {
-        match self {
-            State::Placing => "placing",
-            State::Visible(status) => status.as_str(),
-            State::Abandoned => "abandoned",
-            State::Rejected => "rejected",
-        }
-    }
-
-    pub(crate) fn parse(text: &str) -> anyhow::Result<State> {
-        Ok(match text {
-            "placing" => State::Placing,
-            "abandoned" => State::Abandoned,
-            "rejected" => State::Rejected,
-            other => State::Visible(
-                OrderStatus::parse(other)
-                    .ok_or_else(|| anyhow::anyhow!("unknown order status {other:?} stored"))?,
-            ),
-        })
-    }
-}
 
 /// A visible order, as commands see it.
 #[derive(Debug, Clone)]
@@ -201,13 +166,9 @@ mod tests {
     }
 
     #[test]
-    fn reasons_and_states() {
+    fn reasons() {
         assert!(Reason::parse("  ").is_err());
         assert!(Reason::parse(&"r".repeat(501)).is_err());
         assert!(Reason::parse(&"r".repeat(500)).is_ok());
-        for state in ["placing", "pending", "cancelled", "abandoned", "rejected"] {
-            assert_eq!(State::parse(state).unwrap().as_str(), state);
-        }
-        assert!(State::parse("lost").is_err());
     }
 }

@@ -1,20 +1,16 @@
-//! `/commands/orders` and `/queries/orders`: JSON in, [`OrderCommands`] /
-//! [`OrderQueries`] calls, JSON or problem+json out. The one place that maps
-//! [`OrderError`] to HTTP.
+//! `/commands/orders`: JSON in, [`OrderCommands`] calls, `202` or problem+json out
+//! (each error answered as `orders-api` states it).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use kernel::http::{JsonBody, PROBLEM_JSON};
 use kernel::openapi::{PayloadTooLarge, Routes, ServiceUnavailable, UnsupportedMediaType};
-use kernel::{FieldError, OrderId, PageRequest, Problem, ProductId, UserId, Validation};
-use orders_api::{
-    Accepted, ExpectedVersion, NewOrder, NewOrderLine, OrderCommands, OrderError, OrderFilter,
-    OrderPage, OrderQueries, OrderStatus, OrderView, Read,
-};
+use kernel::{OrderId, Problem, ProductId, UserId, Validation};
+use orders_api::{Accepted, ExpectedVersion, NewOrder, NewOrderLine, OrderCommands};
 use serde::Deserialize;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-/// The order routes, each served at the method and path its `#[utoipa::path]` declares (and
+/// The order command routes, each served at the method and path its `#[utoipa::path]` declares (and
 /// so documented).
 pub fn endpoints() -> Routes {
     Routes::default()
@@ -23,55 +19,11 @@ pub fn endpoints() -> Routes {
         .add(__path_ship, ship)
         .add(__path_deliver, deliver)
         .add(__path_cancel, cancel)
-        .add(__path_list, list)
-        .add(__path_get, get)
 }
 
-/// Mounts the order routes. Expects `web::Data<dyn OrderCommands>` and
-/// `web::Data<dyn OrderQueries>` in the app data.
+/// Mounts the order command routes. Expects `web::Data<dyn OrderCommands>` in the app data.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     endpoints().mount(cfg);
-}
-
-fn problem(error: OrderError) -> Problem {
-    match error {
-        e @ OrderError::NotFound(_) => Problem::not_found("order_not_found", e),
-        OrderError::Invalid(errors) => Problem::validation(errors),
-        e @ OrderError::UnknownUser(_) => Problem::new(422, "unknown_user", e),
-        e @ OrderError::UserInactive(_) => Problem::conflict("user_inactive", e),
-        OrderError::UnknownProducts(ids) => {
-            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            Problem::new(
-                422,
-                "unknown_product",
-                format!("unknown products: {}", ids.join(", ")),
-            )
-        }
-        e @ OrderError::InsufficientStock { .. } => Problem::conflict("insufficient_stock", e),
-        e @ OrderError::InvalidTransition { .. } => Problem::conflict("invalid_transition", e),
-        e @ OrderError::VersionMismatch { .. } => Problem::new(412, "version_mismatch", e),
-        e @ OrderError::Conflict(_) => Problem::conflict("concurrent_modification", e),
-        e @ OrderError::IdempotencyKeyReused(_) => Problem::conflict("idempotency_key_reused", e),
-        e @ OrderError::IdempotencyKeyInUse(_) => Problem::conflict("idempotency_key_in_use", e),
-        e @ OrderError::PaymentDeclined(_) => Problem::new(402, "payment_declined", e),
-        OrderError::PaymentGateway(why) => Problem::new(
-            502,
-            "payment_gateway_error",
-            format!("the payment gateway failed ({why}); nothing was charged, retrying is safe"),
-        ),
-        OrderError::InvalidPaymentToken(token) => Problem {
-            errors: vec![FieldError::new(
-                "payment_token",
-                format!("{token:?} is not a known payment token"),
-            )],
-            ..Problem::new(
-                422,
-                "invalid_payment_token",
-                format!("payment token {token:?} is not accepted"),
-            )
-        },
-        OrderError::Unexpected(e) => kernel::http::unexpected(e),
-    }
 }
 
 fn accepted(answer: Accepted) -> HttpResponse {
@@ -201,13 +153,13 @@ async fn place(
     JsonBody(body): JsonBody<PlaceBody>,
 ) -> Result<HttpResponse, Problem> {
     let key = idempotency_key(&req)?;
-    let mut v = Validation::default();
-    let user_id = v.require("user_id", body.user_id);
-    let items = v.require("items", body.items).unwrap_or_default();
+    let mut validation = Validation::default();
+    let user_id = validation.require("user_id", body.user_id);
+    let items = validation.require("items", body.items).unwrap_or_default();
     let mut lines = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
-        let product_id = v.require(&format!("items[{i}].product_id"), item.product_id);
-        let quantity = v.require(&format!("items[{i}].quantity"), item.quantity);
+        let product_id = validation.require(&format!("items[{i}].product_id"), item.product_id);
+        let quantity = validation.require(&format!("items[{i}].quantity"), item.quantity);
         if let (Some(product_id), Some(quantity)) = (product_id, quantity) {
             lines.push(NewOrderLine {
                 product_id,
@@ -215,7 +167,7 @@ async fn place(
             });
         }
     }
-    v.finish().map_err(Problem::validation)?;
+    validation.finish().map_err(Problem::validation)?;
     let Some(user_id) = user_id else {
         return Err(Problem::validation(vec![]));
     };
@@ -228,7 +180,7 @@ async fn place(
             key,
         )
         .await
-        .map_err(problem)?;
+        .map_err(kernel::http::problem)?;
     Ok(accepted(answer))
 }
 
@@ -303,13 +255,13 @@ async fn confirm(
     JsonBody(body): JsonBody<ConfirmBody>,
 ) -> Result<HttpResponse, Problem> {
     let expected = expected_version(&req)?;
-    let mut v = Validation::default();
-    let token = v.require("payment_token", body.payment_token);
-    v.finish().map_err(Problem::validation)?;
+    let mut validation = Validation::default();
+    let token = validation.require("payment_token", body.payment_token);
+    validation.finish().map_err(Problem::validation)?;
     let answer = commands
         .confirm(*id, token.unwrap_or_default(), expected)
         .await
-        .map_err(problem)?;
+        .map_err(kernel::http::problem)?;
     Ok(accepted(answer))
 }
 
@@ -351,7 +303,7 @@ async fn ship(
     let answer = commands
         .ship(*id, expected_version(&req)?)
         .await
-        .map_err(problem)?;
+        .map_err(kernel::http::problem)?;
     Ok(accepted(answer))
 }
 
@@ -393,7 +345,7 @@ async fn deliver(
     let answer = commands
         .deliver(*id, expected_version(&req)?)
         .await
-        .map_err(problem)?;
+        .map_err(kernel::http::problem)?;
     Ok(accepted(answer))
 }
 
@@ -454,128 +406,12 @@ async fn cancel(
     JsonBody(body): JsonBody<CancelBody>,
 ) -> Result<HttpResponse, Problem> {
     let expected = expected_version(&req)?;
-    let mut v = Validation::default();
-    let reason = v.require("reason", body.reason);
-    v.finish().map_err(Problem::validation)?;
+    let mut validation = Validation::default();
+    let reason = validation.require("reason", body.reason);
+    validation.finish().map_err(Problem::validation)?;
     let answer = commands
         .cancel(*id, reason.unwrap_or_default(), expected)
         .await
-        .map_err(problem)?;
+        .map_err(kernel::http::problem)?;
     Ok(accepted(answer))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct GetQuery {
-    /// Read-your-writes: wait (up to 2 s) until the read model holds this version or later.
-    #[param(minimum = 0)]
-    min_version: Option<u32>,
-}
-
-/// Get an order
-///
-/// From the read model, which is eventually consistent with the commands. With
-/// `min_version=N` the query waits up to 2 s for the read model to reach version N; if it
-/// does not, an order not yet projected is `404`, and an older version of the order answers
-/// `200` with `X-Read-Model-Stale: true`.
-#[utoipa::path(
-    get,
-    path = "/queries/orders/{id}",
-    tag = "orders",
-    operation_id = "get_order",
-    params(("id" = OrderId, Path, description = "The order's id."), GetQuery),
-    responses(
-        (status = 200, description = "The order.", body = OrderView,
-            headers(
-                ("ETag" = String, description = "The version this view reflects, quoted."),
-                ("X-Read-Model-Stale" = String, description = "`true` when `min_version` was \
-                    asked and the read model did not reach it within 2 s; absent otherwise."),
-            )),
-        (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_query`: \
-            `min_version` is not a non-negative integer, or an unknown parameter.",
-            body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`order_not_found`: no such order in the read model (yet).",
-            body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = ServiceUnavailable),
-    )
-)]
-async fn get(
-    queries: web::Data<dyn OrderQueries>,
-    id: web::Path<OrderId>,
-    query: web::Query<GetQuery>,
-) -> Result<HttpResponse, Problem> {
-    let read = queries
-        .get(*id, query.min_version.map(i64::from))
-        .await
-        .map_err(problem)?;
-    let (view, stale) = match read {
-        Read::Fresh(view) => (view, false),
-        Read::Stale(view) => (view, true),
-    };
-    let mut response = HttpResponse::Ok();
-    response.insert_header((header::ETAG, format!("\"{}\"", view.version)));
-    if stale {
-        response.insert_header(("X-Read-Model-Stale", "true"));
-    }
-    Ok(response.json(view))
-}
-
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct ListQuery {
-    /// Only this user's orders.
-    #[param(value_type = Option<UserId>)]
-    user_id: Option<UserId>,
-    /// Only orders in this status.
-    #[param(value_type = Option<OrderStatus>)]
-    status: Option<String>,
-    /// From 1; default 1.
-    #[param(minimum = 1)]
-    page: Option<u32>,
-    /// 1 to 100; default 20.
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-}
-
-/// List orders
-///
-/// From the read model, newest first. Any other query parameter is `400`.
-#[utoipa::path(
-    get,
-    path = "/queries/orders",
-    tag = "orders",
-    operation_id = "list_orders",
-    params(ListQuery),
-    responses(
-        (status = 200, description = "One page of orders.", body = OrderPage),
-        (status = 400, description = "`invalid_query`: a `user_id` that is not a UUID, a \
-            `status` that is not one of the five, `page` below 1, `page_size` outside 1..=100, \
-            or an unknown parameter.", body = Problem, content_type = PROBLEM_JSON),
-        (status = 503, response = ServiceUnavailable),
-    )
-)]
-async fn list(
-    queries: web::Data<dyn OrderQueries>,
-    query: web::Query<ListQuery>,
-) -> Result<HttpResponse, Problem> {
-    let query = query.into_inner();
-    let status = match query.status.as_deref() {
-        None => None,
-        Some(text) => Some(OrderStatus::parse(text).ok_or_else(|| {
-            Problem::bad_request(
-                "invalid_query",
-                format!("status must be one of pending, confirmed, shipped, delivered, cancelled; got {text:?}"),
-            )
-        })?),
-    };
-    let page = PageRequest::new(query.page, query.page_size)
-        .map_err(|e| Problem::bad_request("invalid_query", e))?;
-    let filter = OrderFilter {
-        user_id: query.user_id,
-        status,
-    };
-    let page = queries.list(filter, page).await.map_err(problem)?;
-    Ok(HttpResponse::Ok().json(page))
 }

@@ -12,20 +12,52 @@
 use async_trait::async_trait;
 use diesel_async::AsyncPgConnection;
 use eventlog::Subscriber;
-use kernel::Envelope;
+use kernel::{Envelope, OrderId, PaymentId};
 use orders_api::events as order_events;
+use orders_api::{OrderError, OrderStatus};
 use payments_api::events as payment_events;
 
-use crate::commands::OrderService;
+use crate::commands::OrderCommandHandler;
+use crate::store::{load_for_update, save};
+
+/// The saga's subscriber name (and checkpoint key).
+pub(crate) const NAME: &str = "orders_saga";
 
 pub(crate) struct OrderSaga {
-    pub(crate) service: OrderService,
+    pub(crate) handler: OrderCommandHandler,
+}
+
+impl OrderSaga {
+    /// The answer to a captured payment: confirm the order if it still waits for it
+    /// (inside the saga's transaction), refund if the order is cancelled or gone.
+    async fn on_payment_captured(
+        &self,
+        conn: &mut AsyncPgConnection,
+        order_id: OrderId,
+        payment_id: PaymentId,
+    ) -> anyhow::Result<()> {
+        match load_for_update(conn, order_id).await {
+            Ok(mut order) if order.status == OrderStatus::Pending => {
+                let previous = order.version;
+                let event = order.confirm(payment_id)?;
+                save(conn, &order, previous, event).await?;
+                tracing::info!(%order_id, %payment_id, "saga confirmed an order whose payment was captured");
+                Ok(())
+            }
+            Ok(order) if order.status == OrderStatus::Cancelled => {
+                self.handler.refund(order_id).await
+            }
+            Ok(_) => Ok(()),
+            Err(OrderError::NotFound(_)) => self.handler.refund(order_id).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        }
+    }
 }
 
 #[async_trait]
 impl Subscriber for OrderSaga {
     fn name(&self) -> &'static str {
-        "orders_saga"
+        NAME
     }
 
     async fn apply(
@@ -38,12 +70,11 @@ impl Subscriber for OrderSaga {
         match event.event_type.as_str() {
             payment_events::PAYMENT_CAPTURED => {
                 let captured: payment_events::PaymentCaptured = event.payload()?;
-                self.service
-                    .on_payment_captured(conn, captured.order_id, captured.payment_id)
+                self.on_payment_captured(conn, captured.order_id, captured.payment_id)
                     .await
             }
-            order_events::ORDER_CONFIRMED => self.service.commit_stock(order_id).await,
-            order_events::ORDER_CANCELLED => self.service.compensate(order_id).await,
+            order_events::ORDER_CONFIRMED => self.handler.commit_stock(order_id).await,
+            order_events::ORDER_CANCELLED => self.handler.compensate(order_id).await,
             _ => Ok(()),
         }
     }

@@ -1,101 +1,38 @@
-//! Tables of the write model (`orders`) and the read model (`orders_read`).
+//! Tables of the write model (schema `orders`).
 
-pub(crate) mod write {
-    diesel::table! {
-        orders.orders (id) {
-            id -> Uuid,
-            user_id -> Uuid,
-            status -> Text,
-            total -> Numeric,
-            payment_id -> Nullable<Uuid>,
-            cancel_reason -> Nullable<Text>,
-            version -> Int8,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
-        }
+diesel::table! {
+    orders.orders (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        status -> Text,
+        total -> Numeric,
+        payment_id -> Nullable<Uuid>,
+        cancel_reason -> Nullable<Text>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
     }
-
-    diesel::table! {
-        orders.order_lines (order_id, line) {
-            order_id -> Uuid,
-            line -> Int4,
-            product_id -> Uuid,
-            product_name -> Text,
-            quantity -> Int8,
-            price -> Numeric,
-        }
-    }
-
-    diesel::table! {
-        orders.idempotency_keys (key) {
-            key -> Text,
-            request -> Jsonb,
-            order_id -> Uuid,
-            response -> Nullable<Jsonb>,
-            created_at -> Timestamptz,
-        }
-    }
-
-    diesel::allow_tables_to_appear_in_same_query!(orders, order_lines);
 }
 
-pub(crate) mod read {
-    diesel::table! {
-        orders_read.generations (id) {
-            id -> Int4,
-            state -> Text,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
-        }
+diesel::table! {
+    orders.order_lines (order_id, line) {
+        order_id -> Uuid,
+        line -> Int4,
+        product_id -> Uuid,
+        product_name -> Text,
+        quantity -> Int8,
+        price -> Numeric,
     }
-
-    diesel::table! {
-        orders_read.orders (generation, id) {
-            generation -> Int4,
-            id -> Uuid,
-            user_id -> Uuid,
-            user_name -> Nullable<Text>,
-            user_email -> Nullable<Text>,
-            item_count -> Int4,
-            total -> Numeric,
-            status -> Text,
-            cancel_reason -> Nullable<Text>,
-            created_at -> Timestamptz,
-            updated_at -> Timestamptz,
-            version -> Int8,
-        }
-    }
-
-    diesel::table! {
-        orders_read.order_items (generation, order_id, line) {
-            generation -> Int4,
-            order_id -> Uuid,
-            line -> Int4,
-            product_id -> Uuid,
-            product_name -> Text,
-            quantity -> Int8,
-            price -> Numeric,
-        }
-    }
-
-    diesel::table! {
-        orders_read.users (generation, id) {
-            generation -> Int4,
-            id -> Uuid,
-            name -> Text,
-            email -> Text,
-            version -> Int8,
-        }
-    }
-
-    diesel::table! {
-        orders_read.products (generation, id) {
-            generation -> Int4,
-            id -> Uuid,
-            name -> Text,
-            version -> Int8,
-        }
-    }
-
-    diesel::allow_tables_to_appear_in_same_query!(orders, order_items, generations);
 }
+
+diesel::table! {
+    orders.idempotency_keys (key) {
+        key -> Text,
+        request -> Jsonb,
+        order_id -> Uuid,
+        response -> Nullable<Jsonb>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::allow_tables_to_appear_in_same_query!(orders, order_lines);

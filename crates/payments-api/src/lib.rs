@@ -24,6 +24,9 @@ pub struct Payment {
 }
 
 /// `captured -> refunded`; `declined` is final.
+// Its text (`as_str`, `FromStr`, serde) is written only here; the payments crate stores it
+// through its own diesel mapping of these two functions. (A `//` comment: doc comments of
+// this type are its OpenAPI description.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
@@ -36,12 +39,35 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
+    pub const ALL: [PaymentStatus; 3] = [
+        PaymentStatus::Captured,
+        PaymentStatus::Declined,
+        PaymentStatus::Refunded,
+    ];
+
     pub fn as_str(&self) -> &'static str {
         match self {
             PaymentStatus::Captured => "captured",
             PaymentStatus::Declined => "declined",
             PaymentStatus::Refunded => "refunded",
         }
+    }
+}
+
+/// Text that names no [`PaymentStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown payment status {0:?}")]
+pub struct UnknownPaymentStatus(pub String);
+
+impl std::str::FromStr for PaymentStatus {
+    type Err = UnknownPaymentStatus;
+
+    /// The inverse of [`PaymentStatus::as_str`].
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        PaymentStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| UnknownPaymentStatus(text.to_owned()))
     }
 }
 

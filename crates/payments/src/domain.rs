@@ -1,5 +1,11 @@
-//! Parse, don't validate: a chargeable amount that exists is valid.
+//! Parse, don't validate: a chargeable amount that exists is valid. And the stored form of
+//! a payment's status.
 
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
 use kernel::Money;
 use payments_api::PaymentStatus;
 use rust_decimal::Decimal;
@@ -29,13 +35,23 @@ impl Amount {
     }
 }
 
-pub(crate) fn parse_status(text: &str) -> anyhow::Result<PaymentStatus> {
-    Ok(match text {
-        "captured" => PaymentStatus::Captured,
-        "declined" => PaymentStatus::Declined,
-        "refunded" => PaymentStatus::Refunded,
-        other => anyhow::bail!("unknown payment status {other:?} in the database"),
-    })
+/// A [`PaymentStatus`] as `payments.payments.status` stores it: text, through the
+/// `-api` type's `as_str`/`FromStr` (which knows no diesel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub(crate) struct StoredStatus(pub(crate) PaymentStatus);
+
+impl ToSql<Text, Pg> for StoredStatus {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        <str as ToSql<Text, Pg>>::to_sql(self.0.as_str(), &mut out.reborrow())
+    }
+}
+
+impl FromSql<Text, Pg> for StoredStatus {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
+        Ok(StoredStatus(text.parse()?))
+    }
 }
 
 #[cfg(test)]
@@ -54,13 +70,9 @@ mod tests {
 
     #[test]
     fn statuses_round_trip() {
-        for status in [
-            PaymentStatus::Captured,
-            PaymentStatus::Declined,
-            PaymentStatus::Refunded,
-        ] {
-            assert_eq!(parse_status(status.as_str()).unwrap(), status);
+        for status in PaymentStatus::ALL {
+            assert_eq!(status.as_str().parse::<PaymentStatus>().unwrap(), status);
         }
-        assert!(parse_status("pending").is_err());
+        assert!("lost".parse::<PaymentStatus>().is_err());
     }
 }

@@ -26,7 +26,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::SCHEMA;
-use crate::domain::{Amount, parse_status};
+use crate::domain::{Amount, StoredStatus};
 use crate::gateway::{GatewayError, PaymentGateway};
 use crate::schema::payments;
 
@@ -84,7 +84,7 @@ struct PaymentRow {
     id: Uuid,
     order_id: Uuid,
     amount: Decimal,
-    status: String,
+    status: StoredStatus,
     gateway_reference: Option<String>,
     version: i64,
     created_at: DateTime<Utc>,
@@ -101,22 +101,24 @@ impl TryFrom<PaymentRow> for Payment {
             amount: Money::from_decimal(row.amount).map_err(|e| {
                 PaymentError::Unexpected(anyhow::anyhow!("stored amount is invalid: {e}"))
             })?,
-            status: parse_status(&row.status)?,
+            status: row.status.0,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
     }
 }
 
+/// Raw: diesel has no advisory locks. Held until the transaction ends.
+const LOCK_ORDER_CHARGES: &str =
+    "SELECT pg_advisory_xact_lock(hashtextextended('emporium payment charge ' || $1::text, 0))";
+
 /// Serializes every charge of `order_id` behind this transaction (released at its end).
 async fn lock_order(conn: &mut AsyncPgConnection, order_id: OrderId) -> Result<(), PaymentError> {
-    diesel::sql_query(
-        "SELECT pg_advisory_xact_lock(hashtextextended('emporium payment charge ' || $1::text, 0))",
-    )
-    .bind::<diesel::sql_types::Uuid, _>(order_id.as_uuid())
-    .execute(conn)
-    .await
-    .db_context("locking the order's payments")?;
+    diesel::sql_query(LOCK_ORDER_CHARGES)
+        .bind::<diesel::sql_types::Uuid, _>(order_id.as_uuid())
+        .execute(conn)
+        .await
+        .db_context("locking the order's payments")?;
     Ok(())
 }
 
@@ -129,7 +131,7 @@ async fn settled(
 ) -> Result<Option<PaymentRow>, PaymentError> {
     let query = payments::table
         .filter(payments::order_id.eq(order_id.as_uuid()))
-        .filter(payments::status.ne(PaymentStatus::Declined.as_str()))
+        .filter(payments::status.ne(StoredStatus(PaymentStatus::Declined)))
         .select(PaymentRow::as_select());
     let row = if lock {
         query.for_update().first(conn).await
@@ -190,7 +192,7 @@ impl PaymentApi for PaymentService {
                 id: id.as_uuid(),
                 order_id: order_id.as_uuid(),
                 amount: amount.amount(),
-                status: status.as_str().to_owned(),
+                status: StoredStatus(status),
                 gateway_reference: reference,
                 version: 1,
                 created_at: now,
@@ -274,7 +276,7 @@ impl PaymentApi for PaymentService {
                 })?;
             let row = diesel::update(payments::table.find(payment.id.as_uuid()))
                 .set((
-                    payments::status.eq(PaymentStatus::Refunded.as_str()),
+                    payments::status.eq(StoredStatus(PaymentStatus::Refunded)),
                     payments::version.eq(payments::version + 1),
                     payments::updated_at.eq(Utc::now()),
                 ))

@@ -1,10 +1,10 @@
-//! The orders module's suite: its routes over HTTP against its own schemas (`orders`,
-//! `orders_read`) in a fresh database per test, with users, products and payments supplied
-//! as the in-memory fakes of their `-api` crates, and its projection and saga fed by the
-//! real event log.
+//! The orders module's suite, end to end: both sides' routes over HTTP (the write side,
+//! this crate, and the read side, `orders-read`, a dev-dependency of the same module)
+//! against their schemas (`orders`, `orders_read`) in a fresh database per test, with
+//! users, products and payments supplied as the in-memory fakes of their `-api` crates,
+//! and the projection and the saga fed by the real event log.
 
 mod commands;
-mod queries;
 mod tidy;
 
 use std::sync::Arc;
@@ -14,7 +14,7 @@ use actix_web::web;
 use async_trait::async_trait;
 use eventlog::{DispatchSettings, Dispatcher, EventSource, LoggedEvent, PgEventSource, Position};
 use kernel::testing::{Answer, Http, TestDatabase, TestServer};
-use orders::{Dependencies, OrderModule, Settings, Sources};
+use orders::{Dependencies, OrderWriteSide, Settings};
 use payments_api::testing::InMemoryPayments;
 use products_api::testing::InMemoryProducts;
 use serde_json::{Value, json};
@@ -42,7 +42,7 @@ struct TestApp {
     users: Arc<InMemoryUsers>,
     products: Arc<InMemoryProducts>,
     payments: Arc<InMemoryPayments>,
-    module: OrderModule,
+    module: OrderWriteSide,
     _dispatcher: Dispatcher,
     _server: TestServer,
 }
@@ -58,9 +58,9 @@ async fn spawn_app() -> TestApp {
 }
 
 async fn spawn_with(settings: Settings) -> TestApp {
-    let db = kernel::testing::database(&[orders::SCHEMA, orders::READ_SCHEMA]).await;
+    let db = kernel::testing::database(&[orders::SCHEMA, orders_read::SCHEMA]).await;
     let write = kernel::db::pool(&db.url, &orders::SCHEMA, Default::default()).unwrap();
-    let read = kernel::db::pool(&db.url, &orders::READ_SCHEMA, Default::default()).unwrap();
+    let read = kernel::db::pool(&db.url, &orders_read::SCHEMA, Default::default()).unwrap();
     let (users, products, payments) = (
         Arc::new(InMemoryUsers::default()),
         Arc::new(InMemoryProducts::default()),
@@ -71,28 +71,42 @@ async fn spawn_with(settings: Settings) -> TestApp {
         products: products.clone(),
         payments: payments.clone(),
     };
-    let module = OrderModule::new(write.clone(), read, deps, settings);
-    let sources = Sources {
-        orders: Arc::new(PgEventSource {
-            schema: "orders",
-            pool: write,
-        }),
-        users: Arc::new(Silent("users")),
-        products: Arc::new(Silent("products")),
-        payments: Arc::new(Silent("payments")),
-    };
+    let orders_log: Arc<dyn EventSource> = Arc::new(PgEventSource {
+        schema: "orders",
+        pool: write.clone(),
+    });
+    let module = OrderWriteSide::new(
+        write,
+        deps,
+        orders::Sources {
+            orders: orders_log.clone(),
+            payments: Arc::new(Silent("payments")),
+        },
+        settings,
+    );
+    let read_side = orders_read::OrderReadSide::new(
+        read,
+        orders_read::Sources {
+            orders: orders_log,
+            users: Arc::new(Silent("users")),
+            products: Arc::new(Silent("products")),
+        },
+    );
+    let mut subscriptions = read_side.subscriptions();
+    subscriptions.extend(module.subscriptions());
     let fast = DispatchSettings {
         poll_interval: Duration::from_millis(20),
         batch_size: 100,
     };
-    let dispatcher = Dispatcher::start(&db.url, module.subscriptions(&sources), fast)
+    let dispatcher = Dispatcher::start(&db.url, subscriptions, fast)
         .await
         .unwrap();
-    let (commands, queries) = (module.commands(), module.queries());
+    let (commands, queries) = (module.commands(), read_side.queries());
     let server = TestServer::start(move |cfg| {
         cfg.app_data(web::Data::from(commands.clone()))
             .app_data(web::Data::from(queries.clone()));
         orders::routes(cfg);
+        orders_read::routes(cfg);
     });
     TestApp {
         http: server.http.clone(),

@@ -540,7 +540,7 @@ async fn operations_answer_as_documented() {
     c.call("GET", "/admin/projections", None)
         .await
         .assert_problem(401, "unauthorized");
-    let rebuild = format!("/admin/projections/{}/rebuild", ::orders::PROJECTION);
+    let rebuild = format!("/admin/projections/{}/rebuild", ::orders_read::PROJECTION);
     c.call("POST", &rebuild, None)
         .await
         .assert_problem(401, "unauthorized");

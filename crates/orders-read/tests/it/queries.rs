@@ -2,14 +2,12 @@
 
 use std::time::Instant;
 
-use serde_json::json;
-
 use crate::spawn_app;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn min_version_waits_then_answers_stale_or_404() {
     let app = spawn_app().await;
-    let (user, product) = app.shop(10);
+    let (user, product) = app.shop();
     let id = app.placed(&user, &product, 1).await;
     let fresh = app
         .http
@@ -31,7 +29,7 @@ async fn min_version_waits_then_answers_stale_or_404() {
     assert_eq!(stale.header("x-read-model-stale"), Some("true"));
     assert_eq!(stale.body["version"], 1);
     assert!(
-        waited >= orders::READ_YOUR_WRITES_WAIT,
+        waited >= orders_read::READ_YOUR_WRITES_WAIT,
         "waited {waited:?} before answering stale"
     );
 
@@ -59,17 +57,15 @@ async fn min_version_waits_then_answers_stale_or_404() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lists_filter_by_user_and_status_newest_first() {
     let app = spawn_app().await;
-    let (alice, product) = app.shop(100);
-    let bob = app.users.add("bob@example.com", "Bob", true).id.to_string();
+    let (alice, product) = app.shop();
+    let bob = kernel::UserId::generate().to_string();
     let mut alices = Vec::new();
     for _ in 0..5 {
         alices.push(app.placed(&alice, &product, 1).await);
     }
     let bobs = app.placed(&bob, &product, 1).await;
-    app.command(&alices[1], "cancel", json!({"reason": "no"}))
-        .await;
-    app.command(&alices[3], "cancel", json!({"reason": "no"}))
-        .await;
+    app.cancelled(&alices[1], "no").await;
+    app.cancelled(&alices[3], "no").await;
     app.view(&alices[3], 2).await;
     app.view(&bobs, 1).await;
 

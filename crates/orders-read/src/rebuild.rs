@@ -24,9 +24,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use eventlog::{EventSource, StepOutcome, Subscription};
 use kernel::db::{self, DbContext, Pool};
 
-use crate::READ_SCHEMA;
+use crate::SCHEMA;
 use crate::projection::{NAME, OrderProjection, REBUILD_NAME};
-use crate::schema::read::generations;
+use crate::schema::{generations, orders, products, users};
+use crate::states::GenerationState;
 
 /// Events per transaction while rebuilding, applied a batch at a time (see `projection.rs`):
 /// 5000 replays about a third faster than 1000 and holds some 25 MB at most; 10000 gains
@@ -67,21 +68,24 @@ fn subscriptions(
             subscriber: projection.clone(),
             source: source.clone(),
             pool: pool.clone(),
-            schema: READ_SCHEMA.name,
+            schema: SCHEMA.name,
         })
         .collect()
 }
+
+/// Raw: diesel has no `LOCK TABLE`. Serializes rebuilds claiming a generation.
+const LOCK_GENERATIONS: &str = "LOCK TABLE orders_read.generations IN EXCLUSIVE MODE";
 
 /// Claims a new `building` generation (or takes over an abandoned one).
 pub(crate) async fn begin(pool: &Pool) -> Result<i32, RebuildError> {
     let mut conn = db::connect(pool).await?;
     db::transaction(&mut conn, async |conn| {
-        diesel::sql_query("LOCK TABLE orders_read.generations IN EXCLUSIVE MODE")
+        diesel::sql_query(LOCK_GENERATIONS)
             .execute(conn)
             .await
             .db_context("locking generations")?;
         let building: Option<(i32, chrono::DateTime<Utc>)> = generations::table
-            .filter(generations::state.eq("building"))
+            .filter(generations::state.eq(GenerationState::Building))
             .select((generations::id, generations::updated_at))
             .first(conn)
             .await
@@ -103,7 +107,7 @@ pub(crate) async fn begin(pool: &Pool) -> Result<i32, RebuildError> {
         diesel::insert_into(generations::table)
             .values((
                 generations::id.eq(generation),
-                generations::state.eq("building"),
+                generations::state.eq(GenerationState::Building),
             ))
             .execute(conn)
             .await
@@ -116,7 +120,7 @@ pub(crate) async fn begin(pool: &Pool) -> Result<i32, RebuildError> {
 /// Deletes a generation being built, its rows and the rebuild's checkpoints.
 async fn discard(conn: &mut AsyncPgConnection, generation: i32) -> anyhow::Result<()> {
     discard_rows(conn, generation).await?;
-    eventlog::forget_checkpoints(conn, READ_SCHEMA.name, REBUILD_NAME).await
+    eventlog::forget_checkpoints(conn, SCHEMA.name, REBUILD_NAME).await
 }
 
 /// Replays everything into `generation`, then makes it live. Logs its progress.
@@ -180,15 +184,17 @@ pub(crate) async fn run(
     analyze(&pool).await
 }
 
+/// Raw: diesel has no `ANALYZE`.
+const ANALYZE_READ_MODEL: &str =
+    "ANALYZE orders_read.orders, orders_read.order_items, orders_read.users, orders_read.products";
+
 /// Fresh planner statistics for the read model.
 async fn analyze(pool: &Pool) -> anyhow::Result<()> {
     let mut conn = db::connect(pool).await?;
-    diesel::sql_query(
-        "ANALYZE orders_read.orders, orders_read.order_items, orders_read.users, orders_read.products",
-    )
-    .execute(&mut conn)
-    .await
-    .db_context("analyzing the read model")?;
+    diesel::sql_query(ANALYZE_READ_MODEL)
+        .execute(&mut conn)
+        .await
+        .db_context("analyzing the read model")?;
     Ok(())
 }
 
@@ -211,7 +217,7 @@ async fn switch(
 ) -> anyhow::Result<()> {
     let mut conn = db::connect(pool).await?;
     db::transaction(&mut conn, async |conn| {
-        eventlog::lock_subscriber(conn, READ_SCHEMA.name, NAME).await?;
+        eventlog::lock_subscriber(conn, SCHEMA.name, NAME).await?;
         loop {
             let mut progress = false;
             for subscription in subscriptions {
@@ -223,9 +229,9 @@ async fn switch(
                 break;
             }
         }
-        diesel::update(generations::table.filter(generations::state.eq("live")))
+        diesel::update(generations::table.filter(generations::state.eq(GenerationState::Live)))
             .set((
-                generations::state.eq("retired"),
+                generations::state.eq(GenerationState::Retired),
                 generations::updated_at.eq(Utc::now()),
             ))
             .execute(conn)
@@ -233,10 +239,10 @@ async fn switch(
         let made_live = diesel::update(
             generations::table
                 .find(generation)
-                .filter(generations::state.eq("building")),
+                .filter(generations::state.eq(GenerationState::Building)),
         )
         .set((
-            generations::state.eq("live"),
+            generations::state.eq(GenerationState::Live),
             generations::updated_at.eq(Utc::now()),
         ))
         .execute(conn)
@@ -245,7 +251,7 @@ async fn switch(
             made_live == 1,
             "generation {generation} was taken over by another rebuild"
         );
-        eventlog::hand_over_checkpoints(conn, READ_SCHEMA.name, REBUILD_NAME, NAME).await?;
+        eventlog::hand_over_checkpoints(conn, SCHEMA.name, REBUILD_NAME, NAME).await?;
         anyhow::Ok(())
     })
     .await
@@ -255,7 +261,7 @@ async fn switch(
 async fn retire(pool: &Pool) -> anyhow::Result<()> {
     let mut conn = db::connect(pool).await?;
     let retired: Vec<i32> = generations::table
-        .filter(generations::state.eq("retired"))
+        .filter(generations::state.eq(GenerationState::Retired))
         .select(generations::id)
         .load(&mut conn)
         .await?;
@@ -267,15 +273,18 @@ async fn retire(pool: &Pool) -> anyhow::Result<()> {
 
 /// Deletes a generation and its rows (items go with their orders).
 async fn discard_rows(conn: &mut AsyncPgConnection, generation: i32) -> anyhow::Result<()> {
-    for table in ["orders", "users", "products"] {
-        diesel::sql_query(format!(
-            "DELETE FROM orders_read.{table} WHERE generation = $1"
-        ))
-        .bind::<diesel::sql_types::Integer, _>(generation)
+    diesel::delete(orders::table.filter(orders::generation.eq(generation)))
         .execute(conn)
         .await
-        .db_context("deleting a generation")?;
-    }
+        .db_context("deleting a generation's orders")?;
+    diesel::delete(users::table.filter(users::generation.eq(generation)))
+        .execute(conn)
+        .await
+        .db_context("deleting a generation's users")?;
+    diesel::delete(products::table.filter(products::generation.eq(generation)))
+        .execute(conn)
+        .await
+        .db_context("deleting a generation's products")?;
     diesel::delete(generations::table.find(generation))
         .execute(conn)
         .await?;
@@ -289,7 +298,7 @@ pub(crate) async fn progress_of(
 ) -> anyhow::Result<Option<Progress>> {
     let mut conn = db::connect(pool).await?;
     let building: Option<i32> = generations::table
-        .filter(generations::state.eq("building"))
+        .filter(generations::state.eq(GenerationState::Building))
         .select(generations::id)
         .first(&mut conn)
         .await

@@ -10,25 +10,26 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::db::{self, DbContext, Pool};
 use kernel::{Money, OrderId, PageRequest};
 use orders_api::{
-    OrderError, OrderFilter, OrderItemView, OrderPage, OrderQueries, OrderStatus, OrderView, Read,
+    OrderError, OrderFilter, OrderItemView, OrderPage, OrderQueries, OrderView, Read,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::schema::read::{generations, order_items, orders};
+use crate::schema::{generations, order_items, orders};
+use crate::states::{GenerationState, StoredStatus};
 
 /// How long `min_version` waits for the read model at most.
 pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
 
-/// [`OrderQueries`] over the read model.
+/// The read model: [`OrderQueries`] over the `orders_read` schema.
 #[derive(Clone)]
-pub struct OrderQueryService {
+pub struct OrderReadModel {
     pool: Pool,
 }
 
-impl OrderQueryService {
+impl OrderReadModel {
     pub fn new(pool: Pool) -> Self {
-        OrderQueryService { pool }
+        OrderReadModel { pool }
     }
 }
 
@@ -41,7 +42,7 @@ struct ViewRow {
     user_email: Option<String>,
     item_count: i32,
     total: Decimal,
-    status: String,
+    status: StoredStatus,
     cancel_reason: Option<String>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
@@ -60,7 +61,7 @@ macro_rules! live_orders {
     () => {
         orders::table.filter(
             orders::generation.nullable().eq(generations::table
-                .filter(generations::state.eq("live"))
+                .filter(generations::state.eq(GenerationState::Live))
                 .select(generations::id)
                 .single_value()),
         )
@@ -70,7 +71,7 @@ macro_rules! live_orders {
 /// Loads the given rows' items and assembles the views, in the rows' order.
 async fn views(
     conn: &mut AsyncPgConnection,
-    g: i32,
+    generation: i32,
     rows: Vec<ViewRow>,
 ) -> Result<Vec<OrderView>, OrderError> {
     if rows.is_empty() {
@@ -78,7 +79,7 @@ async fn views(
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let items: Vec<(Uuid, Uuid, String, i64, Decimal)> = order_items::table
-        .filter(order_items::generation.eq(g))
+        .filter(order_items::generation.eq(generation))
         .filter(order_items::order_id.eq_any(&ids))
         .order((order_items::order_id, order_items::line))
         .select((
@@ -93,9 +94,7 @@ async fn views(
         .db_context("loading order items")?;
     rows.into_iter()
         .map(|row| {
-            let status = OrderStatus::parse(&row.status).ok_or_else(|| {
-                anyhow::anyhow!("unknown status {:?} in the read model", row.status)
-            })?;
+            let StoredStatus(status) = row.status;
             let items = items
                 .iter()
                 .filter(|(order_id, ..)| *order_id == row.id)
@@ -132,7 +131,7 @@ async fn views(
         .collect()
 }
 
-impl OrderQueryService {
+impl OrderReadModel {
     async fn find(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
         let row: Option<(i32, ViewRow)> = live_orders!()
@@ -143,14 +142,14 @@ impl OrderQueryService {
             .optional()
             .db_context("loading order view")?;
         Ok(match row {
-            Some((g, row)) => views(&mut conn, g, vec![row]).await?.pop(),
+            Some((generation, row)) => views(&mut conn, generation, vec![row]).await?.pop(),
             None => None,
         })
     }
 }
 
 #[async_trait]
-impl OrderQueries for OrderQueryService {
+impl OrderQueries for OrderReadModel {
     async fn get(&self, id: OrderId, min_version: Option<i64>) -> Result<Read, OrderError> {
         let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES_WAIT;
         loop {
@@ -176,14 +175,16 @@ impl OrderQueries for OrderQueryService {
         // items agree with the page even if a rebuild takes over meanwhile).
         let filtered = |generation: Option<i32>| {
             let mut query = match generation {
-                Some(g) => orders::table.filter(orders::generation.eq(g)).into_boxed(),
+                Some(generation) => orders::table
+                    .filter(orders::generation.eq(generation))
+                    .into_boxed(),
                 None => live_orders!().into_boxed(),
             };
             if let Some(user_id) = filter.user_id {
                 query = query.filter(orders::user_id.eq(user_id.as_uuid()));
             }
             if let Some(status) = filter.status {
-                query = query.filter(orders::status.eq(status.as_str()));
+                query = query.filter(orders::status.eq(StoredStatus(status)));
             }
             query
         };
@@ -195,8 +196,8 @@ impl OrderQueries for OrderQueryService {
             .load(&mut conn)
             .await
             .db_context("listing orders")?;
-        let g = rows.as_slice().first().map(|(g, _)| *g);
-        let total: i64 = filtered(g)
+        let page_generation = rows.as_slice().first().map(|(generation, _)| *generation);
+        let total: i64 = filtered(page_generation)
             .count()
             .get_result(&mut conn)
             .await
@@ -204,7 +205,7 @@ impl OrderQueries for OrderQueryService {
         let total = u64::try_from(total).unwrap_or_default();
         let rows = rows.into_iter().map(|(_, row)| row).collect();
         Ok(OrderPage {
-            orders: views(&mut conn, g.unwrap_or_default(), rows).await?,
+            orders: views(&mut conn, page_generation.unwrap_or_default(), rows).await?,
             total,
             page: page.page(),
             page_size: page.page_size(),

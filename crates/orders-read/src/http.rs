@@ -1,0 +1,146 @@
+//! `/queries/orders`: [`OrderQueries`] calls, JSON or problem+json out
+//! ([`orders_api::OrderError`] answered as `orders-api` states it).
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use kernel::http::PROBLEM_JSON;
+use kernel::openapi::{Routes, ServiceUnavailable};
+use kernel::{OrderId, PageRequest, Problem, UserId};
+use orders_api::{OrderFilter, OrderPage, OrderQueries, OrderStatus, OrderView, Read};
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+/// The order query routes, each served at the method and path its `#[utoipa::path]`
+/// declares (and so documented).
+pub fn endpoints() -> Routes {
+    Routes::default()
+        .add(__path_list, list)
+        .add(__path_get, get)
+}
+
+/// Mounts the order query routes. Expects `web::Data<dyn OrderQueries>` in the app data.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    endpoints().mount(cfg);
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct GetQuery {
+    /// Read-your-writes: wait (up to 2 s) until the read model holds this version or later.
+    #[param(minimum = 0)]
+    min_version: Option<u32>,
+}
+
+/// Get an order
+///
+/// From the read model, which is eventually consistent with the commands. With
+/// `min_version=N` the query waits up to 2 s for the read model to reach version N; if it
+/// does not, an order not yet projected is `404`, and an older version of the order answers
+/// `200` with `X-Read-Model-Stale: true`.
+#[utoipa::path(
+    get,
+    path = "/queries/orders/{id}",
+    tag = "orders",
+    operation_id = "get_order",
+    params(("id" = OrderId, Path, description = "The order's id."), GetQuery),
+    responses(
+        (status = 200, description = "The order.", body = OrderView,
+            headers(
+                ("ETag" = String, description = "The version this view reflects, quoted."),
+                ("X-Read-Model-Stale" = String, description = "`true` when `min_version` was \
+                    asked and the read model did not reach it within 2 s; absent otherwise."),
+            )),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_query`: \
+            `min_version` is not a non-negative integer, or an unknown parameter.",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`order_not_found`: no such order in the read model (yet).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn get(
+    queries: web::Data<dyn OrderQueries>,
+    id: web::Path<OrderId>,
+    query: web::Query<GetQuery>,
+) -> Result<HttpResponse, Problem> {
+    let read = queries
+        .get(*id, query.min_version.map(i64::from))
+        .await
+        .map_err(kernel::http::problem)?;
+    let (view, stale) = match read {
+        Read::Fresh(view) => (view, false),
+        Read::Stale(view) => (view, true),
+    };
+    let mut response = HttpResponse::Ok();
+    response.insert_header((header::ETAG, format!("\"{}\"", view.version)));
+    if stale {
+        response.insert_header(("X-Read-Model-Stale", "true"));
+    }
+    Ok(response.json(view))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only this user's orders.
+    #[param(value_type = Option<UserId>)]
+    user_id: Option<UserId>,
+    /// Only orders in this status.
+    #[param(value_type = Option<OrderStatus>)]
+    status: Option<String>,
+    /// From 1; default 1.
+    #[param(minimum = 1)]
+    page: Option<u32>,
+    /// 1 to 100; default 20.
+    #[param(minimum = 1, maximum = 100)]
+    page_size: Option<u32>,
+}
+
+/// List orders
+///
+/// From the read model, newest first. Any other query parameter is `400`.
+#[utoipa::path(
+    get,
+    path = "/queries/orders",
+    tag = "orders",
+    operation_id = "list_orders",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "One page of orders.", body = OrderPage),
+        (status = 400, description = "`invalid_query`: a `user_id` that is not a UUID, a \
+            `status` that is not one of the five, `page` below 1, `page_size` outside 1..=100, \
+            or an unknown parameter.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 503, response = ServiceUnavailable),
+    )
+)]
+async fn list(
+    queries: web::Data<dyn OrderQueries>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, Problem> {
+    let query = query.into_inner();
+    let status = match query.status.as_deref() {
+        None => None,
+        Some(text) => Some(text.parse::<OrderStatus>().map_err(|_| {
+            Problem::bad_request(
+                "invalid_query",
+                format!(
+                    "status must be one of {}; got {text:?}",
+                    OrderStatus::ALL.map(|s| s.as_str()).join(", ")
+                ),
+            )
+        })?),
+    };
+    let page = PageRequest::new(query.page, query.page_size)
+        .map_err(|e| Problem::bad_request("invalid_query", e))?;
+    let filter = OrderFilter {
+        user_id: query.user_id,
+        status,
+    };
+    let page = queries
+        .list(filter, page)
+        .await
+        .map_err(kernel::http::problem)?;
+    Ok(HttpResponse::Ok().json(page))
+}

@@ -1,0 +1,36 @@
+//! Durations of every query, by name, for `/metrics` (`query_duration_seconds`), and a
+//! span for each.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use kernel::{OrderId, PageRequest};
+use orders_api::{OrderError, OrderFilter, OrderPage, OrderQueries, Read};
+use tracing::Instrument;
+
+/// Wraps the read model's queries with timing.
+pub(crate) struct Timed<T>(pub(crate) Arc<T>);
+
+async fn time<R>(
+    name: &'static str,
+    work: impl Future<Output = Result<R, OrderError>>,
+) -> Result<R, OrderError> {
+    let started = Instant::now();
+    let span = tracing::info_span!("order", kind = "query", name);
+    let result = work.instrument(span).await;
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("query_duration_seconds", "query" => name, "outcome" => outcome)
+        .record(started.elapsed());
+    result
+}
+
+#[async_trait]
+impl<T: OrderQueries> OrderQueries for Timed<T> {
+    async fn get(&self, id: OrderId, min_version: Option<i64>) -> Result<Read, OrderError> {
+        time("get_order", self.0.get(id, min_version)).await
+    }
+    async fn list(&self, filter: OrderFilter, page: PageRequest) -> Result<OrderPage, OrderError> {
+        time("list_orders", self.0.list(filter, page)).await
+    }
+}

@@ -1,0 +1,150 @@
+//! The read side's suite, on its own: its routes over HTTP against its schema
+//! (`orders_read`) in a fresh database per test, fed through the real event log by a
+//! stand-in order log (schema `order_events`: the event-log tables alone) that tests
+//! append order events to, as the write side would; and the projection's one code path
+//! (`projection.rs`).
+
+mod projection;
+mod queries;
+mod tidy;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::web;
+use async_trait::async_trait;
+use eventlog::{DispatchSettings, Dispatcher, EventSource, LoggedEvent, PgEventSource, Position};
+use kernel::db::{Pool, Schema};
+use kernel::testing::{Http, TestServer};
+use kernel::{Money, NewEvent, OrderId, ProductId, UserId};
+use orders_api::{OrderStatus, events};
+use orders_read::{OrderReadSide, Sources};
+use serde_json::Value;
+
+/// Where the tests publish order events (the write side's log, without the write side).
+const ORDER_LOG: Schema = Schema {
+    name: "order_events",
+    migrations: &[&eventlog::MIGRATIONS],
+};
+
+/// A source with no events: these tests publish no user or product events.
+struct Silent(&'static str);
+
+#[async_trait]
+impl EventSource for Silent {
+    fn name(&self) -> &'static str {
+        self.0
+    }
+    async fn read(&self, _: Position, _: i64) -> anyhow::Result<Vec<LoggedEvent>> {
+        Ok(Vec::new())
+    }
+    async fn backlog(&self, _: Position) -> anyhow::Result<eventlog::Backlog> {
+        Ok(Default::default())
+    }
+}
+
+struct TestApp {
+    http: Http,
+    log: Pool,
+    _dispatcher: Dispatcher,
+    _server: TestServer,
+}
+
+async fn spawn_app() -> TestApp {
+    let db = kernel::testing::database(&[ORDER_LOG, orders_read::SCHEMA]).await;
+    let log = kernel::db::pool(&db.url, &ORDER_LOG, Default::default()).unwrap();
+    let read = kernel::db::pool(&db.url, &orders_read::SCHEMA, Default::default()).unwrap();
+    let side = OrderReadSide::new(
+        read,
+        Sources {
+            orders: Arc::new(PgEventSource {
+                schema: ORDER_LOG.name,
+                pool: log.clone(),
+            }),
+            users: Arc::new(Silent("users")),
+            products: Arc::new(Silent("products")),
+        },
+    );
+    let fast = DispatchSettings {
+        poll_interval: Duration::from_millis(20),
+        batch_size: 100,
+    };
+    let dispatcher = Dispatcher::start(&db.url, side.subscriptions(), fast)
+        .await
+        .unwrap();
+    let queries = side.queries();
+    let server = TestServer::start(move |cfg| {
+        cfg.app_data(web::Data::from(queries.clone()));
+        orders_read::routes(cfg);
+    });
+    TestApp {
+        http: server.http.clone(),
+        log,
+        _dispatcher: dispatcher,
+        _server: server,
+    }
+}
+
+impl TestApp {
+    /// A user and a product (ids only: the read side knows them from events alone).
+    fn shop(&self) -> (String, String) {
+        (
+            UserId::generate().to_string(),
+            ProductId::generate().to_string(),
+        )
+    }
+
+    async fn publish(&self, event: NewEvent) {
+        let mut conn = kernel::db::connect(&self.log).await.unwrap();
+        eventlog::append(&mut conn, ORDER_LOG.name, &[event])
+            .await
+            .unwrap();
+    }
+
+    /// Publishes `order.created` (version 1) as a placement would; the order's id.
+    async fn placed(&self, user: &str, product: &str, quantity: i64) -> String {
+        let id = OrderId::generate();
+        let price = Money::parse("12.50").unwrap();
+        let created = events::OrderCreated {
+            user_id: user.parse().unwrap(),
+            user_name: "Buyer".to_owned(),
+            user_email: "buyer@example.com".to_owned(),
+            items: vec![events::OrderLine {
+                product_id: product.parse().unwrap(),
+                product_name: "Lamp".to_owned(),
+                quantity,
+                price,
+            }],
+            total: price.checked_mul(quantity as u32).unwrap(),
+        };
+        self.publish(NewEvent::new(events::ORDER_CREATED, id, 1, &created))
+            .await;
+        id.to_string()
+    }
+
+    /// Publishes `order.cancelled` of a pending order (version 2).
+    async fn cancelled(&self, id: &str, reason: &str) {
+        let id: OrderId = id.parse().unwrap();
+        let cancelled = events::OrderCancelled {
+            reason: reason.to_owned(),
+            previous_status: OrderStatus::Pending,
+        };
+        self.publish(NewEvent::new(events::ORDER_CANCELLED, id, 2, &cancelled))
+            .await;
+    }
+
+    /// The read model's view once it reaches `version`.
+    async fn view(&self, id: &str, version: i64) -> Value {
+        let answer = self
+            .http
+            .get(&format!("/queries/orders/{id}?min_version={version}"))
+            .await;
+        assert_eq!(answer.status, 200, "{:#}", answer.body);
+        assert_eq!(
+            answer.header("x-read-model-stale"),
+            None,
+            "read model never reached version {version}"
+        );
+        answer.body
+    }
+}

@@ -1,0 +1,135 @@
+//! The commands on a placed order: confirm (charge, then confirm; the stock is committed
+//! after, here and by the saga on `order.confirmed`), ship, deliver, and cancel (cancel,
+//! then refund any payment and give the stock back, here and by the saga on
+//! `order.cancelled`).
+
+use kernel::db;
+use kernel::{NewEvent, OrderId};
+use orders_api::{Accepted, ExpectedVersion, OrderError, OrderStatus};
+use payments_api::PaymentError;
+
+use crate::commands::OrderCommandHandler;
+use crate::domain::{Order, Reason};
+use crate::store::{accepted, check_version, load, load_for_update, save};
+
+/// What of the payments module's refusal an order command passes on.
+fn payment_error(error: PaymentError) -> OrderError {
+    match error {
+        e @ (PaymentError::Declined { .. }
+        | PaymentError::GatewayUnavailable(_)
+        | PaymentError::InvalidToken(_)) => OrderError::Payment(e),
+        PaymentError::Invalid(errors) => OrderError::Invalid(errors),
+        PaymentError::NotFound(id) => {
+            OrderError::Unexpected(anyhow::anyhow!("payment {id} vanished"))
+        }
+        PaymentError::Unexpected(e) => OrderError::Unexpected(e.context("charging")),
+    }
+}
+
+impl OrderCommandHandler {
+    /// Runs one status change under the row lock.
+    async fn change_status(
+        &self,
+        id: OrderId,
+        expected: ExpectedVersion,
+        apply: impl FnOnce(&mut Order) -> Result<NewEvent, OrderError> + Send,
+    ) -> Result<Accepted, OrderError> {
+        let mut conn = db::connect(&self.pool).await?;
+        db::transaction(&mut conn, async |conn| {
+            let mut order = load_for_update(conn, id).await?;
+            check_version(&order, expected)?;
+            let previous_version = order.version;
+            let event = apply(&mut order)?;
+            save(conn, &order, previous_version, event).await?;
+            Ok(accepted(&order))
+        })
+        .await
+    }
+
+    pub(crate) async fn confirm_order(
+        &self,
+        id: OrderId,
+        token: String,
+        expected: ExpectedVersion,
+    ) -> Result<Accepted, OrderError> {
+        if token.trim().is_empty() {
+            return Err(OrderError::Invalid(vec![kernel::FieldError::new(
+                "payment_token",
+                "is required",
+            )]));
+        }
+        let order = {
+            let mut conn = db::connect(&self.pool).await?;
+            load(&mut conn, id).await?
+        };
+        check_version(&order, expected)?;
+        if order.status != OrderStatus::Pending {
+            return Err(OrderError::InvalidTransition {
+                from: order.status,
+                command: "confirm",
+            });
+        }
+        let payment = self
+            .deps
+            .payments
+            .charge(id, order.total, &token)
+            .await
+            .map_err(payment_error)?;
+        self.fault("after_charge")?;
+        let mut conn = db::connect(&self.pool).await?;
+        let answer = db::transaction(&mut conn, async |conn| {
+            let mut order = load_for_update(conn, id).await?;
+            if order.status == OrderStatus::Confirmed && order.payment_id == Some(payment.id) {
+                // The saga saw the capture first and confirmed for us.
+                return Ok::<_, OrderError>(accepted(&order));
+            }
+            if order.status == OrderStatus::Pending {
+                check_version(&order, expected)?;
+            }
+            let previous = order.version;
+            let event = order.confirm(payment.id)?;
+            save(conn, &order, previous, event).await?;
+            Ok(accepted(&order))
+        })
+        .await?;
+        if let Err(error) = self.commit_stock(id).await {
+            tracing::warn!(order_id = %id, error = format!("{error:#}"), "stock commit left to the saga");
+        }
+        Ok(answer)
+    }
+
+    pub(crate) async fn ship_order(
+        &self,
+        id: OrderId,
+        expected: ExpectedVersion,
+    ) -> Result<Accepted, OrderError> {
+        self.change_status(id, expected, Order::ship).await
+    }
+
+    pub(crate) async fn deliver_order(
+        &self,
+        id: OrderId,
+        expected: ExpectedVersion,
+    ) -> Result<Accepted, OrderError> {
+        self.change_status(id, expected, Order::deliver).await
+    }
+
+    pub(crate) async fn cancel_order(
+        &self,
+        id: OrderId,
+        reason: String,
+        expected: ExpectedVersion,
+    ) -> Result<Accepted, OrderError> {
+        let reason = Reason::parse(&reason).map_err(|message| {
+            OrderError::Invalid(vec![kernel::FieldError::new("reason", message)])
+        })?;
+        let answer = self
+            .change_status(id, expected, |order| order.cancel(reason))
+            .await?;
+        self.fault("after_cancel")?;
+        if let Err(error) = self.compensate(id).await {
+            tracing::warn!(order_id = %id, error = format!("{error:#}"), "refund and restock left to the saga");
+        }
+        Ok(answer)
+    }
+}

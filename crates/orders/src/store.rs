@@ -1,0 +1,128 @@
+//! The aggregate's persistence: loading an order (with or without its row lock) and saving
+//! it with a version check and its event, in the caller's transaction.
+
+use chrono::Utc;
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use kernel::db::DbContext;
+use kernel::{Money, NewEvent, OrderId};
+use orders_api::{Accepted, ExpectedVersion, OrderError};
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::SCHEMA;
+use crate::domain::Order;
+use crate::schema::orders;
+use crate::state::State;
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = orders)]
+struct OrderRow {
+    id: Uuid,
+    status: State,
+    total: Decimal,
+    payment_id: Option<Uuid>,
+    cancel_reason: Option<String>,
+    version: i64,
+}
+
+impl OrderRow {
+    /// The order, when it is visible (not an internal placement state).
+    fn into_order(self) -> Result<Option<Order>, OrderError> {
+        let State::Visible(status) = self.status else {
+            return Ok(None);
+        };
+        Ok(Some(Order {
+            id: self.id.into(),
+            status,
+            total: Money::from_decimal(self.total)
+                .map_err(|e| anyhow::anyhow!("stored total: {e}"))?,
+            payment_id: self.payment_id.map(Into::into),
+            cancel_reason: self.cancel_reason,
+            version: self.version,
+        }))
+    }
+}
+
+fn visible(id: OrderId, row: QueryResult<OrderRow>) -> Result<Order, OrderError> {
+    row.optional()
+        .db_context("loading order")?
+        .map(OrderRow::into_order)
+        .transpose()?
+        .flatten()
+        .ok_or(OrderError::NotFound(id))
+}
+
+/// Loads a visible order, without locking it.
+pub(crate) async fn load(conn: &mut AsyncPgConnection, id: OrderId) -> Result<Order, OrderError> {
+    let row = orders::table
+        .find(id.as_uuid())
+        .select(OrderRow::as_select())
+        .first(conn)
+        .await;
+    visible(id, row)
+}
+
+/// Loads a visible order and holds its row lock until the transaction ends.
+pub(crate) async fn load_for_update(
+    conn: &mut AsyncPgConnection,
+    id: OrderId,
+) -> Result<Order, OrderError> {
+    let row = orders::table
+        .find(id.as_uuid())
+        .select(OrderRow::as_select())
+        .for_update()
+        .first(conn)
+        .await;
+    visible(id, row)
+}
+
+/// Saves `order` (which was at `previous_version`) and appends its event.
+pub(crate) async fn save(
+    conn: &mut AsyncPgConnection,
+    order: &Order,
+    previous_version: i64,
+    event: NewEvent,
+) -> Result<(), OrderError> {
+    let updated = diesel::update(
+        orders::table
+            .find(order.id.as_uuid())
+            .filter(orders::version.eq(previous_version)),
+    )
+    .set((
+        orders::status.eq(State::Visible(order.status)),
+        orders::version.eq(order.version),
+        orders::payment_id.eq(order.payment_id.map(|p| p.as_uuid())),
+        orders::cancel_reason.eq(&order.cancel_reason),
+        orders::updated_at.eq(Utc::now()),
+    ))
+    .execute(conn)
+    .await
+    .db_context("saving order")?;
+    if updated != 1 {
+        return Err(OrderError::Conflict(order.id));
+    }
+    eventlog::append(conn, SCHEMA.name, &[event]).await?;
+    Ok(())
+}
+
+/// What a command answers about the order it changed.
+pub(crate) fn accepted(order: &Order) -> Accepted {
+    Accepted {
+        order_id: order.id,
+        status: order.status,
+        version: order.version,
+    }
+}
+
+/// `If-Match`: the order must be at the expected version, if one is given.
+pub(crate) fn check_version(order: &Order, expected: ExpectedVersion) -> Result<(), OrderError> {
+    match expected {
+        Some(expected) if expected != order.version => Err(OrderError::VersionMismatch {
+            order_id: order.id,
+            expected,
+            actual: order.version,
+        }),
+        _ => Ok(()),
+    }
+}
