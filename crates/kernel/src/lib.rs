@@ -32,6 +32,8 @@ pub mod openapi;
 mod panic;
 #[cfg(feature = "testing")]
 pub mod testing;
+#[cfg(feature = "http")]
+pub mod timing;
 
 pub use config::{DEFAULT_DATABASE_URL, parse_duration};
 pub use event::{Envelope, NewEvent};

@@ -8,6 +8,7 @@ use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
+use kernel::db::text::{from_text, to_text};
 use orders_api::OrderStatus;
 
 /// Where a generation of the read model stands (see `rebuild.rs`).
@@ -58,20 +59,6 @@ impl FromStr for GenerationState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Text)]
 pub(crate) struct StoredStatus(pub(crate) OrderStatus);
-
-/// Both directions of the one mapping: a state's `as_str` out, its `FromStr` in.
-fn to_text(text: &'static str, out: &mut Output<'_, '_, Pg>) -> serialize::Result {
-    <str as ToSql<Text, Pg>>::to_sql(text, &mut out.reborrow())
-}
-
-fn from_text<T>(bytes: PgValue<'_>) -> deserialize::Result<T>
-where
-    T: FromStr,
-    T::Err: std::error::Error + Send + Sync + 'static,
-{
-    let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
-    Ok(text.parse::<T>()?)
-}
 
 impl ToSql<Text, Pg> for GenerationState {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {

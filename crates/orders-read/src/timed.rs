@@ -2,27 +2,26 @@
 //! span for each.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
+use kernel::timing::Timing;
 use kernel::{OrderId, PageRequest};
 use orders_api::{OrderError, OrderFilter, OrderPage, OrderQueries, Read};
-use tracing::Instrument;
 
 /// Wraps the read model's queries with timing.
 pub(crate) struct Timed<T>(pub(crate) Arc<T>);
+
+const TIMING: Timing = Timing {
+    histogram: "query_duration_seconds",
+    label: "query",
+};
 
 async fn time<R>(
     name: &'static str,
     work: impl Future<Output = Result<R, OrderError>>,
 ) -> Result<R, OrderError> {
-    let started = Instant::now();
     let span = tracing::info_span!("order", kind = "query", name);
-    let result = work.instrument(span).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics::histogram!("query_duration_seconds", "query" => name, "outcome" => outcome)
-        .record(started.elapsed());
-    result
+    TIMING.time(name, span, work).await
 }
 
 #[async_trait]

@@ -9,6 +9,7 @@ use diesel::expression::AsExpression;
 use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
+use kernel::db::text::{from_text, to_text};
 use orders_api::OrderStatus;
 
 /// `orders.orders.status`: the visible statuses, and the internal states of placement.
@@ -56,14 +57,13 @@ impl FromStr for State {
 
 impl ToSql<Text, Pg> for State {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <str as ToSql<Text, Pg>>::to_sql(self.as_str(), &mut out.reborrow())
+        to_text(self.as_str(), out)
     }
 }
 
 impl FromSql<Text, Pg> for State {
     fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
-        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
-        Ok(text.parse::<State>()?)
+        from_text(bytes)
     }
 }
 

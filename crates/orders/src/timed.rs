@@ -2,27 +2,26 @@
 //! a span for each.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use async_trait::async_trait;
 use kernel::OrderId;
+use kernel::timing::Timing;
 use orders_api::{Accepted, ExpectedVersion, NewOrder, OrderCommands, OrderError};
-use tracing::Instrument;
 
 /// Wraps the command handler with timing.
 pub(crate) struct Timed<T>(pub(crate) Arc<T>);
+
+const TIMING: Timing = Timing {
+    histogram: "command_duration_seconds",
+    label: "command",
+};
 
 async fn time<R>(
     name: &'static str,
     work: impl Future<Output = Result<R, OrderError>>,
 ) -> Result<R, OrderError> {
-    let started = Instant::now();
     let span = tracing::info_span!("order", kind = "command", name);
-    let result = work.instrument(span).await;
-    let outcome = if result.is_ok() { "ok" } else { "error" };
-    metrics::histogram!("command_duration_seconds", "command" => name, "outcome" => outcome)
-        .record(started.elapsed());
-    result
+    TIMING.time(name, span, work).await
 }
 
 #[async_trait]

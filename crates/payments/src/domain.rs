@@ -7,6 +7,7 @@ use diesel::pg::{Pg, PgValue};
 use diesel::serialize::{self, Output, ToSql};
 use diesel::sql_types::Text;
 use kernel::Money;
+use kernel::db::text::{from_text, to_text};
 use payments_api::PaymentStatus;
 use rust_decimal::Decimal;
 
@@ -43,14 +44,13 @@ pub(crate) struct StoredStatus(pub(crate) PaymentStatus);
 
 impl ToSql<Text, Pg> for StoredStatus {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
-        <str as ToSql<Text, Pg>>::to_sql(self.0.as_str(), &mut out.reborrow())
+        to_text(self.0.as_str(), out)
     }
 }
 
 impl FromSql<Text, Pg> for StoredStatus {
     fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
-        let text = <String as FromSql<Text, Pg>>::from_sql(bytes)?;
-        Ok(StoredStatus(text.parse()?))
+        from_text(bytes).map(StoredStatus)
     }
 }
 

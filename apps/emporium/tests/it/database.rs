@@ -119,9 +119,9 @@ async fn migrate_creates_the_database_and_is_repeatable() {
         .expect("second migrate is a no-op");
     emporium::migrate(&config, Some("users"))
         .await
-        .expect("one module");
+        .expect("one schema");
     let err = emporium::migrate(&config, Some("nope")).await.unwrap_err();
-    assert!(err.to_string().contains("unknown module"), "{err}");
+    assert!(err.to_string().contains("unknown schema"), "{err}");
 
     let mut admin =
         kernel::db::connect_admin(&kernel::db::with_database(&url, "postgres").unwrap())

@@ -31,6 +31,8 @@ use futures_util::FutureExt;
 
 use crate::Unavailable;
 
+pub mod text;
+
 pub use diesel_async::AsyncPgConnection as PgConnection;
 
 /// A pool of connections that act as one module's role.
