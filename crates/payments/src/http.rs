@@ -23,9 +23,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     endpoints().mount(cfg);
 }
 
-/// The HTTP answer to each [`PaymentError`] (the orders module answers its confirm and
-/// cancel commands with the same statuses and codes).
-
 /// Get a payment
 #[utoipa::path(
     get,
