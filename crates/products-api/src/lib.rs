@@ -91,6 +91,42 @@ pub enum ReservationStatus {
     Returned,
 }
 
+impl ReservationStatus {
+    pub const ALL: [ReservationStatus; 4] = [
+        ReservationStatus::Reserved,
+        ReservationStatus::Committed,
+        ReservationStatus::Released,
+        ReservationStatus::Returned,
+    ];
+
+    /// Its one spelling (the products module stores it as this text).
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ReservationStatus::Reserved => "reserved",
+            ReservationStatus::Committed => "committed",
+            ReservationStatus::Released => "released",
+            ReservationStatus::Returned => "returned",
+        }
+    }
+}
+
+/// Text that names no [`ReservationStatus`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown reservation status {0:?}")]
+pub struct UnknownReservationStatus(pub String);
+
+impl std::str::FromStr for ReservationStatus {
+    type Err = UnknownReservationStatus;
+
+    /// The inverse of [`ReservationStatus::as_str`].
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ReservationStatus::ALL
+            .into_iter()
+            .find(|s| s.as_str() == text)
+            .ok_or_else(|| UnknownReservationStatus(text.to_owned()))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProductError {
     #[error("product {0} not found")]
@@ -474,6 +510,18 @@ pub mod events {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reservation_statuses_round_trip_their_one_spelling() {
+        for status in ReservationStatus::ALL {
+            assert_eq!(status.as_str().parse::<ReservationStatus>(), Ok(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+        assert!("reserve".parse::<ReservationStatus>().is_err());
+    }
 
     #[test]
     fn every_error_states_its_status_and_code() {

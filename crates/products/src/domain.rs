@@ -1,6 +1,12 @@
 //! Parse, don't validate: product fields that exist are valid.
 
+use diesel::deserialize::{self, FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
+use diesel::pg::{Pg, PgValue};
+use diesel::serialize::{self, Output, ToSql};
+use diesel::sql_types::Text;
 use kernel::Money;
+use kernel::db::text::{from_text, to_text};
 use products_api::{MAX_STOCK, ReservationStatus};
 use rust_decimal::Decimal;
 
@@ -71,23 +77,22 @@ pub(crate) fn stock_quantity(value: i64, min: i64) -> Result<i64, String> {
     Ok(value)
 }
 
-pub(crate) fn status_text(status: ReservationStatus) -> &'static str {
-    match status {
-        ReservationStatus::Reserved => "reserved",
-        ReservationStatus::Committed => "committed",
-        ReservationStatus::Released => "released",
-        ReservationStatus::Returned => "returned",
+/// A [`ReservationStatus`] as `products.reservations.status` stores it: text, through the
+/// `-api` type's `as_str`/`FromStr` (which knows no diesel).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub(crate) struct StoredStatus(pub(crate) ReservationStatus);
+
+impl ToSql<Text, Pg> for StoredStatus {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        to_text(self.0.as_str(), out)
     }
 }
 
-pub(crate) fn parse_status(text: &str) -> anyhow::Result<ReservationStatus> {
-    Ok(match text {
-        "reserved" => ReservationStatus::Reserved,
-        "committed" => ReservationStatus::Committed,
-        "released" => ReservationStatus::Released,
-        "returned" => ReservationStatus::Returned,
-        other => anyhow::bail!("unknown reservation status {other:?} in the database"),
-    })
+impl FromSql<Text, Pg> for StoredStatus {
+    fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
+        from_text(bytes).map(StoredStatus)
+    }
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::SCHEMA;
-use crate::domain::{Description, Price, ProductName, parse_status, status_text, stock_quantity};
+use crate::domain::{Description, Price, ProductName, StoredStatus, stock_quantity};
 use crate::schema::{products, reservation_lines, reservations};
 
 /// [`ProductApi`] over Postgres.
@@ -123,7 +123,7 @@ async fn lock_reservation(
     conn: &mut AsyncPgConnection,
     order_id: OrderId,
 ) -> Result<ReservationStatus, ProductError> {
-    let status: String = reservations::table
+    let status: StoredStatus = reservations::table
         .find(order_id.as_uuid())
         .select(reservations::status)
         .for_update()
@@ -132,7 +132,7 @@ async fn lock_reservation(
         .optional()
         .db_context("loading reservation")?
         .ok_or(ProductError::ReservationNotFound(order_id))?;
-    Ok(parse_status(&status)?)
+    Ok(status.0)
 }
 
 /// The reservation's lines in product-id order (the lock order of products rows).
@@ -156,7 +156,7 @@ async fn set_status(
 ) -> Result<(), ProductError> {
     diesel::update(reservations::table.find(order_id.as_uuid()))
         .set((
-            reservations::status.eq(status_text(status)),
+            reservations::status.eq(StoredStatus(status)),
             reservations::updated_at.eq(Utc::now()),
         ))
         .execute(conn)
@@ -433,7 +433,7 @@ impl ProductApi for ProductService {
             let inserted = diesel::insert_into(reservations::table)
                 .values((
                     reservations::order_id.eq(order_id.as_uuid()),
-                    reservations::status.eq(status_text(ReservationStatus::Reserved)),
+                    reservations::status.eq(StoredStatus(ReservationStatus::Reserved)),
                     reservations::created_at.eq(now),
                     reservations::updated_at.eq(now),
                 ))
@@ -512,7 +512,7 @@ impl ProductApi for ProductService {
         diesel::insert_into(reservations::table)
             .values((
                 reservations::order_id.eq(order_id.as_uuid()),
-                reservations::status.eq(status_text(ReservationStatus::Released)),
+                reservations::status.eq(StoredStatus(ReservationStatus::Released)),
                 reservations::created_at.eq(now),
                 reservations::updated_at.eq(now),
             ))
@@ -546,7 +546,7 @@ impl ProductApi for ProductService {
     #[tracing::instrument(name = "products.reservation", skip_all)]
     async fn reservation(&self, order_id: OrderId) -> Result<ReservationStatus, ProductError> {
         let mut conn = db::connect(&self.pool).await?;
-        let status: String = reservations::table
+        let status: StoredStatus = reservations::table
             .find(order_id.as_uuid())
             .select(reservations::status)
             .first(&mut conn)
@@ -554,6 +554,6 @@ impl ProductApi for ProductService {
             .optional()
             .db_context("loading reservation")?
             .ok_or(ProductError::ReservationNotFound(order_id))?;
-        Ok(parse_status(&status)?)
+        Ok(status.0)
     }
 }
