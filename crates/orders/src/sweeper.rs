@@ -2,29 +2,45 @@
 //! which releases their stock through the usual cancellation), and finishes placements a
 //! crash interrupted. Every process runs one; the row locks and version checks of the
 //! commands make concurrent sweepers harmless.
+//!
+//! A listing is only a hint: an order listed as expired may be confirmed before the sweep
+//! gets to it, and confirmed -> cancelled is a legal transition. So expiry cancels an order
+//! only if, under its row lock, it is still pending, still at the version listed and still
+//! past its due time; anything else is left alone.
 
 use std::time::Duration;
 
+use anyhow::Context;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use kernel::OrderId;
 use kernel::db::{self, DbContext};
-use orders_api::{OrderCommands, OrderError};
+use orders_api::{Accepted, OrderError};
 use uuid::Uuid;
 
 use crate::Settings;
 use crate::commands::OrderCommandHandler;
+use crate::domain::Reason;
 use crate::schema::orders;
 use crate::state::State;
+use crate::store::{accepted, load_for_update, save};
 
 /// Most orders of each kind one sweep handles.
 const SWEEP_LIMIT: i64 = 100;
 
+/// A pending order the listing found past its due time, at the version it had then.
+struct Expired {
+    id: OrderId,
+    version: i64,
+}
+
 /// The orders a sweep has work for.
 struct Due {
-    /// Pending orders older than the expiry.
-    expired: Vec<OrderId>,
+    /// Pending orders created before `expired_before`.
+    expired: Vec<Expired>,
+    /// The due time of the listing, checked again when each order is cancelled.
+    expired_before: DateTime<Utc>,
     /// Placements cut short by a crash.
     interrupted: Vec<OrderId>,
 }
@@ -43,16 +59,16 @@ pub(crate) async fn sweep(
     settings: &Settings,
 ) -> anyhow::Result<()> {
     let due = due(handler, settings.order_expiry, settings.placement_timeout).await?;
-    for id in due.expired {
-        match handler.cancel(id, "expired".to_owned(), None).await {
-            Ok(_) => tracing::info!(order_id = %id, "expired pending order cancelled"),
+    for listed in due.expired {
+        handler.fault("before_expire")?;
+        let id = listed.id;
+        match expire(handler, listed, due.expired_before)
+            .await
+            .context("cancelling an expired order")?
+        {
+            Some(_) => tracing::info!(order_id = %id, "expired pending order cancelled"),
             // Confirmed or cancelled meanwhile, by a request or another process.
-            Err(
-                OrderError::InvalidTransition { .. }
-                | OrderError::Conflict(_)
-                | OrderError::NotFound(_),
-            ) => {}
-            Err(e) => return Err(anyhow::anyhow!(e).context("cancelling an expired order")),
+            None => tracing::debug!(order_id = %id, "listed order no longer expired"),
         }
     }
     for id in due.interrupted {
@@ -60,6 +76,46 @@ pub(crate) async fn sweep(
         tracing::info!(order_id = %id, "interrupted placement released");
     }
     Ok(())
+}
+
+/// Cancels a listed order as `expired` if, under its row lock, it is still pending at the
+/// version listed and still created before `expired_before`; `None` (and nothing done)
+/// otherwise. A cancelled order's stock is then given back as after any cancellation
+/// (`compensate`; the saga does it again from `order.cancelled`).
+async fn expire(
+    handler: &OrderCommandHandler,
+    listed: Expired,
+    expired_before: DateTime<Utc>,
+) -> anyhow::Result<Option<Accepted>> {
+    let Expired { id, version } = listed;
+    let mut conn = db::connect(&handler.pool).await?;
+    let cancelled = db::transaction(&mut conn, async |conn| {
+        let still_due: Option<Uuid> = orders::table
+            .find(id.as_uuid())
+            .filter(orders::status.eq(State::PENDING))
+            .filter(orders::version.eq(version))
+            .filter(orders::created_at.lt(expired_before))
+            .select(orders::id)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()
+            .db_context("locking an expired order")?;
+        if still_due.is_none() {
+            return Ok(None);
+        }
+        let mut order = load_for_update(conn, id).await?;
+        let event = order.cancel(Reason::parse("expired").map_err(anyhow::Error::msg)?)?;
+        save(conn, &order, version, event).await?;
+        Ok::<_, OrderError>(Some(accepted(&order)))
+    })
+    .await?;
+    if cancelled.is_some()
+        && let Err(error) = handler.compensate(id).await
+    {
+        tracing::warn!(order_id = %id, error = format!("{error:#}"), "stock release of an expired order left to the saga");
+    }
+    Ok(cancelled)
 }
 
 /// Pending orders older than `expiry`, and placements cut short by a crash.
@@ -72,10 +128,10 @@ async fn due(
     let now = Utc::now();
     let expired_before: DateTime<Utc> =
         now - chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX);
-    let expired: Vec<Uuid> = orders::table
+    let expired: Vec<(Uuid, i64)> = orders::table
         .filter(orders::status.eq(State::PENDING))
         .filter(orders::created_at.lt(expired_before))
-        .select(orders::id)
+        .select((orders::id, orders::version))
         .order(orders::created_at)
         .limit(SWEEP_LIMIT)
         .load(&mut conn)
@@ -96,7 +152,14 @@ async fn due(
         .await
         .db_context("finding interrupted placements")?;
     Ok(Due {
-        expired: expired.into_iter().map(Into::into).collect(),
+        expired: expired
+            .into_iter()
+            .map(|(id, version)| Expired {
+                id: id.into(),
+                version,
+            })
+            .collect(),
+        expired_before,
         interrupted: interrupted.into_iter().map(Into::into).collect(),
     })
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::{spawn_app, spawn_with};
+use crate::{gates, spawn_app, spawn_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn place_reserves_stock_and_answers_202_with_version_1() {
@@ -565,6 +565,52 @@ async fn pending_orders_expire_and_release_their_stock() {
         "confirmed orders never expire"
     );
     assert_eq!(app.stock(&product).await, (9, 0));
+}
+
+/// An order confirmed after a sweep listed it as expired stays confirmed: expiry cancels
+/// only an order still pending when it cancels it, never a paid one (confirmed ->
+/// cancelled is legal, so the listing alone is no proof).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_confirmed_after_the_sweep_listed_it_is_not_expired() {
+    let (hook, [mut listed]) = gates(["before_expire"]);
+    let app = Arc::new(
+        spawn_with(orders::Settings {
+            order_expiry: Duration::ZERO,
+            sweep_every: Duration::from_secs(3600),
+            placement_timeout: Duration::from_secs(60),
+            faults: Some(hook),
+        })
+        .await,
+    );
+    let (user, product) = app.shop(10);
+    let id = app.placed(&user, &product, 2).await;
+    let sweep = tokio::spawn({
+        let app = app.clone();
+        async move { app.module.sweep().await }
+    });
+    listed.reached().await;
+    let confirmed = app
+        .command(&id, "confirm", json!({"payment_token": "tok_visa"}))
+        .await;
+    assert_eq!(confirmed.status, 202, "{:#}", confirmed.body);
+    listed.open();
+    sweep.await.unwrap().unwrap();
+
+    assert_eq!(app.payments.refunds(), 0, "the payment is not refunded");
+    let cancelled = app
+        .db
+        .scalar("SELECT count(*) AS n FROM orders.events WHERE event_type = 'order.cancelled'")
+        .await;
+    assert_eq!(cancelled, 0, "no order.cancelled published");
+    let still_confirmed = app
+        .db
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM orders.orders WHERE id = '{id}' AND status = 'confirmed' AND version = 2"
+        ))
+        .await;
+    assert_eq!(still_confirmed, 1, "the order stays confirmed at version 2");
+    assert_eq!(app.stock(&product).await, (8, 0), "the stock stays sold");
+    assert_eq!(app.view(&id, 2).await["status"], "confirmed");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

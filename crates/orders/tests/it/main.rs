@@ -7,18 +7,70 @@
 mod commands;
 mod tidy;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use actix_web::web;
 use async_trait::async_trait;
 use eventlog::{DispatchSettings, Dispatcher, EventSource, LoggedEvent, PgEventSource, Position};
 use kernel::testing::{Answer, Http, TestDatabase, TestServer};
-use orders::{Dependencies, OrderWriteSide, Settings};
+use orders::{Dependencies, FaultHook, OrderWriteSide, Settings};
 use payments_api::testing::InMemoryPayments;
 use products_api::testing::InMemoryProducts;
 use serde_json::{Value, json};
+use tokio::sync::mpsc as async_mpsc;
 use users_api::testing::InMemoryUsers;
+
+/// How long a test waits for a command to reach a gate, and a held command for its test.
+const GATE_WAIT: Duration = Duration::from_secs(10);
+
+/// A named point of a command, held by [`gates`]: the test learns when a command reaches
+/// it ([`Gate::reached`]) and lets it go on ([`Gate::open`]), so it can act in between.
+struct Gate {
+    point: &'static str,
+    reached: async_mpsc::UnboundedReceiver<()>,
+    go: mpsc::Sender<()>,
+}
+
+impl Gate {
+    /// Waits until a command stands at this gate.
+    async fn reached(&mut self) {
+        let reached = tokio::time::timeout(GATE_WAIT, self.reached.recv()).await;
+        assert!(
+            matches!(reached, Ok(Some(()))),
+            "no command reached {}",
+            self.point
+        );
+    }
+
+    /// Lets the command standing at this gate go on.
+    fn open(&self) {
+        self.go.send(()).expect("the held command waits");
+    }
+}
+
+/// A fault hook holding every command that reaches one of `points` until its gate opens.
+/// The held command's thread waits in `block_in_place`, so only commands run on the
+/// test's own runtime can be held (calls through `module`, not requests over HTTP, whose
+/// actix workers are single-threaded); a command held longer than [`GATE_WAIT`] fails.
+fn gates<const N: usize>(points: [&'static str; N]) -> (FaultHook, [Gate; N]) {
+    let mut held = Vec::new();
+    let gates = points.map(|point| {
+        let (reached_tx, reached) = async_mpsc::unbounded_channel();
+        let (go, go_rx) = mpsc::channel();
+        held.push((point, reached_tx, Mutex::new(go_rx)));
+        Gate { point, reached, go }
+    });
+    let hook: FaultHook = Arc::new(move |point| {
+        if let Some((_, reached, go)) = held.iter().find(|(held, ..)| *held == point) {
+            reached.send(()).ok();
+            tokio::task::block_in_place(|| go.lock().unwrap().recv_timeout(GATE_WAIT))
+                .map_err(|_| anyhow::anyhow!("never let go on at {point}"))?;
+        }
+        Ok(())
+    });
+    (hook, gates)
+}
 
 /// A source with no events: the fakes publish none.
 struct Silent(&'static str);
