@@ -356,10 +356,13 @@ impl OrderCommandHandler {
 
     /// Gives up a placement: `abandoned`, its reservation released (and fenced), then
     /// `rejected`, its idempotency key freed. Safe to repeat; the sweeper calls it for
-    /// placements a crash interrupted.
-    pub(crate) async fn abandon(&self, id: OrderId) -> anyhow::Result<()> {
+    /// placements a crash interrupted. Only a placement that is `abandoned` (by this call,
+    /// or by one cut short before it released) is released: one published meanwhile is a
+    /// live `pending` order whose reservation is its own, and is left alone. Answers
+    /// whether it released the placement.
+    pub(crate) async fn abandon(&self, id: OrderId) -> anyhow::Result<bool> {
         let mut conn = db::connect(&self.pool).await?;
-        diesel::update(
+        let abandoned = diesel::update(
             orders::table
                 .find(id.as_uuid())
                 .filter(orders::status.eq(State::Placing)),
@@ -371,6 +374,19 @@ impl OrderCommandHandler {
         .execute(&mut conn)
         .await
         .db_context("abandoning placement")?;
+        if abandoned == 0 {
+            // No longer placing: published, already rejected, or abandoned earlier.
+            let state: Option<State> = orders::table
+                .find(id.as_uuid())
+                .select(orders::status)
+                .first(&mut conn)
+                .await
+                .optional()
+                .db_context("loading an abandoned placement")?;
+            if state != Some(State::Abandoned) {
+                return Ok(false);
+            }
+        }
         match self.deps.products.release(id).await {
             Ok(()) | Err(ProductError::ReservationClosed { .. }) => {}
             Err(e) => return Err(anyhow::anyhow!(e).context("releasing an abandoned placement")),
@@ -397,6 +413,7 @@ impl OrderCommandHandler {
             .db_context("freeing idempotency key")?;
             anyhow::Ok(())
         })
-        .await
+        .await?;
+        Ok(true)
     }
 }

@@ -72,8 +72,14 @@ pub(crate) async fn sweep(
         }
     }
     for id in due.interrupted {
-        handler.abandon(id).await?;
-        tracing::info!(order_id = %id, "interrupted placement released");
+        handler.fault("before_abandon")?;
+        if handler.abandon(id).await? {
+            tracing::info!(order_id = %id, "interrupted placement released");
+        } else {
+            // Published meanwhile by its slow request (a live order keeps its stock), or
+            // finished by another sweep.
+            tracing::info!(order_id = %id, "interrupted placement finished meanwhile");
+        }
     }
     Ok(())
 }

@@ -6,6 +6,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use orders_api::{NewOrder, NewOrderLine, OrderStatus};
+use products_api::{ProductApi, ReservationStatus};
+
 use crate::{gates, spawn_app, spawn_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -656,4 +659,64 @@ async fn an_interrupted_placement_is_released_by_the_sweeper() {
             == 0
     })
     .await;
+}
+
+/// A slow placement that publishes after a sweep listed it as interrupted keeps its stock:
+/// the sweep finds it pending and releases nothing, and its confirm commits the stock it
+/// reserved instead of overselling.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_published_after_the_sweep_listed_it_keeps_its_stock() {
+    let (hook, [mut reserved, mut listed]) = gates(["after_reserve", "before_abandon"]);
+    let app = Arc::new(
+        spawn_with(orders::Settings {
+            order_expiry: Duration::from_secs(1800),
+            sweep_every: Duration::from_secs(3600),
+            placement_timeout: Duration::ZERO,
+            faults: Some(hook),
+        })
+        .await,
+    );
+    let (user, product) = app.shop(10);
+    let order = NewOrder {
+        user_id: user.parse().unwrap(),
+        items: vec![NewOrderLine {
+            product_id: product.parse().unwrap(),
+            quantity: 3,
+        }],
+    };
+    let commands = app.module.commands();
+    let place = tokio::spawn(async move { commands.place(order, None).await });
+    reserved.reached().await;
+    assert_eq!(app.stock(&product).await, (7, 3), "the placement reserved");
+    let sweep = tokio::spawn({
+        let app = app.clone();
+        async move { app.module.sweep().await }
+    });
+    listed.reached().await;
+    reserved.open();
+    let placed = place.await.unwrap().expect("the placement publishes");
+    assert_eq!(placed.status, OrderStatus::Pending);
+    listed.open();
+    sweep.await.unwrap().unwrap();
+
+    let id = placed.order_id.to_string();
+    assert_eq!(app.view(&id, 1).await["status"], "pending");
+    assert_eq!(
+        app.stock(&product).await,
+        (7, 3),
+        "the pending order keeps its reservation"
+    );
+    assert_eq!(
+        app.products.reservation(placed.order_id).await.unwrap(),
+        ReservationStatus::Reserved
+    );
+    let confirmed = app
+        .command(&id, "confirm", json!({"payment_token": "tok_visa"}))
+        .await;
+    assert_eq!(confirmed.status, 202, "{:#}", confirmed.body);
+    assert_eq!(
+        app.stock(&product).await,
+        (7, 0),
+        "the confirm commits the reserved stock: nothing oversold"
+    );
 }
