@@ -439,14 +439,20 @@ async fn rebuild_replays_the_log_into_a_fresh_read_model_while_queries_answer() 
 
     // The live projection carries on from where the rebuild stopped.
     let after = app.placed(&user, &[(&product, 1)]).await;
-    let view = app
-        .http
-        .get(&format!("/queries/orders/{after}?min_version=1"))
-        .await;
-    assert_eq!(
-        (view.status, view.header("x-read-model-stale")),
-        (200, None)
-    );
+    // Polled with a deadline: right after the switch the live delivery task may still be
+    // waiting out a busy subscriber lock or a backoff, longer than one 2 s wait.
+    let mut view = None;
+    wait_for("the live projection to carry on", async || {
+        let answer = app
+            .http
+            .get(&format!("/queries/orders/{after}?min_version=1"))
+            .await;
+        let fresh = (answer.status, answer.header("x-read-model-stale")) == (200, None);
+        view = Some(answer);
+        fresh
+    })
+    .await;
+    let view = view.expect("polled at least once");
     assert_eq!(view.body["user_name"], "Renamed before rebuild");
     crate::invariants::assert_hold(&app.db).await;
 }

@@ -5,6 +5,7 @@
 //! and the projection and the saga fed by the real event log.
 
 mod commands;
+mod sweeper;
 mod tidy;
 
 use std::sync::{Arc, Mutex, mpsc};
