@@ -158,14 +158,29 @@ impl Problem {
     }
 
     /// Maps an unexpected error to `503` (database unreachable) or `500` (anything else).
+    /// Unreachable is any cause in the chain that is [`Unavailable`] or, with the `db`
+    /// feature, a lost connection however it was wrapped (`kernel::db::is_unavailable`).
     /// The caller logs it; the body never contains the cause.
     pub fn from_unexpected(error: &anyhow::Error) -> Self {
-        if error.chain().any(|cause| cause.is::<Unavailable>()) {
+        if error.chain().any(unavailable_cause) {
             Problem::unavailable()
         } else {
             Problem::internal()
         }
     }
+}
+
+/// The plain kernel knows only its marker; with `db`, the database plumbing also recognises
+/// diesel's and the pool's own errors (no crate can hold a diesel error without `db`: every
+/// crate that uses diesel enables it).
+#[cfg(feature = "db")]
+fn unavailable_cause(cause: &(dyn std::error::Error + 'static)) -> bool {
+    crate::db::is_unavailable_cause(cause)
+}
+
+#[cfg(not(feature = "db"))]
+fn unavailable_cause(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause.is::<Unavailable>()
 }
 
 impl fmt::Display for Problem {
@@ -193,7 +208,7 @@ fn title(status: u16) -> &'static str {
 pub trait IntoProblem {
     /// The problem a client gets; `Err` with the cause for an unexpected failure, which
     /// the HTTP layer logs with its chain and answers `500` (or `503` when the chain holds
-    /// [`Unavailable`]).
+    /// [`Unavailable`] or a lost database connection).
     fn into_problem(self) -> Result<Problem, anyhow::Error>;
 }
 

@@ -1,7 +1,9 @@
 //! Operating emporium: failure answers against a Postgres the test stops and starts,
 //! panics, request ids, admin auth and projection status, metrics.
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use emporium::{Config, Hooks};
@@ -96,6 +98,147 @@ async fn a_database_outage_answers_503_then_recovers_without_a_restart() {
         (view.status, view.header("x-read-model-stale")) == (200, None)
     })
     .await;
+}
+
+/// Requests in flight when Postgres crashes lose their connection mid-query: each such
+/// cause (the socket closed, the server gone) is `503`, never `500`, on every kind of route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_under_traffic_answers_503_never_500() {
+    kernel::testing::init_logs();
+    let base = std::env::temp_dir().join(format!("emporium-crash-{}", std::process::id()));
+    let postgres = OwnPostgres(pgcluster::Cluster::new(base).expect("PostgreSQL binaries"));
+    let port = postgres.0.start().expect("private Postgres starts");
+    let url = format!("postgres://postgres@127.0.0.1:{port}/emporium");
+    let db = TestDatabase {
+        url: url.clone(),
+        name: "emporium".into(),
+    };
+    let app = Arc::new(spawn_with(db, Config::for_database, Hooks::default()).await);
+    let user = app.user("crash@example.com").await;
+    let product = app.product("Crash", "1.00", 1_000_000).await;
+
+    // Clients cycle through a mix of reads and writes until told to stop; every answer is
+    // counted by route and status.
+    let stop = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(BTreeMap::<(&'static str, u16), u32>::new()));
+    let clients: Vec<_> = (0..4)
+        .map(|client| {
+            let (app, stop, seen) = (app.clone(), stop.clone(), seen.clone());
+            let (user, product) = (user.clone(), product.clone());
+            tokio::spawn(async move {
+                let mut last_order: Option<String> = None;
+                let mut n = client;
+                while !stop.load(Ordering::Relaxed) {
+                    let (route, answer) = match n % 6 {
+                        0 => (
+                            "list orders",
+                            app.http
+                                .get(&format!("/queries/orders?user_id={user}"))
+                                .await,
+                        ),
+                        1 => (
+                            "get product",
+                            app.http.get(&format!("/products/{product}")).await,
+                        ),
+                        2 => {
+                            let answer = app.order(&user, &[(&product, 1)]).await;
+                            if answer.status == 202 {
+                                last_order = answer.body["order_id"].as_str().map(str::to_owned);
+                            }
+                            ("place", answer)
+                        }
+                        3 => (
+                            "restock",
+                            app.http
+                                .post(
+                                    &format!("/products/{product}/restock"),
+                                    json!({"quantity": 1}),
+                                )
+                                .await,
+                        ),
+                        4 => (
+                            "rename",
+                            app.http
+                                .patch(&format!("/users/{user}"), json!({"name": format!("N{n}")}))
+                                .await,
+                        ),
+                        _ => match last_order.take() {
+                            Some(order) if n % 12 == 5 => (
+                                "confirm",
+                                app.command(
+                                    &order,
+                                    "confirm",
+                                    json!({"payment_token": "tok_visa"}),
+                                )
+                                .await,
+                            ),
+                            Some(order) => (
+                                "cancel",
+                                app.command(&order, "cancel", json!({"reason": "crash test"}))
+                                    .await,
+                            ),
+                            None => {
+                                n += 1;
+                                continue;
+                            }
+                        },
+                    };
+                    if answer.status == 503 {
+                        answer.assert_problem(503, "service_unavailable");
+                        assert_eq!(answer.header("retry-after"), Some("1"), "{route}");
+                        // Retry soon, not at once: the outage is short and the cores few.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    *seen
+                        .lock()
+                        .unwrap()
+                        .entry((route, answer.status))
+                        .or_default() += 1;
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+
+    // A few crashes, each while the clients are busy, each followed by a restart and a
+    // recovery; a crash in the middle of a query is what a single one may miss.
+    let started = Instant::now();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        tokio::task::block_in_place(|| postgres.0.crash()).expect("crash Postgres");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::task::block_in_place(|| postgres.0.start()).expect("restart Postgres");
+        wait_for("ready after the crash", async || {
+            app.http.get("/health/ready").await.status == 200
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        client.await.expect("a client failed");
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "crashes and recoveries took {:?}",
+        started.elapsed()
+    );
+
+    let seen = seen.lock().unwrap().clone();
+    let count = |status: u16| -> u32 {
+        seen.iter()
+            .filter(|((_, s), _)| *s == status)
+            .map(|(_, n)| n)
+            .sum()
+    };
+    eprintln!("answers by (route, status): {seen:?}");
+    assert_eq!(count(500), 0, "500s among {seen:?}");
+    assert!(count(503) > 0, "no request met the outage: {seen:?}");
+    assert!(
+        seen.keys()
+            .all(|(_, status)| matches!(status, 200 | 202 | 409 | 503)),
+        "unexpected answers among {seen:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -580,3 +580,48 @@ async fn one_subscriber_never_runs_two_batches_at_once() {
         }
     );
 }
+
+/// An append on a connection the server has ended fails as "unavailable" (a `503`), though
+/// its error only went through `anyhow::Context`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_on_a_lost_connection_is_unavailable() {
+    #[derive(diesel::QueryableByName)]
+    struct Pid {
+        #[diesel(sql_type = diesel::sql_types::Integer)]
+        pid: i32,
+    }
+    let f = fixture().await;
+    let mut conn = write_conn(&f).await;
+    let Pid { pid } = diesel::sql_query("SELECT pg_backend_pid() AS pid")
+        .get_result(&mut *conn)
+        .await
+        .unwrap();
+    let mut admin = f.db.connect().await;
+    diesel::sql_query("SELECT pg_terminate_backend($1)")
+        .bind::<diesel::sql_types::Integer, _>(pid)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let query = format!("SELECT count(*) AS n FROM pg_stat_activity WHERE pid = {pid}");
+    while f.db.scalar(&query).await > 0 {
+        assert!(Instant::now() < deadline, "backend {pid} still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let event = NewEvent::new(
+        "test.happened",
+        uuid::Uuid::now_v7(),
+        1,
+        &serde_json::json!({}),
+    );
+    let error = eventlog::append(&mut conn, "ledger", &[event])
+        .await
+        .expect_err("the connection is gone");
+    let problem = kernel::Problem::from_unexpected(&error);
+    assert_eq!(
+        (problem.status, problem.retry_after),
+        (503, Some(1)),
+        "{error:#}"
+    );
+}
