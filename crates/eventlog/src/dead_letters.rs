@@ -21,6 +21,8 @@ const LIST: &str =
 const TAKE: &str = "SELECT id, subscriber, source, event, error, parked_at FROM {schema}.dead_letters \
      WHERE id = $1 AND subscriber = $2 AND source = $3 FOR UPDATE";
 const REMOVE: &str = "DELETE FROM {schema}.dead_letters WHERE id = $1";
+const FORGET: &str = "DELETE FROM {schema}.dead_letters WHERE subscriber = $1";
+const HAND_OVER: &str = "UPDATE {schema}.dead_letters SET subscriber = $2 WHERE subscriber = $1";
 
 /// A parked event.
 #[derive(Debug, Clone, diesel::QueryableByName)]
@@ -92,5 +94,41 @@ pub(crate) async fn remove(
         .execute(conn)
         .await
         .context("removing dead letter")?;
+    Ok(())
+}
+
+/// Dead-letter handover, beside [`hand_over_checkpoints`](crate::hand_over_checkpoints),
+/// for a subscriber rebuilt under another name: in the caller's transaction, `from`'s dead
+/// letters become `to`'s, so they are counted in `to`'s status and retried through `to`'s
+/// subscription. `to`'s own letters are deleted first: they were parked by what the
+/// rebuild replaces, and the rebuild replayed their events from the log (parking again
+/// those that failed again). Hold both subscribers' locks.
+pub async fn hand_over_dead_letters(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+    from: &str,
+    to: &str,
+) -> anyhow::Result<()> {
+    forget_dead_letters(conn, schema, to).await?;
+    diesel::sql_query(in_schema(HAND_OVER, schema))
+        .bind::<Text, _>(from)
+        .bind::<Text, _>(to)
+        .execute(conn)
+        .await
+        .with_context(|| format!("handing dead letters of {from} to {to} in {schema}"))?;
+    Ok(())
+}
+
+/// Deletes every dead letter of `subscriber` (a rebuild that is discarded).
+pub async fn forget_dead_letters(
+    conn: &mut AsyncPgConnection,
+    schema: &str,
+    subscriber: &str,
+) -> anyhow::Result<()> {
+    diesel::sql_query(in_schema(FORGET, schema))
+        .bind::<Text, _>(subscriber)
+        .execute(conn)
+        .await
+        .with_context(|| format!("deleting dead letters of {subscriber} in {schema}"))?;
     Ok(())
 }

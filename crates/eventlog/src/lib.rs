@@ -25,7 +25,8 @@
 //! Files by concern: [`append`](append()) (the outbox write), `read.rs` (positions, the
 //! watermark, [`EventSource`]), `subscription.rs` ([`Subscriber`], [`Subscription`] and one
 //! step of delivery), `checkpoints.rs` (positions at rest, subscriber locks, the handover
-//! a rebuild needs), `dispatcher.rs` (the tasks that keep delivering), `dead_letters.rs`.
+//! a rebuild needs), `dispatcher.rs` (the tasks that keep delivering), `dead_letters.rs` (parked
+//! events, and their handover to a rebuilt subscriber).
 //!
 //! Its SQL is raw throughout, and that is the rule's exception, not a lapse: every log
 //! lives in a schema chosen at run time (each module's own), which diesel's static
@@ -45,7 +46,7 @@ mod subscription;
 
 pub use append::append;
 pub use checkpoints::{forget_checkpoints, hand_over_checkpoints, lock_subscriber};
-pub use dead_letters::{DeadLetter, dead_letters};
+pub use dead_letters::{DeadLetter, dead_letters, forget_dead_letters, hand_over_dead_letters};
 pub use dispatcher::{DispatchSettings, Dispatcher};
 pub use read::{Backlog, EventSource, LoggedEvent, PgEventSource, Position};
 pub use subscription::{StepOutcome, Subscriber, Subscription, SubscriptionStatus};

@@ -118,50 +118,107 @@ impl Subscription {
     }
 
     /// [`Subscription::step`] inside the transaction already open on `conn` (as a
-    /// savepoint), so a caller can apply events and change other things atomically.
+    /// savepoint), so a caller can apply events and change other things atomically. The
+    /// source is read while `conn` is held, so `conn` must not come from the source's pool
+    /// (the rebuild's switch holds a read-model connection and reads the write side's logs):
+    /// with that pool exhausted, the read would wait for a connection this step holds.
     pub async fn step_on(
         &self,
         conn: &mut AsyncPgConnection,
         limit: i64,
     ) -> anyhow::Result<StepOutcome> {
-        transaction(conn, async |conn| self.step_in(conn, limit).await).await
+        transaction(conn, async |conn| {
+            let Some(checkpoint) = self.lock(conn).await? else {
+                return Ok(StepOutcome::Busy);
+            };
+            let events = self.source.read(checkpoint.position(), limit).await?;
+            self.apply_events(conn, &checkpoint, &events).await
+        })
+        .await
     }
 
     /// Applies the next batch of at most `limit` events in one transaction.
+    ///
+    /// It never holds a connection of the subscriber's pool while it waits for another,
+    /// whatever the pool's size and whether the source reads through the same pool (the
+    /// order saga's orders log does): the checkpoint is peeked at and the events are read
+    /// first, each on a connection of its own that goes back at once; then one connection
+    /// opens the transaction, takes the subscriber's lock and checks that the checkpoint
+    /// is still where the events were read from (else another step moved it meanwhile:
+    /// `Busy`). The events were below the watermark when read, so they are committed and
+    /// follow the checkpoint without a gap; the checkpoint still moves compare-and-set in
+    /// the transaction of the subscriber's writes.
     pub async fn step(&self, limit: i64) -> anyhow::Result<StepOutcome> {
+        let start = {
+            let mut conn = connect(&self.pool).await?;
+            let checkpoint = checkpoints::read(&mut conn, self.schema, self.key()).await?;
+            self.registered(checkpoint)?.position()
+        };
+        let events = self.source.read(start, limit).await?;
+        if events.is_empty() {
+            return Ok(StepOutcome::Idle);
+        }
         let mut conn = connect(&self.pool).await?;
-        transaction(&mut conn, async |conn| self.step_in(conn, limit).await).await
+        transaction(&mut conn, async |conn| {
+            let Some(checkpoint) = self.lock(conn).await? else {
+                return Ok(StepOutcome::Busy);
+            };
+            if checkpoint.position() != start {
+                return Ok(StepOutcome::Busy);
+            }
+            self.apply_events(conn, &checkpoint, &events).await
+        })
+        .await
     }
 
-    async fn step_in(
+    /// The checkpoint, or the error that the subscription was never registered.
+    fn registered(
+        &self,
+        checkpoint: Option<checkpoints::Checkpoint>,
+    ) -> anyhow::Result<checkpoints::Checkpoint> {
+        checkpoint.with_context(|| {
+            format!(
+                "no checkpoint for {}; register the subscription first",
+                self.label()
+            )
+        })
+    }
+
+    /// Takes the subscriber's lock for the transaction on `conn` and reads the checkpoint;
+    /// `None` if another transaction holds the lock.
+    async fn lock(
         &self,
         conn: &mut AsyncPgConnection,
-        limit: i64,
-    ) -> anyhow::Result<StepOutcome> {
-        let name = self.subscriber.name();
+    ) -> anyhow::Result<Option<checkpoints::Checkpoint>> {
         // One batch of this subscriber at a time, whichever source and process: a
         // transaction-scoped advisory lock per subscriber. Per subscriber, not per source,
         // because its sources meet in the same tables (an order row and its user's name)
         // and two concurrent batches would each miss the other's uncommitted write. Unlike
         // a row lock it assigns no transaction id, so a long batch does not hold back the
         // watermark (`xmin`) that every reader in the cluster waits on.
-        if !checkpoints::try_lock_subscriber(conn, self.schema, name).await? {
-            return Ok(StepOutcome::Busy);
+        if !checkpoints::try_lock_subscriber(conn, self.schema, self.subscriber.name()).await? {
+            return Ok(None);
         }
-        let Some(checkpoint) = checkpoints::read(conn, self.schema, self.key()).await? else {
-            anyhow::bail!(
-                "no checkpoint for {}; register the subscription first",
-                self.label()
-            );
-        };
-        let start = checkpoint.position();
-        let events = self.source.read(start, limit).await?;
+        let checkpoint = checkpoints::read(conn, self.schema, self.key()).await?;
+        self.registered(checkpoint).map(Some)
+    }
+
+    /// Applies `events` (read after `checkpoint`, below the watermark) in the transaction
+    /// on `conn`, which holds the subscriber's lock, and moves the checkpoint past those
+    /// applied or parked.
+    async fn apply_events(
+        &self,
+        conn: &mut AsyncPgConnection,
+        checkpoint: &checkpoints::Checkpoint,
+        events: &[LoggedEvent],
+    ) -> anyhow::Result<StepOutcome> {
         if events.is_empty() {
             return Ok(StepOutcome::Idle);
         }
+        let start = checkpoint.position();
         let (mut position, mut applied, mut parked) = (start, 0usize, 0usize);
         let (mut attempts, mut last_error) = (0, None::<String>);
-        if events.len() > 1 && self.apply_batch(conn, &events).await {
+        if events.len() > 1 && self.apply_batch(conn, events).await {
             position = events.last().map_or(start, |e| e.position);
             applied = events.len();
         }
@@ -263,18 +320,20 @@ impl Subscription {
     }
 
     /// Applies a parked event again; on success it leaves the dead letters. Returns
-    /// whether a dead letter with that id belonged to this subscription.
+    /// whether a dead letter with that id belonged to this subscription. It waits for the
+    /// subscriber's lock, so it never runs beside a batch of the same subscriber, and
+    /// applies the event as delivery does, in a savepoint with panics caught: a panic is an
+    /// error, and the letter stays.
     pub async fn retry_dead_letter(&self, id: i64) -> anyhow::Result<bool> {
         let mut conn = connect(&self.pool).await?;
         transaction(&mut conn, async |conn| {
+            checkpoints::lock_subscriber(conn, self.schema, self.subscriber.name()).await?;
             let Some(letter) = dead_letters::take(conn, self.schema, self.key(), id).await? else {
                 return Ok(false);
             };
             let envelope: Envelope =
                 serde_json::from_value(letter.event).context("stored dead letter")?;
-            self.subscriber
-                .apply(conn, self.source.name(), &envelope)
-                .await?;
+            self.apply_one(conn, &envelope).await?;
             dead_letters::remove(conn, self.schema, id).await?;
             Ok(true)
         })

@@ -4,8 +4,11 @@
 //! into it under its own subscriber name (`orders_read_rebuild`, own checkpoints), while the
 //! live projection keeps the live generation current and queries keep reading it. To
 //! switch, it takes the live projection's lock (no live batch runs), applies what is left,
-//! makes its generation `live` and the old one `retired`, and hands its checkpoints to the
-//! live projection, all in one transaction. The retired rows are deleted afterwards.
+//! makes its generation `live` and the old one `retired`, and hands its checkpoints and its
+//! dead letters to the live projection, all in one transaction: an event the rebuild
+//! parked is missing from the new generation, so it shows as the live projection's and is
+//! retried through it (the live projection's own letters concerned the retired generation;
+//! the rebuild replayed their events). The retired rows are deleted afterwards.
 //! A rebuild whose process died is taken over by the next one after a minute of silence.
 //!
 //! The planner's statistics know nothing of a generation that did not exist when they were
@@ -117,10 +120,12 @@ pub(crate) async fn begin(pool: &Pool) -> Result<i32, RebuildError> {
     .await
 }
 
-/// Deletes a generation being built, its rows and the rebuild's checkpoints.
+/// Deletes a generation being built, its rows and the rebuild's checkpoints and dead
+/// letters (else the next rebuild would hand over letters of events it applied).
 async fn discard(conn: &mut AsyncPgConnection, generation: i32) -> anyhow::Result<()> {
     discard_rows(conn, generation).await?;
-    eventlog::forget_checkpoints(conn, SCHEMA.name, REBUILD_NAME).await
+    eventlog::forget_checkpoints(conn, SCHEMA.name, REBUILD_NAME).await?;
+    eventlog::forget_dead_letters(conn, SCHEMA.name, REBUILD_NAME).await
 }
 
 /// Replays everything into `generation`, then makes it live. Logs its progress.
@@ -209,7 +214,7 @@ async fn heartbeat(pool: &Pool, generation: i32) -> anyhow::Result<()> {
 }
 
 /// The atomic switch: with the live projection held, apply the rest, swap generations and
-/// hand over the checkpoints.
+/// hand over the checkpoints and the dead letters.
 async fn switch(
     pool: &Pool,
     subscriptions: &[Subscription],
@@ -252,6 +257,7 @@ async fn switch(
             "generation {generation} was taken over by another rebuild"
         );
         eventlog::hand_over_checkpoints(conn, SCHEMA.name, REBUILD_NAME, NAME).await?;
+        eventlog::hand_over_dead_letters(conn, SCHEMA.name, REBUILD_NAME, NAME).await?;
         anyhow::Ok(())
     })
     .await

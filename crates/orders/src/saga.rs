@@ -8,6 +8,11 @@
 //! | `order.cancelled` | any payment is refunded and the stock given back |
 //!
 //! Every step is idempotent, so delivering an event again changes nothing.
+//!
+//! The subscription's transaction holds a connection of the orders pool, so a step takes
+//! no other one (with a pool of one it would never come): the confirmation is written on
+//! the subscription's connection, and the other steps reach products and payments through
+//! their `-api` traits, on those modules' own pools.
 
 use async_trait::async_trait;
 use diesel_async::AsyncPgConnection;

@@ -122,3 +122,57 @@ async fn the_read_model_can_live_in_another_database() {
         0
     );
 }
+
+/// Pools of one connection: the saga reads the orders log through the pool its own
+/// transaction is on, and still confirms an order whose payment was captured (the
+/// request stopped after the charge, so only the saga can confirm it) and commits its
+/// stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_saga_confirms_an_order_with_pools_of_one_connection() {
+    let stop_after_charge: ::orders::FaultHook = std::sync::Arc::new(|point| {
+        if point == "after_charge" {
+            anyhow::bail!("stopped at {point}")
+        } else {
+            Ok(())
+        }
+    });
+    let app = spawn_with(
+        crate::database().await,
+        |url| Config {
+            db_pool_size: 1,
+            ..Config::for_database(url)
+        },
+        Hooks {
+            faults: Some(stop_after_charge),
+            ..Hooks::default()
+        },
+    )
+    .await;
+    let user = app.user("single@example.com").await;
+    let product = app.product("Single", "5.00", 4).await;
+    let order = app.placed(&user, &[(&product, 3)]).await;
+    app.command(&order, "confirm", json!({"payment_token": "tok_visa"}))
+        .await
+        .assert_problem(500, "internal_error");
+    let confirmed = format!(
+        "SELECT count(*) AS n FROM orders.orders WHERE id = '{order}' AND status = 'confirmed'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.db.scalar(&confirmed).await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the saga never confirmed the order with one connection per pool"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.stock(&product).await != (1, 0) {
+        assert!(
+            Instant::now() < deadline,
+            "the saga never committed the stock: {:?}",
+            app.stock(&product).await
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crate::invariants::assert_hold(&app.db).await;
+}

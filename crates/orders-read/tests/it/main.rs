@@ -6,6 +6,7 @@
 
 mod projection;
 mod queries;
+mod rebuild;
 mod tidy;
 
 use std::sync::Arc;
