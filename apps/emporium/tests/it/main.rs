@@ -7,6 +7,7 @@ mod invariants;
 mod openapi;
 mod operations;
 mod orders;
+mod outages;
 mod routes;
 
 use emporium::{Config, Hooks};
@@ -112,5 +113,16 @@ impl TestApp {
             p["stock"].as_i64().unwrap(),
             p["reserved"].as_i64().unwrap(),
         )
+    }
+}
+
+pub(crate) async fn wait_for(what: &str, mut ready: impl AsyncFnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !ready().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
