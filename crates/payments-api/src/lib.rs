@@ -80,6 +80,10 @@ pub mod tokens {
     pub const DECLINED: &str = "tok_declined";
     /// The gateway fails: [`crate::PaymentError::GatewayUnavailable`].
     pub const GATEWAY_ERROR: &str = "tok_gateway_error";
+    /// The charge succeeds, but the gateway answers only after the caller's deadline.
+    pub const TIMEOUT: &str = "tok_timeout";
+    /// Nothing is charged, and the gateway says so only after the caller's deadline.
+    pub const TIMEOUT_FAILED: &str = "tok_timeout_failed";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,9 @@
 //! and shows payments.
 //!
 //! Implements [`payments_api::PaymentApi`] over its own schema `payments` (role
-//! `emporium_payments`) and a [`PaymentGateway`] ([`SimulatedGateway`] by default), and
+//! `emporium_payments`) and a [`PaymentGateway`] ([`SimulatedGateway`] by default, whose
+//! ledger is schema `gateway` ([`GATEWAY_SCHEMA`], role `emporium_gateway`): an external
+//! system's stand-in, which the service reaches only through the trait), and
 //! serves the read-only `/payments` routes. Publishes `payment.captured`,
 //! `payment.declined` and `payment.refunded` to its event log.
 //!
@@ -18,7 +20,10 @@ mod service;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
-pub use gateway::{GatewayError, GatewayReceipt, PaymentGateway, SimulatedGateway};
+pub use gateway::{
+    ChargeState, GATEWAY_SCHEMA, GatewayError, GatewayReceipt, PaymentGateway, SimulatedGateway,
+    SimulatedSettings,
+};
 pub use http::{endpoints, routes};
 pub use service::PaymentService;
 

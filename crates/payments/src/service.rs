@@ -186,6 +186,11 @@ impl PaymentApi for PaymentService {
                     Err(GatewayError::InvalidToken(reason)) => {
                         return Err(PaymentError::InvalidToken(reason));
                     }
+                    Err(e @ GatewayError::NotCharged(_)) => {
+                        return Err(PaymentError::Unexpected(anyhow::anyhow!(
+                            "the gateway answered a charge with: {e}"
+                        )));
+                    }
                 };
             let now = Utc::now();
             let row = PaymentRow {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kernel::{Money, OrderId, PaymentId};
-use payments::{GatewayError, GatewayReceipt, PaymentGateway, SimulatedGateway};
+use payments::{ChargeState, GatewayError, GatewayReceipt, PaymentGateway};
 use payments_api::{PaymentApi, PaymentError, PaymentStatus, tokens};
 use serde_json::json;
 
@@ -262,7 +262,7 @@ async fn a_declined_order_can_be_paid_with_another_card() {
 /// Records a captured payment for the order behind the service's back (as a writer that
 /// skipped the per-order lock would), then charges the card.
 struct RacingGateway {
-    inner: SimulatedGateway,
+    inner: payments::SimulatedGateway,
     db: kernel::testing::TestDatabase,
     order_id: OrderId,
 }
@@ -293,6 +293,10 @@ impl PaymentGateway for RacingGateway {
     async fn refund(&self, payment_id: PaymentId, amount: Money) -> Result<(), GatewayError> {
         self.inner.refund(payment_id, amount).await
     }
+
+    async fn lookup(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
+        self.inner.lookup(payment_id).await
+    }
 }
 
 #[tokio::test]
@@ -300,7 +304,7 @@ async fn the_database_refuses_a_second_captured_payment_and_the_charge_is_refund
     let app = spawn_app().await;
     let order = OrderId::generate();
     let gateway = Arc::new(RacingGateway {
-        inner: SimulatedGateway::default(),
+        inner: crate::simulated_gateway(&app.db, crate::SLOW_ANSWER),
         db: app.db.clone(),
         order_id: order,
     });

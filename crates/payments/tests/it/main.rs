@@ -4,16 +4,18 @@
 
 mod charges;
 mod contract;
+mod gateway;
 mod refunds;
 mod routes;
 mod tidy;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use kernel::testing::{Http, TestDatabase, TestServer};
 use kernel::{Money, PaymentId};
-use payments::{PaymentGateway, PaymentService, SimulatedGateway};
+use payments::{PaymentGateway, PaymentService, SimulatedGateway, SimulatedSettings};
 use payments_api::PaymentApi;
 use serde_json::Value;
 
@@ -27,13 +29,13 @@ struct TestApp {
 }
 
 async fn spawn_app() -> TestApp {
-    let db = kernel::testing::database(&[payments::SCHEMA]).await;
+    let db = kernel::testing::database(&[payments::SCHEMA, payments::GATEWAY_SCHEMA]).await;
     let settings = kernel::db::PoolSettings {
         max_size: 10,
         ..Default::default()
     };
     let pool = kernel::db::pool(&db.url, &payments::SCHEMA, settings).expect("pool");
-    let gateway = Arc::new(SimulatedGateway::default());
+    let gateway = Arc::new(simulated_gateway(&db, SLOW_ANSWER));
     let api: Arc<dyn PaymentApi> = Arc::new(PaymentService::new(pool.clone(), gateway.clone()));
     let routes_api = api.clone();
     let server = TestServer::start(move |cfg| {
@@ -48,6 +50,16 @@ async fn spawn_app() -> TestApp {
         gateway,
         _server: server,
     }
+}
+
+/// How long the simulated gateway's slow tokens take to answer in these tests.
+const SLOW_ANSWER: Duration = Duration::from_millis(400);
+
+/// A simulated gateway over `db`'s `gateway` schema, with a pool of its own.
+fn simulated_gateway(db: &TestDatabase, slow_answer: Duration) -> SimulatedGateway {
+    let pool = kernel::db::pool(&db.url, &payments::GATEWAY_SCHEMA, Default::default())
+        .expect("gateway pool");
+    SimulatedGateway::new(pool, SimulatedSettings { slow_answer })
 }
 
 impl TestApp {
