@@ -192,6 +192,9 @@ impl Modules {
         let payments: Arc<dyn PaymentApi> = Arc::new(payments::PaymentService::new(
             payments_pool.clone(),
             gateway,
+            payments::PaymentSettings {
+                gateway_timeout: config.payment_gateway_timeout,
+            },
         ));
         let deps = orders::Dependencies {
             users: users.clone(),

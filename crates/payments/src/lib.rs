@@ -6,7 +6,7 @@
 //! ledger is schema `gateway` ([`GATEWAY_SCHEMA`], role `emporium_gateway`): an external
 //! system's stand-in, which the service reaches only through the trait), and
 //! serves the read-only `/payments` routes. Publishes `payment.captured`,
-//! `payment.declined` and `payment.refunded` to its event log.
+//! `payment.declined`, `payment.failed` and `payment.refunded` to its event log.
 //!
 //! Knows nothing of the orders module's internals (an order is an opaque `OrderId` and an
 //! amount its caller supplies; whether the amount is right is the caller's business), nor
@@ -25,7 +25,7 @@ pub use gateway::{
     SimulatedSettings,
 };
 pub use http::{endpoints, routes};
-pub use service::PaymentService;
+pub use service::{PaymentService, PaymentSettings};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/payments");
 

@@ -6,6 +6,7 @@ diesel::table! {
         status -> Text,
         gateway_reference -> Nullable<Text>,
         version -> Int8,
+        refund_requested_at -> Nullable<Timestamptz>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }

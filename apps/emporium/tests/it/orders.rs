@@ -176,3 +176,75 @@ async fn the_saga_confirms_an_order_with_pools_of_one_connection() {
     }
     crate::invariants::assert_hold(&app.db).await;
 }
+
+/// The statuses of the order's payments, oldest first.
+async fn payment_statuses(app: &crate::TestApp, order: &str) -> Vec<String> {
+    let list = app.http.get(&format!("/payments?order_id={order}")).await;
+    assert_eq!(list.status, 200, "{:#}", list.body);
+    list.body["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A gateway that does not answer within `PAYMENT_GATEWAY_TIMEOUT` makes confirm `504
+/// payment_pending` and leaves the payment `pending` and the order `pending`; another
+/// confirm meanwhile is `409 payment_pending` and charges nothing. A gateway failure is
+/// `502` with a `failed` payment, and the order can be paid after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_gateway_leaves_the_payment_pending() {
+    let app = spawn_with(
+        crate::database().await,
+        |url| Config {
+            payment_gateway_timeout: Duration::from_millis(800),
+            ..Config::for_database(url)
+        },
+        Hooks::default(),
+    )
+    .await;
+    let user = app.user("slow@example.com").await;
+    let product = app.product("Slow", "3.00", 5).await;
+    let order = app.placed(&user, &[(&product, 1)]).await;
+    app.command(
+        &order,
+        "confirm",
+        json!({"payment_token": "tok_timeout_failed"}),
+    )
+    .await
+    .assert_problem(504, "payment_pending");
+    assert_eq!(payment_statuses(&app, &order).await, ["pending"]);
+    app.command(&order, "confirm", json!({"payment_token": "tok_visa"}))
+        .await
+        .assert_problem(409, "payment_pending");
+    assert_eq!(payment_statuses(&app, &order).await, ["pending"]);
+    let pending = format!(
+        "SELECT count(*) AS n FROM orders.orders WHERE id = '{order}' AND status = 'pending'"
+    );
+    assert_eq!(app.db.scalar(&pending).await, 1, "the order waits");
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) AS n FROM gateway.ledger WHERE outcome = 'charged'")
+            .await,
+        0,
+        "the second confirm never reached the gateway"
+    );
+
+    let other = app.placed(&user, &[(&product, 1)]).await;
+    app.command(
+        &other,
+        "confirm",
+        json!({"payment_token": "tok_gateway_error"}),
+    )
+    .await
+    .assert_problem(502, "payment_gateway_error");
+    assert_eq!(payment_statuses(&app, &other).await, ["failed"]);
+    assert_eq!(
+        app.command(&other, "confirm", json!({"payment_token": "tok_visa"}))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(payment_statuses(&app, &other).await, ["failed", "captured"]);
+}

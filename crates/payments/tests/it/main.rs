@@ -5,6 +5,7 @@
 mod charges;
 mod contract;
 mod gateway;
+mod pending;
 mod refunds;
 mod routes;
 mod tidy;
@@ -15,7 +16,9 @@ use std::time::Duration;
 use actix_web::web;
 use kernel::testing::{Http, TestDatabase, TestServer};
 use kernel::{Money, PaymentId};
-use payments::{PaymentGateway, PaymentService, SimulatedGateway, SimulatedSettings};
+use payments::{
+    PaymentGateway, PaymentService, PaymentSettings, SimulatedGateway, SimulatedSettings,
+};
 use payments_api::PaymentApi;
 use serde_json::Value;
 
@@ -36,7 +39,8 @@ async fn spawn_app() -> TestApp {
     };
     let pool = kernel::db::pool(&db.url, &payments::SCHEMA, settings).expect("pool");
     let gateway = Arc::new(simulated_gateway(&db, SLOW_ANSWER));
-    let api: Arc<dyn PaymentApi> = Arc::new(PaymentService::new(pool.clone(), gateway.clone()));
+    let api: Arc<dyn PaymentApi> =
+        Arc::new(PaymentService::new(pool.clone(), gateway.clone(), SETTINGS));
     let routes_api = api.clone();
     let server = TestServer::start(move |cfg| {
         cfg.app_data(web::Data::from(routes_api.clone()));
@@ -52,8 +56,15 @@ async fn spawn_app() -> TestApp {
     }
 }
 
-/// How long the simulated gateway's slow tokens take to answer in these tests.
-const SLOW_ANSWER: Duration = Duration::from_millis(400);
+/// The service's deadline on each gateway call in these tests: short, yet long enough for
+/// a prompt answer on a loaded machine (a charge that finds another pending waits this).
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(1);
+const SETTINGS: PaymentSettings = PaymentSettings {
+    gateway_timeout: GATEWAY_TIMEOUT,
+};
+/// How long the simulated gateway's slow tokens take to answer in these tests: past the
+/// deadline.
+const SLOW_ANSWER: Duration = Duration::from_secs(2);
 
 /// A simulated gateway over `db`'s `gateway` schema, with a pool of its own.
 fn simulated_gateway(db: &TestDatabase, slow_answer: Duration) -> SimulatedGateway {
@@ -65,7 +76,7 @@ fn simulated_gateway(db: &TestDatabase, slow_answer: Duration) -> SimulatedGatew
 impl TestApp {
     /// Another service on the same database, with another gateway.
     fn service_with(&self, gateway: Arc<dyn PaymentGateway>) -> PaymentService {
-        PaymentService::new(self.pool.clone(), gateway)
+        PaymentService::new(self.pool.clone(), gateway, SETTINGS)
     }
 
     async fn count(&self, sql: &str) -> i64 {
