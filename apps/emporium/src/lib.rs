@@ -136,10 +136,12 @@ pub async fn migrate(config: &Config, only: Option<&str>) -> anyhow::Result<()> 
 pub struct Hooks {
     /// Run event delivery and the sweeper (a process that "died" does not).
     pub background: bool,
-    /// Stop order commands at named points, as a crash would.
+    /// Stop order and payment commands at named points, as a crash would.
     pub faults: Option<orders::FaultHook>,
     /// How often the sweeper runs.
     pub sweep_every: Duration,
+    /// How often the payment reconciler runs.
+    pub reconcile_every: Duration,
 }
 
 impl Default for Hooks {
@@ -148,6 +150,7 @@ impl Default for Hooks {
             background: true,
             faults: None,
             sweep_every: Duration::from_secs(1),
+            reconcile_every: Duration::from_secs(1),
         }
     }
 }
@@ -162,6 +165,8 @@ pub struct Modules {
     pub order_queries: Arc<dyn OrderQueries>,
     pub orders: Arc<orders::OrderWriteSide>,
     pub orders_read: Arc<orders_read::OrderReadSide>,
+    payment_service: Arc<payments::PaymentService>,
+    reconcile_every: Duration,
     pools: Vec<(&'static str, Pool)>,
     admin_token: Option<String>,
 }
@@ -189,13 +194,15 @@ impl Modules {
                 slow_answer: config.payment_gateway_timeout * 2,
             },
         ));
-        let payments: Arc<dyn PaymentApi> = Arc::new(payments::PaymentService::new(
+        let payment_service = Arc::new(payments::PaymentService::new(
             payments_pool.clone(),
             gateway,
             payments::PaymentSettings {
                 gateway_timeout: config.payment_gateway_timeout,
+                faults: hooks.faults.clone(),
             },
         ));
+        let payments: Arc<dyn PaymentApi> = payment_service.clone();
         let deps = orders::Dependencies {
             users: users.clone(),
             products: products.clone(),
@@ -238,6 +245,8 @@ impl Modules {
             order_queries: orders_read.queries(),
             orders,
             orders_read,
+            payment_service,
+            reconcile_every: hooks.reconcile_every,
             pools: vec![
                 (users::SCHEMA.name, users_pool),
                 (products::SCHEMA.name, products_pool),
@@ -312,19 +321,21 @@ pub fn endpoints() -> Vec<(Mount, Routes)> {
     ]
 }
 
-/// Event delivery and the sweeper; stopped when dropped.
+/// Event delivery, the sweeper and the payment reconciler; stopped when dropped.
 pub struct Background {
     _dispatcher: Dispatcher,
     sweeper: tokio::task::JoinHandle<()>,
+    reconciler: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         self.sweeper.abort();
+        self.reconciler.abort();
     }
 }
 
-/// Starts delivering events to every subscriber, and the sweeper.
+/// Starts delivering events to every subscriber, the sweeper and the payment reconciler.
 pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Result<Background> {
     let subscriptions = modules.subscriptions();
     let dispatcher = Dispatcher::start(
@@ -336,6 +347,12 @@ pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Res
     Ok(Background {
         _dispatcher: dispatcher,
         sweeper: modules.orders.spawn_sweeper(),
+        reconciler: modules.payment_service.clone().spawn_reconciler(
+            payments::ReconcilerSettings {
+                every: modules.reconcile_every,
+                ..payments::ReconcilerSettings::default()
+            },
+        ),
     })
 }
 

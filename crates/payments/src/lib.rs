@@ -25,7 +25,7 @@ pub use gateway::{
     SimulatedSettings,
 };
 pub use http::{endpoints, routes};
-pub use service::{PaymentService, PaymentSettings};
+pub use service::{FaultHook, PaymentService, PaymentSettings, ReconcilerSettings};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/payments");
 

@@ -1,7 +1,7 @@
 //! A charge: record it `pending` under the order's lock, ask the gateway outside any
 //! transaction under a deadline, settle it (see the module docs of `service`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use diesel::prelude::*;
@@ -34,8 +34,8 @@ async fn lock_order(conn: &mut AsyncPgConnection, order_id: OrderId) -> Result<(
 enum Begun {
     /// The order is paid already (captured, or refunded since): nothing to charge.
     Paid(Payment),
-    /// Another charge of the order is pending.
-    Waiting(PaymentId),
+    /// Another charge of the order is pending, recorded at this time.
+    Waiting(PaymentId, chrono::DateTime<Utc>),
     /// A new payment, committed `pending`: now the gateway may be asked.
     Recorded(PaymentId),
 }
@@ -63,21 +63,23 @@ impl PaymentService {
         let amount = Amount::parse(amount)
             .map_err(|message| PaymentError::Invalid(vec![FieldError::new("amount", message)]))?
             .money();
-        let wait_until = Instant::now() + self.settings.gateway_timeout;
         let mut pause = WAIT_FIRST;
         let id = loop {
             match self.begin(order_id, amount).await? {
                 Begun::Paid(payment) => return Ok(payment),
                 Begun::Recorded(id) => break id,
-                Begun::Waiting(payment_id) => {
-                    if Instant::now() >= wait_until {
+                Begun::Waiting(payment_id, recorded_at) => {
+                    let call_over = recorded_at
+                        + chrono::Duration::from_std(self.settings.gateway_timeout)
+                            .unwrap_or(chrono::Duration::MAX);
+                    if Utc::now() >= call_over {
                         return Err(PaymentError::AlreadyPending {
                             order_id,
                             payment_id,
                         });
                     }
                     // Another charge of this order is asking the gateway, and holds no
-                    // lock meanwhile: wait for its outcome as long as its caller would.
+                    // lock meanwhile: wait for its outcome until its call's deadline.
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(WAIT_MOST);
                 }
@@ -97,9 +99,12 @@ impl PaymentService {
                     payment_id: id,
                 });
             }
-            Ok(Ok(receipt)) => Settlement::Captured {
-                reference: receipt.reference,
-            },
+            Ok(Ok(receipt)) => {
+                self.fault("after_gateway_charge")?;
+                Settlement::Captured {
+                    reference: receipt.reference,
+                }
+            }
             Ok(Err(GatewayError::Declined(reason))) => Settlement::Declined { reason },
             Ok(Err(GatewayError::Unavailable(reason))) => Settlement::Failed { reason },
             Ok(Err(e @ GatewayError::NotCharged(_))) => Settlement::Failed {
@@ -136,7 +141,7 @@ impl PaymentService {
             if let Some(row) = live(conn, order_id, false).await? {
                 let payment = Payment::try_from(row)?;
                 return Ok(match payment.status {
-                    PaymentStatus::Pending => Begun::Waiting(payment.id),
+                    PaymentStatus::Pending => Begun::Waiting(payment.id, payment.created_at),
                     _ => Begun::Paid(payment),
                 });
             }
@@ -151,6 +156,8 @@ impl PaymentService {
                     gateway_reference: None,
                     version: 0,
                     refund_requested_at: None,
+                    check_after: Some(self.settings.first_check(now)),
+                    checks: 0,
                     created_at: now,
                     updated_at: now,
                 })

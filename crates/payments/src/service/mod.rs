@@ -19,10 +19,14 @@
 //! asking the gateway. The lock ends with that transaction, before the gateway is asked.
 //! The unique partial index `payments_one_live_per_order_idx` is the database's own guard.
 //!
-//! One file per command: `charge.rs`, `refund.rs`.
+//! One file per command: `charge.rs`, `refund.rs`; and `reconciler.rs`, which settles what
+//! no answer settled.
 
 mod charge;
+mod reconciler;
 mod refund;
+
+pub use reconciler::ReconcilerSettings;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,18 +45,33 @@ use crate::domain::StoredStatus;
 use crate::gateway::PaymentGateway;
 use crate::schema::payments;
 
+/// Stops a command at a named point, as a crash there would (tests only): an `Err` ends
+/// the command with it. Points: `after_gateway_charge` (the gateway captured, nothing
+/// settled yet).
+pub type FaultHook = Arc<dyn Fn(&'static str) -> anyhow::Result<()> + Send + Sync>;
+
 /// How the service treats its gateway.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone)]
 pub struct PaymentSettings {
     /// The deadline of each gateway call (`PAYMENT_GATEWAY_TIMEOUT`).
     pub gateway_timeout: Duration,
+    pub faults: Option<FaultHook>,
 }
 
 impl Default for PaymentSettings {
     fn default() -> Self {
         PaymentSettings {
             gateway_timeout: Duration::from_secs(10),
+            faults: None,
         }
+    }
+}
+
+impl PaymentSettings {
+    /// When the reconciler first asks the gateway about a payment recorded pending (or a
+    /// refund asked for) at `now`: once its own call has certainly given up, with a margin.
+    fn first_check(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        now + chrono::Duration::from_std(self.gateway_timeout * 2).unwrap_or(chrono::Duration::MAX)
     }
 }
 
@@ -72,6 +91,13 @@ impl PaymentService {
             settings,
         }
     }
+
+    fn fault(&self, point: &'static str) -> Result<(), PaymentError> {
+        match &self.settings.faults {
+            Some(hook) => hook(point).map_err(PaymentError::Unexpected),
+            None => Ok(()),
+        }
+    }
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -84,6 +110,8 @@ struct PaymentRow {
     gateway_reference: Option<String>,
     version: i64,
     refund_requested_at: Option<DateTime<Utc>>,
+    check_after: Option<DateTime<Utc>>,
+    checks: i32,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }

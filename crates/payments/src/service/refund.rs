@@ -52,7 +52,10 @@ impl PaymentService {
             }
             if first_asked {
                 diesel::update(payments::table.find(payment.id.as_uuid()))
-                    .set(payments::refund_requested_at.eq(Utc::now()))
+                    .set((
+                        payments::refund_requested_at.eq(Utc::now()),
+                        payments::check_after.eq(self.settings.first_check(Utc::now())),
+                    ))
                     .execute(conn)
                     .await
                     .db_context("recording a refund's intent")?;

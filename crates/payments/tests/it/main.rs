@@ -6,6 +6,7 @@ mod charges;
 mod contract;
 mod gateway;
 mod pending;
+mod reconciler;
 mod refunds;
 mod routes;
 mod tidy;
@@ -61,6 +62,7 @@ async fn spawn_app() -> TestApp {
 const GATEWAY_TIMEOUT: Duration = Duration::from_secs(1);
 const SETTINGS: PaymentSettings = PaymentSettings {
     gateway_timeout: GATEWAY_TIMEOUT,
+    faults: None,
 };
 /// How long the simulated gateway's slow tokens take to answer in these tests: past the
 /// deadline.
@@ -77,6 +79,11 @@ impl TestApp {
     /// Another service on the same database, with another gateway.
     fn service_with(&self, gateway: Arc<dyn PaymentGateway>) -> PaymentService {
         PaymentService::new(self.pool.clone(), gateway, SETTINGS)
+    }
+
+    /// Another service on the same database and gateway, with these settings.
+    fn service_with_settings(&self, settings: PaymentSettings) -> PaymentService {
+        PaymentService::new(self.pool.clone(), self.gateway.clone(), settings)
     }
 
     async fn count(&self, sql: &str) -> i64 {

@@ -60,15 +60,13 @@ async fn a_charge_unanswered_in_time_stays_pending_and_blocks_another() {
             "{token}: the gateway did its part under the payment's id"
         );
 
-        // Another charge waits for the pending one as long as a gateway call may take, then
-        // gives up without asking the gateway.
-        let started = Instant::now();
+        // Another charge, once the pending one's call is over, answers at once without
+        // asking the gateway.
         let again = app.api.charge(order, money("6.00"), tokens::VISA).await;
         assert!(
             matches!(again, Err(PaymentError::AlreadyPending { payment_id: p, .. }) if p == payment_id),
             "{token}: {again:?}"
         );
-        assert!(started.elapsed() >= GATEWAY_TIMEOUT);
         assert_eq!(
             app.api.refund(order).await.unwrap(),
             None,
