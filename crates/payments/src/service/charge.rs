@@ -118,6 +118,22 @@ impl PaymentService {
         let payment = self.settle(id, settlement.clone()).await?;
         match (payment.status, settlement) {
             (PaymentStatus::Captured | PaymentStatus::Refunded, _) => Ok(payment),
+            // The gateway took the money, but the payment was settled as not charged
+            // meanwhile (a reconciler that asked before the charge reached the gateway):
+            // the money goes back, since no captured payment will ever show for it.
+            (PaymentStatus::Declined | PaymentStatus::Failed, Settlement::Captured { .. }) => {
+                match self.gateway.refund(id, amount).await {
+                    Ok(()) => tracing::warn!(%order_id, payment_id = %id,
+                        "the gateway captured a payment already settled as not charged; the charge was given back"),
+                    Err(error) => tracing::error!(%order_id, payment_id = %id, %error,
+                        "the gateway captured a payment already settled as not charged, and giving it back failed; \
+                         reconcile this payment with the gateway"),
+                }
+                Err(PaymentError::GatewayUnavailable(
+                    "the gateway answered after the payment was settled as failed; nothing was kept"
+                        .to_owned(),
+                ))
+            }
             (PaymentStatus::Declined, _) => Err(PaymentError::Declined { order_id }),
             (PaymentStatus::Failed, Settlement::Failed { reason }) => {
                 Err(PaymentError::GatewayUnavailable(reason))

@@ -284,11 +284,13 @@ async fn a_declined_order_can_be_paid_with_another_card() {
     );
 }
 
-/// Settles the payment it is asked to charge as captured behind the service's back (as a
-/// reconciler that asked the gateway first would), then charges the card.
+/// Settles the payment it is asked to charge behind the service's back (as `captured`: a
+/// reconciler that asked the gateway first; as `failed`: one that asked before the charge
+/// reached the gateway), then charges the card.
 struct RacingGateway {
     inner: payments::SimulatedGateway,
     db: kernel::testing::TestDatabase,
+    settle_as: &'static str,
 }
 
 #[async_trait]
@@ -302,9 +304,10 @@ impl PaymentGateway for RacingGateway {
         let settled = self
             .db
             .scalar(&format!(
-                "WITH u AS (UPDATE payments.payments SET status = 'captured', version = 1 \
+                "WITH u AS (UPDATE payments.payments SET status = '{}', version = 1 \
                  WHERE id = '{payment_id}' AND status = 'pending' RETURNING 1) \
-                 SELECT count(*) AS n FROM u"
+                 SELECT count(*) AS n FROM u",
+                self.settle_as
             ))
             .await;
         assert_eq!(
@@ -330,6 +333,7 @@ async fn a_payment_settled_by_someone_else_meanwhile_is_answered_not_settled_aga
     let gateway = Arc::new(RacingGateway {
         inner: crate::simulated_gateway(&app.db, crate::SLOW_ANSWER),
         db: app.db.clone(),
+        settle_as: "captured",
     });
     let service = app.service_with(gateway.clone());
     let payment = service
@@ -375,4 +379,35 @@ async fn the_database_refuses_a_second_live_payment_of_an_order() {
             "{status}: {err}"
         );
     }
+}
+
+#[tokio::test]
+async fn a_capture_of_a_payment_settled_failed_meanwhile_is_given_back() {
+    let app = spawn_app().await;
+    let order = OrderId::generate();
+    let gateway = Arc::new(RacingGateway {
+        inner: crate::simulated_gateway(&app.db, crate::SLOW_ANSWER),
+        db: app.db.clone(),
+        settle_as: "failed",
+    });
+    let service = app.service_with(gateway.clone());
+    let err = service
+        .charge(order, money("3.00"), tokens::VISA)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PaymentError::GatewayUnavailable(_)),
+        "{err:?}"
+    );
+    assert_eq!(gateway.inner.charges(), 1);
+    assert_eq!(gateway.inner.refunds(), 1, "the money went back");
+    let payments = app.api.for_order(order).await.unwrap();
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].status, PaymentStatus::Failed);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway.ledger WHERE outcome = 'charged'")
+            .await,
+        0,
+        "the ledger keeps no charge without a captured payment"
+    );
 }

@@ -170,3 +170,41 @@ async fn nothing_is_asked_before_the_charges_own_call_is_over() {
     let payment = reconciled(&app, &[&service], id).await;
     assert_eq!(payment.status, PaymentStatus::Captured);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unconfirmed_refund_is_asked_for_again_until_confirmed() {
+    let app = spawn_app().await;
+    let order = OrderId::generate();
+    let paid = app
+        .api
+        .charge(order, money("5.00"), tokens::VISA)
+        .await
+        .unwrap();
+    // The refund's intent is recorded, as a refund cut short after it would leave it.
+    app.count(&format!(
+        "WITH u AS (UPDATE payments.payments SET refund_requested_at = now(), \
+         check_after = now() WHERE id = '{}' RETURNING 1) SELECT count(*) AS n FROM u",
+        paid.id
+    ))
+    .await;
+    let (one, two) = (
+        app.service_with_settings(SETTINGS),
+        app.service_with_settings(SETTINGS),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while app.api.get(paid.id).await.unwrap().status != PaymentStatus::Refunded {
+        assert!(Instant::now() < deadline, "never refunded");
+        let settings = settings();
+        let (a, b) = tokio::join!(one.reconcile(&settings), two.reconcile(&settings));
+        a.unwrap();
+        b.unwrap();
+    }
+    assert_eq!(app.gateway.refunds(), 1);
+    let payload = json!({"payment_id": paid.id, "order_id": order, "amount": "5.00"});
+    assert_eq!(
+        app.events_with_the_row(paid.id, "payment.refunded", 2, &payload)
+            .await,
+        1
+    );
+    assert_eq!(app.events().await, 2, "captured, refunded once");
+}
