@@ -14,9 +14,10 @@
 //! **One live payment per order.** The first transaction of a charge takes a
 //! transaction-scoped advisory lock on its order before it reads anything, so concurrent
 //! charges of one order record one after the other: the first records `pending`, the
-//! others find it and wait for its outcome (up to the gateway's deadline; then they answer
-//! [`PaymentError::AlreadyPending`]), or find a captured payment and return it without
-//! asking the gateway. The lock ends with that transaction, before the gateway is asked.
+//! others find it and wait for its outcome (until that call's deadline has passed; then
+//! they answer [`PaymentError::AlreadyPending`]), or find a captured payment and return it
+//! without asking the gateway. The lock ends with that transaction, before the gateway is
+//! asked. The reconciler (`reconciler.rs`) settles what no answer settled.
 //! The unique partial index `payments_one_live_per_order_idx` is the database's own guard.
 //!
 //! One file per command: `charge.rs`, `refund.rs`; and `reconciler.rs`, which settles what
