@@ -56,6 +56,10 @@ pub struct Config {
     /// HTTP worker threads (default: one per CPU core).
     #[arg(long, env = "HTTP_WORKERS", global = true)]
     pub http_workers: Option<usize>,
+    /// Deadline of each payment gateway call (the simulated gateway's slow tokens answer
+    /// after twice this).
+    #[arg(long, env = "PAYMENT_GATEWAY_TIMEOUT", default_value = "10s", value_parser = kernel::parse_duration, global = true)]
+    pub payment_gateway_timeout: Duration,
 }
 
 impl Config {
@@ -71,6 +75,7 @@ impl Config {
             placement_timeout: Duration::from_secs(60),
             db_pool_size: 3,
             http_workers: Some(2),
+            payment_gateway_timeout: Duration::from_secs(10),
         }
     }
 
@@ -90,11 +95,19 @@ pub const SCHEMAS: [Schema; 4] = [
 ];
 /// The schemas of the read database.
 pub const READ_SCHEMAS: [Schema; 1] = [orders_read::SCHEMA];
+/// The schemas of the external systems the app simulates, in the write database: the
+/// simulated payment gateway's ledger. No module's, and without an event log.
+pub const SIMULATED_SCHEMAS: [Schema; 1] = [payments::GATEWAY_SCHEMA];
 
 /// Creates the databases if needed and applies pending migrations of every schema (or of
 /// the one named). Needs a multi-threaded tokio runtime.
 pub async fn migrate(config: &Config, only: Option<&str>) -> anyhow::Result<()> {
-    let all = || SCHEMAS.iter().chain(READ_SCHEMAS.iter());
+    let all = || {
+        SCHEMAS
+            .iter()
+            .chain(READ_SCHEMAS.iter())
+            .chain(SIMULATED_SCHEMAS.iter())
+    };
     if let Some(name) = only {
         anyhow::ensure!(
             all().any(|s| s.name == name),
@@ -104,7 +117,11 @@ pub async fn migrate(config: &Config, only: Option<&str>) -> anyhow::Result<()> 
     }
     let wanted = |s: &&Schema| only.is_none_or(|name| s.name == name);
     db::ensure_database(&config.database_url).await?;
-    for schema in SCHEMAS.iter().filter(wanted) {
+    for schema in SCHEMAS
+        .iter()
+        .chain(SIMULATED_SCHEMAS.iter())
+        .filter(wanted)
+    {
         db::migrate(&config.database_url, schema).await?;
     }
     db::ensure_database(config.read_database_url()).await?;
@@ -119,10 +136,12 @@ pub async fn migrate(config: &Config, only: Option<&str>) -> anyhow::Result<()> 
 pub struct Hooks {
     /// Run event delivery and the sweeper (a process that "died" does not).
     pub background: bool,
-    /// Stop order commands at named points, as a crash would.
+    /// Stop order and payment commands at named points, as a crash would.
     pub faults: Option<orders::FaultHook>,
     /// How often the sweeper runs.
     pub sweep_every: Duration,
+    /// How often the payment reconciler runs.
+    pub reconcile_every: Duration,
 }
 
 impl Default for Hooks {
@@ -131,6 +150,7 @@ impl Default for Hooks {
             background: true,
             faults: None,
             sweep_every: Duration::from_secs(1),
+            reconcile_every: Duration::from_secs(1),
         }
     }
 }
@@ -145,6 +165,8 @@ pub struct Modules {
     pub order_queries: Arc<dyn OrderQueries>,
     pub orders: Arc<orders::OrderWriteSide>,
     pub orders_read: Arc<orders_read::OrderReadSide>,
+    payment_service: Arc<payments::PaymentService>,
+    reconcile_every: Duration,
     pools: Vec<(&'static str, Pool)>,
     admin_token: Option<String>,
 }
@@ -161,15 +183,26 @@ impl Modules {
         let payments_pool = pool(&config.database_url, &payments::SCHEMA)?;
         let orders_pool = pool(&config.database_url, &orders::SCHEMA)?;
         let read_pool = pool(config.read_database_url(), &orders_read::SCHEMA)?;
+        let gateway_pool = pool(&config.database_url, &payments::GATEWAY_SCHEMA)?;
 
         let users: Arc<dyn UserApi> = Arc::new(users::UserService::new(users_pool.clone()));
         let products: Arc<dyn ProductApi> =
             Arc::new(products::ProductService::new(products_pool.clone()));
-        let gateway = Arc::new(payments::SimulatedGateway::default());
-        let payments: Arc<dyn PaymentApi> = Arc::new(payments::PaymentService::new(
+        let gateway = Arc::new(payments::SimulatedGateway::new(
+            gateway_pool.clone(),
+            payments::SimulatedSettings {
+                slow_answer: config.payment_gateway_timeout * 2,
+            },
+        ));
+        let payment_service = Arc::new(payments::PaymentService::new(
             payments_pool.clone(),
             gateway,
+            payments::PaymentSettings {
+                gateway_timeout: config.payment_gateway_timeout,
+                faults: hooks.faults.clone(),
+            },
         ));
+        let payments: Arc<dyn PaymentApi> = payment_service.clone();
         let deps = orders::Dependencies {
             users: users.clone(),
             products: products.clone(),
@@ -212,12 +245,15 @@ impl Modules {
             order_queries: orders_read.queries(),
             orders,
             orders_read,
+            payment_service,
+            reconcile_every: hooks.reconcile_every,
             pools: vec![
                 (users::SCHEMA.name, users_pool),
                 (products::SCHEMA.name, products_pool),
                 (payments::SCHEMA.name, payments_pool),
                 (orders::SCHEMA.name, orders_pool),
                 (orders_read::SCHEMA.name, read_pool),
+                (payments::GATEWAY_SCHEMA.name, gateway_pool),
             ],
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })
@@ -285,19 +321,21 @@ pub fn endpoints() -> Vec<(Mount, Routes)> {
     ]
 }
 
-/// Event delivery and the sweeper; stopped when dropped.
+/// Event delivery, the sweeper and the payment reconciler; stopped when dropped.
 pub struct Background {
     _dispatcher: Dispatcher,
     sweeper: tokio::task::JoinHandle<()>,
+    reconciler: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         self.sweeper.abort();
+        self.reconciler.abort();
     }
 }
 
-/// Starts delivering events to every subscriber, and the sweeper.
+/// Starts delivering events to every subscriber, the sweeper and the payment reconciler.
 pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Result<Background> {
     let subscriptions = modules.subscriptions();
     let dispatcher = Dispatcher::start(
@@ -309,6 +347,12 @@ pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Res
     Ok(Background {
         _dispatcher: dispatcher,
         sweeper: modules.orders.spawn_sweeper(),
+        reconciler: modules.payment_service.clone().spawn_reconciler(
+            payments::ReconcilerSettings {
+                every: modules.reconcile_every,
+                ..payments::ReconcilerSettings::default()
+            },
+        ),
     })
 }
 

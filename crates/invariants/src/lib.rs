@@ -17,6 +17,7 @@ const DELIVERED: &str = "delivered";
 const CANCELLED: &str = "cancelled";
 const CAPTURED: &str = "captured";
 const DECLINED: &str = "declined";
+const FAILED: &str = "failed";
 const LIVE_GENERATION: &str = "live";
 
 /// `('confirmed', 'shipped', 'delivered')`: orders that were paid for.
@@ -78,9 +79,10 @@ pub fn checks() -> Vec<(&'static str, String)> {
             ),
         ),
         (
-            "2. at most one non-declined payment per order",
+            "2. at most one payment per order that is not declined or failed",
             format!(
-                "SELECT count(*) AS n FROM (SELECT order_id FROM payments.payments WHERE status <> '{DECLINED}' \
+                "SELECT count(*) AS n FROM (SELECT order_id FROM payments.payments \
+                 WHERE status NOT IN ('{DECLINED}', '{FAILED}') \
                  GROUP BY order_id HAVING count(*) > 1) AS doubled"
             ),
         ),
@@ -145,5 +147,6 @@ mod tests {
         );
         assert_eq!(CAPTURED, PaymentStatus::Captured.as_str());
         assert_eq!(DECLINED, PaymentStatus::Declined.as_str());
+        assert_eq!(FAILED, PaymentStatus::Failed.as_str());
     }
 }

@@ -233,7 +233,9 @@ struct ConfirmBody {
         (status = 404, description = "`order_not_found`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 409, description = "`invalid_transition`: the order is not `pending`; \
-            `concurrent_modification`: another command changed it meanwhile.", body = Problem,
+            `concurrent_modification`: another command changed it meanwhile; \
+            `payment_pending`: another payment of the order is still `pending` (nothing was \
+            charged; retry once it has settled).", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 412, description = "`version_mismatch`: `If-Match` is not the current \
             version; nothing changed.", body = Problem, content_type = PROBLEM_JSON),
@@ -243,9 +245,13 @@ struct ConfirmBody {
             `invalid_payment_token`: the gateway does not know the token.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 502, description = "`payment_gateway_error`: the gateway failed; nothing was \
-            charged, the order stays `pending`, and retrying is safe.", body = Problem,
-            content_type = PROBLEM_JSON),
+            charged (the payment is `failed`), the order stays `pending`, and retrying is safe.",
+            body = Problem, content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
+        (status = 504, description = "`payment_pending`: the gateway did not answer within \
+            `PAYMENT_GATEWAY_TIMEOUT`; the payment stays `pending` until its outcome is \
+            settled, and the order is confirmed then if it was charged. Do not pay again.",
+            body = Problem, content_type = PROBLEM_JSON),
     )
 )]
 async fn confirm(

@@ -17,7 +17,9 @@ fn payment_error(error: PaymentError) -> OrderError {
     match error {
         e @ (PaymentError::Declined { .. }
         | PaymentError::GatewayUnavailable(_)
-        | PaymentError::InvalidToken(_)) => OrderError::Payment(e),
+        | PaymentError::InvalidToken(_)
+        | PaymentError::Pending { .. }
+        | PaymentError::AlreadyPending { .. }) => OrderError::Payment(e),
         PaymentError::Invalid(errors) => OrderError::Invalid(errors),
         PaymentError::NotFound(id) => {
             OrderError::Unexpected(anyhow::anyhow!("payment {id} vanished"))

@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use kernel::{FieldError, IntoProblem, Money, OrderId, PaymentId, Problem};
 use serde::{Deserialize, Serialize};
 
-/// One attempt to charge an order. At most one payment per order is ever `Captured` or
-/// `Refunded`; any number may be `Declined` before it.
+/// One attempt to charge an order. At most one payment per order is ever `Pending`,
+/// `Captured` or `Refunded` at a time; any number may be `Declined` or `Failed` before it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Payment {
     pub id: PaymentId,
@@ -23,33 +23,42 @@ pub struct Payment {
     pub updated_at: DateTime<Utc>,
 }
 
-/// `captured -> refunded`; `declined` is final.
+/// `pending -> captured -> refunded`, `pending -> declined`, `pending -> failed`; `declined`
+/// and `failed` are final.
 // Its text (`as_str`, `FromStr`, serde) is written only here; the payments crate stores it
 // through its own diesel mapping of these two functions. (A `//` comment: doc comments of
 // this type are its OpenAPI description.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
+    /// Recorded before the gateway was asked; its outcome is not known yet.
+    Pending,
     /// The gateway took the money.
     Captured,
     /// The gateway refused the card; nothing was taken.
     Declined,
     /// The money was taken and given back.
     Refunded,
+    /// The gateway failed; it certainly took nothing.
+    Failed,
 }
 
 impl PaymentStatus {
-    pub const ALL: [PaymentStatus; 3] = [
+    pub const ALL: [PaymentStatus; 5] = [
+        PaymentStatus::Pending,
         PaymentStatus::Captured,
         PaymentStatus::Declined,
         PaymentStatus::Refunded,
+        PaymentStatus::Failed,
     ];
 
     pub fn as_str(&self) -> &'static str {
         match self {
+            PaymentStatus::Pending => "pending",
             PaymentStatus::Captured => "captured",
             PaymentStatus::Declined => "declined",
             PaymentStatus::Refunded => "refunded",
+            PaymentStatus::Failed => "failed",
         }
     }
 }
@@ -80,6 +89,10 @@ pub mod tokens {
     pub const DECLINED: &str = "tok_declined";
     /// The gateway fails: [`crate::PaymentError::GatewayUnavailable`].
     pub const GATEWAY_ERROR: &str = "tok_gateway_error";
+    /// The charge succeeds, but the gateway answers only after the caller's deadline.
+    pub const TIMEOUT: &str = "tok_timeout";
+    /// Nothing is charged, and the gateway says so only after the caller's deadline.
+    pub const TIMEOUT_FAILED: &str = "tok_timeout_failed";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,10 +103,26 @@ pub enum PaymentError {
     /// were recorded; the order may be charged again with another token.
     #[error("payment for order {order_id} was declined")]
     Declined { order_id: OrderId },
-    /// The gateway failed or could not be reached. Nothing was recorded and nothing was
-    /// taken: the charge is safe to retry.
+    /// The gateway failed and said so: a `failed` payment and a `payment.failed` event were
+    /// recorded, nothing was taken, and the charge is safe to retry.
     #[error("payment gateway unavailable: {0}")]
     GatewayUnavailable(String),
+    /// The gateway did not answer within its deadline: the payment stays `pending` until
+    /// its outcome is settled (by asking the gateway by its id).
+    #[error(
+        "payment {payment_id} of order {order_id} is pending: the gateway did not answer in time"
+    )]
+    Pending {
+        order_id: OrderId,
+        payment_id: PaymentId,
+    },
+    /// Another payment of the order is `pending` (and stayed so for the gateway's
+    /// deadline): nothing was charged; retry once it has settled.
+    #[error("order {order_id} has a pending payment {payment_id}")]
+    AlreadyPending {
+        order_id: OrderId,
+        payment_id: PaymentId,
+    },
     /// The gateway does not know the payment token. Nothing was recorded.
     #[error("invalid payment token: {0}")]
     InvalidToken(String),
@@ -120,6 +149,16 @@ impl IntoProblem for PaymentError {
                     "the payment gateway failed ({reason}); nothing was charged and it is safe to retry"
                 ),
             ),
+            e @ PaymentError::Pending { .. } => Problem::new(
+                504,
+                "payment_pending",
+                format!("{e}; its outcome is being settled, do not pay again"),
+            ),
+            e @ PaymentError::AlreadyPending { .. } => Problem::new(
+                409,
+                "payment_pending",
+                format!("{e}; wait until it has settled"),
+            ),
             PaymentError::InvalidToken(reason) => Problem {
                 errors: vec![FieldError::new("payment_token", &reason)],
                 ..Problem::new(
@@ -141,9 +180,13 @@ pub trait PaymentApi: Send + Sync {
     /// At most one captured payment per order, ever: when the order already has a
     /// captured or refunded payment, that payment is returned and nothing is charged, with
     /// whatever `amount` and `token` (so a retried or concurrent confirm never charges
-    /// twice). A declined card records a `declined` payment and answers
-    /// [`PaymentError::Declined`]; a gateway failure ([`PaymentError::GatewayUnavailable`])
-    /// and an unknown token ([`PaymentError::InvalidToken`]) record nothing.
+    /// twice). The payment is recorded `pending` before the gateway is asked. A declined
+    /// card settles it `declined` and answers [`PaymentError::Declined`]; a gateway failure
+    /// settles it `failed` ([`PaymentError::GatewayUnavailable`]); an unknown token
+    /// ([`PaymentError::InvalidToken`]) leaves nothing recorded; no answer within the
+    /// gateway's deadline leaves it `pending` ([`PaymentError::Pending`]). While another
+    /// payment of the order is pending, the charge waits for it up to that deadline, then
+    /// answers [`PaymentError::AlreadyPending`].
     async fn charge(
         &self,
         order_id: OrderId,
@@ -153,7 +196,8 @@ pub trait PaymentApi: Send + Sync {
 
     /// Gives back the order's captured payment (status `refunded`). Idempotent: an already
     /// refunded payment is returned unchanged. `Ok(None)` when the order has no captured or
-    /// refunded payment (never charged, or only declined).
+    /// refunded payment (never charged, only declined or failed, or still pending: a
+    /// pending payment that settles captured is the caller's to refund then).
     async fn refund(&self, order_id: OrderId) -> Result<Option<Payment>, PaymentError>;
 
     async fn get(&self, id: PaymentId) -> Result<Payment, PaymentError>;
@@ -163,8 +207,9 @@ pub trait PaymentApi: Send + Sync {
 }
 
 /// The integration events the payments module publishes. The envelope's `aggregate_id` is
-/// the payment id; `aggregate_version` is 1 for `payment.captured` and `payment.declined`,
-/// 2 for `payment.refunded`.
+/// the payment id; `aggregate_version` is 1 for `payment.captured`, `payment.declined` and
+/// `payment.failed` (a `pending` payment is version 0 and publishes nothing), 2 for
+/// `payment.refunded`.
 pub mod events {
     use kernel::{Money, OrderId, PaymentId};
     use serde::{Deserialize, Serialize};
@@ -172,6 +217,16 @@ pub mod events {
     pub const PAYMENT_CAPTURED: &str = "payment.captured";
     pub const PAYMENT_DECLINED: &str = "payment.declined";
     pub const PAYMENT_REFUNDED: &str = "payment.refunded";
+    pub const PAYMENT_FAILED: &str = "payment.failed";
+
+    /// `payment.failed`, version 1: the gateway failed, for `reason`, and took nothing.
+    #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+    pub struct PaymentFailed {
+        pub payment_id: PaymentId,
+        pub order_id: OrderId,
+        pub amount: Money,
+        pub reason: String,
+    }
 
     /// `payment.captured`, version 1: the gateway took `amount` for the order.
     #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,9 +258,11 @@ pub mod events {
 pub mod testing {
     //! An in-memory [`PaymentApi`] for other modules' suites, so they run without the
     //! payments module. Same tokens ([`crate::tokens`]) and the same promises: at most one
-    //! captured payment per order, declines recorded, gateway failures and unknown tokens
-    //! recording nothing, idempotent refunds. [`InMemoryPayments::charges`] counts what the
-    //! "gateway" actually charged.
+    //! captured payment per order, declines and gateway failures recorded, unknown tokens
+    //! recording nothing, idempotent refunds. The slow tokens leave a `pending` payment,
+    //! which the fake never settles (it has no reconciler), and a charge while one is
+    //! pending is refused at once. [`InMemoryPayments::charges`] counts what the "gateway"
+    //! actually charged.
 
     use std::sync::Mutex;
 
@@ -240,11 +297,12 @@ pub mod testing {
         }
     }
 
-    fn settled(state: &mut State, order_id: OrderId) -> Option<&mut Payment> {
-        state
-            .payments
-            .iter_mut()
-            .find(|p| p.order_id == order_id && p.status != PaymentStatus::Declined)
+    /// The order's pending, captured or refunded payment.
+    fn live(state: &mut State, order_id: OrderId) -> Option<&mut Payment> {
+        state.payments.iter_mut().find(|p| {
+            p.order_id == order_id
+                && !matches!(p.status, PaymentStatus::Declined | PaymentStatus::Failed)
+        })
     }
 
     #[async_trait]
@@ -262,17 +320,20 @@ pub mod testing {
                 )]));
             }
             let mut state = self.lock();
-            if let Some(existing) = settled(&mut state, order_id) {
+            if let Some(existing) = live(&mut state, order_id) {
+                if existing.status == PaymentStatus::Pending {
+                    return Err(PaymentError::AlreadyPending {
+                        order_id,
+                        payment_id: existing.id,
+                    });
+                }
                 return Ok(existing.clone());
             }
             let status = match token {
                 tokens::VISA => PaymentStatus::Captured,
                 tokens::DECLINED => PaymentStatus::Declined,
-                tokens::GATEWAY_ERROR => {
-                    return Err(PaymentError::GatewayUnavailable(
-                        "simulated gateway error".to_owned(),
-                    ));
-                }
+                tokens::GATEWAY_ERROR => PaymentStatus::Failed,
+                tokens::TIMEOUT | tokens::TIMEOUT_FAILED => PaymentStatus::Pending,
                 other => {
                     return Err(PaymentError::InvalidToken(format!(
                         "unknown payment token {other:?}"
@@ -289,8 +350,20 @@ pub mod testing {
                 updated_at: now,
             };
             state.payments.push(payment.clone());
-            if status == PaymentStatus::Declined {
-                return Err(PaymentError::Declined { order_id });
+            match status {
+                PaymentStatus::Declined => return Err(PaymentError::Declined { order_id }),
+                PaymentStatus::Failed => {
+                    return Err(PaymentError::GatewayUnavailable(
+                        "simulated gateway error".to_owned(),
+                    ));
+                }
+                PaymentStatus::Pending => {
+                    return Err(PaymentError::Pending {
+                        order_id,
+                        payment_id: payment.id,
+                    });
+                }
+                PaymentStatus::Captured | PaymentStatus::Refunded => {}
             }
             state.charges += 1;
             Ok(payment)
@@ -298,9 +371,12 @@ pub mod testing {
 
         async fn refund(&self, order_id: OrderId) -> Result<Option<Payment>, PaymentError> {
             let mut state = self.lock();
-            let Some(payment) = settled(&mut state, order_id) else {
+            let Some(payment) = live(&mut state, order_id) else {
                 return Ok(None);
             };
+            if payment.status == PaymentStatus::Pending {
+                return Ok(None);
+            }
             if payment.status == PaymentStatus::Refunded {
                 return Ok(Some(payment.clone()));
             }
@@ -384,9 +460,18 @@ pub mod testing {
                 let err = fake.charge(order, money("5"), token).await.unwrap_err();
                 assert!(format!("{err:?}").starts_with(expected), "{token}: {err:?}");
             }
-            let declined = fake.for_order(order).await.unwrap();
-            assert_eq!(declined.len(), 1, "only the decline is recorded");
-            assert_eq!(declined[0].status, PaymentStatus::Declined);
+            let recorded: Vec<PaymentStatus> = fake
+                .for_order(order)
+                .await
+                .unwrap()
+                .iter()
+                .map(|p| p.status)
+                .collect();
+            assert_eq!(
+                recorded,
+                [PaymentStatus::Failed, PaymentStatus::Declined],
+                "the failure and the decline are recorded, the unknown token is not"
+            );
             assert_eq!(fake.refund(order).await.unwrap(), None);
             assert!(matches!(
                 fake.charge(order, Money::ZERO, tokens::VISA).await,
@@ -394,7 +479,19 @@ pub mod testing {
             ));
             let paid = fake.charge(order, money("5"), tokens::VISA).await.unwrap();
             assert_eq!(fake.get(paid.id).await.unwrap(), paid);
-            assert_eq!(fake.for_order(order).await.unwrap().len(), 2);
+            assert_eq!(fake.for_order(order).await.unwrap().len(), 3);
+            assert_eq!(fake.charges(), 1);
+
+            let slow = OrderId::generate();
+            let pending = fake.charge(slow, money("5"), tokens::TIMEOUT).await;
+            let Err(PaymentError::Pending { payment_id, .. }) = pending else {
+                panic!("{pending:?}");
+            };
+            assert!(matches!(
+                fake.charge(slow, money("5"), tokens::VISA).await,
+                Err(PaymentError::AlreadyPending { payment_id: p, .. }) if p == payment_id
+            ));
+            assert_eq!(fake.refund(slow).await.unwrap(), None);
             assert_eq!(fake.charges(), 1);
         }
     }
@@ -430,6 +527,22 @@ mod tests {
                 PaymentError::InvalidToken("unknown payment token \"x\"".into()),
                 422,
                 "invalid_payment_token",
+            ),
+            (
+                PaymentError::Pending {
+                    order_id,
+                    payment_id: PaymentId::generate(),
+                },
+                504,
+                "payment_pending",
+            ),
+            (
+                PaymentError::AlreadyPending {
+                    order_id,
+                    payment_id: PaymentId::generate(),
+                },
+                409,
+                "payment_pending",
             ),
             (
                 PaymentError::Invalid(vec![kernel::FieldError::new("amount", "must be > 0")]),
@@ -471,11 +584,7 @@ mod tests {
         assert_eq!(json["status"], "refunded");
         assert_eq!(json["amount"], "12.50");
         assert_eq!(json["id"], payment.id.to_string());
-        for status in [
-            PaymentStatus::Captured,
-            PaymentStatus::Declined,
-            PaymentStatus::Refunded,
-        ] {
+        for status in PaymentStatus::ALL {
             assert_eq!(serde_json::to_value(status).unwrap(), status.as_str());
         }
         let declined = events::PaymentDeclined {

@@ -6,6 +6,9 @@ diesel::table! {
         status -> Text,
         gateway_reference -> Nullable<Text>,
         version -> Int8,
+        refund_requested_at -> Nullable<Timestamptz>,
+        check_after -> Nullable<Timestamptz>,
+        checks -> Int4,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
     }

@@ -25,6 +25,7 @@ async fn database() -> TestDatabase {
     let schemas: Vec<_> = emporium::SCHEMAS
         .iter()
         .chain(emporium::READ_SCHEMAS.iter())
+        .chain(emporium::SIMULATED_SCHEMAS.iter())
         .copied()
         .collect();
     kernel::testing::database(&schemas).await

@@ -176,3 +176,183 @@ async fn the_saga_confirms_an_order_with_pools_of_one_connection() {
     }
     crate::invariants::assert_hold(&app.db).await;
 }
+
+/// The statuses of the order's payments, oldest first.
+async fn payment_statuses(app: &crate::TestApp, order: &str) -> Vec<String> {
+    let list = app.http.get(&format!("/payments?order_id={order}")).await;
+    assert_eq!(list.status, 200, "{:#}", list.body);
+    list.body["payments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The app with a short gateway deadline (the simulated gateway's slow tokens answer after
+/// twice it; the reconciler first asks after twice it).
+async fn slow_gateway_app(hooks: Hooks) -> crate::TestApp {
+    spawn_with(
+        crate::database().await,
+        |url| Config {
+            payment_gateway_timeout: Duration::from_millis(800),
+            ..Config::for_database(url)
+        },
+        hooks,
+    )
+    .await
+}
+
+async fn order_status_is(app: &crate::TestApp, order: &str, status: &str) -> bool {
+    app.db
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM orders.orders WHERE id = '{order}' AND status = '{status}'"
+        ))
+        .await
+        == 1
+}
+
+async fn ledger(app: &crate::TestApp, outcome: &str) -> i64 {
+    app.db
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM gateway.ledger WHERE outcome = '{outcome}'"
+        ))
+        .await
+}
+
+/// `tok_timeout`: confirm is `504 payment_pending`; another confirm meanwhile is `409
+/// payment_pending` and charges nothing; the reconciler settles the payment captured and
+/// the saga confirms the order by itself, with one charge at the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_charge_answered_too_late_confirms_the_order_by_itself() {
+    let app = slow_gateway_app(Hooks::default()).await;
+    let user = app.user("late@example.com").await;
+    let product = app.product("Late", "3.00", 5).await;
+    let order = app.placed(&user, &[(&product, 2)]).await;
+    app.command(&order, "confirm", json!({"payment_token": "tok_timeout"}))
+        .await
+        .assert_problem(504, "payment_pending");
+    app.command(&order, "confirm", json!({"payment_token": "tok_visa"}))
+        .await
+        .assert_problem(409, "payment_pending");
+    crate::wait_for("the order is confirmed", async || {
+        order_status_is(&app, &order, "confirmed").await
+    })
+    .await;
+    assert_eq!(payment_statuses(&app, &order).await, ["captured"]);
+    assert_eq!(
+        ledger(&app, "charged").await,
+        1,
+        "one charge at the gateway"
+    );
+    let view = app
+        .http
+        .get(&format!("/queries/orders/{order}?min_version=2"))
+        .await;
+    assert_eq!(view.body["status"], "confirmed", "{:#}", view.body);
+}
+
+/// `tok_timeout_failed`: confirm is `504 payment_pending`, then the payment becomes
+/// `failed` and the order stays `pending`, payable again. A gateway failure is `502` with
+/// a `failed` payment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_answered_too_late_leaves_the_order_pending() {
+    let app = slow_gateway_app(Hooks::default()).await;
+    let user = app.user("failed@example.com").await;
+    let product = app.product("Failed", "3.00", 5).await;
+    let order = app.placed(&user, &[(&product, 1)]).await;
+    app.command(
+        &order,
+        "confirm",
+        json!({"payment_token": "tok_timeout_failed"}),
+    )
+    .await
+    .assert_problem(504, "payment_pending");
+    crate::wait_for("the payment has failed", async || {
+        payment_statuses(&app, &order).await == ["failed"]
+    })
+    .await;
+    assert!(order_status_is(&app, &order, "pending").await);
+    assert_eq!(ledger(&app, "charged").await, 0);
+    app.command(
+        &order,
+        "confirm",
+        json!({"payment_token": "tok_gateway_error"}),
+    )
+    .await
+    .assert_problem(502, "payment_gateway_error");
+    assert_eq!(
+        app.command(&order, "confirm", json!({"payment_token": "tok_visa"}))
+            .await
+            .status,
+        202
+    );
+    assert_eq!(
+        payment_statuses(&app, &order).await,
+        ["failed", "failed", "captured"]
+    );
+}
+
+/// A crash between the gateway's capture and our commit: the payment stays `pending`,
+/// the reconciler settles it captured, the saga confirms the order, and the gateway's
+/// ledger holds exactly one charge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_after_the_gateway_captured_is_settled_with_one_charge() {
+    let crash: ::orders::FaultHook = std::sync::Arc::new(|point| {
+        if point == "after_gateway_charge" {
+            anyhow::bail!("simulated crash at {point}")
+        } else {
+            Ok(())
+        }
+    });
+    let app = slow_gateway_app(Hooks {
+        faults: Some(crash),
+        ..Hooks::default()
+    })
+    .await;
+    let user = app.user("crash@example.com").await;
+    let product = app.product("Crash", "4.00", 5).await;
+    let order = app.placed(&user, &[(&product, 1)]).await;
+    app.command(&order, "confirm", json!({"payment_token": "tok_visa"}))
+        .await
+        .assert_problem(500, "internal_error");
+    assert_eq!(payment_statuses(&app, &order).await, ["pending"]);
+    crate::wait_for("the order is confirmed", async || {
+        order_status_is(&app, &order, "confirmed").await
+    })
+    .await;
+    assert_eq!(payment_statuses(&app, &order).await, ["captured"]);
+    assert_eq!(ledger(&app, "charged").await, 1, "exactly one charge");
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) AS n FROM gateway.ledger")
+            .await,
+        1
+    );
+}
+
+/// An order cancelled while its payment is pending: when the payment settles captured,
+/// the saga refunds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_capture_of_a_cancelled_order_is_refunded() {
+    let app = slow_gateway_app(Hooks::default()).await;
+    let user = app.user("cancelled@example.com").await;
+    let product = app.product("Cancelled", "5.00", 5).await;
+    let order = app.placed(&user, &[(&product, 1)]).await;
+    app.command(&order, "confirm", json!({"payment_token": "tok_timeout"}))
+        .await
+        .assert_problem(504, "payment_pending");
+    assert_eq!(
+        app.command(&order, "cancel", json!({"reason": "too slow"}))
+            .await
+            .status,
+        202
+    );
+    crate::wait_for("the late capture is refunded", async || {
+        payment_statuses(&app, &order).await == ["refunded"]
+    })
+    .await;
+    assert!(order_status_is(&app, &order, "cancelled").await);
+    assert_eq!(ledger(&app, "refunded").await, 1);
+    assert_eq!(ledger(&app, "charged").await, 0);
+}

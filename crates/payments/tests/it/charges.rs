@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use kernel::{Money, OrderId, PaymentId};
-use payments::{GatewayError, GatewayReceipt, PaymentGateway, SimulatedGateway};
+use payments::{ChargeState, GatewayError, GatewayReceipt, PaymentGateway};
 use payments_api::{PaymentApi, PaymentError, PaymentStatus, tokens};
 use serde_json::json;
 
@@ -23,7 +23,8 @@ async fn a_visa_charge_captures_and_publishes_in_the_same_transaction() {
     assert_eq!(payment.order_id, order);
     assert_eq!(payment.amount.to_string(), "12.34");
     assert_eq!(payment.status, PaymentStatus::Captured);
-    assert_eq!(payment.created_at, payment.updated_at);
+    // Recorded pending first, settled captured after.
+    assert!(payment.created_at <= payment.updated_at);
     assert_eq!(app.gateway.charges(), 1);
     assert_eq!(app.api.get(payment.id).await.unwrap(), payment);
 
@@ -77,26 +78,41 @@ async fn a_declined_card_is_recorded_and_published() {
 }
 
 #[tokio::test]
-async fn a_gateway_failure_or_an_unknown_token_writes_nothing() {
+async fn a_gateway_failure_is_recorded_failed_and_an_unknown_token_writes_nothing() {
     let app = spawn_app().await;
     let order = OrderId::generate();
-    let cases = [
-        (tokens::GATEWAY_ERROR, "GatewayUnavailable"),
-        ("tok_mastercard", "InvalidToken"),
-        ("", "InvalidToken"),
-    ];
-    for (token, expected) in cases {
+    let err = app
+        .api
+        .charge(order, money("5"), tokens::GATEWAY_ERROR)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, PaymentError::GatewayUnavailable(_)),
+        "{err:?}"
+    );
+    let failed = app.api.for_order(order).await.unwrap();
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].status, PaymentStatus::Failed);
+    let payload = json!({
+        "payment_id": failed[0].id, "order_id": order, "amount": "5.00",
+        "reason": "simulated gateway error"
+    });
+    assert_eq!(
+        app.events_with_the_row(failed[0].id, "payment.failed", 1, &payload)
+            .await,
+        1,
+        "payment.failed, version 1, in the settling transaction"
+    );
+    for token in ["tok_mastercard", ""] {
         let err = app.api.charge(order, money("5"), token).await.unwrap_err();
-        let matched = match &err {
-            PaymentError::GatewayUnavailable(_) => "GatewayUnavailable",
-            PaymentError::InvalidToken(_) => "InvalidToken",
-            _ => "other",
-        };
-        assert_eq!(matched, expected, "{token:?}: {err:?}");
+        assert!(
+            matches!(err, PaymentError::InvalidToken(_)),
+            "{token:?}: {err:?}"
+        );
         assert_eq!(
             (app.payments().await, app.events().await),
-            (0, 0),
-            "{token:?}"
+            (1, 1),
+            "{token:?} leaves nothing recorded"
         );
     }
     assert_eq!(app.gateway.charges(), 0);
@@ -106,7 +122,16 @@ async fn a_gateway_failure_or_an_unknown_token_writes_nothing() {
         .charge(order, money("5"), tokens::VISA)
         .await
         .unwrap();
-    assert_eq!(app.api.for_order(order).await.unwrap(), vec![paid]);
+    let statuses: Vec<PaymentStatus> = app
+        .api
+        .for_order(order)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.status)
+        .collect();
+    assert_eq!(statuses, [PaymentStatus::Failed, PaymentStatus::Captured]);
+    assert_eq!(app.api.get(paid.id).await.unwrap(), paid);
 }
 
 #[tokio::test]
@@ -259,12 +284,13 @@ async fn a_declined_order_can_be_paid_with_another_card() {
     );
 }
 
-/// Records a captured payment for the order behind the service's back (as a writer that
-/// skipped the per-order lock would), then charges the card.
+/// Settles the payment it is asked to charge behind the service's back (as `captured`: a
+/// reconciler that asked the gateway first; as `failed`: one that asked before the charge
+/// reached the gateway), then charges the card.
 struct RacingGateway {
-    inner: SimulatedGateway,
+    inner: payments::SimulatedGateway,
     db: kernel::testing::TestDatabase,
-    order_id: OrderId,
+    settle_as: &'static str,
 }
 
 #[async_trait]
@@ -275,49 +301,113 @@ impl PaymentGateway for RacingGateway {
         amount: Money,
         token: &str,
     ) -> Result<GatewayReceipt, GatewayError> {
-        let inserted = self
+        let settled = self
             .db
             .scalar(&format!(
-                "WITH i AS (INSERT INTO payments.payments \
-                 (id, order_id, amount, status, version, created_at, updated_at) \
-                 VALUES ('{}', '{}', 1, 'captured', 1, now(), now()) RETURNING 1) \
-                 SELECT count(*) AS n FROM i",
-                PaymentId::generate(),
-                self.order_id
+                "WITH u AS (UPDATE payments.payments SET status = '{}', version = 1 \
+                 WHERE id = '{payment_id}' AND status = 'pending' RETURNING 1) \
+                 SELECT count(*) AS n FROM u",
+                self.settle_as
             ))
             .await;
-        assert_eq!(inserted, 1);
+        assert_eq!(
+            settled, 1,
+            "the payment was committed pending before the call"
+        );
         self.inner.charge(payment_id, amount, token).await
     }
 
     async fn refund(&self, payment_id: PaymentId, amount: Money) -> Result<(), GatewayError> {
         self.inner.refund(payment_id, amount).await
     }
+
+    async fn lookup(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
+        self.inner.lookup(payment_id).await
+    }
 }
 
 #[tokio::test]
-async fn the_database_refuses_a_second_captured_payment_and_the_charge_is_refunded() {
+async fn a_payment_settled_by_someone_else_meanwhile_is_answered_not_settled_again() {
     let app = spawn_app().await;
     let order = OrderId::generate();
     let gateway = Arc::new(RacingGateway {
-        inner: SimulatedGateway::default(),
+        inner: crate::simulated_gateway(&app.db, crate::SLOW_ANSWER),
         db: app.db.clone(),
-        order_id: order,
+        settle_as: "captured",
+    });
+    let service = app.service_with(gateway.clone());
+    let payment = service
+        .charge(order, money("3.00"), tokens::VISA)
+        .await
+        .unwrap();
+    assert_eq!(payment.status, PaymentStatus::Captured);
+    assert_eq!(gateway.inner.charges(), 1);
+    assert_eq!(app.api.for_order(order).await.unwrap(), vec![payment]);
+    assert_eq!(
+        app.events().await,
+        0,
+        "the settler that came first owns the event; the late one writes none"
+    );
+}
+
+#[tokio::test]
+async fn the_database_refuses_a_second_live_payment_of_an_order() {
+    let app = spawn_app().await;
+    let order = OrderId::generate();
+    let insert = |status: &str| {
+        format!(
+            "INSERT INTO payments.payments (id, order_id, amount, status, version, created_at, \
+             updated_at) VALUES ('{}', '{order}', 1, '{status}', 1, now(), now())",
+            PaymentId::generate()
+        )
+    };
+    let mut conn = app.db.connect().await;
+    use diesel_async::RunQueryDsl;
+    for status in ["declined", "failed", "declined", "failed", "pending"] {
+        diesel::sql_query(insert(status))
+            .execute(&mut conn)
+            .await
+            .unwrap_or_else(|e| panic!("{status}: {e}"));
+    }
+    for status in ["pending", "captured", "refunded"] {
+        let err = diesel::sql_query(insert(status))
+            .execute(&mut conn)
+            .await
+            .expect_err(status);
+        assert!(
+            err.to_string().contains("payments_one_live_per_order_idx"),
+            "{status}: {err}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_capture_of_a_payment_settled_failed_meanwhile_is_given_back() {
+    let app = spawn_app().await;
+    let order = OrderId::generate();
+    let gateway = Arc::new(RacingGateway {
+        inner: crate::simulated_gateway(&app.db, crate::SLOW_ANSWER),
+        db: app.db.clone(),
+        settle_as: "failed",
     });
     let service = app.service_with(gateway.clone());
     let err = service
         .charge(order, money("3.00"), tokens::VISA)
         .await
         .unwrap_err();
-    assert!(matches!(err, PaymentError::Unexpected(_)), "{err:?}");
-    assert_eq!(gateway.inner.charges(), 1);
-    assert_eq!(
-        gateway.inner.refunds(),
-        1,
-        "the charge that could not be recorded was given back"
+    assert!(
+        matches!(err, PaymentError::GatewayUnavailable(_)),
+        "{err:?}"
     );
+    assert_eq!(gateway.inner.charges(), 1);
+    assert_eq!(gateway.inner.refunds(), 1, "the money went back");
     let payments = app.api.for_order(order).await.unwrap();
-    assert_eq!(payments.len(), 1, "only the other writer's payment");
-    assert_eq!(payments[0].amount.to_string(), "1.00");
-    assert_eq!(app.events().await, 0);
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].status, PaymentStatus::Failed);
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway.ledger WHERE outcome = 'charged'")
+            .await,
+        0,
+        "the ledger keeps no charge without a captured payment"
+    );
 }

@@ -19,6 +19,8 @@ fn kind(result: &Result<payments_api::Payment, PaymentError>) -> &'static str {
         Err(PaymentError::InvalidToken(_)) => "invalid token",
         Err(PaymentError::Invalid(_)) => "invalid",
         Err(PaymentError::NotFound(_)) => "not found",
+        Err(PaymentError::Pending { .. }) => "pending",
+        Err(PaymentError::AlreadyPending { .. }) => "already pending",
         Err(PaymentError::Unexpected(_)) => "unexpected",
     }
 }
@@ -56,7 +58,14 @@ async fn scenario(api: &dyn PaymentApi, charges: &dyn Fn() -> usize) {
         .iter()
         .map(|p| p.status)
         .collect();
-    assert_eq!(statuses, [PaymentStatus::Declined, PaymentStatus::Refunded]);
+    assert_eq!(
+        statuses,
+        [
+            PaymentStatus::Failed,
+            PaymentStatus::Declined,
+            PaymentStatus::Refunded
+        ]
+    );
     assert_eq!(api.refund(OrderId::generate()).await.unwrap(), None);
     assert!(api.for_order(OrderId::generate()).await.unwrap().is_empty());
     let unknown = PaymentId::generate();

@@ -4,16 +4,22 @@
 
 mod charges;
 mod contract;
+mod gateway;
+mod pending;
+mod reconciler;
 mod refunds;
 mod routes;
 mod tidy;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::web;
 use kernel::testing::{Http, TestDatabase, TestServer};
 use kernel::{Money, PaymentId};
-use payments::{PaymentGateway, PaymentService, SimulatedGateway};
+use payments::{
+    PaymentGateway, PaymentService, PaymentSettings, SimulatedGateway, SimulatedSettings,
+};
 use payments_api::PaymentApi;
 use serde_json::Value;
 
@@ -27,14 +33,15 @@ struct TestApp {
 }
 
 async fn spawn_app() -> TestApp {
-    let db = kernel::testing::database(&[payments::SCHEMA]).await;
+    let db = kernel::testing::database(&[payments::SCHEMA, payments::GATEWAY_SCHEMA]).await;
     let settings = kernel::db::PoolSettings {
         max_size: 10,
         ..Default::default()
     };
     let pool = kernel::db::pool(&db.url, &payments::SCHEMA, settings).expect("pool");
-    let gateway = Arc::new(SimulatedGateway::default());
-    let api: Arc<dyn PaymentApi> = Arc::new(PaymentService::new(pool.clone(), gateway.clone()));
+    let gateway = Arc::new(simulated_gateway(&db, SLOW_ANSWER));
+    let api: Arc<dyn PaymentApi> =
+        Arc::new(PaymentService::new(pool.clone(), gateway.clone(), SETTINGS));
     let routes_api = api.clone();
     let server = TestServer::start(move |cfg| {
         cfg.app_data(web::Data::from(routes_api.clone()));
@@ -50,10 +57,33 @@ async fn spawn_app() -> TestApp {
     }
 }
 
+/// The service's deadline on each gateway call in these tests: short, yet long enough for
+/// a prompt answer on a loaded machine (a charge that finds another pending waits this).
+const GATEWAY_TIMEOUT: Duration = Duration::from_secs(1);
+const SETTINGS: PaymentSettings = PaymentSettings {
+    gateway_timeout: GATEWAY_TIMEOUT,
+    faults: None,
+};
+/// How long the simulated gateway's slow tokens take to answer in these tests: past the
+/// deadline.
+const SLOW_ANSWER: Duration = Duration::from_secs(2);
+
+/// A simulated gateway over `db`'s `gateway` schema, with a pool of its own.
+fn simulated_gateway(db: &TestDatabase, slow_answer: Duration) -> SimulatedGateway {
+    let pool = kernel::db::pool(&db.url, &payments::GATEWAY_SCHEMA, Default::default())
+        .expect("gateway pool");
+    SimulatedGateway::new(pool, SimulatedSettings { slow_answer })
+}
+
 impl TestApp {
     /// Another service on the same database, with another gateway.
     fn service_with(&self, gateway: Arc<dyn PaymentGateway>) -> PaymentService {
-        PaymentService::new(self.pool.clone(), gateway)
+        PaymentService::new(self.pool.clone(), gateway, SETTINGS)
+    }
+
+    /// Another service on the same database and gateway, with these settings.
+    fn service_with_settings(&self, settings: PaymentSettings) -> PaymentService {
+        PaymentService::new(self.pool.clone(), self.gateway.clone(), settings)
     }
 
     async fn count(&self, sql: &str) -> i64 {

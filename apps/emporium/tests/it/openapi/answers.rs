@@ -266,6 +266,13 @@ async fn order_commands_answer_as_documented() {
     c.call("POST", &confirm, token("tok_bogus"))
         .await
         .assert_problem(422, "invalid_payment_token");
+    let slow = c
+        .call("POST", "/commands/orders", Some(lines(&mug_id, 1)))
+        .await;
+    let slow = format!("/commands/orders/{}/confirm", id(&slow, "order_id"));
+    c.call("POST", &slow, token("tok_timeout_failed"))
+        .await
+        .assert_problem(504, "payment_pending");
     c.call(
         "POST",
         &format!("/commands/orders/{NOBODY}/confirm"),

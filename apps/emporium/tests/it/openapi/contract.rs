@@ -80,10 +80,12 @@ impl Part {
     }
 }
 
-/// An app whose admin routes are enabled, so probes reach their routing.
+/// An app whose admin routes are enabled, so probes reach their routing, and whose gateway
+/// deadline is short, so a `504 payment_pending` comes in a moment.
 pub(crate) async fn admin_app(db: kernel::testing::TestDatabase) -> TestApp {
     let config = |url: &str| Config {
         admin_token: Some(ADMIN_TOKEN.to_owned()),
+        payment_gateway_timeout: std::time::Duration::from_millis(500),
         ..Config::for_database(url)
     };
     spawn_with(db, config, Hooks::default()).await

@@ -1,0 +1,11 @@
+diesel::table! {
+    gateway.ledger (key) {
+        key -> Uuid,
+        amount -> Numeric,
+        outcome -> Text,
+        reference -> Text,
+        reason -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
