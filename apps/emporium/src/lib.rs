@@ -212,6 +212,9 @@ impl Modules {
             order_expiry: config.order_expiry,
             sweep_every: hooks.sweep_every,
             placement_timeout: config.placement_timeout,
+            // A charge waits at most one gateway deadline for another pending payment, then
+            // calls the gateway under one more; the fence outlasts both.
+            confirm_fence: config.payment_gateway_timeout * 2 + Duration::from_secs(10),
             faults: hooks.faults.clone(),
         };
         let source = |schema: &Schema, pool: &Pool| -> Arc<dyn EventSource> {

@@ -138,6 +138,10 @@ pub enum OrderError {
     IdempotencyKeyReused(String),
     #[error("a request with idempotency key {0:?} is still running")]
     IdempotencyKeyInUse(String),
+    /// A confirm is charging the order right now: another confirm, a cancel or an expiry
+    /// must wait until it has ended.
+    #[error("order {0} is being paid for by another confirm")]
+    PaymentInProgress(OrderId),
     /// The payments module refused the charge (declined, gateway failure, unknown token);
     /// passed on as that module states it.
     #[error(transparent)]
@@ -160,6 +164,10 @@ impl IntoProblem for OrderError {
             e @ OrderError::UserInactive(_) => Problem::conflict("user_inactive", e),
             OrderError::Product(e) => return e.into_problem(),
             OrderError::Payment(e) => return e.into_problem(),
+            e @ OrderError::PaymentInProgress(_) => Problem::conflict(
+                "payment_pending",
+                format!("{e}; nothing was done, try again once it has ended"),
+            ),
             e @ OrderError::InvalidTransition { .. } => Problem::conflict("invalid_transition", e),
             e @ OrderError::VersionMismatch { .. } => Problem::new(412, "version_mismatch", e),
             e @ OrderError::Conflict(_) => Problem::conflict("concurrent_modification", e),
@@ -377,6 +385,11 @@ mod tests {
                 OrderError::IdempotencyKeyInUse("k".into()),
                 409,
                 "idempotency_key_in_use",
+            ),
+            (
+                OrderError::PaymentInProgress(order_id),
+                409,
+                "payment_pending",
             ),
         ];
         for (error, status, code) in cases {

@@ -9,6 +9,7 @@
 //! process dies between two of them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use kernel::OrderId;
@@ -36,12 +37,19 @@ pub struct Dependencies {
 pub struct OrderCommandHandler {
     pub(crate) pool: Pool,
     pub(crate) deps: Dependencies,
+    /// How long a confirm's fence lasts if the confirm never lifts it (`Settings`).
+    pub(crate) confirm_fence: Duration,
     faults: Option<FaultHook>,
 }
 
 impl OrderCommandHandler {
-    pub fn new(pool: Pool, deps: Dependencies, faults: Option<FaultHook>) -> Self {
-        OrderCommandHandler { pool, deps, faults }
+    pub fn new(pool: Pool, deps: Dependencies, settings: &crate::Settings) -> Self {
+        OrderCommandHandler {
+            pool,
+            deps,
+            confirm_fence: settings.confirm_fence,
+            faults: settings.faults.clone(),
+        }
     }
 
     /// Stops the command at `point` if a test asked for it.

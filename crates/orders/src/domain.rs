@@ -1,8 +1,11 @@
-//! The order aggregate: its status machine and the events each transition publishes.
-//! Parse, don't validate: a `Reason` that exists is valid.
+//! The order aggregate: its status machine, the events each transition publishes, and the
+//! fence a confirm puts on it while it charges. Parse, don't validate: a `Reason` that
+//! exists is valid.
 
+use chrono::{DateTime, Utc};
 use kernel::{Money, NewEvent, OrderId, PaymentId};
 use orders_api::{OrderError, OrderStatus, events};
+use uuid::Uuid;
 
 /// A visible order, as commands see it.
 #[derive(Debug, Clone)]
@@ -13,9 +16,52 @@ pub(crate) struct Order {
     pub(crate) payment_id: Option<PaymentId>,
     pub(crate) cancel_reason: Option<String>,
     pub(crate) version: i64,
+    /// Set while a confirm charges the (pending) order.
+    pub(crate) fence: Option<Fence>,
+}
+
+/// A pending order is being paid for: confirm `attempt` charges it, and until `until` no
+/// other confirm, no cancel and no expiry may touch it, so nobody is charged for an order
+/// that is then refused (and of concurrent confirms exactly one succeeds). It is no new
+/// version and no event: readers see a pending order. The confirm lifts it when it ends,
+/// and every status change ends it; `until` only matters when the confirm crashed, and
+/// outlasts any charge (it is longer than the gateway's deadlines).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Fence {
+    pub(crate) attempt: Uuid,
+    pub(crate) until: DateTime<Utc>,
 }
 
 impl Order {
+    /// Whether a confirm is charging the order at `now`.
+    pub(crate) fn being_paid(&self, now: DateTime<Utc>) -> bool {
+        self.fence.is_some_and(|fence| fence.until > now)
+    }
+
+    /// Fences the order for a confirm that will charge it: it must be pending and not
+    /// being paid already (`payment_pending`). The caller stores the fence.
+    pub(crate) fn fence_for_confirm(
+        &mut self,
+        now: DateTime<Utc>,
+        lasts: std::time::Duration,
+    ) -> Result<Fence, OrderError> {
+        if self.status != OrderStatus::Pending {
+            return Err(OrderError::InvalidTransition {
+                from: self.status,
+                command: "confirm",
+            });
+        }
+        if self.being_paid(now) {
+            return Err(OrderError::PaymentInProgress(self.id));
+        }
+        let fence = Fence {
+            attempt: Uuid::now_v7(),
+            until: now + chrono::Duration::from_std(lasts).unwrap_or(chrono::Duration::MAX),
+        };
+        self.fence = Some(fence);
+        Ok(fence)
+    }
+
     fn transition(&mut self, command: &'static str, to: OrderStatus) -> Result<(), OrderError> {
         use OrderStatus::*;
         let allowed = matches!(
@@ -71,8 +117,16 @@ impl Order {
         ))
     }
 
-    /// Cancels; the event names the status it left, which tells whether it was paid.
-    pub(crate) fn cancel(&mut self, reason: Reason) -> Result<NewEvent, OrderError> {
+    /// Cancels; the event names the status it left, which tells whether it was paid. Not
+    /// while a confirm is charging the order (`payment_pending`).
+    pub(crate) fn cancel(
+        &mut self,
+        reason: Reason,
+        now: DateTime<Utc>,
+    ) -> Result<NewEvent, OrderError> {
+        if self.being_paid(now) {
+            return Err(OrderError::PaymentInProgress(self.id));
+        }
         let previous_status = self.status;
         self.transition("cancel", OrderStatus::Cancelled)?;
         self.cancel_reason = Some(reason.0.clone());
@@ -118,6 +172,7 @@ mod tests {
             payment_id: None,
             cancel_reason: None,
             version: 3,
+            fence: None,
         }
     }
 
@@ -131,7 +186,7 @@ mod tests {
             ("deliver", Order::deliver, Delivered),
             (
                 "cancel",
-                |o| o.cancel(Reason::parse("changed my mind").unwrap()),
+                |o| o.cancel(Reason::parse("changed my mind").unwrap(), Utc::now()),
                 Cancelled,
             ),
         ];
@@ -162,6 +217,40 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn a_fenced_order_is_neither_fenced_again_nor_cancelled_until_the_fence_runs_out() {
+        let now = Utc::now();
+        let lasts = std::time::Duration::from_secs(30);
+        let mut o = order(OrderStatus::Pending);
+        let fence = o.fence_for_confirm(now, lasts).unwrap();
+        assert_eq!(fence.until, now + chrono::Duration::seconds(30));
+        assert!(matches!(
+            o.fence_for_confirm(now, lasts),
+            Err(OrderError::PaymentInProgress(_))
+        ));
+        let reason = || Reason::parse("changed my mind").unwrap();
+        assert!(matches!(
+            o.cancel(reason(), now),
+            Err(OrderError::PaymentInProgress(_))
+        ));
+        assert_eq!((o.status, o.version), (OrderStatus::Pending, 3));
+        let later = fence.until + chrono::Duration::milliseconds(1);
+        assert!(!o.being_paid(later), "a crashed confirm's fence runs out");
+        assert!(o.fence_for_confirm(later, lasts).unwrap().attempt != fence.attempt);
+        let mut o = order(OrderStatus::Pending);
+        o.fence_for_confirm(now, lasts).unwrap();
+        o.cancel(reason(), later).unwrap();
+        for from in OrderStatus::ALL
+            .into_iter()
+            .filter(|s| *s != OrderStatus::Pending)
+        {
+            assert!(matches!(
+                order(from).fence_for_confirm(now, lasts),
+                Err(OrderError::InvalidTransition { .. })
+            ));
         }
     }
 

@@ -234,8 +234,9 @@ struct ConfirmBody {
             content_type = PROBLEM_JSON),
         (status = 409, description = "`invalid_transition`: the order is not `pending`; \
             `concurrent_modification`: another command changed it meanwhile; \
-            `payment_pending`: another payment of the order is still `pending` (nothing was \
-            charged; retry once it has settled).", body = Problem,
+            `payment_pending`: another confirm of the order is charging it right now, or \
+            another payment of the order is still `pending` (nothing was charged; retry once \
+            it has settled). Of concurrent confirms exactly one succeeds.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 412, description = "`version_mismatch`: `If-Match` is not the current \
             version; nothing changed.", body = Problem, content_type = PROBLEM_JSON),
@@ -394,7 +395,9 @@ struct CancelBody {
         (status = 404, description = "`order_not_found`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 409, description = "`invalid_transition`: the order is `delivered` or already \
-            `cancelled`; `concurrent_modification`.", body = Problem,
+            `cancelled`; `concurrent_modification`; `payment_pending`: a confirm is charging \
+            the order right now (nothing changed; try again once it has answered).",
+            body = Problem,
             content_type = PROBLEM_JSON),
         (status = 412, description = "`version_mismatch`: nothing changed.", body = Problem,
             content_type = PROBLEM_JSON),

@@ -53,6 +53,10 @@ pub struct Settings {
     /// How long a placement may stay unfinished before the sweeper releases it (a request
     /// still running after this is refused at its last step).
     pub placement_timeout: Duration,
+    /// How long a confirm's fence holds the order if the confirm crashed before lifting it
+    /// (see `domain::Fence`): longer than a charge can take, its wait for another pending
+    /// payment included (the app sets twice `PAYMENT_GATEWAY_TIMEOUT` plus a margin).
+    pub confirm_fence: Duration,
     /// Tests only: stops a command at a named point, as a crash would.
     pub faults: Option<FaultHook>,
 }
@@ -74,7 +78,7 @@ pub struct OrderWriteSide {
 impl OrderWriteSide {
     pub fn new(pool: Pool, deps: Dependencies, sources: Sources, settings: Settings) -> Self {
         OrderWriteSide {
-            handler: OrderCommandHandler::new(pool.clone(), deps, settings.faults.clone()),
+            handler: OrderCommandHandler::new(pool.clone(), deps, &settings),
             pool,
             sources,
             settings,

@@ -1,16 +1,17 @@
-//! The commands on a placed order: confirm (charge, then confirm; the stock is committed
-//! after, here and by the saga on `order.confirmed`), ship, deliver, and cancel (cancel,
+//! The commands on a placed order: confirm (fence the order, charge, then confirm; the
+//! stock is committed after, here and by the saga on `order.confirmed`), ship, deliver, and cancel (cancel,
 //! then refund any payment and give the stock back, here and by the saga on
 //! `order.cancelled`).
 
+use chrono::Utc;
 use kernel::db;
 use kernel::{NewEvent, OrderId};
 use orders_api::{Accepted, ExpectedVersion, OrderError, OrderStatus};
 use payments_api::PaymentError;
 
 use crate::commands::OrderCommandHandler;
-use crate::domain::{Order, Reason};
-use crate::store::{accepted, check_version, load, load_for_update, save};
+use crate::domain::{Fence, Order, Reason};
+use crate::store::{accepted, check_version, lift_fence, load_for_update, put_fence, save};
 
 /// What of the payments module's refusal an order command passes on.
 fn payment_error(error: PaymentError) -> OrderError {
@@ -48,6 +49,10 @@ impl OrderCommandHandler {
         .await
     }
 
+    /// Confirm: fence the order (one transaction), charge outside any transaction, then
+    /// confirm it (another). The fence (`domain::Fence`) keeps every other confirm, cancel
+    /// and expiry off the order while it is charged; a charge that did not capture lifts
+    /// it at once.
     pub(crate) async fn confirm_order(
         &self,
         id: OrderId,
@@ -60,23 +65,19 @@ impl OrderCommandHandler {
                 "is required",
             )]));
         }
-        let order = {
-            let mut conn = db::connect(&self.pool).await?;
-            load(&mut conn, id).await?
+        let (total, fence) = self.fence_for_confirm(id, expected).await?;
+        self.fault("after_fence")?;
+        let payment = match self.deps.payments.charge(id, total, &token).await {
+            Ok(payment) => payment,
+            Err(error) => {
+                // Nothing captured (or not yet: a pending payment is then the payments
+                // module's to settle, and it refuses another charge meanwhile).
+                if let Err(lift) = self.lift_fence(id, fence).await {
+                    tracing::warn!(order_id = %id, error = format!("{lift:#}"), "fence left to run out");
+                }
+                return Err(payment_error(error));
+            }
         };
-        check_version(&order, expected)?;
-        if order.status != OrderStatus::Pending {
-            return Err(OrderError::InvalidTransition {
-                from: order.status,
-                command: "confirm",
-            });
-        }
-        let payment = self
-            .deps
-            .payments
-            .charge(id, order.total, &token)
-            .await
-            .map_err(payment_error)?;
         self.fault("after_charge")?;
         let mut conn = db::connect(&self.pool).await?;
         let answer = db::transaction(&mut conn, async |conn| {
@@ -84,9 +85,6 @@ impl OrderCommandHandler {
             if order.status == OrderStatus::Confirmed && order.payment_id == Some(payment.id) {
                 // The saga saw the capture first and confirmed for us.
                 return Ok::<_, OrderError>(accepted(&order));
-            }
-            if order.status == OrderStatus::Pending {
-                check_version(&order, expected)?;
             }
             let previous = order.version;
             let event = order.confirm(payment.id)?;
@@ -98,6 +96,29 @@ impl OrderCommandHandler {
             tracing::warn!(order_id = %id, error = format!("{error:#}"), "stock commit left to the saga");
         }
         Ok(answer)
+    }
+
+    /// Checks that the order may be confirmed (`If-Match`, pending, not being paid) and
+    /// fences it; answers its total and the fence.
+    async fn fence_for_confirm(
+        &self,
+        id: OrderId,
+        expected: ExpectedVersion,
+    ) -> Result<(kernel::Money, Fence), OrderError> {
+        let mut conn = db::connect(&self.pool).await?;
+        db::transaction(&mut conn, async |conn| {
+            let mut order = load_for_update(conn, id).await?;
+            check_version(&order, expected)?;
+            let fence = order.fence_for_confirm(Utc::now(), self.confirm_fence)?;
+            put_fence(conn, id, fence).await?;
+            Ok((order.total, fence))
+        })
+        .await
+    }
+
+    async fn lift_fence(&self, id: OrderId, fence: Fence) -> Result<(), OrderError> {
+        let mut conn = db::connect(&self.pool).await?;
+        lift_fence(&mut conn, id, fence.attempt).await
     }
 
     pub(crate) async fn ship_order(
@@ -126,7 +147,7 @@ impl OrderCommandHandler {
             OrderError::Invalid(vec![kernel::FieldError::new("reason", message)])
         })?;
         let answer = self
-            .change_status(id, expected, |order| order.cancel(reason))
+            .change_status(id, expected, |order| order.cancel(reason, Utc::now()))
             .await?;
         self.fault("after_cancel")?;
         if let Err(error) = self.compensate(id).await {

@@ -11,6 +11,8 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        confirm_attempt -> Nullable<Uuid>,
+        confirm_until -> Nullable<Timestamptz>,
     }
 }
 

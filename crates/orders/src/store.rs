@@ -1,7 +1,8 @@
 //! The aggregate's persistence: loading an order (with or without its row lock) and saving
-//! it with a version check and its event, in the caller's transaction.
+//! it with a version check and its event, in the caller's transaction; and the fence a
+//! confirm puts on an order while it charges (`domain::Fence`).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::db::DbContext;
@@ -11,7 +12,7 @@ use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::SCHEMA;
-use crate::domain::Order;
+use crate::domain::{Fence, Order};
 use crate::schema::orders;
 use crate::state::State;
 
@@ -24,6 +25,8 @@ struct OrderRow {
     payment_id: Option<Uuid>,
     cancel_reason: Option<String>,
     version: i64,
+    confirm_attempt: Option<Uuid>,
+    confirm_until: Option<DateTime<Utc>>,
 }
 
 impl OrderRow {
@@ -40,6 +43,10 @@ impl OrderRow {
             payment_id: self.payment_id.map(Into::into),
             cancel_reason: self.cancel_reason,
             version: self.version,
+            fence: self
+                .confirm_attempt
+                .zip(self.confirm_until)
+                .map(|(attempt, until)| Fence { attempt, until }),
         }))
     }
 }
@@ -51,16 +58,6 @@ fn visible(id: OrderId, row: QueryResult<OrderRow>) -> Result<Order, OrderError>
         .transpose()?
         .flatten()
         .ok_or(OrderError::NotFound(id))
-}
-
-/// Loads a visible order, without locking it.
-pub(crate) async fn load(conn: &mut AsyncPgConnection, id: OrderId) -> Result<Order, OrderError> {
-    let row = orders::table
-        .find(id.as_uuid())
-        .select(OrderRow::as_select())
-        .first(conn)
-        .await;
-    visible(id, row)
 }
 
 /// Loads a visible order and holds its row lock until the transaction ends.
@@ -95,6 +92,9 @@ pub(crate) async fn save(
         orders::payment_id.eq(order.payment_id.map(|p| p.as_uuid())),
         orders::cancel_reason.eq(&order.cancel_reason),
         orders::updated_at.eq(Utc::now()),
+        // A status change ends any confirm's fence (see `domain::Fence`).
+        orders::confirm_attempt.eq(None::<Uuid>),
+        orders::confirm_until.eq(None::<DateTime<Utc>>),
     ))
     .execute(conn)
     .await
@@ -103,6 +103,44 @@ pub(crate) async fn save(
         return Err(OrderError::Conflict(order.id));
     }
     eventlog::append(conn, SCHEMA.name, &[event]).await?;
+    Ok(())
+}
+
+/// Puts `fence` on a locked order (no new version, no event: nothing a reader sees changes).
+pub(crate) async fn put_fence(
+    conn: &mut AsyncPgConnection,
+    id: OrderId,
+    fence: Fence,
+) -> Result<(), OrderError> {
+    diesel::update(orders::table.find(id.as_uuid()))
+        .set((
+            orders::confirm_attempt.eq(fence.attempt),
+            orders::confirm_until.eq(fence.until),
+        ))
+        .execute(conn)
+        .await
+        .db_context("fencing order")?;
+    Ok(())
+}
+
+/// Lifts the fence of confirm `attempt`, if the order still has it.
+pub(crate) async fn lift_fence(
+    conn: &mut AsyncPgConnection,
+    id: OrderId,
+    attempt: Uuid,
+) -> Result<(), OrderError> {
+    diesel::update(
+        orders::table
+            .find(id.as_uuid())
+            .filter(orders::confirm_attempt.eq(attempt)),
+    )
+    .set((
+        orders::confirm_attempt.eq(None::<Uuid>),
+        orders::confirm_until.eq(None::<DateTime<Utc>>),
+    ))
+    .execute(conn)
+    .await
+    .db_context("lifting an order's fence")?;
     Ok(())
 }
 

@@ -5,8 +5,10 @@
 //!
 //! A listing is only a hint: an order listed as expired may be confirmed before the sweep
 //! gets to it, and confirmed -> cancelled is a legal transition. So expiry cancels an order
-//! only if, under its row lock, it is still pending, still at the version listed and still
-//! past its due time; anything else is left alone.
+//! only if, under its row lock, it is still pending, still at the version listed, still
+//! past its due time and not being paid (no confirm's fence on it); anything else is left
+//! alone. An order whose payment is still `pending` (its confirm answered `504` or
+//! crashed) is not expired either, until the payments module has settled that payment.
 
 use std::time::Duration;
 
@@ -17,6 +19,7 @@ use diesel_async::RunQueryDsl;
 use kernel::OrderId;
 use kernel::db::{self, DbContext};
 use orders_api::{Accepted, OrderError};
+use payments_api::PaymentStatus;
 use uuid::Uuid;
 
 use crate::Settings;
@@ -62,6 +65,10 @@ pub(crate) async fn sweep(
     for listed in due.expired {
         handler.fault("before_expire")?;
         let id = listed.id;
+        if payment_pending(handler, id).await? {
+            tracing::debug!(order_id = %id, "expiry waits for the order's pending payment");
+            continue;
+        }
         match expire(handler, listed, due.expired_before)
             .await
             .context("cancelling an expired order")?
@@ -101,6 +108,7 @@ async fn expire(
             .filter(orders::status.eq(State::PENDING))
             .filter(orders::version.eq(version))
             .filter(orders::created_at.lt(expired_before))
+            .filter(not_being_paid(Utc::now()))
             .select(orders::id)
             .for_update()
             .first(conn)
@@ -111,7 +119,8 @@ async fn expire(
             return Ok(None);
         }
         let mut order = load_for_update(conn, id).await?;
-        let event = order.cancel(Reason::parse("expired").map_err(anyhow::Error::msg)?)?;
+        let expired = Reason::parse("expired").map_err(anyhow::Error::msg)?;
+        let event = order.cancel(expired, Utc::now())?;
         save(conn, &order, version, event).await?;
         Ok::<_, OrderError>(Some(accepted(&order)))
     })
@@ -122,6 +131,31 @@ async fn expire(
         tracing::warn!(order_id = %id, error = format!("{error:#}"), "stock release of an expired order left to the saga");
     }
     Ok(cancelled)
+}
+
+/// Whether the order has a payment still `pending` (whatever fence it has or had).
+async fn payment_pending(handler: &OrderCommandHandler, id: OrderId) -> anyhow::Result<bool> {
+    let payments = handler
+        .deps
+        .payments
+        .for_order(id)
+        .await
+        .map_err(|e| anyhow::anyhow!(e).context("asking for the order's payments"))?;
+    Ok(payments
+        .iter()
+        .any(|payment| payment.status == PaymentStatus::Pending))
+}
+
+/// No confirm's fence holds the order at `now` (see `domain::Fence`).
+fn not_being_paid(
+    now: DateTime<Utc>,
+) -> diesel::dsl::Or<
+    diesel::dsl::IsNull<orders::confirm_until>,
+    diesel::dsl::Lt<orders::confirm_until, DateTime<Utc>>,
+> {
+    orders::confirm_until
+        .is_null()
+        .or(orders::confirm_until.lt(now))
 }
 
 /// Pending orders older than `expiry`, and placements cut short by a crash.
@@ -137,6 +171,7 @@ async fn due(
     let expired: Vec<(Uuid, i64)> = orders::table
         .filter(orders::status.eq(State::PENDING))
         .filter(orders::created_at.lt(expired_before))
+        .filter(not_being_paid(now))
         .select((orders::id, orders::version))
         .order(orders::created_at)
         .limit(SWEEP_LIMIT)

@@ -5,9 +5,11 @@
 //! and the projection and the saga fed by the real event log.
 
 mod commands;
+mod confirm;
 mod sweeper;
 mod tidy;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -50,7 +52,8 @@ impl Gate {
     }
 }
 
-/// A fault hook holding every command that reaches one of `points` until its gate opens.
+/// A fault hook holding the first command that reaches each of `points` until its gate
+/// opens (later ones pass: a race test holds one command and lets its rivals run).
 /// The held command's thread waits in `block_in_place`, so only commands run on the
 /// test's own runtime can be held (calls through `module`, not requests over HTTP, whose
 /// actix workers are single-threaded); a command held longer than [`GATE_WAIT`] fails.
@@ -59,11 +62,13 @@ fn gates<const N: usize>(points: [&'static str; N]) -> (FaultHook, [Gate; N]) {
     let gates = points.map(|point| {
         let (reached_tx, reached) = async_mpsc::unbounded_channel();
         let (go, go_rx) = mpsc::channel();
-        held.push((point, reached_tx, Mutex::new(go_rx)));
+        held.push((point, AtomicBool::new(false), reached_tx, Mutex::new(go_rx)));
         Gate { point, reached, go }
     });
     let hook: FaultHook = Arc::new(move |point| {
-        if let Some((_, reached, go)) = held.iter().find(|(held, ..)| *held == point) {
+        if let Some((_, taken, reached, go)) = held.iter().find(|(held, ..)| *held == point)
+            && !taken.swap(true, Ordering::SeqCst)
+        {
             reached.send(()).ok();
             tokio::task::block_in_place(|| go.lock().unwrap().recv_timeout(GATE_WAIT))
                 .map_err(|_| anyhow::anyhow!("never let go on at {point}"))?;
@@ -105,6 +110,7 @@ async fn spawn_app() -> TestApp {
         order_expiry: Duration::from_secs(1800),
         sweep_every: Duration::from_secs(3600),
         placement_timeout: Duration::from_secs(60),
+        confirm_fence: Duration::from_secs(30),
         faults: None,
     })
     .await

@@ -17,6 +17,7 @@ async fn pending_orders_expire_and_release_their_stock() {
         order_expiry: Duration::from_millis(300),
         sweep_every: Duration::from_secs(3600),
         placement_timeout: Duration::from_secs(60),
+        confirm_fence: Duration::from_secs(30),
         faults: None,
     })
     .await;
@@ -57,6 +58,7 @@ async fn an_order_confirmed_after_the_sweep_listed_it_is_not_expired() {
             order_expiry: Duration::ZERO,
             sweep_every: Duration::from_secs(3600),
             placement_timeout: Duration::from_secs(60),
+            confirm_fence: Duration::from_secs(30),
             faults: Some(hook),
         })
         .await,
@@ -105,6 +107,7 @@ async fn an_interrupted_placement_is_released_by_the_sweeper() {
         order_expiry: Duration::from_secs(1800),
         sweep_every: Duration::from_secs(3600),
         placement_timeout: Duration::ZERO,
+        confirm_fence: Duration::from_secs(30),
         faults: Some(crash_after_reserve),
     })
     .await;
@@ -148,6 +151,7 @@ async fn a_placement_published_after_the_sweep_listed_it_keeps_its_stock() {
             order_expiry: Duration::from_secs(1800),
             sweep_every: Duration::from_secs(3600),
             placement_timeout: Duration::ZERO,
+            confirm_fence: Duration::from_secs(30),
             faults: Some(hook),
         })
         .await,

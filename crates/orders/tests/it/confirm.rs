@@ -1,0 +1,148 @@
+//! Confirm against everything that can happen to an order while its payment is being
+//! taken: other confirms, a cancel, the sweeper. A confirm fences the order before it
+//! charges, so of concurrent confirms exactly one succeeds, and nobody cancels or expires
+//! an order while its customer is being charged for it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::{TestApp, gates, spawn_with};
+
+fn settings(faults: Option<orders::FaultHook>, order_expiry: Duration) -> orders::Settings {
+    orders::Settings {
+        order_expiry,
+        sweep_every: Duration::from_secs(3600),
+        placement_timeout: Duration::from_secs(60),
+        confirm_fence: Duration::from_secs(30),
+        faults,
+    }
+}
+
+/// Starts a confirm with `tok_visa` on the test's runtime, and waits until it has charged
+/// and stands at `after_charge`; the returned gate lets it finish.
+async fn held_after_charge(
+    app: &Arc<TestApp>,
+    gate: &mut crate::Gate,
+    id: &str,
+) -> tokio::task::JoinHandle<Result<orders_api::Accepted, orders_api::OrderError>> {
+    let confirm = tokio::spawn({
+        let commands = app.module.commands();
+        let id = id.parse().unwrap();
+        async move { commands.confirm(id, "tok_visa".into(), None).await }
+    });
+    gate.reached().await;
+    confirm
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_concurrent_confirms_exactly_one_succeeds() {
+    let (hook, [mut charged]) = gates(["after_charge"]);
+    let app = Arc::new(spawn_with(settings(Some(hook), Duration::from_secs(1800))).await);
+    let (user, product) = app.shop(10);
+    let id = app.placed(&user, &product, 2).await;
+    let first = held_after_charge(&app, &mut charged, &id).await;
+
+    // While the first one is between its charge and its confirmation, nobody else gets in:
+    // not another card, not a declined one riding on the first one's capture, not a
+    // confirm from the same version.
+    for token in ["tok_visa", "tok_declined"] {
+        app.command(&id, "confirm", json!({"payment_token": token}))
+            .await
+            .assert_problem(409, "payment_pending");
+    }
+    let from_version_1 = app
+        .http
+        .client
+        .post(format!("{}/commands/orders/{id}/confirm", app.http.base))
+        .header("If-Match", "\"1\"")
+        .json(&json!({"payment_token": "tok_visa"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(from_version_1.status(), 409);
+
+    charged.open();
+    let accepted = first.await.unwrap().expect("the first confirm succeeds");
+    assert_eq!(accepted.version, 2);
+    app.command(&id, "confirm", json!({"payment_token": "tok_visa"}))
+        .await
+        .assert_problem(409, "invalid_transition");
+    assert_eq!(app.payments.charges(), 1, "one charge");
+    assert_eq!(app.view(&id, 2).await["status"], "confirmed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_while_the_order_is_being_charged_is_refused_and_charges_nothing_back() {
+    let (hook, [mut charged]) = gates(["after_charge"]);
+    let app = Arc::new(spawn_with(settings(Some(hook), Duration::from_secs(1800))).await);
+    let (user, product) = app.shop(10);
+    let id = app.placed(&user, &product, 2).await;
+    let confirm = held_after_charge(&app, &mut charged, &id).await;
+
+    app.command(&id, "cancel", json!({"reason": "changed my mind"}))
+        .await
+        .assert_problem(409, "payment_pending");
+    charged.open();
+    let accepted = confirm
+        .await
+        .unwrap()
+        .expect("the customer who was charged gets the order");
+    assert_eq!(accepted.version, 2);
+    assert_eq!(app.view(&id, 2).await["status"], "confirmed");
+    assert_eq!(app.payments.refunds(), 0, "nothing to give back");
+    assert_eq!(app.stock(&product).await, (8, 0), "the stock is sold");
+
+    // Once confirmed, a cancel goes through as usual (and refunds).
+    let cancelled = app
+        .command(&id, "cancel", json!({"reason": "changed my mind"}))
+        .await;
+    assert_eq!(cancelled.status, 202, "{:#}", cancelled.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_leaves_an_order_that_is_being_charged() {
+    let (hook, [mut charged]) = gates(["after_charge"]);
+    let app = Arc::new(spawn_with(settings(Some(hook), Duration::ZERO)).await);
+    let (user, product) = app.shop(10);
+    let id = app.placed(&user, &product, 2).await;
+    let confirm = held_after_charge(&app, &mut charged, &id).await;
+
+    app.module.sweep().await.unwrap();
+    charged.open();
+    let accepted = confirm.await.unwrap().expect("the confirm succeeds");
+    assert_eq!(accepted.version, 2);
+    assert_eq!(app.view(&id, 2).await["status"], "confirmed");
+    assert_eq!(app.payments.refunds(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sweeper_does_not_expire_an_order_whose_payment_is_pending() {
+    let app = spawn_with(settings(None, Duration::ZERO)).await;
+    let (user, product) = app.shop(10);
+    let id = app.placed(&user, &product, 2).await;
+    app.command(&id, "confirm", json!({"payment_token": "tok_timeout"}))
+        .await
+        .assert_problem(504, "payment_pending");
+
+    app.module.sweep().await.unwrap();
+    let status = app
+        .db
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM orders.orders WHERE id = '{id}' AND status = 'pending' AND version = 1"
+        ))
+        .await;
+    assert_eq!(status, 1, "still pending while its payment is");
+    assert_eq!(
+        app.stock(&product).await,
+        (8, 2),
+        "and still holding its stock"
+    );
+
+    // A customer may still cancel it; the payment, once it settles, is given back then.
+    let cancelled = app
+        .command(&id, "cancel", json!({"reason": "too slow"}))
+        .await;
+    assert_eq!(cancelled.status, 202, "{:#}", cancelled.body);
+}
