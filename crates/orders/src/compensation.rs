@@ -4,6 +4,7 @@
 //! the event log (`order.cancelled`, `order.confirmed`).
 
 use kernel::OrderId;
+use payments_api::PaymentError;
 use products_api::{ProductError, ReservationStatus};
 
 use crate::commands::OrderCommandHandler;
@@ -16,14 +17,18 @@ impl OrderCommandHandler {
         self.give_stock_back(id).await
     }
 
-    /// Refunds the order's captured payment, if any.
+    /// Refunds the order's captured payment, if any. A refund the gateway cannot make now
+    /// (down, or no answer in time) is recorded by the payments module, which retries it
+    /// until the gateway confirms it: for the order it is done.
     pub(crate) async fn refund(&self, id: OrderId) -> anyhow::Result<()> {
-        self.deps
-            .payments
-            .refund(id)
-            .await
-            .map_err(|e| anyhow::anyhow!(e).context("refunding"))?;
-        Ok(())
+        match self.deps.payments.refund(id).await {
+            Ok(_) => Ok(()),
+            Err(e @ (PaymentError::GatewayUnavailable(_) | PaymentError::Pending { .. })) => {
+                tracing::warn!(order_id = %id, error = %e, "refund recorded; the payments module retries it");
+                Ok(())
+            }
+            Err(e) => Err(anyhow::anyhow!(e).context("refunding")),
+        }
     }
 
     async fn give_stock_back(&self, id: OrderId) -> anyhow::Result<()> {

@@ -197,7 +197,11 @@ pub trait PaymentApi: Send + Sync {
     /// Gives back the order's captured payment (status `refunded`). Idempotent: an already
     /// refunded payment is returned unchanged. `Ok(None)` when the order has no captured or
     /// refunded payment (never charged, only declined or failed, or still pending: a
-    /// pending payment that settles captured is the caller's to refund then).
+    /// pending payment that settles captured is the caller's to refund then). The refund is
+    /// recorded before the gateway is asked: when the gateway fails
+    /// ([`PaymentError::GatewayUnavailable`]) or does not answer in time
+    /// ([`PaymentError::Pending`]), it stays recorded and is asked for again until the
+    /// gateway confirms it, so the caller need not retry.
     async fn refund(&self, order_id: OrderId) -> Result<Option<Payment>, PaymentError>;
 
     async fn get(&self, id: PaymentId) -> Result<Payment, PaymentError>;
@@ -262,7 +266,8 @@ pub mod testing {
     //! recording nothing, idempotent refunds. The slow tokens leave a `pending` payment,
     //! which the fake never settles (it has no reconciler), and a charge while one is
     //! pending is refused at once. [`InMemoryPayments::charges`] counts what the "gateway"
-    //! actually charged.
+    //! actually charged; [`InMemoryPayments::gateway_down`] makes refunds fail as they do
+    //! while the gateway is down (recorded, left to be retried).
 
     use std::sync::Mutex;
 
@@ -279,6 +284,7 @@ pub mod testing {
         payments: Vec<Payment>,
         charges: usize,
         refunds: usize,
+        gateway_down: bool,
     }
 
     impl InMemoryPayments {
@@ -290,6 +296,12 @@ pub mod testing {
         /// Gateway refunds so far (repeats do not count).
         pub fn refunds(&self) -> usize {
             self.lock().refunds
+        }
+
+        /// While `down`, a refund of a captured payment answers
+        /// [`PaymentError::GatewayUnavailable`] and gives nothing back.
+        pub fn gateway_down(&self, down: bool) {
+            self.lock().gateway_down = down;
         }
 
         fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -380,6 +392,12 @@ pub mod testing {
             if payment.status == PaymentStatus::Refunded {
                 return Ok(Some(payment.clone()));
             }
+            if state.gateway_down {
+                return Err(PaymentError::GatewayUnavailable(
+                    "simulated gateway outage".to_owned(),
+                ));
+            }
+            let payment = live(&mut state, order_id).expect("found above");
             payment.status = PaymentStatus::Refunded;
             payment.updated_at = Utc::now();
             let payment = payment.clone();

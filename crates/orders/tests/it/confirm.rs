@@ -146,3 +146,46 @@ async fn the_sweeper_does_not_expire_an_order_whose_payment_is_pending() {
         .await;
     assert_eq!(cancelled.status, 202, "{:#}", cancelled.body);
 }
+
+/// A refund the gateway cannot make now is recorded by the payments module and retried by
+/// its reconciler; the cancellation's other step, giving the stock back, must not wait for
+/// it (nor may the saga park the event after its retries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_order_gets_its_stock_back_while_the_gateway_cannot_refund() {
+    let app = spawn_with(settings(None, Duration::from_secs(1800))).await;
+    let (user, product) = app.shop(10);
+    let id = app.placed(&user, &product, 3).await;
+    let confirmed = app
+        .command(&id, "confirm", json!({"payment_token": "tok_visa"}))
+        .await;
+    assert_eq!(confirmed.status, 202, "{:#}", confirmed.body);
+    assert_eq!(app.stock(&product).await, (7, 0));
+
+    app.payments.gateway_down(true);
+    let cancelled = app
+        .command(&id, "cancel", json!({"reason": "changed my mind"}))
+        .await;
+    assert_eq!(cancelled.status, 202, "{:#}", cancelled.body);
+    app.wait_until("the stock is back", async || {
+        app.stock(&product).await == (10, 0)
+    })
+    .await;
+    // The saga has applied `order.cancelled` (it would be parked after its retries).
+    app.wait_until("the saga has passed order.cancelled", async || {
+        app.db
+            .scalar("SELECT count(*) AS n FROM orders.checkpoints WHERE subscriber = 'orders_saga' AND source = 'orders' AND applied = (SELECT count(*) FROM orders.events)")
+            .await
+            == 1
+    })
+    .await;
+    let parked = app
+        .db
+        .scalar("SELECT count(*) AS n FROM orders.dead_letters")
+        .await;
+    assert_eq!(parked, 0, "nothing parked");
+    assert_eq!(
+        app.payments.refunds(),
+        0,
+        "the gateway gave nothing back yet"
+    );
+}
