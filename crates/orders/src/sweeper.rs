@@ -29,13 +29,16 @@ use crate::schema::orders;
 use crate::state::State;
 use crate::store::{accepted, load_for_update, save};
 
-/// Most orders of each kind one sweep handles.
+/// Most orders of each kind one listing holds.
 const SWEEP_LIMIT: i64 = 100;
+/// Most listings of expired orders one sweep works through.
+const SWEEP_PAGES: usize = 10;
 
 /// A pending order the listing found past its due time, at the version it had then.
 struct Expired {
     id: OrderId,
     version: i64,
+    created_at: DateTime<Utc>,
 }
 
 /// The orders a sweep has work for.
@@ -62,21 +65,21 @@ pub(crate) async fn sweep(
     settings: &Settings,
 ) -> anyhow::Result<()> {
     let due = due(handler, settings.order_expiry, settings.placement_timeout).await?;
-    for listed in due.expired {
-        handler.fault("before_expire")?;
-        let id = listed.id;
-        if payment_pending(handler, id).await? {
-            tracing::debug!(order_id = %id, "expiry waits for the order's pending payment");
-            continue;
+    // Orders left alone (a payment still pending) stay due, so the listing goes on past
+    // them page by page: a crowd of them never hides the orders behind it.
+    let mut page = due.expired;
+    for _ in 0..SWEEP_PAGES {
+        let Some(last) = page.last().map(|o| (o.created_at, o.id)) else {
+            break;
+        };
+        let full = page.len() as i64 == SWEEP_LIMIT;
+        for listed in page {
+            expire_listed(handler, listed, due.expired_before).await?;
         }
-        match expire(handler, listed, due.expired_before)
-            .await
-            .context("cancelling an expired order")?
-        {
-            Some(_) => tracing::info!(order_id = %id, "expired pending order cancelled"),
-            // Confirmed or cancelled meanwhile, by a request or another process.
-            None => tracing::debug!(order_id = %id, "listed order no longer expired"),
+        if !full {
+            break;
         }
+        page = expired_after(handler, due.expired_before, Some(last)).await?;
     }
     for id in due.interrupted {
         handler.fault("before_abandon")?;
@@ -91,6 +94,29 @@ pub(crate) async fn sweep(
     Ok(())
 }
 
+/// Expires one listed order, unless its payment is pending or it moved on meanwhile.
+async fn expire_listed(
+    handler: &OrderCommandHandler,
+    listed: Expired,
+    expired_before: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    handler.fault("before_expire")?;
+    let id = listed.id;
+    if payment_pending(handler, id).await? {
+        tracing::debug!(order_id = %id, "expiry waits for the order's pending payment");
+        return Ok(());
+    }
+    match expire(handler, listed, expired_before)
+        .await
+        .context("cancelling an expired order")?
+    {
+        Some(_) => tracing::info!(order_id = %id, "expired pending order cancelled"),
+        // Confirmed or cancelled meanwhile, by a request or another process.
+        None => tracing::debug!(order_id = %id, "listed order no longer expired"),
+    }
+    Ok(())
+}
+
 /// Cancels a listed order as `expired` if, under its row lock, it is still pending at the
 /// version listed and still created before `expired_before`; `None` (and nothing done)
 /// otherwise. A cancelled order's stock is then given back as after any cancellation
@@ -100,7 +126,7 @@ async fn expire(
     listed: Expired,
     expired_before: DateTime<Utc>,
 ) -> anyhow::Result<Option<Accepted>> {
-    let Expired { id, version } = listed;
+    let Expired { id, version, .. } = listed;
     let mut conn = db::connect(&handler.pool).await?;
     let cancelled = db::transaction(&mut conn, async |conn| {
         let still_due: Option<Uuid> = orders::table
@@ -158,26 +184,54 @@ fn not_being_paid(
         .or(orders::confirm_until.lt(now))
 }
 
+/// One page of pending orders created before `expired_before` and not being paid, oldest
+/// first, after the `(created_at, id)` cursor if one is given.
+async fn expired_after(
+    handler: &OrderCommandHandler,
+    expired_before: DateTime<Utc>,
+    after: Option<(DateTime<Utc>, OrderId)>,
+) -> anyhow::Result<Vec<Expired>> {
+    let mut conn = db::connect(&handler.pool).await?;
+    let mut query = orders::table
+        .filter(orders::status.eq(State::PENDING))
+        .filter(orders::created_at.lt(expired_before))
+        .filter(not_being_paid(Utc::now()))
+        .select((orders::id, orders::version, orders::created_at))
+        .order((orders::created_at, orders::id))
+        .limit(SWEEP_LIMIT)
+        .into_boxed();
+    if let Some((created_at, id)) = after {
+        query = query.filter(
+            orders::created_at.gt(created_at).or(orders::created_at
+                .eq(created_at)
+                .and(orders::id.gt(id.as_uuid()))),
+        );
+    }
+    let rows: Vec<(Uuid, i64, DateTime<Utc>)> = query
+        .load(&mut conn)
+        .await
+        .db_context("finding expired orders")?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, version, created_at)| Expired {
+            id: id.into(),
+            version,
+            created_at,
+        })
+        .collect())
+}
+
 /// Pending orders older than `expiry`, and placements cut short by a crash.
 async fn due(
     handler: &OrderCommandHandler,
     expiry: Duration,
     placement_timeout: Duration,
 ) -> anyhow::Result<Due> {
-    let mut conn = db::connect(&handler.pool).await?;
     let now = Utc::now();
     let expired_before: DateTime<Utc> =
         now - chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX);
-    let expired: Vec<(Uuid, i64)> = orders::table
-        .filter(orders::status.eq(State::PENDING))
-        .filter(orders::created_at.lt(expired_before))
-        .filter(not_being_paid(now))
-        .select((orders::id, orders::version))
-        .order(orders::created_at)
-        .limit(SWEEP_LIMIT)
-        .load(&mut conn)
-        .await
-        .db_context("finding expired orders")?;
+    let expired = expired_after(handler, expired_before, None).await?;
+    let mut conn = db::connect(&handler.pool).await?;
     let stuck_before =
         now - chrono::Duration::from_std(placement_timeout).unwrap_or(chrono::Duration::MAX);
     let interrupted: Vec<Uuid> = orders::table
@@ -193,13 +247,7 @@ async fn due(
         .await
         .db_context("finding interrupted placements")?;
     Ok(Due {
-        expired: expired
-            .into_iter()
-            .map(|(id, version)| Expired {
-                id: id.into(),
-                version,
-            })
-            .collect(),
+        expired,
         expired_before,
         interrupted: interrupted.into_iter().map(Into::into).collect(),
     })

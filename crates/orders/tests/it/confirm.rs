@@ -189,3 +189,33 @@ async fn a_cancelled_order_gets_its_stock_back_while_the_gateway_cannot_refund()
         "the gateway gave nothing back yet"
     );
 }
+
+/// Orders whose payments stay pending stay due, and the sweeper passes them by on every
+/// sweep: however many of them there are, the orders behind them still expire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crowd_of_orders_with_pending_payments_does_not_hide_the_ones_behind_it() {
+    let app = spawn_with(settings(None, Duration::ZERO)).await;
+    let (user, product) = app.shop(1000);
+    for _ in 0..101 {
+        let id = app.placed(&user, &product, 1).await;
+        app.command(&id, "confirm", json!({"payment_token": "tok_timeout"}))
+            .await
+            .assert_problem(504, "payment_pending");
+    }
+    let behind = app.placed(&user, &product, 1).await;
+
+    app.module.sweep().await.unwrap();
+    let view = app.view(&behind, 2).await;
+    assert_eq!(
+        (view["status"].as_str(), view["cancel_reason"].as_str()),
+        (Some("cancelled"), Some("expired"))
+    );
+    let still_pending = app
+        .db
+        .scalar("SELECT count(*) AS n FROM orders.orders WHERE status = 'pending'")
+        .await;
+    assert_eq!(
+        still_pending, 101,
+        "the ones with a pending payment wait for it"
+    );
+}
