@@ -6,7 +6,10 @@
 //! `<base>/sock` and its port in `<base>/port` (a restart reuses it), listens on 127.0.0.1
 //! only and trusts every local connection. `initdb` and `postgres` refuse to run as root,
 //! so as root the cluster belongs to the `postgres` OS user and its tools run through
-//! `runuser`. Knows nothing of emporium.
+//! `runuser`; when that user cannot reach `<base>` (a checkout under `/root`, mode 700, is
+//! the usual case in a container), the cluster lives in a folder of the system's temporary
+//! directory named after `<base>` instead, so the same `<base>` always finds it again.
+//! Knows nothing of emporium.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -17,7 +20,10 @@ use anyhow::{Context, Result, bail};
 
 /// A private Postgres cluster in a directory of its own.
 pub struct Cluster {
+    /// Where the caller asked for the cluster.
     base: PathBuf,
+    /// Where it lives: `base`, or a folder the `postgres` user can reach (see the docs).
+    home: PathBuf,
     /// The folder holding `initdb` and `pg_ctl`.
     bin: PathBuf,
     /// We are root: the cluster belongs to the `postgres` OS user.
@@ -35,21 +41,32 @@ impl Cluster {
                 find_binaries().context("PostgreSQL is installed but initdb is still missing")?
             }
         };
+        let home = if as_postgres {
+            reachable_home(&base)?
+        } else {
+            base.clone()
+        };
         Ok(Cluster {
             base,
+            home,
             bin,
             as_postgres,
         })
     }
 
     pub fn data(&self) -> PathBuf {
-        self.base.join("data")
+        self.home.join("data")
+    }
+
+    /// Where the cluster lives (`base` unless the `postgres` user cannot reach it).
+    pub fn home(&self) -> &Path {
+        &self.home
     }
 
     /// Starts the cluster (on the port it had before, if any), or finds it already
     /// running; returns its port.
     pub fn start(&self) -> Result<u16> {
-        let (data, port_file) = (self.data(), self.base.join("port"));
+        let (data, port_file) = (self.data(), self.home.join("port"));
         let initialized = data.join("PG_VERSION").exists();
         if initialized && self.running() {
             let port = fs::read_to_string(&port_file)
@@ -57,18 +74,18 @@ impl Cluster {
             let port = port.trim().parse().context("port file holds no port")?;
             eprintln!(
                 "pgcluster: reusing private Postgres in {} on port {port}",
-                self.base.display()
+                self.home.display()
             );
             return Ok(port);
         }
-        let sockets = self.base.join("sock");
+        let sockets = self.home.join("sock");
         fs::create_dir_all(&sockets).with_context(|| format!("creating {}", sockets.display()))?;
         if self.as_postgres {
             ensure_postgres_user()?;
             run(Command::new("chown")
                 .arg("-R")
                 .arg("postgres:")
-                .arg(&self.base))?;
+                .arg(&self.home))?;
         }
         if !initialized {
             if data.exists() {
@@ -95,13 +112,13 @@ impl Cluster {
         };
         eprintln!(
             "pgcluster: starting private Postgres in {} on port {port}",
-            self.base.display()
+            self.home.display()
         );
         let options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k '{}'",
             sockets.display()
         );
-        let log = self.base.join("log");
+        let log = self.home.join("log");
         quietly(
             self.tool("pg_ctl")
                 .arg("-w")
@@ -161,7 +178,7 @@ impl Cluster {
         } else {
             Command::new(path)
         };
-        command.current_dir(&self.base).stdin(Stdio::null());
+        command.current_dir(&self.home).stdin(Stdio::null());
         command
     }
 }
@@ -251,13 +268,48 @@ impl Cluster {
         &self.base
     }
 
-    /// Stops the cluster and deletes its folder.
+    /// Stops the cluster and deletes its folder (and `base`, if it lived elsewhere).
     pub fn remove(&self) -> Result<()> {
         if self.running() {
             self.stop()?;
         }
-        fs::remove_dir_all(&self.base).with_context(|| format!("removing {}", self.base.display()))
+        for folder in [&self.home, &self.base] {
+            if folder.exists() {
+                fs::remove_dir_all(folder)
+                    .with_context(|| format!("removing {}", folder.display()))?;
+            }
+        }
+        Ok(())
     }
+}
+
+/// `base` if the `postgres` OS user can reach and enter it (every folder above it lets
+/// others through), else a folder of the system's temporary directory named after `base`,
+/// which it can.
+fn reachable_home(base: &Path) -> Result<PathBuf> {
+    fs::create_dir_all(base).with_context(|| format!("creating {}", base.display()))?;
+    ensure_postgres_user()?;
+    let reachable = Command::new("runuser")
+        .args(["-u", "postgres", "--", "test", "-x"])
+        .arg(base)
+        .stdin(Stdio::null())
+        .status()
+        .context("running runuser")?
+        .success();
+    if reachable {
+        return Ok(base.to_owned());
+    }
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    base.hash(&mut hasher);
+    let home = env::temp_dir().join(format!("pgcluster-{:016x}", hasher.finish()));
+    eprintln!(
+        "pgcluster: the postgres OS user cannot reach {}; the cluster lives in {}",
+        base.display(),
+        home.display()
+    );
+    fs::create_dir_all(&home).with_context(|| format!("creating {}", home.display()))?;
+    Ok(home)
 }
 
 /// Runs `command`, failing unless it succeeds.
@@ -306,5 +358,34 @@ mod tests {
         );
         cluster.remove().expect("remove");
         assert!(!cluster.base().exists());
+    }
+
+    /// As root, in a folder the `postgres` OS user cannot enter (a checkout under `/root`,
+    /// mode 700): the cluster still starts, living where that user can reach it. (Not
+    /// root, the cluster is the caller's own and nothing is unreachable.)
+    #[test]
+    fn a_private_cluster_starts_under_a_folder_only_root_may_enter() {
+        use std::os::unix::fs::PermissionsExt;
+        let closed = env::temp_dir().join(format!("pgcluster-closed-{}", std::process::id()));
+        fs::create_dir_all(&closed).unwrap();
+        fs::set_permissions(&closed, fs::Permissions::from_mode(0o700)).unwrap();
+        let cluster = Cluster::new(closed.join("checkout").join("pg")).expect("binaries");
+        let port = cluster.start().expect("private cluster starts");
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+            "nothing listens on {port}"
+        );
+        assert_eq!(
+            Cluster::new(closed.join("checkout").join("pg"))
+                .unwrap()
+                .start()
+                .expect("found again"),
+            port,
+            "the same base finds the same cluster"
+        );
+        let home = cluster.home().to_owned();
+        cluster.remove().expect("remove");
+        assert!(!home.exists() && !cluster.base().exists());
+        fs::remove_dir_all(&closed).unwrap();
     }
 }
