@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use chrono::Utc;
-use diesel::sql_types::{BigInt, Integer, Jsonb, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::{Envelope, NewEvent};
 use uuid::Uuid;
@@ -12,19 +12,22 @@ use crate::{CHANNEL, in_schema};
 
 /// Raw: the log's schema is the writer's, chosen at run time.
 const INSERT_EVENT: &str = "INSERT INTO {schema}.events (event_id, event_type, aggregate_id, \
-     aggregate_version, occurred_at, schema_version, payload) VALUES ($1, $2, $3, $4, $5, $6, $7)";
+     aggregate_version, occurred_at, schema_version, actor_kind, actor_id, correlation_id, payload) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// Raw: `pg_notify` is a function call; delivered when the transaction commits.
 const NOTIFY: &str = "SELECT pg_notify($1, $2)";
 
 /// Appends `events` to `<schema>.events` on `conn`, inside the caller's transaction, and
-/// notifies [`CHANNEL`] (on commit). Returns the envelopes written.
+/// notifies [`CHANNEL`] (on commit). Each carries the actor and correlation id of the
+/// running work (`kernel::context`). Returns the envelopes written.
 pub async fn append(
     conn: &mut AsyncPgConnection,
     schema: &str,
     events: &[NewEvent],
 ) -> anyhow::Result<Vec<Envelope>> {
     let now = Utc::now();
+    let (actor, correlation_id) = kernel::context::current();
     let insert = in_schema(INSERT_EVENT, schema);
     let mut written = Vec::with_capacity(events.len());
     for event in events {
@@ -35,6 +38,8 @@ pub async fn append(
             aggregate_version: event.aggregate_version,
             occurred_at: now,
             schema_version: 1,
+            actor,
+            correlation_id: correlation_id.clone(),
             payload: event.payload.clone(),
         };
         diesel::sql_query(&insert)
@@ -44,6 +49,9 @@ pub async fn append(
             .bind::<BigInt, _>(envelope.aggregate_version)
             .bind::<Timestamptz, _>(envelope.occurred_at)
             .bind::<Integer, _>(envelope.schema_version)
+            .bind::<Text, _>(envelope.actor.kind.as_str())
+            .bind::<Nullable<SqlUuid>, _>(envelope.actor.id)
+            .bind::<Nullable<Text>, _>(&envelope.correlation_id)
             .bind::<Jsonb, _>(&envelope.payload)
             .execute(conn)
             .await

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use kernel::Envelope;
 use kernel::db::{Pool, connect};
+use kernel::{Actor, Envelope};
 use uuid::Uuid;
 
 use crate::in_schema;
@@ -31,7 +31,8 @@ pub struct LoggedEvent {
 /// bare `xid` would be the output column, the `bigint` made of it, which no index has, so
 /// every read would sort the whole log.
 const READ_BELOW_WATERMARK: &str = "SELECT xid::text::bigint AS xid, seq, event_id, event_type, \
-     aggregate_id, aggregate_version, occurred_at, schema_version, payload FROM {schema}.events \
+     aggregate_id, aggregate_version, occurred_at, schema_version, actor_kind, actor_id, \
+     correlation_id, payload FROM {schema}.events \
      WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY events.xid, events.seq LIMIT $3";
 
@@ -58,6 +59,12 @@ struct EventRow {
     occurred_at: DateTime<Utc>,
     #[diesel(sql_type = Integer)]
     schema_version: i32,
+    #[diesel(sql_type = Text)]
+    actor_kind: String,
+    #[diesel(sql_type = Nullable<SqlUuid>)]
+    actor_id: Option<Uuid>,
+    #[diesel(sql_type = Nullable<Text>)]
+    correlation_id: Option<String>,
     #[diesel(sql_type = Jsonb)]
     payload: serde_json::Value,
 }
@@ -76,24 +83,31 @@ async fn read(
         .load(conn)
         .await
         .with_context(|| format!("reading {schema}.events"))?;
-    Ok(rows
-        .into_iter()
-        .map(|r| LoggedEvent {
-            position: Position {
-                xid: r.xid,
-                seq: r.seq,
-            },
-            envelope: Envelope {
-                event_id: r.event_id,
-                event_type: r.event_type,
-                aggregate_id: r.aggregate_id,
-                aggregate_version: r.aggregate_version,
-                occurred_at: r.occurred_at,
-                schema_version: r.schema_version,
-                payload: r.payload,
-            },
+    rows.into_iter()
+        .map(|r| {
+            let kind = r.actor_kind.parse().map_err(anyhow::Error::msg)?;
+            Ok(LoggedEvent {
+                position: Position {
+                    xid: r.xid,
+                    seq: r.seq,
+                },
+                envelope: Envelope {
+                    event_id: r.event_id,
+                    event_type: r.event_type,
+                    aggregate_id: r.aggregate_id,
+                    aggregate_version: r.aggregate_version,
+                    occurred_at: r.occurred_at,
+                    schema_version: r.schema_version,
+                    actor: Actor {
+                        kind,
+                        id: r.actor_id,
+                    },
+                    correlation_id: r.correlation_id,
+                    payload: r.payload,
+                },
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// One module's event log, read through that module's own pool.

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use async_trait::async_trait;
 use diesel_async::AsyncPgConnection;
-use kernel::Envelope;
 use kernel::db::{Pool, connect, transaction};
+use kernel::{Actor, Envelope};
 use tracing::Instrument;
 
 use crate::MAX_ATTEMPTS;
@@ -282,9 +282,11 @@ impl Subscription {
         let span = tracing::info_span!(
             "event", subscriber = name, source, event_type = event.event_type, event_id = %event.event_id
         );
+        // The steps taken because of the event are the system's, for the event's request.
+        let context = kernel::context::Context::new(Actor::SYSTEM, event.correlation_id.clone());
         transaction(conn, async |conn| {
             let apply = self.subscriber.apply(conn, source, event).instrument(span);
-            kernel::catch_panic(apply)
+            kernel::catch_panic(kernel::context::scope(context, apply))
                 .await
                 .unwrap_or_else(|panic| Err(anyhow::anyhow!("subscriber panicked: {panic}")))
         })

@@ -1,12 +1,12 @@
-//! The integration-event envelope every module publishes (plain data; the Postgres event
-//! log that stores and delivers it is `db::events`).
+//! The integration-event envelope every module publishes, and the [`Actor`] it names
+//! (plain data; the Postgres event log that stores and delivers it is `crates/eventlog`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use uuid::Uuid;
 
 /// `{"event_id", "event_type", "aggregate_id", "aggregate_version", "occurred_at",
-/// "schema_version", "payload"}`, as the contract defines it.
+/// "schema_version", "actor", "correlation_id", "payload"}`, as the contract defines it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub event_id: Uuid,
@@ -15,7 +15,80 @@ pub struct Envelope {
     pub aggregate_version: i64,
     pub occurred_at: DateTime<Utc>,
     pub schema_version: i32,
+    /// Who caused the event (the audit trail). Envelopes stored before it existed read as
+    /// `system`.
+    #[serde(default)]
+    pub actor: Actor,
+    /// The request id of the request that caused it, carried on through the steps other
+    /// modules take because of it; `None` for the system's own work (such as expiry).
+    #[serde(default)]
+    pub correlation_id: Option<String>,
     pub payload: serde_json::Value,
+}
+
+/// Who caused an event: `{"kind": "user" | "admin_token" | "system", "id": <user id or
+/// null>}`. A request made without credentials (a registration) is a `user` with no id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Actor {
+    pub kind: ActorKind,
+    pub id: Option<Uuid>,
+}
+
+impl Actor {
+    /// The system's own work: expiry, the saga, the reconciler, start-up.
+    pub const SYSTEM: Actor = Actor {
+        kind: ActorKind::System,
+        id: None,
+    };
+    /// A caller who sent no credentials.
+    pub const ANONYMOUS: Actor = Actor {
+        kind: ActorKind::User,
+        id: None,
+    };
+    /// The `ADMIN_TOKEN` break-glass credential.
+    pub const ADMIN_TOKEN: Actor = Actor {
+        kind: ActorKind::AdminToken,
+        id: None,
+    };
+
+    pub fn user(id: impl Into<Uuid>) -> Actor {
+        Actor {
+            kind: ActorKind::User,
+            id: Some(id.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActorKind {
+    User,
+    AdminToken,
+    #[default]
+    System,
+}
+
+impl ActorKind {
+    pub const ALL: [ActorKind; 3] = [ActorKind::User, ActorKind::AdminToken, ActorKind::System];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::User => "user",
+            ActorKind::AdminToken => "admin_token",
+            ActorKind::System => "system",
+        }
+    }
+}
+
+impl std::str::FromStr for ActorKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        ActorKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == text)
+            .ok_or_else(|| format!("unknown actor kind {text:?}"))
+    }
 }
 
 impl Envelope {
@@ -53,5 +126,34 @@ impl NewEvent {
             aggregate_version: version,
             payload: serde_json::to_value(payload).expect("event payloads serialize"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn actors_read_as_the_contract_writes_them() {
+        let user = Uuid::now_v7();
+        assert_eq!(
+            serde_json::to_value(Actor::user(user)).unwrap(),
+            serde_json::json!({"kind": "user", "id": user})
+        );
+        assert_eq!(
+            serde_json::to_value(Actor::ADMIN_TOKEN).unwrap(),
+            serde_json::json!({"kind": "admin_token", "id": null})
+        );
+        for kind in ActorKind::ALL {
+            assert_eq!(kind.as_str().parse::<ActorKind>().unwrap(), kind);
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+        }
+        let old: Envelope = serde_json::from_value(serde_json::json!({
+            "event_id": Uuid::now_v7(), "event_type": "t", "aggregate_id": Uuid::now_v7(),
+            "aggregate_version": 1, "occurred_at": "2026-12-01T00:00:00Z", "schema_version": 1,
+            "payload": {}
+        }))
+        .unwrap();
+        assert_eq!((old.actor, old.correlation_id), (Actor::SYSTEM, None));
     }
 }

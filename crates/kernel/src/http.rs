@@ -245,7 +245,10 @@ pub async fn observe(
     let started = std::time::Instant::now();
     // (The request cannot be cloned before routing, which needs it uniquely: a panic and
     // an error are answered as `Err`, which actix renders from the problem.)
-    let outcome = crate::catch_panic(next.call(req).instrument(span.clone())).await;
+    // Every event the request causes carries its id (and, once authenticated, its caller).
+    let context = crate::context::Context::new(crate::Actor::ANONYMOUS, Some(request_id.clone()));
+    let work = crate::context::scope(context, next.call(req).instrument(span.clone()));
+    let outcome = crate::catch_panic(work).await;
     let mut response = match outcome {
         Ok(Ok(response)) => response.map_into_boxed_body(),
         Ok(Err(error)) => {

@@ -9,6 +9,8 @@
 //! - `http`: the actix-web mapping of [`Problem`], the JSON/path/query extractor
 //!   configuration every module's routes use, request ids and panics as `500`; `openapi`
 //!   registers each route from its `#[utoipa::path]` annotation;
+//! - `db` or `http`: `context`, who and which request the running work is for (the actor
+//!   and correlation id every appended event carries);
 //! - `testing`: fresh databases cloned from a migrated template, and a server on port 0.
 //!
 //! What it must never know: any module (no user, product, order or payment rule, table
@@ -22,6 +24,8 @@ mod money;
 mod page;
 mod problem;
 
+#[cfg(any(feature = "db", feature = "http"))]
+pub mod context;
 #[cfg(feature = "db")]
 pub mod db;
 #[cfg(feature = "http")]
@@ -36,7 +40,7 @@ pub mod testing;
 pub mod timing;
 
 pub use config::{DEFAULT_DATABASE_URL, parse_duration};
-pub use event::{Envelope, NewEvent};
+pub use event::{Actor, ActorKind, Envelope, NewEvent};
 pub use id::{OrderId, PaymentId, ProductId, UserId};
 pub use money::{Money, MoneyError, MoneyInput};
 pub use page::{PageRequest, PageRequestError};

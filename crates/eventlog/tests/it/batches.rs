@@ -27,6 +27,8 @@ impl eventlog::EventSource for OneEvent {
             aggregate_version: 1,
             occurred_at: chrono::Utc::now(),
             schema_version: 1,
+            actor: kernel::Actor::SYSTEM,
+            correlation_id: None,
             payload: serde_json::json!({"n": 99}),
         };
         Ok(vec![eventlog::LoggedEvent { position, envelope }])
@@ -52,6 +54,8 @@ impl ThreeEvents {
                         aggregate_version: 1,
                         occurred_at: chrono::Utc::now(),
                         schema_version: 1,
+                        actor: kernel::Actor::SYSTEM,
+                        correlation_id: None,
                         payload: serde_json::json!({"n": n, "poison": n == 2}),
                     },
                 })

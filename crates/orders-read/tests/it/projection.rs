@@ -117,6 +117,8 @@ impl History {
             aggregate_version: version,
             occurred_at: self.clock,
             schema_version: 1,
+            actor: kernel::Actor::SYSTEM,
+            correlation_id: None,
             payload: serde_json::to_value(payload).expect("payloads serialize"),
         }
     }

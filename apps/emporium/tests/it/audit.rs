@@ -1,0 +1,162 @@
+//! The audit trail: every event names who caused it (`actor`) and the request that did
+//! (`correlation_id`), and the steps other modules take because of it keep that request's
+//! id; the system's own work (expiry) is `system` with none.
+
+use serde_json::{Value, json};
+
+use crate::{TestApp, spawn_app};
+
+/// POSTs `body` to `path` with `X-Request-Id: request_id`; answers the status and body.
+async fn post_as_request(app: &TestApp, request_id: &str, path: &str, body: Value) -> Value {
+    let response = app
+        .http
+        .client
+        .post(format!("{}{path}", app.http.base))
+        .header("X-Request-Id", request_id)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+/// `(event_type, actor_kind, actor_id is null, correlation_id)` of every event of
+/// `schema`'s log, in log order.
+async fn trail(app: &TestApp, schema: &str) -> Vec<(String, String, bool, Option<String>)> {
+    use diesel::sql_types::{Bool, Nullable, Text};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        event_type: String,
+        #[diesel(sql_type = Text)]
+        actor_kind: String,
+        #[diesel(sql_type = Bool)]
+        anonymous: bool,
+        #[diesel(sql_type = Nullable<Text>)]
+        correlation_id: Option<String>,
+    }
+    let rows: Vec<Row> = diesel::sql_query(format!(
+        "SELECT event_type, actor_kind, actor_id IS NULL AS anonymous, correlation_id \
+         FROM {schema}.events ORDER BY xid, seq"
+    ))
+    .load(&mut app.db.connect().await)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|r| (r.event_type, r.actor_kind, r.anonymous, r.correlation_id))
+        .collect()
+}
+
+fn step(
+    event: &str,
+    kind: &str,
+    correlation: Option<&str>,
+) -> (String, String, bool, Option<String>) {
+    (event.into(), kind.into(), true, correlation.map(Into::into))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_names_its_cause_and_the_steps_it_caused_keep_its_request_id() {
+    let app = spawn_app().await;
+    let user = post_as_request(
+        &app,
+        "req-register",
+        "/users",
+        json!({"email": "audited@example.com", "name": "Audited"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let product = app.product("Lamp", "10.00", 5).await;
+    let placed = post_as_request(
+        &app,
+        "req-place",
+        "/commands/orders",
+        json!({"user_id": user, "items": [{"product_id": product, "quantity": 2}]}),
+    )
+    .await;
+    let order = placed["order_id"].as_str().unwrap().to_owned();
+    post_as_request(
+        &app,
+        "req-confirm",
+        &format!("/commands/orders/{order}/confirm"),
+        json!({"payment_token": "tok_visa"}),
+    )
+    .await;
+    post_as_request(
+        &app,
+        "req-cancel",
+        &format!("/commands/orders/{order}/cancel"),
+        json!({"reason": "audit"}),
+    )
+    .await;
+    crate::wait_for("the refund", async || {
+        app.db
+            .scalar(
+                "SELECT count(*) AS n FROM payments.events WHERE event_type = 'payment.refunded'",
+            )
+            .await
+            == 1
+    })
+    .await;
+
+    // Callers are anonymous until identity lands: a `user` with no id.
+    assert_eq!(
+        trail(&app, "users").await,
+        [step("user.registered", "user", Some("req-register"))]
+    );
+    assert_eq!(
+        trail(&app, "orders").await,
+        [
+            step("order.created", "user", Some("req-place")),
+            step("order.confirmed", "user", Some("req-confirm")),
+            step("order.cancelled", "user", Some("req-cancel")),
+        ]
+    );
+    // The refund is the cancel's step (whether the request or the saga took it).
+    let payments = trail(&app, "payments").await;
+    assert_eq!(
+        payments[0],
+        step("payment.captured", "user", Some("req-confirm"))
+    );
+    assert_eq!(payments[1].0, "payment.refunded");
+    assert_eq!(payments[1].3.as_deref(), Some("req-cancel"), "{payments:?}");
+    // Stock moves of the products module, caused by the same requests.
+    let products = trail(&app, "products").await;
+    assert!(
+        products
+            .iter()
+            .all(|(_, _, _, correlation)| correlation.is_some()),
+        "{products:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_systems_own_work_is_the_system_with_no_request() {
+    let app = crate::spawn_with(
+        crate::database().await,
+        |url| emporium::Config {
+            order_expiry: std::time::Duration::ZERO,
+            ..emporium::Config::for_database(url)
+        },
+        emporium::Hooks::default(),
+    )
+    .await;
+    let user = app.user("late@example.com").await;
+    let product = app.product("Lamp", "10.00", 5).await;
+    let order = app.placed(&user, &[(&product, 1)]).await;
+    crate::wait_for("the expiry", async || {
+        app.db
+            .scalar(&format!(
+                "SELECT count(*) AS n FROM orders.events WHERE event_type = 'order.cancelled' AND aggregate_id = '{order}'"
+            ))
+            .await
+            == 1
+    })
+    .await;
+    let orders = trail(&app, "orders").await;
+    assert_eq!(orders[1], step("order.cancelled", "system", None));
+}
