@@ -2,10 +2,13 @@
 //! SQL that counts violations. They read every module's schema, and the simulated payment
 //! gateway's ledger (schema `gateway`: what the gateway says it took, against our
 //! payments), so they run as a superuser outside the app: in the app's test suite and in
-//! `cargo xtask chaos`, never in a module.
+//! `cargo xtask chaos`, never in a module. Beside the checks, two probes for whoever waits
+//! on the system: payments background work has yet to settle, and gateway calls in flight.
 //!
 //! Raw SQL by design: the checks join every module's schemas and run over any Postgres
 //! client (tokio-postgres in `xtask`, diesel in the app suite); no diesel DSL reaches here.
+
+use std::time::Duration;
 
 // The spellings of the states this SQL reads, written once and formatted in. This crate
 // depends on nothing (`cargo xtask`, which links it, builds without the modules), so it
@@ -167,6 +170,31 @@ pub fn checks() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A query returning one bigint column n: how many payments background work has yet to
+/// settle (`pending`, or `captured` with a refund asked for and not confirmed). The checks
+/// above are meant for when it is 0.
+pub fn unsettled_payments() -> String {
+    format!(
+        "SELECT count(*) AS n FROM payments.payments WHERE status = '{PENDING}' \
+         OR (status = '{CAPTURED}' AND refund_requested_at IS NOT NULL)"
+    )
+}
+
+/// A query returning one bigint column n: how many gateway calls are in flight now, seen
+/// from the database: payments `pending` whose key the gateway's ledger already holds (the
+/// call reached it; its answer is not settled), recorded between `after` and `deadline`
+/// ago (`after` passes over the calls answered at once; before `deadline` the charge's own
+/// call has not given up yet).
+pub fn gateway_calls_in_flight(after: Duration, deadline: Duration) -> String {
+    format!(
+        "SELECT count(*) AS n FROM payments.payments p WHERE p.status = '{PENDING}' \
+         AND p.created_at BETWEEN now() - interval '{} milliseconds' AND now() - interval '{} milliseconds' \
+         AND EXISTS (SELECT 1 FROM gateway.ledger g WHERE g.key = p.id)",
+        deadline.as_millis(),
+        after.as_millis()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +206,7 @@ mod tests {
     fn spellings_are_the_types() {
         let order = [PENDING, CONFIRMED, SHIPPED, DELIVERED, CANCELLED];
         assert_eq!(order, OrderStatus::ALL.map(|s| s.as_str()));
+        assert_eq!(PENDING, PaymentStatus::Pending.as_str());
         assert_eq!(
             paid(),
             format!(

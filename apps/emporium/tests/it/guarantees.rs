@@ -466,9 +466,7 @@ async fn invariants_hold_after_a_randomized_run() {
         worker.await.unwrap();
     }
     crate::wait_for("the reconciler settled every payment", async || {
-        db.scalar("SELECT count(*) AS n FROM payments.payments WHERE status = 'pending'")
-            .await
-            == 0
+        db.scalar(&::invariants::unsettled_payments()).await == 0
     })
     .await;
     invariants::assert_hold(&db).await;
