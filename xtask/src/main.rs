@@ -64,8 +64,9 @@ enum Task {
     /// Load the API reference (/docs) in headless Chromium and check that it renders every
     /// operation; leaves a screenshot in target/docs.png.
     DocsCheck,
-    /// Crash the running system (kill -9 the server, crash Postgres, two servers) under a
-    /// mixed load, round after round, and check the contract's invariants after each.
+    /// Crash the running system (kill -9 the server or two servers, at a random moment or
+    /// while payment gateway calls are in flight; crash Postgres) under a mixed load, round
+    /// after round, and check the contract's invariants after each has settled.
     Chaos {
         /// How many rounds.
         #[arg(long, default_value_t = 20)]

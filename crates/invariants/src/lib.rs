@@ -1,15 +1,20 @@
 //! The contract's invariants 1-4 ("Invariants that hold after any crash and restart"), as
-//! SQL that counts violations. They read every module's schema, so they run as a superuser
-//! outside the app: in the app's test suite and in `cargo xtask chaos`, never in a module.
+//! SQL that counts violations. They read every module's schema, and the simulated payment
+//! gateway's ledger (schema `gateway`: what the gateway says it took, against our
+//! payments), so they run as a superuser outside the app: in the app's test suite and in
+//! `cargo xtask chaos`, never in a module. Beside the checks, two probes for whoever waits
+//! on the system: payments background work has yet to settle, and gateway calls in flight.
 //!
 //! Raw SQL by design: the checks join every module's schemas and run over any Postgres
 //! client (tokio-postgres in `xtask`, diesel in the app suite); no diesel DSL reaches here.
 
+use std::time::Duration;
+
 // The spellings of the states this SQL reads, written once and formatted in. This crate
 // depends on nothing (`cargo xtask`, which links it, builds without the modules), so it
 // cannot call the types' `as_str`; `tests::spellings_are_the_types` holds each order and
-// payment status to its type (dev-dependencies), and the read model's generation state is
-// pinned by the `CHECK` of migrations/orders_read.
+// payment status and each ledger outcome to its type (dev-dependencies), and the read
+// model's generation state is pinned by the `CHECK` of migrations/orders_read.
 const PENDING: &str = "pending";
 const CONFIRMED: &str = "confirmed";
 const SHIPPED: &str = "shipped";
@@ -18,6 +23,9 @@ const CANCELLED: &str = "cancelled";
 const CAPTURED: &str = "captured";
 const DECLINED: &str = "declined";
 const FAILED: &str = "failed";
+const REFUNDED: &str = "refunded";
+const LEDGER_CHARGED: &str = "charged";
+const LEDGER_REFUNDED: &str = "refunded";
 const LIVE_GENERATION: &str = "live";
 
 /// `('confirmed', 'shipped', 'delivered')`: orders that were paid for.
@@ -30,6 +38,15 @@ fn visible() -> String {
     format!("('{PENDING}', '{CONFIRMED}', '{SHIPPED}', '{DELIVERED}', '{CANCELLED}')")
 }
 
+/// The payment status that matches the ledger outcome `outcome` (a column of
+/// `gateway.ledger`): a charge the gateway holds is a captured payment, one it gave back a
+/// refunded one; any other outcome took nothing and matches no status.
+fn status_of(outcome: &str) -> String {
+    format!(
+        "CASE {outcome} WHEN '{LEDGER_CHARGED}' THEN '{CAPTURED}' WHEN '{LEDGER_REFUNDED}' THEN '{REFUNDED}' END"
+    )
+}
+
 /// The live generation's id.
 fn live() -> String {
     format!("(SELECT id FROM orders_read.generations WHERE state = '{LIVE_GENERATION}')")
@@ -39,6 +56,7 @@ fn live() -> String {
 /// hold once commands have stopped and background work has settled.
 pub fn checks() -> Vec<(&'static str, String)> {
     let (paid, visible, live) = (paid(), visible(), live());
+    let (ledger_status, payment_status) = (status_of("g.outcome"), status_of("l.outcome"));
     vec![
         (
             "1. stock conservation: initial + restocked = stock + reserved + held by paid orders, none negative",
@@ -87,6 +105,32 @@ pub fn checks() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "2. every charge in the gateway's ledger is one payment of ours, captured if charged, refunded if refunded, of the same amount",
+            format!(
+                "SELECT count(*) AS n FROM gateway.ledger g \
+                 WHERE g.outcome IN ('{LEDGER_CHARGED}', '{LEDGER_REFUNDED}') AND NOT EXISTS (\
+                   SELECT 1 FROM payments.payments p WHERE p.id = g.key \
+                   AND p.status = {ledger_status} AND p.amount = g.amount)"
+            ),
+        ),
+        (
+            "2. no order charged twice at the gateway: at most one ledger charge not refunded per order",
+            format!(
+                "SELECT count(*) AS n FROM (SELECT p.order_id FROM gateway.ledger g \
+                 JOIN payments.payments p ON p.id = g.key WHERE g.outcome = '{LEDGER_CHARGED}' \
+                 GROUP BY p.order_id HAVING count(*) > 1) AS doubled"
+            ),
+        ),
+        (
+            "2. every captured or refunded payment has its charge in the gateway's ledger, in the matching state, of the same amount",
+            format!(
+                "SELECT count(*) AS n FROM payments.payments p \
+                 WHERE p.status IN ('{CAPTURED}', '{REFUNDED}') AND NOT EXISTS (\
+                   SELECT 1 FROM gateway.ledger l WHERE l.key = p.id \
+                   AND {payment_status} = p.status AND l.amount = p.amount)"
+            ),
+        ),
+        (
             "3. read model orders equal the write model",
             format!(
                 "SELECT count(*) AS n FROM (SELECT * FROM orders.orders WHERE status IN {visible}) w \
@@ -126,16 +170,43 @@ pub fn checks() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A query returning one bigint column n: how many payments background work has yet to
+/// settle (`pending`, or `captured` with a refund asked for and not confirmed). The checks
+/// above are meant for when it is 0.
+pub fn unsettled_payments() -> String {
+    format!(
+        "SELECT count(*) AS n FROM payments.payments WHERE status = '{PENDING}' \
+         OR (status = '{CAPTURED}' AND refund_requested_at IS NOT NULL)"
+    )
+}
+
+/// A query returning one bigint column n: how many gateway calls are in flight now, seen
+/// from the database: payments `pending` whose key the gateway's ledger already holds (the
+/// call reached it; its answer is not settled), recorded between `after` and `deadline`
+/// ago (`after` passes over the calls answered at once; before `deadline` the charge's own
+/// call has not given up yet).
+pub fn gateway_calls_in_flight(after: Duration, deadline: Duration) -> String {
+    format!(
+        "SELECT count(*) AS n FROM payments.payments p WHERE p.status = '{PENDING}' \
+         AND p.created_at BETWEEN now() - interval '{} milliseconds' AND now() - interval '{} milliseconds' \
+         AND EXISTS (SELECT 1 FROM gateway.ledger g WHERE g.key = p.id)",
+        deadline.as_millis(),
+        after.as_millis()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use orders_api::OrderStatus;
+    use payments::LedgerOutcome;
     use payments_api::PaymentStatus;
 
     #[test]
     fn spellings_are_the_types() {
         let order = [PENDING, CONFIRMED, SHIPPED, DELIVERED, CANCELLED];
         assert_eq!(order, OrderStatus::ALL.map(|s| s.as_str()));
+        assert_eq!(PENDING, PaymentStatus::Pending.as_str());
         assert_eq!(
             paid(),
             format!(
@@ -148,5 +219,8 @@ mod tests {
         assert_eq!(CAPTURED, PaymentStatus::Captured.as_str());
         assert_eq!(DECLINED, PaymentStatus::Declined.as_str());
         assert_eq!(FAILED, PaymentStatus::Failed.as_str());
+        assert_eq!(REFUNDED, PaymentStatus::Refunded.as_str());
+        assert_eq!(LEDGER_CHARGED, LedgerOutcome::Charged.as_str());
+        assert_eq!(LEDGER_REFUNDED, LedgerOutcome::Refunded.as_str());
     }
 }

@@ -21,8 +21,8 @@ mod service;
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 pub use gateway::{
-    ChargeState, GATEWAY_SCHEMA, GatewayError, GatewayReceipt, PaymentGateway, SimulatedGateway,
-    SimulatedSettings,
+    ChargeState, GATEWAY_SCHEMA, GatewayError, GatewayReceipt, LedgerOutcome, PaymentGateway,
+    SimulatedGateway, SimulatedSettings,
 };
 pub use http::{endpoints, routes};
 pub use service::{FaultHook, PaymentService, PaymentSettings, ReconcilerSettings};

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
-use emporium::Hooks;
+use emporium::{Config, Hooks};
 use kernel::NewEvent;
 use serde_json::json;
 
 use crate::invariants;
-use crate::{TestApp, database, spawn_app, spawn_on};
+use crate::{TestApp, database, spawn_app, spawn_on, spawn_with};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_orders_for_twenty_units_accept_exactly_twenty() {
@@ -371,13 +371,19 @@ async fn two_processes_apply_each_event_once() {
     invariants::assert_hold(&db).await;
 }
 
-/// A few hundred random commands through two processes, then the invariants.
+/// A few hundred random commands through two processes, confirms with every token
+/// (the slow ones past a short gateway deadline, left to the reconciler), then the
+/// invariants, the gateway's ledger against the payments included.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invariants_hold_after_a_randomized_run() {
     let db = database().await;
+    let short_deadline = |url: &str| Config {
+        payment_gateway_timeout: Duration::from_millis(300),
+        ..Config::for_database(url)
+    };
     let apps = [
-        Arc::new(spawn_on(db.clone(), Hooks::default()).await),
-        Arc::new(spawn_on(db.clone(), Hooks::default()).await),
+        Arc::new(spawn_with(db.clone(), short_deadline, Hooks::default()).await),
+        Arc::new(spawn_with(db.clone(), short_deadline, Hooks::default()).await),
     ];
     let mut users = Vec::new();
     for i in 0..4 {
@@ -421,12 +427,16 @@ async fn invariants_hold_after_a_randomized_run() {
                         let order = &orders[(rng.next() % orders.len() as u64) as usize];
                         let (command, body) = match pick {
                             35..=54 => {
-                                let tokens =
-                                    ["tok_visa", "tok_visa", "tok_declined", "tok_gateway_error"];
-                                (
-                                    "confirm",
-                                    json!({"payment_token": tokens[(rng.next() % 4) as usize]}),
-                                )
+                                let tokens = [
+                                    "tok_visa",
+                                    "tok_visa",
+                                    "tok_declined",
+                                    "tok_gateway_error",
+                                    "tok_timeout",
+                                    "tok_timeout_failed",
+                                ];
+                                let token = tokens[(rng.next() % tokens.len() as u64) as usize];
+                                ("confirm", json!({"payment_token": token}))
                             }
                             55..=69 => ("ship", json!({})),
                             70..=79 => ("deliver", json!({})),
@@ -454,8 +464,9 @@ async fn invariants_hold_after_a_randomized_run() {
                         };
                         app.command(order, command, body).await.status
                     };
+                    // 502: a gateway failure; 504: a slow token's payment left pending.
                     assert!(
-                        status < 500 || status == 502,
+                        status < 500 || status == 502 || status == 504,
                         "a command failed with {status}"
                     );
                 }
@@ -465,11 +476,22 @@ async fn invariants_hold_after_a_randomized_run() {
     for worker in workers {
         worker.await.unwrap();
     }
+    crate::wait_for("the reconciler settled every payment", async || {
+        db.scalar(&::invariants::unsettled_payments()).await == 0
+    })
+    .await;
     invariants::assert_hold(&db).await;
     let orders = db
         .scalar("SELECT count(*) AS n FROM orders.orders WHERE status <> 'rejected'")
         .await;
     assert!(orders > 30, "the run placed orders ({orders})");
+    let late = db
+        .scalar(
+            "SELECT count(*) AS n FROM gateway.ledger g JOIN payments.payments p ON p.id = g.key \
+             WHERE g.outcome IN ('charged', 'refunded') AND p.checks > 0",
+        )
+        .await;
+    assert!(late > 0, "no charge was left to the reconciler");
 }
 
 /// xorshift64: a seeded, reproducible sequence.

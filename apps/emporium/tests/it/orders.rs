@@ -250,6 +250,7 @@ async fn a_charge_answered_too_late_confirms_the_order_by_itself() {
         .get(&format!("/queries/orders/{order}?min_version=2"))
         .await;
     assert_eq!(view.body["status"], "confirmed", "{:#}", view.body);
+    crate::invariants::assert_hold(&app.db).await;
 }
 
 /// `tok_timeout_failed`: confirm is `504 payment_pending`, then the payment becomes
@@ -291,6 +292,7 @@ async fn a_failure_answered_too_late_leaves_the_order_pending() {
         payment_statuses(&app, &order).await,
         ["failed", "failed", "captured"]
     );
+    crate::invariants::assert_hold(&app.db).await;
 }
 
 /// A crash between the gateway's capture and our commit: the payment stays `pending`,
@@ -329,6 +331,7 @@ async fn a_crash_after_the_gateway_captured_is_settled_with_one_charge() {
             .await,
         1
     );
+    crate::invariants::assert_hold(&app.db).await;
 }
 
 /// An order cancelled while its payment is pending: when the payment settles captured,
@@ -355,4 +358,5 @@ async fn a_late_capture_of_a_cancelled_order_is_refunded() {
     assert!(order_status_is(&app, &order, "cancelled").await);
     assert_eq!(ledger(&app, "refunded").await, 1);
     assert_eq!(ledger(&app, "charged").await, 0);
+    crate::invariants::assert_hold(&app.db).await;
 }

@@ -6,6 +6,13 @@
 //! retried with the same payment id, after a timeout or a lost answer, is then the same
 //! charge, never a second one. The same goes for a refund. [`PaymentGateway::lookup`]
 //! asks what became of a key, for whoever lost the answer.
+//!
+//! **Void.** "The gateway never heard of the key" is not "nothing was taken": a charge may
+//! still be on its way (a slow network, a stalled process). [`PaymentGateway::void`]
+//! closes the key, as a real gateway lets a caller cancel a payment intent (Stripe:
+//! `POST /v1/payment_intents/{id}/cancel`): a charge that arrives under it afterwards takes
+//! nothing, and a charge that came first is answered instead. Only after a void is a key
+//! the gateway never heard of certainly uncharged.
 
 mod schema;
 mod simulated;
@@ -13,7 +20,7 @@ mod simulated;
 use async_trait::async_trait;
 use kernel::{Money, PaymentId};
 
-pub use simulated::{GATEWAY_SCHEMA, SimulatedGateway, SimulatedSettings};
+pub use simulated::{GATEWAY_SCHEMA, LedgerOutcome, SimulatedGateway, SimulatedSettings};
 
 /// What the gateway answers for a successful charge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,6 +43,9 @@ pub enum GatewayError {
     /// The gateway refused a refund: it holds no charge under that key.
     #[error("nothing to refund: {0}")]
     NotCharged(String),
+    /// The key was voided before this charge reached the gateway; nothing was taken.
+    #[error("voided: {0}")]
+    Voided(String),
 }
 
 /// What the gateway did under one idempotency key, as [`PaymentGateway::lookup`] tells it.
@@ -49,7 +59,11 @@ pub enum ChargeState {
     Declined(String),
     /// The gateway failed, for this reason; nothing was taken.
     Failed(String),
-    /// The gateway never heard of the key: nothing was taken.
+    /// The key was voided before any charge under it reached the gateway: nothing was
+    /// taken, and nothing will be.
+    Voided,
+    /// The gateway has not heard of the key, yet: nothing was taken so far, but a charge
+    /// still on its way may take it (see [`PaymentGateway::void`]).
     Unknown,
 }
 
@@ -71,4 +85,11 @@ pub trait PaymentGateway: Send + Sync {
 
     /// What happened to the charge made under `payment_id`, if any.
     async fn lookup(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError>;
+
+    /// Closes the key `payment_id`: a charge under it that reaches the gateway afterwards
+    /// takes nothing (it answers [`GatewayError::Voided`]). Answers what the key holds
+    /// then: [`ChargeState::Voided`] if no charge had reached the gateway, else that
+    /// charge's outcome (`Charged`, `Refunded`, `Declined`, `Failed`), which the void leaves
+    /// as it is. Asked again, answers the same; never [`ChargeState::Unknown`].
+    async fn void(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError>;
 }

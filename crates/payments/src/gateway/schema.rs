@@ -1,7 +1,7 @@
 diesel::table! {
     gateway.ledger (key) {
         key -> Uuid,
-        amount -> Numeric,
+        amount -> Nullable<Numeric>,
         outcome -> Text,
         reference -> Text,
         reason -> Nullable<Text>,

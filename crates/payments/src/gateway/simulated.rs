@@ -66,8 +66,9 @@ impl Default for SimulatedSettings {
 ///
 /// Every outcome but the last is written to the ledger under the key before it answers, so
 /// a [`PaymentGateway::lookup`] during the delay already knows it. Asked again with a key
-/// it knows, it answers the first outcome and charges nothing. Refunds give back a charge
-/// once. It also counts the charges and refunds this instance performed, so tests can prove
+/// it knows, it answers the first outcome and charges nothing; a key voided first
+/// ([`PaymentGateway::void`]: a tombstone in the ledger) answers every charge
+/// [`GatewayError::Voided`] and takes nothing. Refunds give back a charge once. It also counts the charges and refunds this instance performed, so tests can prove
 /// a payment was taken exactly once.
 pub struct SimulatedGateway {
     pool: Pool,
@@ -115,7 +116,7 @@ impl SimulatedGateway {
             .map_err(unavailable)?;
         match inserted {
             Some(entry) => {
-                if entry.outcome == Outcome::Charged {
+                if entry.outcome == LedgerOutcome::Charged {
                     self.charges.fetch_add(1, Ordering::SeqCst);
                 }
                 Ok(entry)
@@ -146,52 +147,61 @@ fn unavailable(error: impl std::fmt::Display) -> GatewayError {
     GatewayError::Unavailable(format!("simulated gateway's ledger: {error}"))
 }
 
-/// What the ledger holds for a key.
+/// What the simulated gateway's ledger holds for a key (`gateway.ledger.outcome`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Text)]
-enum Outcome {
+pub enum LedgerOutcome {
+    /// The money was taken.
     Charged,
+    /// The card was refused; nothing taken.
     Declined,
+    /// The gateway failed; nothing taken.
     Failed,
+    /// The money was taken and given back.
     Refunded,
+    /// The key was voided before any charge under it: nothing taken, nor ever will be.
+    Voided,
 }
 
-impl Outcome {
-    const ALL: [Outcome; 4] = [
-        Outcome::Charged,
-        Outcome::Declined,
-        Outcome::Failed,
-        Outcome::Refunded,
+impl LedgerOutcome {
+    pub const ALL: [LedgerOutcome; 5] = [
+        LedgerOutcome::Charged,
+        LedgerOutcome::Declined,
+        LedgerOutcome::Failed,
+        LedgerOutcome::Refunded,
+        LedgerOutcome::Voided,
     ];
 
-    fn as_str(&self) -> &'static str {
+    /// Its one spelling (besides the `CHECK` of migrations/gateway).
+    pub fn as_str(&self) -> &'static str {
         match self {
-            Outcome::Charged => "charged",
-            Outcome::Declined => "declined",
-            Outcome::Failed => "failed",
-            Outcome::Refunded => "refunded",
+            LedgerOutcome::Charged => "charged",
+            LedgerOutcome::Declined => "declined",
+            LedgerOutcome::Failed => "failed",
+            LedgerOutcome::Refunded => "refunded",
+            LedgerOutcome::Voided => "voided",
         }
     }
 }
 
-impl std::str::FromStr for Outcome {
+impl std::str::FromStr for LedgerOutcome {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        Outcome::ALL
+        LedgerOutcome::ALL
             .into_iter()
             .find(|o| o.as_str() == text)
             .ok_or_else(|| format!("unknown ledger outcome {text:?}"))
     }
 }
 
-impl ToSql<Text, Pg> for Outcome {
+impl ToSql<Text, Pg> for LedgerOutcome {
     fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
         to_text(self.as_str(), out)
     }
 }
 
-impl FromSql<Text, Pg> for Outcome {
+impl FromSql<Text, Pg> for LedgerOutcome {
     fn from_sql(bytes: PgValue<'_>) -> deserialize::Result<Self> {
         from_text(bytes)
     }
@@ -201,8 +211,9 @@ impl FromSql<Text, Pg> for Outcome {
 #[diesel(table_name = ledger)]
 struct Entry {
     key: Uuid,
-    amount: Decimal,
-    outcome: Outcome,
+    /// None for a void (which knows no amount), else the charge's.
+    amount: Option<Decimal>,
+    outcome: LedgerOutcome,
     reference: String,
     reason: Option<String>,
     created_at: DateTime<Utc>,
@@ -216,19 +227,24 @@ impl Entry {
         };
         let reason = self.reason.unwrap_or_default();
         match self.outcome {
-            Outcome::Charged => ChargeState::Charged(receipt),
-            Outcome::Refunded => ChargeState::Refunded(receipt),
-            Outcome::Declined => ChargeState::Declined(reason),
-            Outcome::Failed => ChargeState::Failed(reason),
+            LedgerOutcome::Charged => ChargeState::Charged(receipt),
+            LedgerOutcome::Refunded => ChargeState::Refunded(receipt),
+            LedgerOutcome::Declined => ChargeState::Declined(reason),
+            LedgerOutcome::Failed => ChargeState::Failed(reason),
+            LedgerOutcome::Voided => ChargeState::Voided,
         }
     }
 
     /// The answer to a charge under this entry's key.
     fn answer(self) -> Result<GatewayReceipt, GatewayError> {
+        let key = self.key;
         match self.state() {
             ChargeState::Charged(receipt) | ChargeState::Refunded(receipt) => Ok(receipt),
             ChargeState::Declined(reason) => Err(GatewayError::Declined(reason)),
             ChargeState::Failed(reason) => Err(GatewayError::Unavailable(reason)),
+            ChargeState::Voided => Err(GatewayError::Voided(format!(
+                "the key {key} was voided before this charge; nothing was taken"
+            ))),
             ChargeState::Unknown => unreachable!("an entry is never unknown"),
         }
     }
@@ -243,11 +259,19 @@ impl PaymentGateway for SimulatedGateway {
         token: &str,
     ) -> Result<GatewayReceipt, GatewayError> {
         let (outcome, reason, slow) = match token {
-            tokens::VISA => (Outcome::Charged, None, false),
-            tokens::TIMEOUT => (Outcome::Charged, None, true),
-            tokens::DECLINED => (Outcome::Declined, Some("card declined"), false),
-            tokens::GATEWAY_ERROR => (Outcome::Failed, Some("simulated gateway error"), false),
-            tokens::TIMEOUT_FAILED => (Outcome::Failed, Some("simulated gateway timeout"), true),
+            tokens::VISA => (LedgerOutcome::Charged, None, false),
+            tokens::TIMEOUT => (LedgerOutcome::Charged, None, true),
+            tokens::DECLINED => (LedgerOutcome::Declined, Some("card declined"), false),
+            tokens::GATEWAY_ERROR => (
+                LedgerOutcome::Failed,
+                Some("simulated gateway error"),
+                false,
+            ),
+            tokens::TIMEOUT_FAILED => (
+                LedgerOutcome::Failed,
+                Some("simulated gateway timeout"),
+                true,
+            ),
             other => {
                 return Err(GatewayError::InvalidToken(format!(
                     "unknown payment token {other:?}"
@@ -258,9 +282,9 @@ impl PaymentGateway for SimulatedGateway {
         let entry = self
             .record(Entry {
                 key: payment_id.as_uuid(),
-                amount: amount.amount(),
+                amount: Some(amount.amount()),
                 outcome,
-                reference: format!("sim_ch_{}", payment_id.as_uuid().simple()),
+                reference: reference(payment_id),
                 reason: reason.map(str::to_owned),
                 created_at: now,
                 updated_at: now,
@@ -280,10 +304,10 @@ impl PaymentGateway for SimulatedGateway {
             diesel::update(
                 ledger::table
                     .find(key)
-                    .filter(ledger::outcome.eq(Outcome::Charged)),
+                    .filter(ledger::outcome.eq(LedgerOutcome::Charged)),
             )
             .set((
-                ledger::outcome.eq(Outcome::Refunded),
+                ledger::outcome.eq(LedgerOutcome::Refunded),
                 ledger::updated_at.eq(Utc::now()),
             ))
             .execute(&mut conn)
@@ -299,7 +323,7 @@ impl PaymentGateway for SimulatedGateway {
             None => Err(GatewayError::NotCharged(format!(
                 "no charge under key {payment_id}"
             ))),
-            Some(ChargeState::Declined(_) | ChargeState::Failed(_)) => Err(
+            Some(ChargeState::Declined(_) | ChargeState::Failed(_) | ChargeState::Voided) => Err(
                 GatewayError::NotCharged(format!("the charge under key {payment_id} took nothing")),
             ),
             Some(ChargeState::Charged(_) | ChargeState::Unknown) => Err(GatewayError::Unavailable(
@@ -314,6 +338,30 @@ impl PaymentGateway for SimulatedGateway {
             .await?
             .map_or(ChargeState::Unknown, Entry::state))
     }
+
+    /// The tombstone is one `INSERT ... ON CONFLICT DO NOTHING` in a transaction of its
+    /// own, as a charge's entry is: whichever of a charge and a void reaches the ledger
+    /// first owns the key, across any number of instances, and the other answers it.
+    async fn void(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
+        let now = Utc::now();
+        let entry = self
+            .record(Entry {
+                key: payment_id.as_uuid(),
+                amount: None,
+                outcome: LedgerOutcome::Voided,
+                reference: reference(payment_id),
+                reason: Some("voided by the caller".to_owned()),
+                created_at: now,
+                updated_at: now,
+            })
+            .await?;
+        Ok(entry.state())
+    }
+}
+
+/// The gateway's own id for what it did under `key`.
+fn reference(key: PaymentId) -> String {
+    format!("sim_ch_{}", key.as_uuid().simple())
 }
 
 #[cfg(test)]
@@ -322,9 +370,9 @@ mod tests {
 
     #[test]
     fn outcomes_round_trip() {
-        for outcome in Outcome::ALL {
-            assert_eq!(outcome.as_str().parse::<Outcome>().unwrap(), outcome);
+        for outcome in LedgerOutcome::ALL {
+            assert_eq!(outcome.as_str().parse::<LedgerOutcome>().unwrap(), outcome);
         }
-        assert!("lost".parse::<Outcome>().is_err());
+        assert!("lost".parse::<LedgerOutcome>().is_err());
     }
 }

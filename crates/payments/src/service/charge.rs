@@ -107,9 +107,13 @@ impl PaymentService {
             }
             Ok(Err(GatewayError::Declined(reason))) => Settlement::Declined { reason },
             Ok(Err(GatewayError::Unavailable(reason))) => Settlement::Failed { reason },
-            Ok(Err(e @ GatewayError::NotCharged(_))) => Settlement::Failed {
-                reason: e.to_string(),
-            },
+            // Voided: the reconciler gave up on this call before it reached the gateway,
+            // and closed the key; the payment is settled failed already.
+            Ok(Err(e @ (GatewayError::NotCharged(_) | GatewayError::Voided(_)))) => {
+                Settlement::Failed {
+                    reason: e.to_string(),
+                }
+            }
             Ok(Err(GatewayError::InvalidToken(reason))) => {
                 self.forget(id).await?;
                 return Err(PaymentError::InvalidToken(reason));
@@ -119,8 +123,10 @@ impl PaymentService {
         match (payment.status, settlement) {
             (PaymentStatus::Captured | PaymentStatus::Refunded, _) => Ok(payment),
             // The gateway took the money, but the payment was settled as not charged
-            // meanwhile (a reconciler that asked before the charge reached the gateway):
-            // the money goes back, since no captured payment will ever show for it.
+            // meanwhile. The reconciler settles a key the gateway never heard of `failed`
+            // only after voiding it, so a gateway that honours voids never gets here; one
+            // that does not (or a payment settled by hand) gets its money given back,
+            // since no captured payment will ever show for it.
             (PaymentStatus::Declined | PaymentStatus::Failed, Settlement::Captured { .. }) => {
                 match self.gateway.refund(id, amount).await {
                     Ok(()) => tracing::warn!(%order_id, payment_id = %id,

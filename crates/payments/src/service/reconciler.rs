@@ -1,8 +1,10 @@
 //! The reconciler: settles what no answer settled. A payment still `pending` once its own
 //! call has certainly given up (a timeout, or a crash between the gateway's answer and our
 //! commit) is settled by asking the gateway what happened under its key
-//! ([`PaymentGateway::lookup`](crate::PaymentGateway::lookup)); a refund asked for but not
-//! confirmed is asked for again (the key makes that safe).
+//! ([`PaymentGateway::lookup`](crate::PaymentGateway::lookup)); a key the gateway never
+//! heard of is voided first ([`PaymentGateway::void`](crate::PaymentGateway::void)) and
+//! settled `failed` only once the void took, so a charge still on its way takes nothing. A
+//! refund asked for but not confirmed is asked for again (the key makes that safe).
 //!
 //! **Several instances at once.** Each round claims a batch in a short transaction:
 //! `FOR UPDATE SKIP LOCKED`, then each claimed row's next check is pushed back (backoff:
@@ -145,8 +147,7 @@ impl PaymentService {
             }
             _ => return Ok(false),
         }
-        let answer =
-            tokio::time::timeout(self.settings.gateway_timeout, self.gateway.lookup(id)).await;
+        let answer = tokio::time::timeout(self.settings.gateway_timeout, self.ask(id)).await;
         let settlement = match answer {
             Err(_elapsed) => {
                 return Err(PaymentError::Pending {
@@ -168,15 +169,31 @@ impl PaymentService {
             }
             Ok(Ok(ChargeState::Declined(reason))) => Settlement::Declined { reason },
             Ok(Ok(ChargeState::Failed(reason))) => Settlement::Failed { reason },
-            // Asked only after the charge's own call certainly ended: a key the gateway
-            // never received was never charged.
-            Ok(Ok(ChargeState::Unknown)) => Settlement::Failed {
-                reason: "the gateway never received the charge".to_owned(),
+            Ok(Ok(ChargeState::Voided)) => Settlement::Failed {
+                reason: "the gateway never received the charge; its key is voided".to_owned(),
             },
+            Ok(Ok(ChargeState::Unknown)) => {
+                return Err(PaymentError::Unexpected(anyhow::anyhow!(
+                    "the gateway answered a void of payment {id} with an unknown key"
+                )));
+            }
         };
         let settled = self.settle(id, settlement).await?;
         tracing::info!(order_id = %settled.order_id, payment_id = %id, status = settled.status.as_str(),
             "reconciled a pending payment with the gateway");
         Ok(true)
+    }
+
+    /// What the gateway did under the key `id`, for certain: a key it never heard of is
+    /// voided first. That it has not heard of it does not mean nothing will be taken (the
+    /// charge's own call may still be on its way, however late), and settling it `failed`
+    /// on that alone would leave any charge arriving later with a failed payment: money
+    /// taken that nothing of ours would ever give back. After the void, a late charge takes
+    /// nothing; or the void finds that the charge came first, and answers it.
+    async fn ask(&self, id: PaymentId) -> Result<ChargeState, crate::GatewayError> {
+        match self.gateway.lookup(id).await? {
+            ChargeState::Unknown => self.gateway.void(id).await,
+            known => Ok(known),
+        }
     }
 }

@@ -324,6 +324,10 @@ impl PaymentGateway for RacingGateway {
     async fn lookup(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
         self.inner.lookup(payment_id).await
     }
+
+    async fn void(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
+        self.inner.void(payment_id).await
+    }
 }
 
 #[tokio::test]

@@ -10,6 +10,7 @@ mod reconciler;
 mod refunds;
 mod routes;
 mod tidy;
+mod voids;
 
 use std::sync::Arc;
 use std::time::Duration;

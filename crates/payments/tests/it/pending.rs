@@ -151,6 +151,10 @@ impl PaymentGateway for ProbingGateway {
     async fn lookup(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
         self.inner.lookup(payment_id).await
     }
+
+    async fn void(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
+        self.inner.void(payment_id).await
+    }
 }
 
 #[tokio::test]
@@ -210,6 +214,10 @@ impl PaymentGateway for SilentRefunds {
 
     async fn lookup(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
         self.0.lookup(payment_id).await
+    }
+
+    async fn void(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
+        self.0.void(payment_id).await
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::json;
 
 use crate::{GATEWAY_TIMEOUT, SETTINGS, TestApp, money, spawn_app};
 
-fn settings() -> ReconcilerSettings {
+pub(crate) fn settings() -> ReconcilerSettings {
     ReconcilerSettings {
         every: Duration::from_millis(50),
         batch: 20,
@@ -23,7 +23,7 @@ fn settings() -> ReconcilerSettings {
 
 /// Runs reconciliation rounds with `services` at once until the payment is no longer
 /// pending (or 20 s passed); returns it.
-async fn reconciled(
+pub(crate) async fn reconciled(
     app: &TestApp,
     services: &[&PaymentService],
     id: PaymentId,
@@ -139,6 +139,20 @@ async fn a_charge_that_never_reached_the_gateway_is_failed() {
     let payment = reconciled(&app, &[&service], id).await;
     assert_eq!(payment.status, PaymentStatus::Failed);
     assert_eq!(app.gateway.charges(), 0);
+    assert_eq!(
+        app.count(&format!(
+            "SELECT count(*) AS n FROM gateway.ledger WHERE key = '{id}' AND outcome = 'voided'"
+        ))
+        .await,
+        1,
+        "settled failed once its key was voided"
+    );
+    use payments::PaymentGateway;
+    let late = app.gateway.charge(id, money("7.00"), tokens::VISA).await;
+    assert!(
+        matches!(late, Err(payments::GatewayError::Voided(_))),
+        "{late:?}"
+    );
     let paid = app
         .api
         .charge(order, money("7.00"), tokens::VISA)

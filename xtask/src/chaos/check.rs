@@ -1,0 +1,152 @@
+//! After a round: settle, then check the contract's invariants (crate `invariants`) in the
+//! database, the gateway's ledger against the payments included, and the same facts
+//! through the API.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use serde_json::Value;
+
+use super::{Shop, TOKEN};
+use crate::db::{self, DbUrl};
+
+/// How long a round may take to settle at most. Longer than the reconciler's longest pause
+/// between two checks of one payment (`payments::ReconcilerSettings::longest_pause`, 60 s;
+/// xtask links no module), so a payment whose checks failed while Postgres was down is
+/// asked again within it. With the rounds' gateway deadline the reconciler first asks
+/// after 0.6 s and backs off from 0.3 s, so a round normally settles in a few seconds.
+pub(super) const SETTLE_LIMIT: Duration = Duration::from_secs(90);
+
+/// Waits until background work has settled (projections caught up, no payment pending,
+/// no refund unconfirmed) and the invariants hold, or [`SETTLE_LIMIT`] is up; then checks
+/// them once more, in the database and through the API. The violations, and how long
+/// settling took.
+pub(super) async fn settle_and_check(
+    url: &DbUrl,
+    base: &str,
+    shop: &Shop,
+) -> Result<(Vec<String>, Duration)> {
+    let client = db::connect(url).await.context("connecting for checks")?;
+    let http = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let mut found = violations(&client).await?;
+        let lag = lag(&http, base).await.unwrap_or(i64::MAX);
+        let unsettled = scalar(&client, &invariants::unsettled_payments()).await?;
+        let settled = lag == 0 && unsettled == 0;
+        if (found.is_empty() && settled) || started.elapsed() > SETTLE_LIMIT {
+            if lag != 0 {
+                found.push(format!(
+                    "projections still lag by {lag} events after {SETTLE_LIMIT:?}"
+                ));
+            }
+            if unsettled != 0 {
+                found.push(format!(
+                    "{unsettled} payments still pending or with a refund unconfirmed after {SETTLE_LIMIT:?}"
+                ));
+            }
+            if found.is_empty() {
+                found.extend(api_agrees(&client, &http, base, shop).await?);
+            }
+            return Ok((found, started.elapsed()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Runs a query returning one bigint column `n`.
+pub(super) async fn scalar(client: &tokio_postgres::Client, sql: &str) -> Result<i64> {
+    Ok(client
+        .query_one(sql, &[])
+        .await
+        .with_context(|| format!("running {sql}"))?
+        .get("n"))
+}
+
+/// Every invariant of the contract, each violation with its count.
+async fn violations(client: &tokio_postgres::Client) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for (name, sql) in invariants::checks() {
+        let n: i64 = client
+            .query_one(sql.as_str(), &[])
+            .await
+            .with_context(|| format!("checking {name}"))?
+            .get("n");
+        if n != 0 {
+            found.push(format!("{name}: {n} violations"));
+        }
+    }
+    Ok(found)
+}
+
+/// Events not yet applied by the projection and the saga, from `/admin/projections`.
+async fn lag(http: &reqwest::Client, base: &str) -> Result<i64> {
+    let status: Value = http
+        .get(format!("{base}/admin/projections"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let projections = status["projections"].as_array().context("no projections")?;
+    Ok(projections
+        .iter()
+        .map(|p| p["lag_events"].as_i64().unwrap_or(i64::MAX))
+        .sum())
+}
+
+/// The same facts through the API: every product's stock, and every order the drivers
+/// placed, as the read model answers them, equal the database's write model.
+async fn api_agrees(
+    client: &tokio_postgres::Client,
+    http: &reqwest::Client,
+    base: &str,
+    shop: &Shop,
+) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for product in &shop.products {
+        let answer: Value = http
+            .get(format!("{base}/products/{product}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT stock, reserved FROM products.products WHERE id = $1::text::uuid",
+                &[product],
+            )
+            .await?;
+        let (stock, reserved): (i64, i64) = (row.get(0), row.get(1));
+        if answer["stock"].as_i64() != Some(stock) || answer["reserved"].as_i64() != Some(reserved)
+        {
+            found.push(format!("product {product}: API says {answer}, database says stock {stock} reserved {reserved}"));
+        }
+    }
+    let orders = shop.orders.lock().await.clone();
+    for order in orders {
+        let row = client
+            .query_opt(
+                "SELECT status, version FROM orders.orders WHERE id = $1::text::uuid",
+                &[&order],
+            )
+            .await?
+            .context("an accepted order is missing from the write model")?;
+        let (status, version): (String, i64) = (row.get(0), row.get(1));
+        let view: Value = http
+            .get(format!("{base}/queries/orders/{order}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if view["status"].as_str() != Some(status.as_str())
+            || view["version"].as_i64() != Some(version)
+        {
+            found.push(format!(
+                "order {order}: read model {} v{}, write model {status} v{version}",
+                view["status"], view["version"]
+            ));
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,163 @@
+//! The load of a chaos round: drivers sending a concurrent, random mix of every command
+//! (orders placed, confirmed with every gateway token, shipped, delivered, cancelled;
+//! restocks; renames) until told to stop.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use super::Shop;
+use crate::load::Rng;
+
+/// The tokens confirms pay with, as often as they appear: mostly cards that pay, and each
+/// way a gateway fails. The slow ones are answered only after the gateway deadline, so
+/// their calls are in flight when a kill lands.
+const TOKENS: [&str; 8] = [
+    "tok_visa",
+    "tok_visa",
+    "tok_visa",
+    "tok_declined",
+    "tok_gateway_error",
+    "tok_timeout",
+    "tok_timeout",
+    "tok_timeout_failed",
+];
+const SLOW_TOKENS: [&str; 2] = ["tok_timeout", "tok_timeout_failed"];
+
+/// What the drivers of a round did.
+#[derive(Default)]
+pub(super) struct Counts {
+    pub(super) sent: AtomicU64,
+    /// Connection lost, `503`, or a `5xx` bug.
+    pub(super) failed: AtomicU64,
+    /// Confirms with a slow token.
+    pub(super) slow: AtomicU64,
+}
+
+/// One load driver: random commands until told to stop. Failures are expected (a server
+/// dies under it); they are counted, not fatal.
+pub(super) async fn drive(
+    base: String,
+    shop: Arc<Shop>,
+    mut rng: Rng,
+    stop: Arc<AtomicBool>,
+    counts: Arc<Counts>,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("http client");
+    while !stop.load(Ordering::SeqCst) {
+        counts.sent.fetch_add(1, Ordering::Relaxed);
+        let pick = rng.next() % 100;
+        let orders_known = shop.orders.lock().await.len();
+        let result = if pick < 35 || orders_known == 0 {
+            let user = &shop.users[rng.below(shop.users.len())];
+            let (a, b) = (
+                rng.below(shop.products.len()),
+                rng.below(shop.products.len()),
+            );
+            let mut items =
+                vec![json!({"product_id": shop.products[a], "quantity": 1 + rng.below(3)})];
+            if a != b && rng.next().is_multiple_of(2) {
+                items.push(json!({"product_id": shop.products[b], "quantity": 1 + rng.below(2)}));
+            }
+            let placed = post(
+                &http,
+                &base,
+                "/commands/orders",
+                json!({"user_id": user, "items": items}),
+            )
+            .await;
+            if let Ok((202, body)) = &placed
+                && let Ok(order) = id(body, "order_id")
+            {
+                shop.orders.lock().await.push(order);
+            }
+            placed.map(|_| ())
+        } else if pick < 92 {
+            let order = {
+                let orders = shop.orders.lock().await;
+                orders[rng.below(orders.len())].clone()
+            };
+            let (command, body) = match pick {
+                35..=56 => {
+                    let token = TOKENS[rng.below(TOKENS.len())];
+                    if SLOW_TOKENS.contains(&token) {
+                        counts.slow.fetch_add(1, Ordering::Relaxed);
+                    }
+                    ("confirm", json!({"payment_token": token}))
+                }
+                57..=71 => ("ship", json!({})),
+                72..=80 => ("deliver", json!({})),
+                _ => ("cancel", json!({"reason": "chaos"})),
+            };
+            post(
+                &http,
+                &base,
+                &format!("/commands/orders/{order}/{command}"),
+                body,
+            )
+            .await
+            .map(|_| ())
+        } else if pick < 96 {
+            let product = &shop.products[rng.below(shop.products.len())];
+            post(
+                &http,
+                &base,
+                &format!("/products/{product}/restock"),
+                json!({"quantity": 1 + rng.below(5)}),
+            )
+            .await
+            .map(|_| ())
+        } else {
+            let user = &shop.users[rng.below(shop.users.len())];
+            let url = format!("{base}/users/{user}");
+            http.patch(url)
+                .json(&json!({"name": format!("Renamed {}", rng.next() % 1000)}))
+                .send()
+                .await
+                .map(|_| ())
+                .map_err(Into::into)
+        };
+        if result.is_err() {
+            counts.failed.fetch_add(1, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// `POST path`: its status and JSON answer. A `5xx` is an error, but for the answers the
+/// contract gives the gateway's tokens: `502 payment_gateway_error`, `504 payment_pending`.
+pub(super) async fn post(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: Value,
+) -> Result<(u16, Value)> {
+    let response = http
+        .post(format!("{base}{path}"))
+        .json(&body)
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let answer = response.json().await.unwrap_or(Value::Null);
+    let expected = matches!(
+        (status, answer["code"].as_str()),
+        (502, Some("payment_gateway_error")) | (504, Some("payment_pending"))
+    );
+    if status >= 500 && !expected {
+        bail!("POST {path} answered {status}: {answer}");
+    }
+    Ok((status, answer))
+}
+
+pub(super) fn id(body: &Value, field: &str) -> Result<String> {
+    body[field]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("no {field} in {body}"))
+}
