@@ -4,6 +4,7 @@
 //! tables alone) that tests append events to, as the other modules would; and the
 //! projection's one code path (`projection.rs`).
 
+mod generations;
 mod projection;
 mod queries;
 mod rebuild;
@@ -61,6 +62,7 @@ struct TestApp {
     log: Pool,
     users: Pool,
     products: Pool,
+    side: OrderReadSide,
     _dispatcher: Dispatcher,
     _server: TestServer,
 }
@@ -103,6 +105,7 @@ async fn spawn_app() -> TestApp {
         log,
         users,
         products,
+        side,
         _dispatcher: dispatcher,
         _server: server,
     }
