@@ -324,21 +324,25 @@ pub fn endpoints() -> Vec<(Mount, Routes)> {
     ]
 }
 
-/// Event delivery, the sweeper and the payment reconciler; stopped when dropped.
+/// Event delivery, the sweeper, the payment reconciler and the read model's cleaner;
+/// stopped when dropped.
 pub struct Background {
     _dispatcher: Dispatcher,
     sweeper: tokio::task::JoinHandle<()>,
     reconciler: tokio::task::JoinHandle<()>,
+    cleaner: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Background {
     fn drop(&mut self) {
         self.sweeper.abort();
         self.reconciler.abort();
+        self.cleaner.abort();
     }
 }
 
-/// Starts delivering events to every subscriber, the sweeper and the payment reconciler.
+/// Starts delivering events to every subscriber, the sweeper, the payment reconciler and
+/// the read model's cleaner (which finishes deleting generations a rebuild retired).
 pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Result<Background> {
     let subscriptions = modules.subscriptions();
     let dispatcher = Dispatcher::start(
@@ -356,6 +360,7 @@ pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Res
                 ..payments::ReconcilerSettings::default()
             },
         ),
+        cleaner: modules.orders_read.spawn_cleaner(),
     })
 }
 

@@ -19,6 +19,11 @@
 //!   wait on. Each process runs one task per subscriber, cycling through its sources.
 //!   Each event is applied in a savepoint; a failure is retried with backoff and, after
 //!   [`MAX_ATTEMPTS`], parked in `dead_letters` so the subscription moves on.
+//! - **Effects.** What a subscriber does outside its own database (another module, a
+//!   gateway behind it) is [`Subscriber::effects`], run before the step's transaction
+//!   opens, holding nothing: no transaction of delivery waits on anything but its own
+//!   statements. An event is applied only after its effects succeeded; they must be
+//!   idempotent (at least once, possibly in two processes at once).
 //! - **Wake-up.** One `LISTEN` connection per process wakes every subscription; polling
 //!   covers lost notifications and outages.
 //!

@@ -1,6 +1,12 @@
 //! A subscriber and one of its sources: [`Subscription::step`] applies the next batch of
 //! events and moves the checkpoint in the same transaction as the subscriber's writes, so
 //! a crash keeps both or neither (at least once delivered, exactly once in effect).
+//!
+//! No transaction of a step waits on anything outside the database: what a subscriber
+//! does elsewhere (another module, and through it a payment gateway) is its
+//! [`Subscriber::effects`], run before the step's transaction opens, holding no connection
+//! or lock; the transaction then only writes the subscriber's own tables and the
+//! checkpoint.
 
 use std::sync::Arc;
 
@@ -22,9 +28,22 @@ pub trait Subscriber: Send + Sync {
     /// A stable name: the checkpoint key.
     fn name(&self) -> &'static str;
 
+    /// What the event asks of the world outside the subscriber's database (other modules,
+    /// and through them a gateway): run by a step before it opens its transaction, with no
+    /// connection, lock or transaction of the subscription held, so nothing in the
+    /// database waits on it. Events' effects run in log order, and an event is applied
+    /// ([`Subscriber::apply`]) only after its effects and those of every event before it
+    /// succeeded; an error fails the event as an `apply` error would (retried, then
+    /// parked). They run at least once per event and may run for the same event in two
+    /// processes at once (both read it before one takes the lock), so they must be
+    /// idempotent and safe beside themselves. None by default.
+    async fn effects(&self, _source: &str, _event: &Envelope) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// Applies one event from `source`, inside the subscription's transaction on `conn`
-    /// (the subscriber's own schema). Effects outside `conn` must be idempotent: after a
-    /// crash the same event is delivered again.
+    /// (the subscriber's own schema), after its [`Subscriber::effects`]. Writes only
+    /// through `conn`: anything else belongs in `effects`, outside the transaction.
     async fn apply(
         &self,
         conn: &mut AsyncPgConnection,
@@ -121,7 +140,9 @@ impl Subscription {
     /// savepoint), so a caller can apply events and change other things atomically. The
     /// source is read while `conn` is held, so `conn` must not come from the source's pool
     /// (the rebuild's switch holds a read-model connection and reads the write side's logs):
-    /// with that pool exhausted, the read would wait for a connection this step holds.
+    /// with that pool exhausted, the read would wait for a connection this step holds. For
+    /// subscribers without [`Subscriber::effects`] (a projection): they would run inside
+    /// the caller's transaction.
     pub async fn step_on(
         &self,
         conn: &mut AsyncPgConnection,
@@ -132,7 +153,8 @@ impl Subscription {
                 return Ok(StepOutcome::Busy);
             };
             let events = self.source.read(checkpoint.position(), limit).await?;
-            self.apply_events(conn, &checkpoint, &events).await
+            let effects = self.run_effects(&events).await;
+            self.apply_events(conn, &checkpoint, &events, effects).await
         })
         .await
     }
@@ -147,7 +169,8 @@ impl Subscription {
     /// is still where the events were read from (else another step moved it meanwhile:
     /// `Busy`). The events were below the watermark when read, so they are committed and
     /// follow the checkpoint without a gap; the checkpoint still moves compare-and-set in
-    /// the transaction of the subscriber's writes.
+    /// the transaction of the subscriber's writes. The events' [`Subscriber::effects`] run
+    /// in between, before the transaction, holding nothing.
     pub async fn step(&self, limit: i64) -> anyhow::Result<StepOutcome> {
         let start = {
             let mut conn = connect(&self.pool).await?;
@@ -158,6 +181,7 @@ impl Subscription {
         if events.is_empty() {
             return Ok(StepOutcome::Idle);
         }
+        let effects = self.run_effects(&events).await;
         let mut conn = connect(&self.pool).await?;
         transaction(&mut conn, async |conn| {
             let Some(checkpoint) = self.lock(conn).await? else {
@@ -166,9 +190,40 @@ impl Subscription {
             if checkpoint.position() != start {
                 return Ok(StepOutcome::Busy);
             }
-            self.apply_events(conn, &checkpoint, &events).await
+            self.apply_events(conn, &checkpoint, &events, effects).await
         })
         .await
+    }
+
+    /// Runs the events' [`Subscriber::effects`] in log order, panics caught, up to the
+    /// first that fails.
+    async fn run_effects(&self, events: &[LoggedEvent]) -> Effects {
+        for (done, logged) in events.iter().enumerate() {
+            if let Err(error) = self.effects_of(&logged.envelope).await {
+                return Effects {
+                    done,
+                    failed: Some(error),
+                };
+            }
+        }
+        Effects {
+            done: events.len(),
+            failed: None,
+        }
+    }
+
+    /// [`Subscriber::effects`] of one event, panics caught, in the event's span.
+    async fn effects_of(&self, event: &Envelope) -> anyhow::Result<()> {
+        let (name, source) = self.key();
+        let span = tracing::info_span!(
+            "effects", subscriber = name, source, event_type = event.event_type, event_id = %event.event_id
+        );
+        // Like the transaction's steps, the system's work for the event's request.
+        let context = kernel::context::Context::new(Actor::SYSTEM, event.correlation_id.clone());
+        let effects = self.subscriber.effects(source, event).instrument(span);
+        kernel::catch_panic(kernel::context::scope(context, effects))
+            .await
+            .unwrap_or_else(|panic| Err(anyhow::anyhow!("subscriber panicked: {panic}")))
     }
 
     /// The checkpoint, or the error that the subscription was never registered.
@@ -205,12 +260,14 @@ impl Subscription {
 
     /// Applies `events` (read after `checkpoint`, below the watermark) in the transaction
     /// on `conn`, which holds the subscriber's lock, and moves the checkpoint past those
-    /// applied or parked.
+    /// applied or parked: those whose effects are done, then the one whose effects failed,
+    /// failed.
     async fn apply_events(
         &self,
         conn: &mut AsyncPgConnection,
         checkpoint: &checkpoints::Checkpoint,
         events: &[LoggedEvent],
+        effects: Effects,
     ) -> anyhow::Result<StepOutcome> {
         if events.is_empty() {
             return Ok(StepOutcome::Idle);
@@ -218,13 +275,22 @@ impl Subscription {
         let start = checkpoint.position();
         let (mut position, mut applied, mut parked) = (start, 0usize, 0usize);
         let (mut attempts, mut last_error) = (0, None::<String>);
-        if events.len() > 1 && self.apply_batch(conn, events).await {
-            position = events.last().map_or(start, |e| e.position);
-            applied = events.len();
+        let ready = &events[..effects.done];
+        if ready.len() > 1 && self.apply_batch(conn, ready).await {
+            position = ready.last().map_or(start, |e| e.position);
+            applied = ready.len();
         }
-        for logged in &events[applied..] {
+        let mut effects_failed = effects.failed;
+        for (index, logged) in events.iter().enumerate().skip(applied) {
             let event = &logged.envelope;
-            match self.apply_one(conn, event).await {
+            let outcome = if index < effects.done {
+                self.apply_one(conn, event).await
+            } else {
+                Err(effects_failed
+                    .take()
+                    .unwrap_or_else(|| anyhow::anyhow!("the effects of an earlier event failed")))
+            };
+            match outcome {
                 Ok(()) => {
                     position = logged.position;
                     applied += 1;
@@ -322,23 +388,41 @@ impl Subscription {
     }
 
     /// Applies a parked event again; on success it leaves the dead letters. Returns
-    /// whether a dead letter with that id belonged to this subscription. It waits for the
+    /// whether a dead letter with that id belonged to this subscription. Its
+    /// [`Subscriber::effects`] run first, outside any transaction; then it waits for the
     /// subscriber's lock, so it never runs beside a batch of the same subscriber, and
     /// applies the event as delivery does, in a savepoint with panics caught: a panic is an
     /// error, and the letter stays.
     pub async fn retry_dead_letter(&self, id: i64) -> anyhow::Result<bool> {
         let mut conn = connect(&self.pool).await?;
+        let Some(letter) = dead_letters::take(&mut conn, self.schema, self.key(), id).await? else {
+            return Ok(false);
+        };
+        drop(conn);
+        let envelope: Envelope =
+            serde_json::from_value(letter.event).context("stored dead letter")?;
+        self.effects_of(&envelope).await?;
+        let mut conn = connect(&self.pool).await?;
         transaction(&mut conn, async |conn| {
             checkpoints::lock_subscriber(conn, self.schema, self.subscriber.name()).await?;
-            let Some(letter) = dead_letters::take(conn, self.schema, self.key(), id).await? else {
+            if dead_letters::take(conn, self.schema, self.key(), id)
+                .await?
+                .is_none()
+            {
+                // Retried meanwhile by someone else.
                 return Ok(false);
-            };
-            let envelope: Envelope =
-                serde_json::from_value(letter.event).context("stored dead letter")?;
+            }
             self.apply_one(conn, &envelope).await?;
             dead_letters::remove(conn, self.schema, id).await?;
             Ok(true)
         })
         .await
     }
+}
+
+/// How far the effects of a step's events got: the first `done` succeeded, and the next
+/// one failed with `failed`.
+struct Effects {
+    done: usize,
+    failed: Option<anyhow::Error>,
 }

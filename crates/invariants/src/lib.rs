@@ -151,6 +151,25 @@ pub fn checks() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "3. read model user names and emails equal the users' current ones",
+            format!(
+                "SELECT count(*) AS n FROM (SELECT * FROM orders_read.orders WHERE generation = {live}) r \
+                 JOIN users.users w ON w.id = r.user_id \
+                 LEFT JOIN orders_read.users u ON (u.generation, u.id) = (r.generation, r.user_id) \
+                 WHERE coalesce(u.name, r.user_name) IS DISTINCT FROM w.name \
+                 OR coalesce(u.email, r.user_email) IS DISTINCT FROM w.email"
+            ),
+        ),
+        (
+            "3. read model product names equal the products' current ones",
+            format!(
+                "SELECT count(*) AS n FROM (SELECT * FROM orders_read.order_items WHERE generation = {live}) r \
+                 JOIN products.products w ON w.id = r.product_id \
+                 LEFT JOIN orders_read.products p ON (p.generation, p.id) = (r.generation, r.product_id) \
+                 WHERE coalesce(p.name, r.product_name) <> w.name"
+            ),
+        ),
+        (
             "4. every subscription applied every event of its source exactly once",
             "SELECT count(*) AS n FROM (\
                SELECT subscriber, source, applied FROM orders_read.checkpoints \

@@ -7,6 +7,7 @@
 //! Knows only events and `-api` types: never the write side (`crates/orders`, schema
 //! `orders`) nor any other module's tables. Only the projection writes `orders_read`.
 
+mod cleanup;
 mod http;
 mod projection;
 mod queries;
@@ -22,6 +23,7 @@ use eventlog::{EventSource, Subscription};
 use kernel::db::Pool;
 use orders_api::OrderQueries;
 
+pub use cleanup::CLEANUP_EVERY;
 pub use http::{endpoints, routes};
 /// Public so the read side's own suite can drive it with events directly.
 pub use projection::OrderProjection;
@@ -109,6 +111,18 @@ impl OrderReadSide {
             }
         });
         Ok(generation)
+    }
+
+    /// Deletes every retired generation (replaced by a rebuild, or an abandoned rebuild's),
+    /// a bounded batch per transaction; finishes a deletion that was cut short.
+    pub async fn delete_retired_generations(&self) -> anyhow::Result<()> {
+        cleanup::delete_retired(&self.pool).await
+    }
+
+    /// Starts this process's cleaner: [`OrderReadSide::delete_retired_generations`] now
+    /// and every [`CLEANUP_EVERY`], so a deletion cut short by a crash is finished.
+    pub fn spawn_cleaner(&self) -> tokio::task::JoinHandle<()> {
+        cleanup::spawn(self.pool.clone())
     }
 
     /// The rebuild under way, if any.

@@ -2,10 +2,14 @@
 //! product events only (it never reads another module's tables).
 //!
 //! Every write is guarded by the aggregate version it carries, so delivering an event a
-//! second time changes nothing. User and product names are kept in `orders_read.users` and
-//! `orders_read.products` and copied onto orders, so a rename reaches every order whichever
-//! event arrives first. Every row belongs to a generation (see `rebuild.rs`): the live
-//! projection writes the live one, a rebuild writes the one it builds.
+//! second time changes nothing. The latest user and product names are kept once, in
+//! `orders_read.users` and `orders_read.products`, and joined by the queries (`queries.rs`);
+//! an order keeps the names it was placed with, which answer until its user's or product's
+//! first event arrives. So a rename writes one row, however many orders name the user or
+//! the product, and reaches every order whichever event arrives first: no event's
+//! transaction grows with the read model. Every row belongs to a generation (see
+//! `rebuild.rs`): the live projection writes the live one, a rebuild writes the one it
+//! builds.
 //!
 //! One code path: a batch of events ([`Subscriber::apply_batch`]) is folded into a
 //! [`Batch`] and written in a handful of set-based statements; a single event
@@ -109,8 +113,7 @@ impl Subscriber for OrderProjection {
 /// so of each user, product or order status only the newest version in the batch matters,
 /// and of each order only its first creation (a redelivery is the same event); orders are
 /// created before any status changes (a status change of an order always comes after its
-/// creation in the log); a rename applied before the orders of the batch are created
-/// reaches them through the names the creation looks up.
+/// creation in the log); names are rows of their own, which the creations do not read.
 #[derive(Default)]
 struct Batch {
     /// Per user, its newest version.
@@ -229,17 +232,13 @@ impl Batch {
     }
 }
 
-/// Raw: an `unnest` batch upsert, guarded by version, whose newer rows then rename the
-/// user on its orders (`UPDATE ... FROM`), in one statement.
-const USERS_SEEN: &str = "WITH newer AS ( \
-       INSERT INTO orders_read.users (generation, id, name, email, version) \
+/// Raw: an `unnest` batch upsert, guarded by version. One row per user: the orders are
+/// not touched (the queries join the name).
+const USERS_SEEN: &str = "INSERT INTO orders_read.users (generation, id, name, email, version) \
        SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bigint[]) \
        ON CONFLICT (generation, id) DO UPDATE \
        SET name = excluded.name, email = excluded.email, version = excluded.version \
-       WHERE orders_read.users.version < excluded.version \
-       RETURNING id, name, email) \
-     UPDATE orders_read.orders o SET user_name = newer.name, user_email = newer.email \
-     FROM newer WHERE o.generation = $1 AND o.user_id = newer.id";
+       WHERE orders_read.users.version < excluded.version";
 
 async fn users_seen(
     conn: &mut AsyncPgConnection,
@@ -265,17 +264,13 @@ async fn users_seen(
     Ok(())
 }
 
-/// Raw: an `unnest` batch upsert, guarded by version, whose newer rows then rename the
-/// product on order items (`UPDATE ... FROM`), in one statement.
-const PRODUCTS_SEEN: &str = "WITH newer AS ( \
-       INSERT INTO orders_read.products (generation, id, name, version) \
+/// Raw: an `unnest` batch upsert, guarded by version. One row per product: the order
+/// items are not touched (the queries join the name).
+const PRODUCTS_SEEN: &str = "INSERT INTO orders_read.products (generation, id, name, version) \
        SELECT $1, * FROM unnest($2::uuid[], $3::text[], $4::bigint[]) \
        ON CONFLICT (generation, id) DO UPDATE \
        SET name = excluded.name, version = excluded.version \
-       WHERE orders_read.products.version < excluded.version \
-       RETURNING id, name) \
-     UPDATE orders_read.order_items i SET product_name = newer.name \
-     FROM newer WHERE i.generation = $1 AND i.product_id = newer.id";
+       WHERE orders_read.products.version < excluded.version";
 
 async fn products_seen(
     conn: &mut AsyncPgConnection,
@@ -304,26 +299,22 @@ struct Inserted {
     id: Uuid,
 }
 
-/// Raw: an `unnest` batch insert joined to the latest user names (the latest names seen
-/// in events win over the ones the order was placed with); skips orders delivered before.
+/// Raw: an `unnest` batch insert, with the names the order was placed with; skips orders
+/// delivered before.
 const ORDERS_CREATED: &str = "INSERT INTO orders_read.orders (generation, id, user_id, user_name, user_email, \
        item_count, total, status, cancel_reason, created_at, updated_at, version) \
-     SELECT $1, c.id, c.user_id, coalesce(u.name, c.user_name), coalesce(u.email, c.user_email), \
-       c.item_count, c.total, c.status, c.cancel_reason, c.created_at, c.updated_at, c.version \
+     SELECT $1, c.* \
      FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int[], $7::numeric[], \
-       $8::timestamptz[], $9::text[], $10::text[], $11::timestamptz[], $12::bigint[]) \
-       AS c(id, user_id, user_name, user_email, item_count, total, created_at, status, \
-         cancel_reason, updated_at, version) \
-     LEFT JOIN orders_read.users u ON u.generation = $1 AND u.id = c.user_id \
+       $8::text[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::bigint[]) \
+       AS c(id, user_id, user_name, user_email, item_count, total, status, cancel_reason, \
+         created_at, updated_at, version) \
      ON CONFLICT DO NOTHING RETURNING id";
 
-/// Raw: an `unnest` batch insert joined to the latest product names.
+/// Raw: an `unnest` batch insert, with the product names the order was placed with.
 const ITEMS_CREATED: &str = "INSERT INTO orders_read.order_items (generation, order_id, line, product_id, \
        product_name, quantity, price) \
-     SELECT $1, i.order_id, i.line, i.product_id, coalesce(p.name, i.product_name), i.quantity, i.price \
-     FROM unnest($2::uuid[], $3::int[], $4::uuid[], $5::text[], $6::bigint[], $7::numeric[]) \
-       AS i(order_id, line, product_id, product_name, quantity, price) \
-     LEFT JOIN orders_read.products p ON p.generation = $1 AND p.id = i.product_id";
+     SELECT $1, * FROM unnest($2::uuid[], $3::int[], $4::uuid[], $5::text[], $6::bigint[], \
+       $7::numeric[])";
 
 /// The creation of the batch's orders, two statements. An order whose status changes in
 /// the same batch is inserted with its newest status at once (the change is taken out of
@@ -380,9 +371,9 @@ async fn orders_created(
         .bind::<Array<Text>, _>(columns.user_email)
         .bind::<Array<Integer>, _>(columns.item_count)
         .bind::<Array<Numeric>, _>(columns.total)
-        .bind::<Array<Timestamptz>, _>(columns.created_at)
         .bind::<Array<Text>, _>(columns.status)
         .bind::<Array<Nullable<Text>>, _>(columns.cancel_reason)
+        .bind::<Array<Timestamptz>, _>(columns.created_at)
         .bind::<Array<Timestamptz>, _>(columns.updated_at)
         .bind::<Array<BigInt>, _>(columns.version)
         .load(conn)

@@ -1,11 +1,18 @@
 //! The read side: [`OrderQueries`] over the `orders_read` schema (in `READ_DATABASE_URL`'s
 //! database), which only the projection writes.
+//!
+//! Names are joined, not copied: an order's user name and email and its items' product
+//! names are the latest ones the projection saw (`orders_read.users`, `orders_read.products`,
+//! one row each, looked up by primary key), else the ones the order was placed with. So a
+//! rename is one row for the projection, whatever the number of orders it reaches.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use diesel::expression::functions::declare_sql_function;
 use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::db::{self, DbContext, Pool};
 use kernel::{Money, OrderId, PageRequest};
@@ -15,7 +22,7 @@ use orders_api::{
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::schema::{generations, order_items, orders};
+use crate::schema::{generations, order_items, orders, products, users};
 use crate::states::{GenerationState, StoredStatus};
 
 /// How long `min_version` waits for the read model at most.
@@ -33,9 +40,21 @@ impl OrderReadModel {
     }
 }
 
-#[derive(Queryable, Selectable)]
-#[diesel(table_name = orders)]
+#[declare_sql_function]
+extern "SQL" {
+    /// The latest name seen in events, else the one placed with (users' columns).
+    #[sql_name = "coalesce"]
+    fn latest_or_placed(latest: Nullable<Text>, placed: Nullable<Text>) -> Nullable<Text>;
+    /// The same for items, whose names as placed are never null.
+    #[sql_name = "coalesce"]
+    fn latest_or(latest: Nullable<Text>, placed: Text) -> Text;
+}
+
+/// An order row with its generation and its user's latest names, in the order of
+/// [`view_columns!`].
+#[derive(Queryable)]
 struct ViewRow {
+    generation: i32,
     id: Uuid,
     user_id: Uuid,
     user_name: Option<String>,
@@ -54,16 +73,52 @@ fn money(value: Decimal) -> Result<Money, OrderError> {
         .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("stored amount: {e}")))
 }
 
-/// Orders of the live generation, named in the query itself (not looked up first): one
-/// round trip less per query. A scalar subquery (an init plan, evaluated once), so the
-/// indexes that lead with the generation still serve the order of a list.
+/// The live generation's id, named in the query itself (not looked up first): one round
+/// trip less per query. A scalar subquery (an init plan, evaluated once), so the indexes
+/// that lead with the generation still serve the order of a list.
+macro_rules! live_generation {
+    () => {
+        generations::table
+            .filter(generations::state.eq(GenerationState::Live))
+            .select(generations::id)
+            .single_value()
+    };
+}
+
+/// Orders of the live generation.
 macro_rules! live_orders {
     () => {
-        orders::table.filter(
-            orders::generation.nullable().eq(generations::table
-                .filter(generations::state.eq(GenerationState::Live))
-                .select(generations::id)
-                .single_value()),
+        orders::table.filter(orders::generation.nullable().eq(live_generation!()))
+    };
+}
+
+/// Orders with their user's latest names (a primary-key lookup per order).
+macro_rules! named_orders {
+    () => {
+        orders::table.left_join(
+            users::table.on(users::generation
+                .eq(orders::generation)
+                .and(users::id.eq(orders::user_id))),
+        )
+    };
+}
+
+/// The columns of a [`ViewRow`] from [`named_orders!`].
+macro_rules! view_columns {
+    () => {
+        (
+            orders::generation,
+            orders::id,
+            orders::user_id,
+            latest_or_placed(users::name.nullable(), orders::user_name),
+            latest_or_placed(users::email.nullable(), orders::user_email),
+            orders::item_count,
+            orders::total,
+            orders::status,
+            orders::cancel_reason,
+            orders::created_at,
+            orders::updated_at,
+            orders::version,
         )
     };
 }
@@ -79,13 +134,18 @@ async fn views(
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
     let items: Vec<(Uuid, Uuid, String, i64, Decimal)> = order_items::table
+        .left_join(
+            products::table.on(products::generation
+                .eq(order_items::generation)
+                .and(products::id.eq(order_items::product_id))),
+        )
         .filter(order_items::generation.eq(generation))
         .filter(order_items::order_id.eq_any(&ids))
         .order((order_items::order_id, order_items::line))
         .select((
             order_items::order_id,
             order_items::product_id,
-            order_items::product_name,
+            latest_or(products::name.nullable(), order_items::product_name),
             order_items::quantity,
             order_items::price,
         ))
@@ -134,15 +194,16 @@ async fn views(
 impl OrderReadModel {
     async fn find(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
-        let row: Option<(i32, ViewRow)> = live_orders!()
+        let row: Option<ViewRow> = named_orders!()
+            .filter(orders::generation.nullable().eq(live_generation!()))
             .filter(orders::id.eq(id.as_uuid()))
-            .select((orders::generation, ViewRow::as_select()))
+            .select(view_columns!())
             .first(&mut conn)
             .await
             .optional()
             .db_context("loading order view")?;
         Ok(match row {
-            Some((generation, row)) => views(&mut conn, generation, vec![row]).await?.pop(),
+            Some(row) => views(&mut conn, row.generation, vec![row]).await?.pop(),
             None => None,
         })
     }
@@ -171,39 +232,46 @@ impl OrderQueries for OrderReadModel {
 
     async fn list(&self, filter: OrderFilter, page: PageRequest) -> Result<OrderPage, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
+        // The filter, on the orders alone or joined to their names.
+        macro_rules! filtered {
+            ($query:expr) => {{
+                let mut query = $query;
+                if let Some(user_id) = filter.user_id {
+                    query = query.filter(orders::user_id.eq(user_id.as_uuid()));
+                }
+                if let Some(status) = filter.status {
+                    query = query.filter(orders::status.eq(StoredStatus(status)));
+                }
+                query
+            }};
+        }
+        let rows: Vec<ViewRow> = filtered!(
+            named_orders!()
+                .filter(orders::generation.nullable().eq(live_generation!()))
+                .into_boxed()
+        )
+        .select(view_columns!())
+        .order((orders::created_at.desc(), orders::id.desc()))
+        .offset(page.offset())
+        .limit(page.limit())
+        .load(&mut conn)
+        .await
+        .db_context("listing orders")?;
         // The live generation, or the one the page was read from (so that the count and the
         // items agree with the page even if a rebuild takes over meanwhile).
-        let filtered = |generation: Option<i32>| {
-            let mut query = match generation {
-                Some(generation) => orders::table
-                    .filter(orders::generation.eq(generation))
-                    .into_boxed(),
-                None => live_orders!().into_boxed(),
-            };
-            if let Some(user_id) = filter.user_id {
-                query = query.filter(orders::user_id.eq(user_id.as_uuid()));
-            }
-            if let Some(status) = filter.status {
-                query = query.filter(orders::status.eq(StoredStatus(status)));
-            }
-            query
+        let page_generation = rows.as_slice().first().map(|row| row.generation);
+        let counted = match page_generation {
+            Some(generation) => orders::table
+                .filter(orders::generation.eq(generation))
+                .into_boxed(),
+            None => live_orders!().into_boxed(),
         };
-        let rows: Vec<(i32, ViewRow)> = filtered(None)
-            .select((orders::generation, ViewRow::as_select()))
-            .order((orders::created_at.desc(), orders::id.desc()))
-            .offset(page.offset())
-            .limit(page.limit())
-            .load(&mut conn)
-            .await
-            .db_context("listing orders")?;
-        let page_generation = rows.as_slice().first().map(|(generation, _)| *generation);
-        let total: i64 = filtered(page_generation)
+        let total: i64 = filtered!(counted)
             .count()
             .get_result(&mut conn)
             .await
             .db_context("counting orders")?;
         let total = u64::try_from(total).unwrap_or_default();
-        let rows = rows.into_iter().map(|(_, row)| row).collect();
         Ok(OrderPage {
             orders: views(&mut conn, page_generation.unwrap_or_default(), rows).await?,
             total,

@@ -8,8 +8,15 @@
 //! dead letters to the live projection, all in one transaction: an event the rebuild
 //! parked is missing from the new generation, so it shows as the live projection's and is
 //! retried through it (the live projection's own letters concerned the retired generation;
-//! the rebuild replayed their events). The retired rows are deleted afterwards.
-//! A rebuild whose process died is taken over by the next one after a minute of silence.
+//! the rebuild replayed their events). The retired rows are deleted afterwards, in bounded
+//! transactions (`cleanup.rs`). A rebuild whose process died is taken over by the next one
+//! after a minute of silence: its generation is retired (and deleted the same way).
+//!
+//! No transaction of a rebuild grows with the log: the replay applies [`BATCH`] events per
+//! transaction, and the switch, which holds the live projection back, applies at most
+//! [`SWITCH_BUDGET`] events; if more are left (the logs grew faster than the last pass
+//! caught up), it commits them without switching, lets the live projection go on, and
+//! catches up again before trying once more.
 //!
 //! The planner's statistics know nothing of a generation that did not exist when they were
 //! taken: it estimates one row for it, and may then look an order up by
@@ -27,15 +34,17 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use eventlog::{EventSource, StepOutcome, Subscription};
 use kernel::db::{self, DbContext, Pool};
 
-use crate::SCHEMA;
 use crate::projection::{NAME, OrderProjection, REBUILD_NAME};
-use crate::schema::{generations, orders, products, users};
+use crate::schema::generations;
 use crate::states::GenerationState;
+use crate::{SCHEMA, cleanup};
 
 /// Events per transaction while rebuilding, applied a batch at a time (see `projection.rs`):
 /// 5000 replays about a third faster than 1000 and holds some 25 MB at most; 10000 gains
 /// little more and holds twice as much.
 const BATCH: i64 = 5000;
+/// Most events the switch applies while it holds the live projection back.
+const SWITCH_BUDGET: i64 = BATCH;
 /// Statistics are refreshed when this many events were applied, then four times as many,
 /// and so on.
 const ANALYZE_FIRST: usize = 2_000;
@@ -99,7 +108,7 @@ pub(crate) async fn begin(pool: &Pool) -> Result<i32, RebuildError> {
                 return Err(RebuildError::InProgress(generation));
             }
             tracing::warn!(generation, "taking over an abandoned rebuild");
-            discard(conn, generation).await?;
+            abandon(conn, generation).await?;
         }
         let next: Option<i32> = generations::table
             .select(diesel::dsl::max(generations::id))
@@ -120,10 +129,19 @@ pub(crate) async fn begin(pool: &Pool) -> Result<i32, RebuildError> {
     .await
 }
 
-/// Deletes a generation being built, its rows and the rebuild's checkpoints and dead
-/// letters (else the next rebuild would hand over letters of events it applied).
-async fn discard(conn: &mut AsyncPgConnection, generation: i32) -> anyhow::Result<()> {
-    discard_rows(conn, generation).await?;
+/// Retires an abandoned generation (its rows are deleted later, a batch at a time) and
+/// forgets the rebuild's checkpoints and dead letters (else the next rebuild would hand
+/// over letters of events it applied). Without its checkpoints, a rebuild that was only
+/// slow, not dead, fails at its next step.
+async fn abandon(conn: &mut AsyncPgConnection, generation: i32) -> anyhow::Result<()> {
+    diesel::update(generations::table.find(generation))
+        .set((
+            generations::state.eq(GenerationState::Retired),
+            generations::updated_at.eq(Utc::now()),
+        ))
+        .execute(conn)
+        .await
+        .db_context("retiring an abandoned generation")?;
     eventlog::forget_checkpoints(conn, SCHEMA.name, REBUILD_NAME).await?;
     eventlog::forget_dead_letters(conn, SCHEMA.name, REBUILD_NAME).await
 }
@@ -139,54 +157,89 @@ pub(crate) async fn run(
     for subscription in &subscriptions {
         subscription.register().await?;
     }
-    let mut last_log = Instant::now();
-    let (mut applied, mut analyze_at) = (0, ANALYZE_FIRST);
+    let mut replay = Replay {
+        pool: &pool,
+        sources: &sources,
+        subscriptions: &subscriptions,
+        generation,
+        applied: 0,
+        analyze_at: ANALYZE_FIRST,
+        last_log: Instant::now(),
+    };
     loop {
-        let mut progress = false;
-        for subscription in &subscriptions {
-            match subscription.step(BATCH).await? {
-                StepOutcome::Applied { applied: n, .. } => {
-                    progress = true;
-                    applied += n;
-                }
-                StepOutcome::Failed { attempts } => {
-                    tokio::time::sleep(Duration::from_millis(
-                        100 * u64::try_from(attempts).unwrap_or(1),
-                    ))
-                    .await;
-                    progress = true;
-                }
-                StepOutcome::Idle | StepOutcome::Busy => {}
-            }
-        }
-        heartbeat(&pool, generation).await?;
-        if applied >= analyze_at {
-            analyze(&pool).await?;
-            analyze_at = applied * 4;
-        }
-        if last_log.elapsed() > Duration::from_secs(2) {
-            if let Some(p) = progress_of(&pool, &sources).await? {
-                tracing::info!(
-                    generation,
-                    applied = p.applied,
-                    head = p.head,
-                    "rebuilding the order read model"
-                );
-            }
-            last_log = Instant::now();
-        }
-        if !progress {
+        replay.catch_up().await?;
+        if switch(&pool, &subscriptions, generation).await? {
             break;
         }
+        tracing::info!(
+            generation,
+            "the logs grew during the switch; catching up again"
+        );
     }
-    switch(&pool, &subscriptions, generation).await?;
     tracing::info!(
         generation,
         seconds = started.elapsed().as_secs_f64(),
         "the rebuilt order read model is live"
     );
-    retire(&pool).await?;
+    cleanup::delete_retired(&pool).await?;
     analyze(&pool).await
+}
+
+/// The replay into a building generation, and what it did so far.
+struct Replay<'a> {
+    pool: &'a Pool,
+    sources: &'a [Arc<dyn EventSource>],
+    subscriptions: &'a [Subscription],
+    generation: i32,
+    /// Events applied, and when statistics are refreshed next.
+    applied: usize,
+    analyze_at: usize,
+    last_log: Instant,
+}
+
+impl Replay<'_> {
+    /// Applies batches until a pass over every source finds nothing new; logs progress and
+    /// refreshes statistics on the way.
+    async fn catch_up(&mut self) -> anyhow::Result<()> {
+        loop {
+            let mut progress = false;
+            for subscription in self.subscriptions {
+                match subscription.step(BATCH).await? {
+                    StepOutcome::Applied { applied: n, .. } => {
+                        progress = true;
+                        self.applied += n;
+                    }
+                    StepOutcome::Failed { attempts } => {
+                        tokio::time::sleep(Duration::from_millis(
+                            100 * u64::try_from(attempts).unwrap_or(1),
+                        ))
+                        .await;
+                        progress = true;
+                    }
+                    StepOutcome::Idle | StepOutcome::Busy => {}
+                }
+            }
+            heartbeat(self.pool, self.generation).await?;
+            if self.applied >= self.analyze_at {
+                analyze(self.pool).await?;
+                self.analyze_at = self.applied * 4;
+            }
+            if self.last_log.elapsed() > Duration::from_secs(2) {
+                if let Some(p) = progress_of(self.pool, self.sources).await? {
+                    tracing::info!(
+                        generation = self.generation,
+                        applied = p.applied,
+                        head = p.head,
+                        "rebuilding the order read model"
+                    );
+                }
+                self.last_log = Instant::now();
+            }
+            if !progress {
+                return Ok(());
+            }
+        }
+    }
 }
 
 /// Raw: diesel has no `ANALYZE`.
@@ -214,20 +267,31 @@ async fn heartbeat(pool: &Pool, generation: i32) -> anyhow::Result<()> {
 }
 
 /// The atomic switch: with the live projection held, apply the rest, swap generations and
-/// hand over the checkpoints and the dead letters.
+/// hand over the checkpoints and the dead letters. If the rest is more than
+/// [`SWITCH_BUDGET`] events, it commits what it applied without switching and answers
+/// `false`.
 async fn switch(
     pool: &Pool,
     subscriptions: &[Subscription],
     generation: i32,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<bool> {
     let mut conn = db::connect(pool).await?;
     db::transaction(&mut conn, async |conn| {
         eventlog::lock_subscriber(conn, SCHEMA.name, NAME).await?;
+        let mut budget = SWITCH_BUDGET;
         loop {
             let mut progress = false;
             for subscription in subscriptions {
-                if let StepOutcome::Applied { .. } = subscription.step_on(conn, BATCH).await? {
+                if budget == 0 {
+                    return Ok(false);
+                }
+                if let StepOutcome::Applied { applied, parked } =
+                    subscription.step_on(conn, budget).await?
+                {
                     progress = true;
+                    budget -= i64::try_from(applied + parked)
+                        .unwrap_or(budget)
+                        .min(budget);
                 }
             }
             if !progress {
@@ -258,43 +322,9 @@ async fn switch(
         );
         eventlog::hand_over_checkpoints(conn, SCHEMA.name, REBUILD_NAME, NAME).await?;
         eventlog::hand_over_dead_letters(conn, SCHEMA.name, REBUILD_NAME, NAME).await?;
-        anyhow::Ok(())
+        anyhow::Ok(true)
     })
     .await
-}
-
-/// Deletes retired generations.
-async fn retire(pool: &Pool) -> anyhow::Result<()> {
-    let mut conn = db::connect(pool).await?;
-    let retired: Vec<i32> = generations::table
-        .filter(generations::state.eq(GenerationState::Retired))
-        .select(generations::id)
-        .load(&mut conn)
-        .await?;
-    for generation in retired {
-        db::transaction(&mut conn, async |conn| discard_rows(conn, generation).await).await?;
-    }
-    Ok(())
-}
-
-/// Deletes a generation and its rows (items go with their orders).
-async fn discard_rows(conn: &mut AsyncPgConnection, generation: i32) -> anyhow::Result<()> {
-    diesel::delete(orders::table.filter(orders::generation.eq(generation)))
-        .execute(conn)
-        .await
-        .db_context("deleting a generation's orders")?;
-    diesel::delete(users::table.filter(users::generation.eq(generation)))
-        .execute(conn)
-        .await
-        .db_context("deleting a generation's users")?;
-    diesel::delete(products::table.filter(products::generation.eq(generation)))
-        .execute(conn)
-        .await
-        .db_context("deleting a generation's products")?;
-    diesel::delete(generations::table.find(generation))
-        .execute(conn)
-        .await?;
-    Ok(())
 }
 
 /// The running rebuild, if any.

@@ -57,4 +57,4 @@ diesel::table! {
     }
 }
 
-diesel::allow_tables_to_appear_in_same_query!(orders, order_items, generations);
+diesel::allow_tables_to_appear_in_same_query!(orders, order_items, generations, users, products);

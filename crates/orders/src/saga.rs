@@ -9,21 +9,28 @@
 //!
 //! Every step is idempotent, so delivering an event again changes nothing.
 //!
-//! The subscription's transaction holds a connection of the orders pool, so a step takes
-//! no other one (with a pool of one it would never come): the confirmation is written on
-//! the subscription's connection, and the other steps reach products and payments through
-//! their `-api` traits, on those modules' own pools.
+//! No transaction waits on another module: what reaches products and payments (and
+//! through payments the gateway: a refund can take up to the gateway's deadline) is the
+//! saga's [`Subscriber::effects`], run before the subscription's transaction opens and
+//! holding none of its connections; the transaction only confirms an order (on the
+//! subscription's own connection, so a pool of one suffices) and moves the checkpoint.
+//!
+//! A captured payment is refunded when its order, looked at before the transaction, is
+//! cancelled or missing. If the order is pending then and cancelled before the
+//! transaction confirms it, the transaction leaves it alone: that cancellation came after
+//! the capture was committed, so its own compensation (the request's, and this saga's on
+//! its `order.cancelled`) finds the captured payment and refunds it.
 
 use async_trait::async_trait;
 use diesel_async::AsyncPgConnection;
 use eventlog::Subscriber;
-use kernel::{Envelope, OrderId, PaymentId};
+use kernel::{Envelope, OrderId, PaymentId, db};
 use orders_api::events as order_events;
 use orders_api::{OrderError, OrderStatus};
 use payments_api::events as payment_events;
 
 use crate::commands::OrderCommandHandler;
-use crate::store::{load_for_update, save};
+use crate::store::{load, load_for_update, save};
 
 /// The saga's subscriber name (and checkpoint key).
 pub(crate) const NAME: &str = "orders_saga";
@@ -33,9 +40,25 @@ pub(crate) struct OrderSaga {
 }
 
 impl OrderSaga {
-    /// The answer to a captured payment: confirm the order if it still waits for it
-    /// (inside the saga's transaction), refund if the order is cancelled or gone.
-    async fn on_payment_captured(
+    /// Outside any transaction: refunds a captured payment whose order is cancelled or
+    /// gone.
+    async fn refund_if_unwanted(&self, order_id: OrderId) -> anyhow::Result<()> {
+        let order = {
+            let mut conn = db::connect(&self.handler.pool).await?;
+            load(&mut conn, order_id).await
+        };
+        match order {
+            Ok(order) if order.status == OrderStatus::Cancelled => {
+                self.handler.refund(order_id).await
+            }
+            Ok(_) => Ok(()),
+            Err(OrderError::NotFound(_)) => self.handler.refund(order_id).await,
+            Err(e) => Err(anyhow::anyhow!(e)),
+        }
+    }
+
+    /// In the saga's transaction: confirms the order if it still waits for its payment.
+    async fn confirm_if_pending(
         &self,
         conn: &mut AsyncPgConnection,
         order_id: OrderId,
@@ -49,11 +72,9 @@ impl OrderSaga {
                 tracing::info!(%order_id, %payment_id, "saga confirmed an order whose payment was captured");
                 Ok(())
             }
-            Ok(order) if order.status == OrderStatus::Cancelled => {
-                self.handler.refund(order_id).await
-            }
-            Ok(_) => Ok(()),
-            Err(OrderError::NotFound(_)) => self.handler.refund(order_id).await,
+            // Confirmed already; or cancelled or gone, refunded by the effects or by the
+            // cancellation's compensation.
+            Ok(_) | Err(OrderError::NotFound(_)) => Ok(()),
             Err(e) => Err(anyhow::anyhow!(e)),
         }
     }
@@ -65,18 +86,12 @@ impl Subscriber for OrderSaga {
         NAME
     }
 
-    async fn apply(
-        &self,
-        conn: &mut AsyncPgConnection,
-        _source: &str,
-        event: &Envelope,
-    ) -> anyhow::Result<()> {
+    async fn effects(&self, _source: &str, event: &Envelope) -> anyhow::Result<()> {
         let order_id = event.aggregate_id.into();
         match event.event_type.as_str() {
             payment_events::PAYMENT_CAPTURED => {
                 let captured: payment_events::PaymentCaptured = event.payload()?;
-                self.on_payment_captured(conn, captured.order_id, captured.payment_id)
-                    .await
+                self.refund_if_unwanted(captured.order_id).await
             }
             order_events::ORDER_CONFIRMED => self.handler.commit_stock(order_id).await,
             order_events::ORDER_CANCELLED => self.handler.compensate(order_id).await,
@@ -84,21 +99,30 @@ impl Subscriber for OrderSaga {
         }
     }
 
-    /// A batch of events the saga has nothing to do for (placements, shipments, declines)
-    /// is done at once; any other goes event by event.
+    async fn apply(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _source: &str,
+        event: &Envelope,
+    ) -> anyhow::Result<()> {
+        if event.event_type == payment_events::PAYMENT_CAPTURED {
+            let captured: payment_events::PaymentCaptured = event.payload()?;
+            self.confirm_if_pending(conn, captured.order_id, captured.payment_id)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// A batch with nothing to confirm (every step but a confirmation is an effect, done
+    /// before the transaction) is done at once; any other goes event by event.
     async fn apply_batch(
         &self,
         _conn: &mut AsyncPgConnection,
         _source: &str,
         events: &[&Envelope],
     ) -> anyhow::Result<bool> {
-        Ok(events.iter().all(|event| {
-            !matches!(
-                event.event_type.as_str(),
-                payment_events::PAYMENT_CAPTURED
-                    | order_events::ORDER_CONFIRMED
-                    | order_events::ORDER_CANCELLED
-            )
-        }))
+        Ok(events
+            .iter()
+            .all(|event| event.event_type != payment_events::PAYMENT_CAPTURED))
     }
 }

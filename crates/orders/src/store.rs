@@ -60,6 +60,16 @@ fn visible(id: OrderId, row: QueryResult<OrderRow>) -> Result<Order, OrderError>
         .ok_or(OrderError::NotFound(id))
 }
 
+/// Loads a visible order, without locking it.
+pub(crate) async fn load(conn: &mut AsyncPgConnection, id: OrderId) -> Result<Order, OrderError> {
+    let row = orders::table
+        .find(id.as_uuid())
+        .select(OrderRow::as_select())
+        .first(conn)
+        .await;
+    visible(id, row)
+}
+
 /// Loads a visible order and holds its row lock until the transaction ends.
 pub(crate) async fn load_for_update(
     conn: &mut AsyncPgConnection,

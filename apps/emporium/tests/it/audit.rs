@@ -4,21 +4,24 @@
 
 use serde_json::{Value, json};
 
-use crate::{TestApp, spawn_app};
+use crate::TestApp;
 
-/// POSTs `body` to `path` with `X-Request-Id: request_id`; answers the status and body.
+/// POSTs `body` to `path` with `X-Request-Id: request_id`; answers the body of a success.
 async fn post_as_request(app: &TestApp, request_id: &str, path: &str, body: Value) -> Value {
-    let response = app
-        .http
+    let response = send(app, request_id, path, body).await;
+    assert!(response.status().is_success(), "{}", response.status());
+    response.json().await.unwrap()
+}
+
+async fn send(app: &TestApp, request_id: &str, path: &str, body: Value) -> reqwest::Response {
+    app.http
         .client
         .post(format!("{}{path}", app.http.base))
         .header("X-Request-Id", request_id)
         .json(&body)
         .send()
         .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    response.json().await.unwrap()
+        .unwrap()
 }
 
 /// `(event_type, actor_kind, actor_id is null, correlation_id)` of every event of
@@ -59,7 +62,19 @@ fn step(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_event_names_its_cause_and_the_steps_it_caused_keep_its_request_id() {
-    let app = spawn_app().await;
+    // The cancel stops after its own transaction, so the saga takes the refund.
+    let stop_after_cancel: orders::FaultHook = std::sync::Arc::new(|point| match point {
+        "after_cancel" => anyhow::bail!("stopped at {point}"),
+        _ => Ok(()),
+    });
+    let app = crate::spawn_on(
+        crate::database().await,
+        emporium::Hooks {
+            faults: Some(stop_after_cancel),
+            ..emporium::Hooks::default()
+        },
+    )
+    .await;
     let user = post_as_request(
         &app,
         "req-register",
@@ -86,13 +101,18 @@ async fn every_event_names_its_cause_and_the_steps_it_caused_keep_its_request_id
         json!({"payment_token": "tok_visa"}),
     )
     .await;
-    post_as_request(
+    let cancel = send(
         &app,
         "req-cancel",
         &format!("/commands/orders/{order}/cancel"),
         json!({"reason": "audit"}),
     )
     .await;
+    assert_eq!(
+        cancel.status(),
+        500,
+        "the fault stops the request after its commit"
+    );
     crate::wait_for("the refund", async || {
         app.db
             .scalar(

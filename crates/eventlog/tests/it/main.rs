@@ -5,6 +5,7 @@
 mod batches;
 mod connections;
 mod dead_letters;
+mod effects;
 mod tidy;
 
 use std::sync::Arc;

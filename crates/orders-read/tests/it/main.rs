@@ -1,12 +1,14 @@
 //! The read side's suite, on its own: its routes over HTTP against its schema
-//! (`orders_read`) in a fresh database per test, fed through the real event log by a
-//! stand-in order log (schema `order_events`: the event-log tables alone) that tests
-//! append order events to, as the write side would; and the projection's one code path
-//! (`projection.rs`).
+//! (`orders_read`) in a fresh database per test, fed through the real event log by
+//! stand-in logs (schemas `order_events`, `user_events`, `product_events`: the event-log
+//! tables alone) that tests append events to, as the other modules would; and the
+//! projection's one code path (`projection.rs`).
 
+mod generations;
 mod projection;
 mod queries;
 mod rebuild;
+mod renames;
 mod tidy;
 
 use std::sync::Arc;
@@ -16,7 +18,7 @@ use actix_web::web;
 use async_trait::async_trait;
 use eventlog::{DispatchSettings, Dispatcher, EventSource, LoggedEvent, PgEventSource, Position};
 use kernel::db::{Pool, Schema};
-use kernel::testing::{Http, TestServer};
+use kernel::testing::{Http, TestDatabase, TestServer};
 use kernel::{Money, NewEvent, OrderId, ProductId, UserId};
 use orders_api::{OrderStatus, events};
 use orders_read::{OrderReadSide, Sources};
@@ -25,6 +27,15 @@ use serde_json::Value;
 /// Where the tests publish order events (the write side's log, without the write side).
 const ORDER_LOG: Schema = Schema {
     name: "order_events",
+    migrations: &[&eventlog::MIGRATIONS],
+};
+/// Where the tests publish user and product events.
+const USER_LOG: Schema = Schema {
+    name: "user_events",
+    migrations: &[&eventlog::MIGRATIONS],
+};
+const PRODUCT_LOG: Schema = Schema {
+    name: "product_events",
     migrations: &[&eventlog::MIGRATIONS],
 };
 
@@ -46,24 +57,34 @@ impl EventSource for Silent {
 
 struct TestApp {
     http: Http,
+    db: TestDatabase,
+    /// The order, user and product logs' pools.
     log: Pool,
+    users: Pool,
+    products: Pool,
+    side: OrderReadSide,
     _dispatcher: Dispatcher,
     _server: TestServer,
 }
 
 async fn spawn_app() -> TestApp {
-    let db = kernel::testing::database(&[ORDER_LOG, orders_read::SCHEMA]).await;
-    let log = kernel::db::pool(&db.url, &ORDER_LOG, Default::default()).unwrap();
-    let read = kernel::db::pool(&db.url, &orders_read::SCHEMA, Default::default()).unwrap();
+    let db =
+        kernel::testing::database(&[ORDER_LOG, USER_LOG, PRODUCT_LOG, orders_read::SCHEMA]).await;
+    let pool = |schema| kernel::db::pool(&db.url, schema, Default::default()).unwrap();
+    let (log, users, products) = (pool(&ORDER_LOG), pool(&USER_LOG), pool(&PRODUCT_LOG));
+    let read = pool(&orders_read::SCHEMA);
+    let source = |schema: &Schema, pool: &Pool| -> Arc<dyn EventSource> {
+        Arc::new(PgEventSource {
+            schema: schema.name,
+            pool: pool.clone(),
+        })
+    };
     let side = OrderReadSide::new(
         read,
         Sources {
-            orders: Arc::new(PgEventSource {
-                schema: ORDER_LOG.name,
-                pool: log.clone(),
-            }),
-            users: Arc::new(Silent("users")),
-            products: Arc::new(Silent("products")),
+            orders: source(&ORDER_LOG, &log),
+            users: source(&USER_LOG, &users),
+            products: source(&PRODUCT_LOG, &products),
         },
     );
     let fast = DispatchSettings {
@@ -80,10 +101,22 @@ async fn spawn_app() -> TestApp {
     });
     TestApp {
         http: server.http.clone(),
+        db,
         log,
+        users,
+        products,
+        side,
         _dispatcher: dispatcher,
         _server: server,
     }
+}
+
+/// Appends `events` to the log of `schema` in one transaction, as a module's command would.
+async fn publish(pool: &Pool, schema: &Schema, events: &[NewEvent]) {
+    let mut conn = kernel::db::connect(pool).await.unwrap();
+    eventlog::append(&mut conn, schema.name, events)
+        .await
+        .unwrap();
 }
 
 impl TestApp {
@@ -96,10 +129,7 @@ impl TestApp {
     }
 
     async fn publish(&self, event: NewEvent) {
-        let mut conn = kernel::db::connect(&self.log).await.unwrap();
-        eventlog::append(&mut conn, ORDER_LOG.name, &[event])
-            .await
-            .unwrap();
+        publish(&self.log, &ORDER_LOG, &[event]).await;
     }
 
     /// Publishes `order.created` (version 1) as a placement would; the order's id.

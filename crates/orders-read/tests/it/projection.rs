@@ -354,11 +354,14 @@ const DUMP: &str = "SELECT \
        AS state";
 
 /// Per order of the live generation: id, status, version, user name, item names in line
-/// order.
-const MODEL: &str = "SELECT coalesce(json_agg(json_build_array(o.id, o.status, o.version, o.user_name, \
-       (SELECT json_agg(i.product_name ORDER BY i.line) FROM orders_read.order_items i \
+/// order, as the queries name them (the latest name seen, else the one placed with).
+const MODEL: &str = "SELECT coalesce(json_agg(json_build_array(o.id, o.status, o.version, \
+       coalesce(u.name, o.user_name), \
+       (SELECT json_agg(coalesce(p.name, i.product_name) ORDER BY i.line) FROM orders_read.order_items i \
+        LEFT JOIN orders_read.products p ON p.generation = i.generation AND p.id = i.product_id \
         WHERE i.generation = o.generation AND i.order_id = o.id)) ORDER BY o.id), '[]')::text AS state \
-     FROM orders_read.orders o";
+     FROM orders_read.orders o \
+     LEFT JOIN orders_read.users u ON u.generation = o.generation AND u.id = o.user_id";
 
 const RESET: &str = "TRUNCATE orders_read.orders, orders_read.order_items, orders_read.users, \
        orders_read.products";

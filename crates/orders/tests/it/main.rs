@@ -2,10 +2,12 @@
 //! this crate, and the read side, `orders-read`, a dev-dependency of the same module)
 //! against their schemas (`orders`, `orders_read`) in a fresh database per test, with
 //! users, products and payments supplied as the in-memory fakes of their `-api` crates,
-//! and the projection and the saga fed by the real event log.
+//! and the projection and the saga fed by the real event log (the payments module's by a
+//! stand-in log, schema `payment_events`, that tests append payment events to).
 
 mod commands;
 mod confirm;
+mod saga;
 mod sweeper;
 mod tidy;
 
@@ -16,8 +18,10 @@ use std::time::{Duration, Instant};
 use actix_web::web;
 use async_trait::async_trait;
 use eventlog::{DispatchSettings, Dispatcher, EventSource, LoggedEvent, PgEventSource, Position};
+use kernel::db::{Pool, Schema};
 use kernel::testing::{Answer, Http, TestDatabase, TestServer};
 use orders::{Dependencies, FaultHook, OrderWriteSide, Settings};
+use payments_api::PaymentApi;
 use payments_api::testing::InMemoryPayments;
 use products_api::testing::InMemoryProducts;
 use serde_json::{Value, json};
@@ -78,6 +82,12 @@ fn gates<const N: usize>(points: [&'static str; N]) -> (FaultHook, [Gate; N]) {
     (hook, gates)
 }
 
+/// Where the tests publish payment events (the payments module's log, without it).
+const PAYMENT_LOG: Schema = Schema {
+    name: "payment_events",
+    migrations: &[&eventlog::MIGRATIONS],
+};
+
 /// A source with no events: the fakes publish none.
 struct Silent(&'static str);
 
@@ -100,26 +110,41 @@ struct TestApp {
     users: Arc<InMemoryUsers>,
     products: Arc<InMemoryProducts>,
     payments: Arc<InMemoryPayments>,
+    /// The stand-in payments log's pool.
+    payment_log: Pool,
     module: OrderWriteSide,
     _dispatcher: Dispatcher,
     _server: TestServer,
 }
 
 async fn spawn_app() -> TestApp {
-    spawn_with(Settings {
+    spawn_with(spawn_settings()).await
+}
+
+/// The settings of [`spawn_app`]: nothing expires or is swept during a test.
+fn spawn_settings() -> Settings {
+    Settings {
         order_expiry: Duration::from_secs(1800),
         sweep_every: Duration::from_secs(3600),
         placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
         faults: None,
-    })
-    .await
+    }
 }
 
 async fn spawn_with(settings: Settings) -> TestApp {
-    let db = kernel::testing::database(&[orders::SCHEMA, orders_read::SCHEMA]).await;
+    spawn_paying_through(settings, |payments| payments).await
+}
+
+/// [`spawn_with`], the orders module reaching the payments fake through `through`.
+async fn spawn_paying_through(
+    settings: Settings,
+    through: impl FnOnce(Arc<InMemoryPayments>) -> Arc<dyn PaymentApi>,
+) -> TestApp {
+    let db = kernel::testing::database(&[orders::SCHEMA, orders_read::SCHEMA, PAYMENT_LOG]).await;
     let write = kernel::db::pool(&db.url, &orders::SCHEMA, Default::default()).unwrap();
     let read = kernel::db::pool(&db.url, &orders_read::SCHEMA, Default::default()).unwrap();
+    let payment_log = kernel::db::pool(&db.url, &PAYMENT_LOG, Default::default()).unwrap();
     let (users, products, payments) = (
         Arc::new(InMemoryUsers::default()),
         Arc::new(InMemoryProducts::default()),
@@ -128,7 +153,7 @@ async fn spawn_with(settings: Settings) -> TestApp {
     let deps = Dependencies {
         users: users.clone(),
         products: products.clone(),
-        payments: payments.clone(),
+        payments: through(payments.clone()),
     };
     let orders_log: Arc<dyn EventSource> = Arc::new(PgEventSource {
         schema: "orders",
@@ -139,7 +164,10 @@ async fn spawn_with(settings: Settings) -> TestApp {
         deps,
         orders::Sources {
             orders: orders_log.clone(),
-            payments: Arc::new(Silent("payments")),
+            payments: Arc::new(PgEventSource {
+                schema: PAYMENT_LOG.name,
+                pool: payment_log.clone(),
+            }),
         },
         settings,
     );
@@ -173,6 +201,7 @@ async fn spawn_with(settings: Settings) -> TestApp {
         users,
         products,
         payments,
+        payment_log,
         module,
         _dispatcher: dispatcher,
         _server: server,

@@ -46,6 +46,10 @@ pub enum GatewayError {
     /// The key was voided before this charge reached the gateway; nothing was taken.
     #[error("voided: {0}")]
     Voided(String),
+    /// The call may or may not have been carried out (the answer was lost after the
+    /// request reached the gateway): like no answer in time, only asking by key tells.
+    #[error("outcome unknown: {0}")]
+    Indeterminate(String),
 }
 
 /// What the gateway did under one idempotency key, as [`PaymentGateway::lookup`] tells it.

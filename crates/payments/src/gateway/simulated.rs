@@ -113,7 +113,7 @@ impl SimulatedGateway {
             .get_result(&mut conn)
             .await
             .optional()
-            .map_err(unavailable)?;
+            .map_err(indeterminate)?;
         match inserted {
             Some(entry) => {
                 if entry.outcome == LedgerOutcome::Charged {
@@ -126,7 +126,7 @@ impl SimulatedGateway {
                 .select(Entry::as_select())
                 .first(&mut conn)
                 .await
-                .map_err(unavailable),
+                .map_err(indeterminate),
         }
     }
 
@@ -142,7 +142,14 @@ impl SimulatedGateway {
     }
 }
 
-/// The ledger could not be reached: to the caller, the gateway failed.
+/// A write to the ledger that failed may still have committed (its answer lost): to the
+/// caller, the outcome is unknown until it asks by key.
+fn indeterminate(error: impl std::fmt::Display) -> GatewayError {
+    GatewayError::Indeterminate(format!("simulated gateway's ledger: {error}"))
+}
+
+/// The ledger could not be reached (nothing was written): to the caller, the gateway
+/// failed.
 fn unavailable(error: impl std::fmt::Display) -> GatewayError {
     GatewayError::Unavailable(format!("simulated gateway's ledger: {error}"))
 }
@@ -312,7 +319,7 @@ impl PaymentGateway for SimulatedGateway {
             ))
             .execute(&mut conn)
             .await
-            .map_err(unavailable)?
+            .map_err(indeterminate)?
         };
         if refunded == 1 {
             self.refunds.fetch_add(1, Ordering::SeqCst);

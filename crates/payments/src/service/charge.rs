@@ -91,9 +91,9 @@ impl PaymentService {
         )
         .await;
         let settlement = match answer {
-            Err(_elapsed) => {
+            Err(_) | Ok(Err(GatewayError::Indeterminate(_))) => {
                 tracing::warn!(%order_id, payment_id = %id, timeout = ?self.settings.gateway_timeout,
-                    "the payment gateway did not answer in time; the payment stays pending");
+                    "the payment gateway gave no certain answer in time; the payment stays pending");
                 return Err(PaymentError::Pending {
                     order_id,
                     payment_id: id,

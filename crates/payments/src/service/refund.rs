@@ -78,9 +78,9 @@ impl PaymentService {
         .await;
         match answer {
             Ok(Ok(())) => {}
-            Err(_elapsed) => {
+            Err(_) | Ok(Err(GatewayError::Indeterminate(_))) => {
                 tracing::warn!(order_id = %payment.order_id, payment_id = %payment.id,
-                    "the payment gateway did not answer a refund in time; it will be asked again");
+                    "the payment gateway gave no certain answer to a refund in time; it will be asked again");
                 return Err(PaymentError::Pending {
                     order_id: payment.order_id,
                     payment_id: payment.id,

@@ -258,3 +258,86 @@ async fn a_refund_unanswered_in_time_keeps_its_intent_and_is_asked_again() {
     assert_eq!(app.gateway.refunds(), 1);
     assert_eq!(app.events().await, 2);
 }
+
+/// Charges and refunds as the simulated gateway, then loses the answer (a connection cut
+/// after the request reached it): the outcome is unknown to the caller.
+struct LostAnswers(SimulatedGateway);
+
+#[async_trait]
+impl PaymentGateway for LostAnswers {
+    async fn charge(
+        &self,
+        payment_id: PaymentId,
+        amount: Money,
+        token: &str,
+    ) -> Result<GatewayReceipt, GatewayError> {
+        self.0.charge(payment_id, amount, token).await?;
+        Err(GatewayError::Indeterminate("connection reset".into()))
+    }
+
+    async fn refund(&self, payment_id: PaymentId, amount: Money) -> Result<(), GatewayError> {
+        self.0.refund(payment_id, amount).await?;
+        Err(GatewayError::Indeterminate("connection reset".into()))
+    }
+
+    async fn lookup(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
+        self.0.lookup(payment_id).await
+    }
+
+    async fn void(&self, payment_id: PaymentId) -> Result<ChargeState, GatewayError> {
+        self.0.void(payment_id).await
+    }
+}
+
+/// An answer lost after the gateway acted is no "nothing taken": the payment stays
+/// `pending` (a refund keeps its intent) until asking by key settles it as it happened.
+#[tokio::test]
+async fn a_lost_answer_leaves_the_outcome_to_asking_by_key() {
+    let app = spawn_app().await;
+    let lossy = app.service_with(Arc::new(LostAnswers(simulated_gateway(
+        &app.db,
+        SLOW_ANSWER,
+    ))));
+    let order = OrderId::generate();
+    use payments_api::PaymentApi;
+    let err = lossy
+        .charge(order, money("5.00"), tokens::VISA)
+        .await
+        .unwrap_err();
+    let PaymentError::Pending { payment_id, .. } = err else {
+        panic!("{err:?}")
+    };
+    let due_now =
+        format!("UPDATE payments.payments SET check_after = now() WHERE id = '{payment_id}'");
+    app.count(&format!(
+        "WITH u AS ({due_now} RETURNING 1) SELECT count(*) AS n FROM u"
+    ))
+    .await;
+    assert_eq!(
+        lossy
+            .reconcile(&crate::reconciler::settings())
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        app.api.get(payment_id).await.unwrap().status,
+        PaymentStatus::Captured,
+        "the gateway took it, so it is captured"
+    );
+
+    let err = lossy.refund(order).await.unwrap_err();
+    assert!(matches!(err, PaymentError::Pending { .. }), "{err:?}");
+    let refunded = app.api.refund(order).await.unwrap().expect("a payment");
+    assert_eq!(
+        refunded.status,
+        PaymentStatus::Refunded,
+        "asked again, it settles"
+    );
+    assert_eq!(
+        app.count("SELECT count(*) AS n FROM gateway.ledger WHERE outcome = 'refunded'")
+            .await,
+        1,
+        "given back once"
+    );
+}
