@@ -159,7 +159,7 @@ impl Chaos {
                 &http,
                 &base,
                 "/users",
-                json!({"email": format!("chaos{i}@example.com"), "name": format!("Chaos {i}")}),
+                json!({"email": format!("chaos{i}@example.com"), "name": format!("Chaos {i}"), "password": "chaos password"}),
             )
             .await?;
             shop.users.push(id(&user.1, "id")?);
