@@ -125,7 +125,16 @@ pub async fn grant(config: &Config, email: &str, roles: &[kernel::Role]) -> anyh
     let user = users::UserService::new(pool)
         .grant(email, roles)
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        .map_err(|e| match e {
+            users_api::UserError::Invalid(fields) => {
+                let why: Vec<_> = fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect();
+                anyhow::anyhow!("{}", why.join("; "))
+            }
+            other => anyhow::Error::new(other),
+        })?;
     let roles: Vec<_> = user.roles.iter().map(kernel::Role::as_str).collect();
     tracing::info!(user_id = %user.id, roles = roles.join(","), "roles granted");
     Ok(())

@@ -354,3 +354,73 @@ async fn no_password_or_token_reaches_the_logs_or_the_events() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_grant_and_keys_rotate_work_on_the_database() {
+    use serde_json::json;
+    let db = crate::database().await;
+    let (child, http) = serve_logging(&db, &[]).await;
+    let registered = http
+        .post(
+            "/users",
+            json!({"email": "boss@example.com", "name": "Boss", "password": crate::PASSWORD}),
+        )
+        .await;
+    assert_eq!(registered.status, 201);
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap()
+    };
+    let cases: [(&[&str], bool); 4] = [
+        (
+            &["users", "grant", "Boss@example.com", "admin", "support"],
+            true,
+        ),
+        (&["users", "grant", "nobody@example.com", "admin"], false),
+        (&["users", "grant", "boss@example.com", "wizard"], false),
+        (&["users", "grant", "boss@example.com"], false),
+    ];
+    for (args, ok) in cases {
+        let out = run(args);
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let login = || {
+        let http = http.clone();
+        async move {
+            let body = json!({"grant_type": "password", "email": "boss@example.com",
+                "password": crate::PASSWORD});
+            http.post("/auth/token", body).await.body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let me = http.with_bearer(&login().await).get("/users/me").await;
+    assert_eq!(me.body["roles"], json!(["support", "admin"]));
+
+    let out = run(&["keys", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jwks = http.get("/.well-known/jwks.json").await.body;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+    let token = login().await;
+    let header = token.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], jwks["keys"][0]["kid"], "the new key signs");
+    assert_eq!(http.with_bearer(&token).get("/users/me").await.status, 200);
+    stop_and_read(child).await;
+}

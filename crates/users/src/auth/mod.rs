@@ -179,7 +179,7 @@ impl Auth {
         let key = email.trim().to_lowercase();
         let email = Email::parse(email).map(|e| e.as_str().to_owned());
         let mut conn = db::connect(&self.pool).await?;
-        self.check_lock(&mut conn, &key).await?;
+        self.claim_attempt(&mut conn, &key).await?;
         let user: Option<(Uuid, bool, Option<String>, Vec<String>)> = match &email {
             Ok(email) => users::table
                 .filter(users::email.eq(email))
@@ -199,7 +199,7 @@ impl Auth {
         let matches = password::verify(hash, password).await?;
         let mut conn = db::connect(&self.pool).await?;
         let (Some(id), true, true) = (id, matches, active) else {
-            self.record_failure(&mut conn, &key).await?;
+            // The attempt claimed above stays as the failure.
             return Err(UserError::InvalidCredentials);
         };
         diesel::delete(login_failures::table.filter(login_failures::email.eq(&key)))
@@ -212,50 +212,54 @@ impl Auth {
         Ok(pair)
     }
 
-    /// `TooManyAttempts` while the email has [`MAX_FAILURES`] failures in the window.
-    async fn check_lock(&self, conn: &mut AsyncPgConnection, email: &str) -> Result<(), UserError> {
-        let since = Utc::now() - window(&self.lock);
-        let failures: Vec<DateTime<Utc>> = login_failures::table
-            .filter(login_failures::email.eq(email))
-            .filter(login_failures::failed_at.gt(since))
-            .select(login_failures::failed_at)
-            .order(login_failures::failed_at.desc())
-            .limit(MAX_FAILURES)
-            .load(conn)
-            .await
-            .db_context("counting failed logins")?;
-        if failures.len() as i64 >= MAX_FAILURES {
-            // Unlocked once the oldest of the last five leaves the window.
-            let oldest = failures.last().copied().unwrap_or_else(Utc::now);
-            let left = (oldest + window(&self.lock) - Utc::now()).num_milliseconds();
-            let seconds = u32::try_from((left.max(0) + 999) / 1000).unwrap_or(u32::MAX);
-            return Err(UserError::TooManyAttempts(seconds.max(1)));
-        }
-        Ok(())
-    }
-
-    async fn record_failure(
+    /// Records the attempt as a failure before the password is checked (a success takes
+    /// it back), so concurrent guesses count each other. `TooManyAttempts` (and the
+    /// attempt is not counted) when [`MAX_FAILURES`] earlier ones are in the window.
+    async fn claim_attempt(
         &self,
         conn: &mut AsyncPgConnection,
         email: &str,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), UserError> {
         let now = Utc::now();
+        let since = now - window(&self.lock);
         diesel::delete(
             login_failures::table
                 .filter(login_failures::email.eq(email))
-                .filter(login_failures::failed_at.lt(now - window(&self.lock))),
+                .filter(login_failures::failed_at.le(since)),
         )
         .execute(conn)
         .await
         .db_context("purging old failed logins")?;
-        diesel::insert_into(login_failures::table)
+        let own: i64 = diesel::insert_into(login_failures::table)
             .values((
                 login_failures::email.eq(email),
                 login_failures::failed_at.eq(now),
             ))
-            .execute(conn)
+            .returning(login_failures::id)
+            .get_result(conn)
             .await
-            .db_context("recording a failed login")?;
+            .db_context("recording a login attempt")?;
+        let earlier: Vec<DateTime<Utc>> = login_failures::table
+            .filter(login_failures::email.eq(email))
+            .filter(login_failures::failed_at.gt(since))
+            .filter(login_failures::id.lt(own))
+            .select(login_failures::failed_at)
+            .order(login_failures::id.desc())
+            .limit(MAX_FAILURES)
+            .load(conn)
+            .await
+            .db_context("counting failed logins")?;
+        if earlier.len() as i64 >= MAX_FAILURES {
+            diesel::delete(login_failures::table.find(own))
+                .execute(conn)
+                .await
+                .db_context("forgetting a refused login attempt")?;
+            // Unlocked once the oldest of the last five leaves the window.
+            let oldest = earlier.iter().min().copied().unwrap_or(now);
+            let left = (oldest + window(&self.lock) - Utc::now()).num_milliseconds();
+            let seconds = u32::try_from((left.max(0) + 999) / 1000).unwrap_or(u32::MAX);
+            return Err(UserError::TooManyAttempts(seconds.max(1)));
+        }
         Ok(())
     }
 

@@ -35,6 +35,7 @@ struct TestApp {
 struct Setup {
     lock_window: Duration,
     access_ttl: Duration,
+    key_file: Option<std::path::PathBuf>,
 }
 
 impl Default for Setup {
@@ -42,6 +43,7 @@ impl Default for Setup {
         Setup {
             lock_window: Duration::from_secs(15 * 60),
             access_ttl: Duration::from_secs(15 * 60),
+            key_file: None,
         }
     }
 }
@@ -61,6 +63,7 @@ async fn spawn_on(db: TestDatabase, setup: Setup) -> TestApp {
     let api: Arc<dyn UserApi> = Arc::new(::users::UserService::new(pool.clone()));
     let settings = ::users::TokenSettings {
         access_ttl: setup.access_ttl,
+        key_file: setup.key_file,
         ..Default::default()
     };
     let tokens = ::users::Tokens::start(pool.clone(), settings)

@@ -336,3 +336,86 @@ async fn five_failures_lock_an_email_until_the_window_passes() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test]
+async fn a_key_file_signs_and_is_the_only_key_published() {
+    use aws_lc_rs::signature::Ed25519KeyPair;
+    use base64::engine::general_purpose::STANDARD;
+    let rng = aws_lc_rs::rand::SystemRandom::new();
+    let der = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+    let pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(der.as_ref())
+    );
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!("emporium-key-{}.pem", uuid::Uuid::now_v7()));
+    std::fs::write(&path, pem).unwrap();
+    let app = spawn_with(Setup {
+        key_file: Some(path.clone()),
+        ..Setup::default()
+    })
+    .await;
+    let user = app.register("file@example.com").await;
+    let token = app.tokens_of(&user).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let jwks = app.http.get("/.well-known/jwks.json").await.body;
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(jwt_parts(&token).0["kid"], keys[0]["kid"]);
+    assert_eq!(
+        app.http.with_bearer(&token).get("/users/me").await.status,
+        200
+    );
+    let stored = app
+        .db
+        .scalar("SELECT count(*) AS n FROM users.signing_keys")
+        .await;
+    assert_eq!(stored, 0, "with a key file, no key is generated");
+
+    // A file that is not an Ed25519 PKCS#8 PEM key stops the start with a clear error.
+    let bad = dir.join(format!("emporium-bad-{}.pem", uuid::Uuid::now_v7()));
+    std::fs::write(
+        &bad,
+        "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+    )
+    .unwrap();
+    let pool = kernel::db::pool(&app.db.url, &::users::SCHEMA, Default::default()).unwrap();
+    let settings = ::users::TokenSettings {
+        key_file: Some(bad.clone()),
+        ..Default::default()
+    };
+    let error = ::users::Tokens::start(pool, settings)
+        .await
+        .err()
+        .expect("a bad key file fails");
+    assert!(format!("{error:#}").contains("emporium-bad-"), "{error:#}");
+    let _ = std::fs::remove_file(path);
+    let _ = std::fs::remove_file(bad);
+}
+
+#[tokio::test]
+async fn concurrent_guesses_count_each_other() {
+    let app = spawn_app().await;
+    let user = app.register("swarm@example.com").await;
+    let email = user["email"].as_str().unwrap().to_owned();
+    let guesses = (0..10).map(|i| {
+        let (http, email) = (app.http.clone(), email.clone());
+        async move {
+            let body = json!({"grant_type": "password", "email": email,
+                "password": format!("wrong guess number {i}")});
+            http.post("/auth/token", body).await.status
+        }
+    });
+    let statuses = futures_util::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "{checked} guesses were checked: {statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    app.login(&email, PASSWORD)
+        .await
+        .assert_problem(429, "too_many_attempts");
+}
