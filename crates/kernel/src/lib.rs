@@ -14,7 +14,8 @@
 //! - `testing`: fresh databases cloned from a migrated template, and a server on port 0.
 //!
 //! What it must never know: any module (no user, product, order or payment rule, table
-//! or event type lives here), the event log (that is `crates/eventlog`, built on this),
+//! or event type lives here; no token format or key: a module verifies tokens behind
+//! `auth::TokenVerifier`), the event log (that is `crates/eventlog`, built on this),
 //! and the app's configuration (which modules exist, which schemas there are).
 
 mod config;
