@@ -186,7 +186,7 @@ pub(crate) async fn seed(
         move |i| {
             let api = api.clone();
             async move {
-                let body = json!({"email": format!("user{i}@bench.example"), "name": format!("Bench User {i}")});
+                let body = json!({"email": format!("user{i}@bench.example"), "name": format!("Bench User {i}"), "password": "bench password"});
                 id(&api.expect("/users", &body, 201).await?, "id")
             }
         }

@@ -3,6 +3,7 @@
 //! lives here.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +41,23 @@ pub struct Config {
         global = true
     )]
     pub http_addr: String,
-    /// Enables /admin; compared in constant time, never logged.
+    /// Break-glass token for /admin and role grants; compared in constant time, never
+    /// logged.
     #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, global = true)]
     pub admin_token: Option<String>,
+    /// Lifetime of an access token (e.g. 15m).
+    #[arg(long, env = "ACCESS_TOKEN_TTL", default_value = "15m", value_parser = kernel::parse_duration, global = true)]
+    pub access_token_ttl: Duration,
+    /// Lifetime of a refresh token (e.g. 30d).
+    #[arg(long, env = "REFRESH_TOKEN_TTL", default_value = "30d", value_parser = kernel::parse_duration, global = true)]
+    pub refresh_token_ttl: Duration,
+    /// Ed25519 signing key (PKCS#8 PEM); else one generated once and kept in the database.
+    #[arg(long, env = "AUTH_SIGNING_KEY_FILE", global = true)]
+    pub auth_signing_key_file: Option<PathBuf>,
+    /// After 5 failed logins for one email within this window, its logins are refused
+    /// (429) until the window has passed.
+    #[arg(long, env = "LOGIN_LOCK_WINDOW", default_value = "15m", value_parser = kernel::parse_duration, global = true)]
+    pub login_lock_window: Duration,
     /// How long a pending order holds its stock (e.g. 30m, 90s, 2h).
     #[arg(long, env = "ORDER_EXPIRY", default_value = "30m", value_parser = kernel::parse_duration, global = true)]
     pub order_expiry: Duration,
@@ -71,6 +86,10 @@ impl Config {
             read_database_url: None,
             http_addr: "127.0.0.1:0".to_owned(),
             admin_token: None,
+            access_token_ttl: Duration::from_secs(15 * 60),
+            refresh_token_ttl: Duration::from_secs(30 * 86_400),
+            auth_signing_key_file: None,
+            login_lock_window: Duration::from_secs(15 * 60),
             order_expiry: Duration::from_secs(30 * 60),
             placement_timeout: Duration::from_secs(60),
             db_pool_size: 3,
@@ -84,6 +103,57 @@ impl Config {
             .as_deref()
             .unwrap_or(&self.database_url)
     }
+
+    fn token_settings(&self) -> users::TokenSettings {
+        users::TokenSettings {
+            access_ttl: self.access_token_ttl,
+            refresh_ttl: self.refresh_token_ttl,
+            key_file: self.auth_signing_key_file.clone(),
+        }
+    }
+}
+
+/// `emporium users grant EMAIL ROLE...`: adds staff roles to a user, on the database
+/// directly (the first admin needs no running server).
+pub async fn grant(config: &Config, email: &str, roles: &[kernel::Role]) -> anyhow::Result<()> {
+    migrate(config, Some(users::SCHEMA.name)).await?;
+    let pool = db::pool(
+        &config.database_url,
+        &users::SCHEMA,
+        PoolSettings::default(),
+    )?;
+    let user = users::UserService::new(pool)
+        .grant(email, roles)
+        .await
+        .map_err(|e| match e {
+            users_api::UserError::Invalid(fields) => {
+                let why: Vec<_> = fields
+                    .iter()
+                    .map(|f| format!("{}: {}", f.field, f.message))
+                    .collect();
+                anyhow::anyhow!("{}", why.join("; "))
+            }
+            other => anyhow::Error::new(other),
+        })?;
+    let roles: Vec<_> = user.roles.iter().map(kernel::Role::as_str).collect();
+    tracing::info!(user_id = %user.id, roles = roles.join(","), "roles granted");
+    Ok(())
+}
+
+/// `emporium keys rotate`: adds a signing key; tokens signed by the old one stay valid
+/// until they expire.
+pub async fn rotate_key(config: &Config) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        config.auth_signing_key_file.is_none(),
+        "AUTH_SIGNING_KEY_FILE is set: rotate by replacing that file"
+    );
+    migrate(config, Some(users::SCHEMA.name)).await?;
+    let pool = db::pool(
+        &config.database_url,
+        &users::SCHEMA,
+        PoolSettings::default(),
+    )?;
+    users::rotate_key(&pool).await
 }
 
 /// The schemas of the write database, in migration order.
@@ -159,6 +229,7 @@ impl Default for Hooks {
 #[derive(Clone)]
 pub struct Modules {
     pub users: Arc<dyn UserApi>,
+    pub auth: Arc<users::Auth>,
     pub products: Arc<dyn ProductApi>,
     pub payments: Arc<dyn PaymentApi>,
     pub order_commands: Arc<dyn OrderCommands>,
@@ -172,7 +243,7 @@ pub struct Modules {
 }
 
 impl Modules {
-    pub fn new(config: &Config, hooks: &Hooks) -> anyhow::Result<Modules> {
+    pub async fn new(config: &Config, hooks: &Hooks) -> anyhow::Result<Modules> {
         let settings = PoolSettings {
             max_size: config.db_pool_size,
             ..PoolSettings::default()
@@ -186,6 +257,14 @@ impl Modules {
         let gateway_pool = pool(&config.database_url, &payments::GATEWAY_SCHEMA)?;
 
         let users: Arc<dyn UserApi> = Arc::new(users::UserService::new(users_pool.clone()));
+        let tokens = users::Tokens::start(users_pool.clone(), config.token_settings()).await?;
+        let auth = Arc::new(users::Auth::new(
+            users_pool.clone(),
+            tokens,
+            users::LoginLock {
+                window: config.login_lock_window,
+            },
+        ));
         let products: Arc<dyn ProductApi> =
             Arc::new(products::ProductService::new(products_pool.clone()));
         let gateway = Arc::new(payments::SimulatedGateway::new(
@@ -242,6 +321,7 @@ impl Modules {
         ));
         Ok(Modules {
             users,
+            auth,
             products,
             payments,
             order_commands: orders.commands(),
@@ -269,6 +349,11 @@ impl Modules {
             .app_data(web::Data::from(self.payments.clone()))
             .app_data(web::Data::from(self.order_commands.clone()))
             .app_data(web::Data::from(self.order_queries.clone()))
+            .app_data(web::Data::from(self.auth.clone()))
+            .app_data(web::Data::new(kernel::auth::Authenticator {
+                verifier: Some(self.auth.tokens().clone()),
+                admin_token: self.admin_token.clone(),
+            }))
             .app_data(web::Data::new(self.clone()))
             .app_data(web::Data::new(ops::AdminToken(self.admin_token.clone())));
         for (mount, routes) in endpoints() {
@@ -391,7 +476,7 @@ pub async fn start(config: &Config) -> anyhow::Result<Running> {
 /// [`start`], with test hooks.
 pub async fn start_with(config: &Config, hooks: Hooks) -> anyhow::Result<Running> {
     migrate(config, None).await?;
-    let modules = Modules::new(config, &hooks)?;
+    let modules = Modules::new(config, &hooks).await?;
     let background = if hooks.background {
         Some(start_background(config, &modules).await?)
     } else {

@@ -1,4 +1,5 @@
-//! `emporium serve` (default) and `emporium migrate`.
+//! `emporium serve` (default), `emporium migrate`, `emporium users grant`, `emporium keys
+//! rotate`.
 
 use std::io::IsTerminal;
 
@@ -28,6 +29,32 @@ enum Command {
         #[arg(long, alias = "module")]
         schema: Option<String>,
     },
+    /// Manage users on the database directly.
+    Users {
+        #[command(subcommand)]
+        command: UsersCommand,
+    },
+    /// Manage the token signing keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UsersCommand {
+    /// Add staff roles (catalog, fulfilment, support, admin) to the user with this email.
+    Grant {
+        email: String,
+        #[arg(required = true)]
+        roles: Vec<kernel::Role>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a new signing key; the old one keeps verifying until its tokens have expired.
+    Rotate,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -43,6 +70,16 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate { schema } => emporium::migrate(&cli.config, schema.as_deref()).await,
         Command::Serve => serve(&cli.config).await,
+        Command::Users {
+            command: UsersCommand::Grant { email, roles },
+        } => emporium::grant(&cli.config, &email, &roles).await,
+        Command::Keys {
+            command: KeysCommand::Rotate,
+        } => {
+            let kid = emporium::rotate_key(&cli.config).await?;
+            tracing::info!(kid, "new signing key");
+            Ok(())
+        }
     }
 }
 
@@ -79,8 +116,12 @@ async fn shutdown_signal() {
 }
 
 fn init_logs(format: Option<LogFormat>) {
+    // tokio-postgres logs every statement's parameters at debug (password hashes, token
+    // hashes): held at info whatever RUST_LOG says.
+    let quiet = "tokio_postgres=info".parse().expect("a static directive");
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        .add_directive(quiet);
     let json = match format {
         Some(LogFormat::Json) => true,
         Some(LogFormat::Pretty) => false,

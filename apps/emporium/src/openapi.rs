@@ -44,6 +44,19 @@ pub fn document() -> OpenApi {
             crate::ops::ADMIN_AUTH,
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components.add_security_scheme(
+            kernel::openapi::BEARER_AUTH,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "An access token from `POST /auth/token` (EdDSA JWT), or the \
+                         `ADMIN_TOKEN` where a route accepts it.",
+                    ))
+                    .build(),
+            ),
+        );
     }
     document
 }
@@ -86,7 +99,17 @@ fn tags() -> Vec<utoipa::openapi::tag::Tag> {
             .build()
     };
     vec![
-        tag("users", "Registering and changing users."),
+        tag(
+            "users",
+            "Registering and changing users, and their staff roles. A customer sees and \
+             changes only their own account; `support` and `admin` see everyone's.",
+        ),
+        tag(
+            "auth",
+            "Logging in (`POST /auth/token`: an EdDSA access token and a single-use refresh \
+             token), logging out, and the public keys that verify access tokens. Send the \
+             access token as `Authorization: Bearer <token>`.",
+        ),
         tag(
             "products",
             "The catalog: products, prices and stock (`stock` can still be ordered, \

@@ -29,6 +29,9 @@ impl ResponseError for Problem {
         if let Some(seconds) = self.retry_after {
             response.insert_header((header::RETRY_AFTER, seconds.to_string()));
         }
+        if let Some(challenge) = &self.www_authenticate {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge.as_str()));
+        }
         response.body(serde_json::to_vec(self).unwrap_or_default())
     }
 }

@@ -2,19 +2,22 @@
 //!
 //! Always available (and all an `-api` crate may use): typed ids, [`Money`], pagination,
 //! the [`Problem`] error shape with [`IntoProblem`] (each `-api` error states its own
-//! answer), the event [`Envelope`], and duration parsing, each with its OpenAPI schema.
+//! answer), the event [`Envelope`], the caller ([`Principal`], [`Role`], with the guards
+//! each module's rules use), and duration parsing, each with its OpenAPI schema.
 //! Behind features:
 //! - `db`: Postgres plumbing (database creation, per-module roles and schemas, per-module
 //!   migration history, pools whose connections act as the module's role, transactions);
 //! - `http`: the actix-web mapping of [`Problem`], the JSON/path/query extractor
 //!   configuration every module's routes use, request ids and panics as `500`; `openapi`
-//!   registers each route from its `#[utoipa::path]` annotation;
+//!   registers each route from its `#[utoipa::path]` annotation; `auth` extracts the
+//!   [`Principal`] from a bearer token through a [`auth::TokenVerifier`] a module supplies;
 //! - `db` or `http`: `context`, who and which request the running work is for (the actor
 //!   and correlation id every appended event carries);
 //! - `testing`: fresh databases cloned from a migrated template, and a server on port 0.
 //!
 //! What it must never know: any module (no user, product, order or payment rule, table
-//! or event type lives here), the event log (that is `crates/eventlog`, built on this),
+//! or event type lives here; no token format or key: a module verifies tokens behind
+//! `auth::TokenVerifier`), the event log (that is `crates/eventlog`, built on this),
 //! and the app's configuration (which modules exist, which schemas there are).
 
 mod config;
@@ -22,8 +25,11 @@ mod event;
 mod id;
 mod money;
 mod page;
+mod principal;
 mod problem;
 
+#[cfg(feature = "http")]
+pub mod auth;
 #[cfg(any(feature = "db", feature = "http"))]
 pub mod context;
 #[cfg(feature = "db")]
@@ -46,4 +52,5 @@ pub use money::{Money, MoneyError, MoneyInput};
 pub use page::{PageRequest, PageRequestError};
 #[cfg(any(feature = "db", feature = "http"))]
 pub use panic::catch_panic;
+pub use principal::{Principal, Role, UnknownRole};
 pub use problem::{FieldError, IntoProblem, Problem, Unavailable, Validation};

@@ -141,7 +141,9 @@ fn components(schemas: Vec<(String, RefOr<Schema>)>) -> utoipa::openapi::Compone
     let (too_large, too_large_response) = PayloadTooLarge::response();
     let (media_type, media_type_response) = UnsupportedMediaType::response();
     let (unavailable, unavailable_response) = ServiceUnavailable::response();
+    let (unauthenticated, unauthenticated_response) = Unauthenticated::response();
     ComponentsBuilder::new()
+        .response(unauthenticated, unauthenticated_response)
         .schemas_from_iter(schemas)
         .schema(Problem::name(), Problem::schema())
         .schema(FieldError::name(), FieldError::schema())
@@ -188,6 +190,30 @@ impl<'s> ToResponse<'s> for UnsupportedMediaType {
             "UnsupportedMediaType",
             problem_response(description).build().into(),
         )
+    }
+}
+
+/// The security scheme of routes that take an access token (`security(("bearer" = []))`).
+pub const BEARER_AUTH: &str = "bearer";
+
+/// `401 unauthenticated` with `WWW-Authenticate`: no token, or an invalid one.
+pub struct Unauthenticated;
+
+impl<'s> ToResponse<'s> for Unauthenticated {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let challenge = HeaderBuilder::new()
+            .schema(ObjectBuilder::new().schema_type(Type::String))
+            .description(Some(
+                "`Bearer`, or `Bearer error=\"invalid_token\"` when a token was sent.",
+            ))
+            .build();
+        let response = problem_response(
+            "`unauthenticated`: no `Authorization: Bearer` token, or one that is malformed, \
+             expired, wrongly signed or for another audience.",
+        )
+        .header("WWW-Authenticate", challenge)
+        .build();
+        ("Unauthenticated", response.into())
     }
 }
 
@@ -286,6 +312,7 @@ mod tests {
         let components = document.components.expect("components");
         assert!(components.schemas.contains_key("Problem"));
         for response in [
+            "Unauthenticated",
             "PayloadTooLarge",
             "UnsupportedMediaType",
             "ServiceUnavailable",

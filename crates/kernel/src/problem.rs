@@ -97,6 +97,9 @@ pub struct Problem {
     /// Seconds for a `Retry-After` header; not part of the body.
     #[serde(skip)]
     pub retry_after: Option<u32>,
+    /// A `WWW-Authenticate` header (on `401`); not part of the body.
+    #[serde(skip)]
+    pub www_authenticate: Option<String>,
 }
 
 impl Problem {
@@ -109,6 +112,7 @@ impl Problem {
             code: code.to_owned(),
             errors: Vec::new(),
             retry_after: None,
+            www_authenticate: None,
         }
     }
 

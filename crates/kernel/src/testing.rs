@@ -285,11 +285,13 @@ impl Answer {
     }
 }
 
-/// A small JSON client bound to one server.
+/// A small JSON client bound to one server, anonymous or sending one `Authorization`.
 #[derive(Clone)]
 pub struct Http {
     pub base: String,
     pub client: reqwest::Client,
+    /// The `Authorization` header of every request, if any.
+    pub authorization: Option<String>,
 }
 
 impl Http {
@@ -297,7 +299,33 @@ impl Http {
         Http {
             base: base.into(),
             client: reqwest::Client::new(),
+            authorization: None,
         }
+    }
+
+    /// The same client, sending `Authorization: Bearer <token>`.
+    pub fn with_bearer(&self, token: &str) -> Http {
+        self.with_authorization(&format!("Bearer {token}"))
+    }
+
+    /// The same client, sending this `Authorization` header (malformed ones included).
+    pub fn with_authorization(&self, value: &str) -> Http {
+        Http {
+            authorization: Some(value.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The same client, sending no `Authorization`.
+    pub fn anonymous(&self) -> Http {
+        Http {
+            authorization: None,
+            ..self.clone()
+        }
+    }
+
+    pub async fn put(&self, path: &str, body: serde_json::Value) -> Answer {
+        self.send(reqwest::Method::PUT, path, Some(body)).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {
@@ -319,6 +347,9 @@ impl Http {
         body: Option<serde_json::Value>,
     ) -> Answer {
         let mut request = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }
@@ -338,6 +369,9 @@ impl Http {
             .client
             .request(method, format!("{}{path}", self.base))
             .body(body);
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
         if let Some(content_type) = content_type {
             request = request.header("content-type", content_type);
         }

@@ -5,7 +5,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{FieldError, IntoProblem, Problem, UserId};
+use kernel::{FieldError, IntoProblem, Problem, Role, UserId};
 use serde::{Deserialize, Serialize};
 
 /// A registered user, as the users module answers it.
@@ -20,23 +20,53 @@ pub struct User {
     pub name: String,
     /// New users are active; an inactive user cannot place orders.
     pub active: bool,
+    /// Staff roles; `[]` for a customer. Granted only by an admin.
+    pub roles: Vec<Role>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
 /// Input of [`UserApi::register`]: raw text, validated by the module.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct NewUser {
     pub email: String,
     pub name: String,
+    /// 10 to 256 characters; hashed (argon2id), never stored, logged or echoed.
+    pub password: String,
 }
 
 /// Input of [`UserApi::update`]: `None` leaves a field as it is.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct UserChanges {
     pub email: Option<String>,
     pub name: Option<String>,
     pub active: Option<bool>,
+    /// A new password (10 to 256 characters).
+    pub password: Option<String>,
+    /// The present password, when the caller must prove it (a user changing their own
+    /// email or password); checked before anything changes.
+    pub current_password: Option<String>,
+}
+
+// `Debug` of the inputs that carry a password never shows it.
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for UserChanges {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserChanges")
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("active", &self.active)
+            .field("password", &self.password.as_ref().map(|_| "…"))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +77,18 @@ pub enum UserError {
     EmailTaken(String),
     #[error("invalid user input")]
     Invalid(Vec<FieldError>),
+    /// Wrong email, wrong password or inactive user: one answer for all three.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The brute-force lock of one email: retry after this many seconds.
+    #[error("too many failed attempts; retry in {0} s")]
+    TooManyAttempts(u32),
+    /// The `current_password` of a change does not match.
+    #[error("the current password does not match")]
+    WrongPassword,
+    /// A refresh token that is unknown, expired, revoked or already used.
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
     /// Not `transparent`: the cause stays in the `source()` chain, so a
     /// [`kernel::Unavailable`] under it is still found (and answered `503`) by whoever
     /// wraps this error again.
@@ -60,11 +102,29 @@ impl IntoProblem for UserError {
             UserError::NotFound(id) => {
                 Problem::not_found("user_not_found", format!("user {id} does not exist"))
             }
-            UserError::EmailTaken(email) => Problem::conflict(
-                "email_taken",
-                format!("email {email} is already registered"),
-            ),
+            UserError::EmailTaken(_) => {
+                Problem::conflict("email_taken", "this email is already registered")
+            }
             UserError::Invalid(errors) => Problem::validation(errors),
+            UserError::InvalidCredentials => Problem::new(
+                401,
+                "invalid_credentials",
+                "the email or the password is wrong, or the user is inactive",
+            ),
+            UserError::TooManyAttempts(seconds) => Problem {
+                retry_after: Some(seconds),
+                ..Problem::new(
+                    429,
+                    "too_many_attempts",
+                    format!("too many failed logins for this email; retry in {seconds} s"),
+                )
+            },
+            UserError::WrongPassword => Problem::forbidden("current_password does not match"),
+            UserError::InvalidRefreshToken => Problem::new(
+                401,
+                "invalid_grant",
+                "the refresh token is unknown, expired, revoked or already used",
+            ),
             UserError::Unexpected(cause) => return Err(cause),
         })
     }
@@ -75,6 +135,8 @@ pub trait UserApi: Send + Sync {
     async fn register(&self, input: NewUser) -> Result<User, UserError>;
     async fn get(&self, id: UserId) -> Result<User, UserError>;
     async fn update(&self, id: UserId, changes: UserChanges) -> Result<User, UserError>;
+    /// Replaces the user's staff roles (and revokes their refresh tokens).
+    async fn set_roles(&self, id: UserId, roles: Vec<Role>) -> Result<User, UserError>;
 }
 
 #[cfg(feature = "testing")]
@@ -102,6 +164,7 @@ pub mod testing {
                 email: email.to_lowercase(),
                 name: name.to_owned(),
                 active,
+                roles: Vec::new(),
                 created_at: now,
                 updated_at: now,
             };
@@ -153,6 +216,14 @@ pub mod testing {
             user.updated_at = Utc::now();
             Ok(user.clone())
         }
+
+        async fn set_roles(&self, id: UserId, roles: Vec<Role>) -> Result<User, UserError> {
+            let mut users = self.users.lock().unwrap_or_else(|e| e.into_inner());
+            let user = users.get_mut(&id).ok_or(UserError::NotFound(id))?;
+            user.roles = roles;
+            user.updated_at = Utc::now();
+            Ok(user.clone())
+        }
     }
 }
 
@@ -193,6 +264,10 @@ mod tests {
                 "user_not_found",
             ),
             (UserError::EmailTaken("a@b.c".into()), 409, "email_taken"),
+            (UserError::InvalidCredentials, 401, "invalid_credentials"),
+            (UserError::TooManyAttempts(60), 429, "too_many_attempts"),
+            (UserError::InvalidRefreshToken, 401, "invalid_grant"),
+            (UserError::WrongPassword, 403, "forbidden"),
             (
                 UserError::Invalid(vec![FieldError::new("name", "is required")]),
                 422,

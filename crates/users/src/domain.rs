@@ -86,6 +86,38 @@ impl UserName {
     }
 }
 
+/// A password of acceptable length: 10 to 256 characters. Its `Debug` never shows it.
+#[derive(Clone)]
+pub(crate) struct Password(String);
+
+impl Password {
+    pub(crate) const MIN_CHARS: usize = 10;
+    pub(crate) const MAX_CHARS: usize = 256;
+
+    /// The error never repeats the password.
+    pub(crate) fn parse(raw: String) -> Result<Password, String> {
+        let chars = raw.chars().count();
+        if !(Self::MIN_CHARS..=Self::MAX_CHARS).contains(&chars) {
+            return Err(format!(
+                "must be {} to {} characters, got {chars}",
+                Self::MIN_CHARS,
+                Self::MAX_CHARS
+            ));
+        }
+        Ok(Password(raw))
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(…)")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +151,28 @@ mod tests {
         }
         let long_local = format!("{}@example.com", "a".repeat(65));
         assert!(Email::parse(&long_local).is_err());
+    }
+
+    #[test]
+    fn passwords() {
+        let cases = [
+            ("x".repeat(9), false),
+            ("x".repeat(10), true),
+            ("é".repeat(256), true),
+            ("x".repeat(257), false),
+            (String::new(), false),
+        ];
+        for (raw, ok) in cases {
+            let parsed = Password::parse(raw.clone());
+            assert_eq!(parsed.is_ok(), ok, "{} chars", raw.chars().count());
+            if let Err(e) = parsed {
+                assert!(!e.contains(&raw) || raw.is_empty(), "{e}");
+            }
+        }
+        assert_eq!(
+            format!("{:?}", Password::parse("secret-password".into()).unwrap()),
+            "Password(…)"
+        );
     }
 
     #[test]

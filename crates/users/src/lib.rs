@@ -1,16 +1,24 @@
-//! The users module: registration, profile changes, activation.
+//! The users module: registration, profile changes, activation, credentials and tokens.
 //!
-//! Implements [`users_api::UserApi`] over its own schema `users` (role `emporium_users`) and
-//! serves `/users`. Knows nothing of products, orders or payments; other modules see it
-//! only through `users-api`.
+//! Implements [`users_api::UserApi`] over its own schema `users` (role `emporium_users`),
+//! issues and verifies access tokens ([`Tokens`], the app's
+//! [`kernel::auth::TokenVerifier`]), and serves `/users`, `/auth` and
+//! `/.well-known/jwks.json`; who may do what on `/users` is [`rules`](crate::rules).
+//! Knows nothing of products, orders or payments; other modules see it only through
+//! `users-api`, and see callers only as a [`kernel::Principal`].
 
+mod auth;
 mod domain;
 mod http;
+mod rules;
 mod schema;
 mod service;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
+pub use auth::keys::rotate as rotate_key;
+pub use auth::tokens::{AUDIENCE, ISSUER};
+pub use auth::{Auth, Jwk, Jwks, LoginLock, MAX_FAILURES, TokenPair, TokenSettings, Tokens};
 pub use http::{endpoints, routes};
 pub use service::UserService;
 

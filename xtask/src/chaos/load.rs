@@ -114,14 +114,18 @@ pub(super) async fn drive(
             .await
             .map(|_| ())
         } else {
-            let user = &shop.users[rng.below(shop.users.len())];
-            let url = format!("{base}/users/{user}");
+            let who = rng.below(shop.users.len());
+            let url = format!("{base}/users/{}", shop.users[who]);
             http.patch(url)
+                .bearer_auth(&shop.tokens[who])
                 .json(&json!({"name": format!("Renamed {}", rng.next() % 1000)}))
                 .send()
                 .await
-                .map(|_| ())
                 .map_err(Into::into)
+                .and_then(|answer| match answer.status().as_u16() {
+                    401 | 403 => anyhow::bail!("a customer's rename of itself was refused"),
+                    _ => Ok(()),
+                })
         };
         if result.is_err() {
             counts.failed.fetch_add(1, Ordering::Relaxed);

@@ -171,6 +171,8 @@ struct Totals {
 #[derive(Default)]
 struct Shop {
     users: Vec<String>,
+    /// An access token of each user, in the same order (valid for `ACCESS_TOKEN_TTL`).
+    tokens: Vec<String>,
     products: Vec<String>,
     orders: Mutex<Vec<String>>,
 }
@@ -199,6 +201,7 @@ impl Chaos {
         let timeout = format!("{}ms", GATEWAY_TIMEOUT.as_millis());
         let env = [
             ("ADMIN_TOKEN", TOKEN),
+            ("ACCESS_TOKEN_TTL", "1h"),
             ("PLACEMENT_TIMEOUT", "2s"),
             ("PAYMENT_GATEWAY_TIMEOUT", timeout.as_str()),
             ("HTTP_WORKERS", "2"),
@@ -217,14 +220,24 @@ impl Chaos {
         let http = reqwest::Client::new();
         let mut shop = Shop::default();
         for i in 0..USERS {
+            let (email, password) = (format!("chaos{i}@example.com"), "chaos password");
             let user = post(
                 &http,
                 &base,
                 "/users",
-                json!({"email": format!("chaos{i}@example.com"), "name": format!("Chaos {i}")}),
+                json!({"email": email, "name": format!("Chaos {i}"), "password": password}),
             )
             .await?;
             shop.users.push(id(&user.1, "id")?);
+            // Each customer logs in like a client; renames are made with its own token.
+            let login = post(
+                &http,
+                &base,
+                "/auth/token",
+                json!({"grant_type": "password", "email": email, "password": password}),
+            )
+            .await?;
+            shop.tokens.push(id(&login.1, "access_token")?);
         }
         for (i, stock) in STOCKS.into_iter().enumerate() {
             let body = json!({"name": format!("Item {i}"), "price": format!("{}.{:02}", i + 1, i * 7 % 100), "stock": stock});

@@ -79,7 +79,7 @@ async fn every_event_names_its_cause_and_the_steps_it_caused_keep_its_request_id
         &app,
         "req-register",
         "/users",
-        json!({"email": "audited@example.com", "name": "Audited"}),
+        json!({"email": "audited@example.com", "name": "Audited", "password": "audited password"}),
     )
     .await["id"]
         .as_str()
@@ -123,11 +123,33 @@ async fn every_event_names_its_cause_and_the_steps_it_caused_keep_its_request_id
     })
     .await;
 
-    // Callers are anonymous until identity lands: a `user` with no id.
+    // A registration is anonymous: a `user` with no id.
     assert_eq!(
         trail(&app, "users").await,
         [step("user.registered", "user", Some("req-register"))]
     );
+    // An authenticated caller is named: the user renames itself with its token.
+    let renamer = app.user("renamer@example.com").await;
+    let token = crate::sessions().get(&renamer).cloned().unwrap();
+    let renamed = app
+        .http
+        .client
+        .patch(format!("{}/users/{renamer}", app.http.base))
+        .bearer_auth(token)
+        .header("X-Request-Id", "req-rename")
+        .json(&json!({"name": "Renamed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(renamed.status(), 200);
+    let named = app
+        .db
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM users.events WHERE event_type = 'user.updated' \
+             AND actor_kind = 'user' AND actor_id = '{renamer}' AND correlation_id = 'req-rename'"
+        ))
+        .await;
+    assert_eq!(named, 1, "user.updated names the user who made it");
     assert_eq!(
         trail(&app, "orders").await,
         [

@@ -28,6 +28,12 @@ fn help_lists_every_flag() {
         "ADMIN_TOKEN",
         "ORDER_EXPIRY",
         "LOG_FORMAT",
+        "ACCESS_TOKEN_TTL",
+        "REFRESH_TOKEN_TTL",
+        "AUTH_SIGNING_KEY_FILE",
+        "LOGIN_LOCK_WINDOW",
+        "users",
+        "keys",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
@@ -154,7 +160,7 @@ async fn logs_carry_the_request_id_through_every_module_call() {
     let user = http
         .post(
             "/users",
-            serde_json::json!({"email": "log@example.com", "name": "Log"}),
+            serde_json::json!({"email": "log@example.com", "name": "Log", "password": crate::PASSWORD}),
         )
         .await
         .body;
@@ -205,4 +211,216 @@ async fn logs_carry_the_request_id_through_every_module_call() {
             "no {module_call} line with the request id in {spans:?}"
         );
     }
+}
+
+/// Starts the binary on `db` with JSON logs at `debug`, waits until it answers.
+async fn serve_logging(
+    db: &kernel::testing::TestDatabase,
+    extra: &[(&str, &str)],
+) -> (std::process::Child, kernel::testing::Http) {
+    let port = free_port();
+    let mut command = Command::new(BIN);
+    command
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (name, value) in extra {
+        command.env(name, value);
+    }
+    let child = command.spawn().unwrap();
+    let http = kernel::testing::Http::new(format!("http://127.0.0.1:{port}"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http
+        .client
+        .get(format!("{}/health/ready", http.base))
+        .send()
+        .await
+        .is_err()
+    {
+        assert!(Instant::now() < deadline, "server never answered");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (child, http)
+}
+
+/// SIGTERM, then everything the process wrote.
+async fn stop_and_read(mut child: std::process::Child) -> String {
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
+        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut text).unwrap();
+        child.wait().unwrap();
+        text
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_password_or_token_reaches_the_logs_or_the_events() {
+    use serde_json::json;
+    let db = crate::database().await;
+    let admin_token = "log-test-admin-token-42";
+    let (child, http) = serve_logging(&db, &[("ADMIN_TOKEN", admin_token)]).await;
+    let (password, new_password) = ("first secret password", "second secret password");
+    let user = http
+        .post(
+            "/users",
+            json!({"email": "leak@example.com", "name": "Leak", "password": password}),
+        )
+        .await
+        .body;
+    let id = user["id"].as_str().unwrap();
+    let login = |password: &str| {
+        let (http, password) = (http.clone(), password.to_owned());
+        async move {
+            http.post(
+                "/auth/token",
+                json!({"grant_type": "password", "email": "leak@example.com", "password": password}),
+            )
+            .await
+        }
+    };
+    assert_eq!(login("a wrong password").await.status, 401);
+    let pair = login(password).await.body;
+    let access = pair["access_token"].as_str().unwrap().to_owned();
+    let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    let me = http.with_bearer(&access);
+    assert_eq!(me.get("/users/me").await.status, 200);
+    let changed = me
+        .patch(
+            &format!("/users/{id}"),
+            json!({"password": new_password, "current_password": password}),
+        )
+        .await;
+    assert_eq!(changed.status, 200);
+    let granted = http
+        .with_bearer(admin_token)
+        .put(&format!("/users/{id}/roles"), json!({"roles": ["support"]}))
+        .await;
+    assert_eq!(granted.status, 200);
+    let second = login(new_password).await.body;
+    let refreshed = http
+        .post(
+            "/auth/token",
+            json!({"grant_type": "refresh_token", "refresh_token": second["refresh_token"]}),
+        )
+        .await;
+    assert_eq!(refreshed.status, 200);
+    http.post("/auth/revoke", json!({"refresh_token": refresh}))
+        .await;
+    http.with_bearer(&format!("{access}x"))
+        .get("/users/me")
+        .await;
+    let logs = stop_and_read(child).await;
+    assert!(logs.contains("logged in"), "the logs were captured: {logs}");
+
+    #[derive(diesel::QueryableByName)]
+    struct Payload {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        payload: String,
+    }
+    use diesel_async::RunQueryDsl;
+    let events: Vec<Payload> =
+        diesel::sql_query("SELECT payload::text AS payload FROM users.events")
+            .load(&mut db.connect().await)
+            .await
+            .unwrap();
+    assert!(!events.is_empty());
+    let second_access = second["access_token"].as_str().unwrap();
+    let second_refresh = second["refresh_token"].as_str().unwrap();
+    let texts = std::iter::once(logs).chain(events.into_iter().map(|e| e.payload));
+    let secrets = [
+        password,
+        new_password,
+        "$argon2",
+        admin_token,
+        &access,
+        &refresh,
+        second_access,
+        second_refresh,
+    ];
+    for text in texts {
+        for secret in secrets {
+            assert!(!text.contains(secret), "{secret:?} leaked:\n{text}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_grant_and_keys_rotate_work_on_the_database() {
+    use serde_json::json;
+    let db = crate::database().await;
+    let (child, http) = serve_logging(&db, &[]).await;
+    let registered = http
+        .post(
+            "/users",
+            json!({"email": "boss@example.com", "name": "Boss", "password": crate::PASSWORD}),
+        )
+        .await;
+    assert_eq!(registered.status, 201);
+    let run = |args: &[&str]| {
+        Command::new(BIN)
+            .args(args)
+            .env("DATABASE_URL", &db.url)
+            .output()
+            .unwrap()
+    };
+    let cases: [(&[&str], bool); 4] = [
+        (
+            &["users", "grant", "Boss@example.com", "admin", "support"],
+            true,
+        ),
+        (&["users", "grant", "nobody@example.com", "admin"], false),
+        (&["users", "grant", "boss@example.com", "wizard"], false),
+        (&["users", "grant", "boss@example.com"], false),
+    ];
+    for (args, ok) in cases {
+        let out = run(args);
+        assert_eq!(
+            out.status.success(),
+            ok,
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let login = || {
+        let http = http.clone();
+        async move {
+            let body = json!({"grant_type": "password", "email": "boss@example.com",
+                "password": crate::PASSWORD});
+            http.post("/auth/token", body).await.body["access_token"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        }
+    };
+    let me = http.with_bearer(&login().await).get("/users/me").await;
+    assert_eq!(me.body["roles"], json!(["support", "admin"]));
+
+    let out = run(&["keys", "rotate"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let jwks = http.get("/.well-known/jwks.json").await.body;
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 2, "{jwks}");
+    let token = login().await;
+    let header = token.split('.').next().unwrap();
+    let header: serde_json::Value = serde_json::from_slice(
+        &base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, header).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(header["kid"], jwks["keys"][0]["kid"], "the new key signs");
+    assert_eq!(http.with_bearer(&token).get("/users/me").await.status, 200);
+    stop_and_read(child).await;
 }

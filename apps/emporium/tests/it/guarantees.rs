@@ -114,7 +114,7 @@ async fn the_projection_applies_an_event_that_commits_late() {
     eventlog::append(&mut a, "users", &[renamed]).await.unwrap();
     // Writer B (an ordinary request) commits after A began.
     assert_eq!(
-        app.http
+        app.as_user(&late)
             .patch(&format!("/users/{late}"), json!({"name": "Renamed Late"}))
             .await
             .status,
@@ -277,7 +277,7 @@ async fn replaying_every_event_changes_nothing() {
         .await;
     app.command(&cancelled, "cancel", json!({"reason": "no"}))
         .await;
-    app.http
+    app.as_user(&user)
         .patch(&format!("/users/{user}"), json!({"name": "Renamed"}))
         .await;
     app.http
@@ -453,7 +453,7 @@ async fn invariants_hold_after_a_randomized_run() {
                             }
                             _ => {
                                 let user = &users[(rng.next() % 4) as usize];
-                                app.http
+                                app.as_user(user)
                                     .patch(
                                         &format!("/users/{user}"),
                                         json!({"name": format!("n{}", rng.next() % 100)}),

@@ -15,6 +15,21 @@ use emporium::{Config, Hooks};
 use kernel::testing::{Http, TestDatabase};
 use serde_json::{Value, json};
 
+/// The password of every user the app suite registers.
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Access tokens of the users [`TestApp::user`] made, by user id (ids are unique, so one
+/// map serves every test).
+fn sessions() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, String>> {
+    static SESSIONS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, String>>,
+    > = std::sync::OnceLock::new();
+    SESSIONS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
 struct TestApp {
     http: Http,
     db: TestDatabase,
@@ -63,16 +78,44 @@ impl TestApp {
         self.handle.stop(false).await;
     }
 
+    /// Registers a user with [`PASSWORD`] and logs them in (see [`TestApp::as_user`]);
+    /// answers their id.
     async fn user(&self, email: &str) -> String {
         let answer = self
             .http
             .post(
                 "/users",
-                json!({"email": email, "name": email.split('@').next()}),
+                json!({"email": email, "name": email.split('@').next(), "password": PASSWORD}),
             )
             .await;
         assert_eq!(answer.status, 201, "{:#}", answer.body);
-        answer.body["id"].as_str().unwrap().to_owned()
+        let id = answer.body["id"].as_str().unwrap().to_owned();
+        let token = self.login(email).await;
+        sessions().insert(id.clone(), token);
+        id
+    }
+
+    /// An access token of the user with this email (registered with [`PASSWORD`]).
+    async fn login(&self, email: &str) -> String {
+        let answer = self
+            .http
+            .post(
+                "/auth/token",
+                json!({"grant_type": "password", "email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{:#}", answer.body);
+        answer.body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// A client logged in as the user [`TestApp::user`] made (on any instance of the
+    /// database: every instance verifies every other's tokens).
+    fn as_user(&self, id: &str) -> Http {
+        let token = sessions()
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| panic!("user {id} was not made by TestApp::user"));
+        self.http.with_bearer(&token)
     }
 
     async fn product(&self, name: &str, price: &str, stock: i64) -> String {

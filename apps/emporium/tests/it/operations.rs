@@ -48,7 +48,10 @@ async fn a_panic_is_answered_500_and_the_worker_lives_on() {
     }
     for _ in 0..20 {
         assert_eq!(
-            app.http.get(&format!("/users/{user}")).await.status,
+            app.as_user(&user)
+                .get(&format!("/users/{user}"))
+                .await
+                .status,
             200,
             "both workers still serve"
         );
@@ -183,7 +186,7 @@ async fn metrics_speak_prometheus() {
     app.http
         .get(&format!("/queries/orders/{order}?min_version=1"))
         .await;
-    app.http.get(&format!("/users/{user}")).await;
+    app.as_user(&user).get(&format!("/users/{user}")).await;
     let answer = app
         .http
         .client
@@ -261,7 +264,7 @@ async fn rebuild_replays_the_log_into_a_fresh_read_model_while_queries_answer() 
         }
         orders.push(order);
     }
-    app.http
+    app.as_user(&user)
         .patch(
             &format!("/users/{user}"),
             json!({"name": "Renamed before rebuild"}),

@@ -14,10 +14,11 @@ async fn user_and_product_renames_reach_the_read_model() {
     let user = app.user("rename@example.com").await;
     let product = app.product("Old name", "2.00", 5).await;
     let order = app.placed(&user, &[(&product, 1)]).await;
-    app.http
+    app.as_user(&user)
         .patch(
             &format!("/users/{user}"),
-            json!({"name": "New Person", "email": "new@example.com"}),
+            json!({"name": "New Person", "email": "new@example.com",
+                "current_password": crate::PASSWORD}),
         )
         .await;
     app.http

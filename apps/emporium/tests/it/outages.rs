@@ -33,19 +33,19 @@ async fn a_database_outage_answers_503_then_recovers_without_a_restart() {
     };
     let app = spawn_with(db, Config::for_database, Hooks::default()).await;
     let user = app.user("outage@example.com").await;
-    let before = app.http.get(&format!("/users/{user}")).await;
+    let before = app.as_user(&user).get(&format!("/users/{user}")).await;
     assert_eq!(before.status, 200);
 
     postgres.0.stop().expect("stop Postgres");
     let started = Instant::now();
-    let down = app.http.get(&format!("/users/{user}")).await;
+    let down = app.as_user(&user).get(&format!("/users/{user}")).await;
     down.assert_problem(503, "service_unavailable");
     assert_eq!(down.header("retry-after"), Some("1"));
     let write = app
         .http
         .post(
             "/users",
-            json!({"email": "during@example.com", "name": "During"}),
+            json!({"email": "during@example.com", "name": "During", "password": crate::PASSWORD}),
         )
         .await;
     write.assert_problem(503, "service_unavailable");
@@ -74,7 +74,7 @@ async fn a_database_outage_answers_503_then_recovers_without_a_restart() {
     })
     .await;
     assert_eq!(
-        app.http.get(&format!("/users/{user}")).await.body,
+        app.as_user(&user).get(&format!("/users/{user}")).await.body,
         before.body
     );
     // Event delivery survived the outage: a new order reaches the read model.
@@ -150,7 +150,7 @@ async fn a_crash_under_traffic_answers_503_never_500() {
                         ),
                         4 => (
                             "rename",
-                            app.http
+                            app.as_user(&user)
                                 .patch(&format!("/users/{user}"), json!({"name": format!("N{n}")}))
                                 .await,
                         ),

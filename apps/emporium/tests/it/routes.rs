@@ -27,17 +27,20 @@ async fn users_and_products_routes_work_together() {
         .http
         .post(
             "/users",
-            json!({"email": "Shopper@Example.com", "name": "Shopper"}),
+            json!({"email": "Shopper@Example.com", "name": "Shopper", "password": crate::PASSWORD}),
         )
         .await;
     assert_eq!(user.status, 201);
     let user_path = user.header("location").unwrap().to_owned();
+    let me = app
+        .http
+        .with_bearer(&app.login("shopper@example.com").await);
     assert_eq!(
-        app.http.get(&user_path).await.body["email"],
+        me.get(&user_path).await.body["email"],
         "shopper@example.com"
     );
-    let patched = app.http.patch(&user_path, json!({"active": false})).await;
-    assert_eq!(patched.body["active"], false);
+    let patched = me.patch(&user_path, json!({"name": "Shopper Two"})).await;
+    assert_eq!(patched.body["name"], "Shopper Two");
 
     let product = app
         .http
@@ -97,7 +100,7 @@ async fn no_bad_request_on_any_route_yields_a_server_error() {
         .http
         .post(
             "/users",
-            json!({"email": "sweep@example.com", "name": "Sweep"}),
+            json!({"email": "sweep@example.com", "name": "Sweep", "password": crate::PASSWORD}),
         )
         .await
         .body;

@@ -79,28 +79,29 @@ async fn register_rejects_bad_input_with_a_problem_and_writes_nothing() {
         (json_ct, big_name, 413, "payload_too_large", None),
         (
             json_ct,
-            r#"{"name": "A"}"#.into(),
+            r#"{"name": "A", "password": "correct horse battery"}"#.into(),
             422,
             "validation_failed",
             Some("email"),
         ),
         (
             json_ct,
-            r#"{"email": "a@example.com"}"#.into(),
+            r#"{"email": "a@example.com", "password": "correct horse battery"}"#.into(),
             422,
             "validation_failed",
             Some("name"),
         ),
         (
             json_ct,
-            r#"{"email": null, "name": "A"}"#.into(),
+            r#"{"email": null, "name": "A", "password": "correct horse battery"}"#.into(),
             422,
             "validation_failed",
             Some("email"),
         ),
         (
             json_ct,
-            r#"{"email": "a@example.com", "name": "   "}"#.into(),
+            r#"{"email": "a@example.com", "name": "   ", "password": "correct horse battery"}"#
+                .into(),
             422,
             "validation_failed",
             Some("name"),
@@ -108,12 +109,33 @@ async fn register_rejects_bad_input_with_a_problem_and_writes_nothing() {
         (
             json_ct,
             format!(
-                r#"{{"email": "a@example.com", "name": "{}"}}"#,
+                r#"{{"email": "a@example.com", "name": "{}", "password": "correct horse battery"}}"#,
                 "n".repeat(201)
             ),
             422,
             "validation_failed",
             Some("name"),
+        ),
+        (
+            json_ct,
+            r#"{"email": "a@example.com", "name": "A"}"#.into(),
+            422,
+            "validation_failed",
+            Some("password"),
+        ),
+        (
+            json_ct,
+            r#"{"email": "a@example.com", "name": "A", "password": "123456789"}"#.into(),
+            422,
+            "validation_failed",
+            Some("password"),
+        ),
+        (
+            json_ct,
+            json!({"email": "a@example.com", "name": "A", "password": "p".repeat(257)}).to_string(),
+            422,
+            "validation_failed",
+            Some("password"),
         ),
     ];
     let bad_emails = [
@@ -134,7 +156,7 @@ async fn register_rejects_bad_input_with_a_problem_and_writes_nothing() {
     for email in bad_emails {
         all.push((
             json_ct,
-            json!({"email": email, "name": "A"}).to_string(),
+            json!({"email": email, "name": "A", "password": "correct horse battery"}).to_string(),
             422,
             "validation_failed",
             Some("email"),
@@ -153,6 +175,10 @@ async fn register_rejects_bad_input_with_a_problem_and_writes_nothing() {
                 .iter()
                 .map(|e| e["field"].as_str().unwrap())
                 .collect();
+            assert!(
+                !problem.to_string().contains("123456789"),
+                "a password is never echoed: {problem}"
+            );
             assert_eq!(
                 fields,
                 [field],
@@ -178,7 +204,10 @@ async fn both_invalid_fields_are_named_at_once() {
     let app = spawn_app().await;
     let answer = app
         .http
-        .post("/users", json!({"email": "nope", "name": ""}))
+        .post(
+            "/users",
+            json!({"email": "nope", "name": "", "password": "short"}),
+        )
         .await;
     let problem = answer.assert_problem(422, "validation_failed");
     let fields: Vec<&str> = problem["errors"]
@@ -187,7 +216,7 @@ async fn both_invalid_fields_are_named_at_once() {
         .iter()
         .map(|e| e["field"].as_str().unwrap())
         .collect();
-    assert_eq!(fields, ["email", "name"]);
+    assert_eq!(fields, ["email", "name", "password"]);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 use serde_json::json;
 
-use crate::spawn_app;
+use crate::{PASSWORD, path, spawn_app};
+use kernel::Role;
 
 #[tokio::test]
 async fn register_then_get_returns_the_stored_user() {
@@ -9,7 +10,7 @@ async fn register_then_get_returns_the_stored_user() {
         .http
         .post(
             "/users",
-            json!({"email": "  Ada@Example.COM ", "name": "  Ada Lovelace "}),
+            json!({"email": "  Ada@Example.COM ", "name": "  Ada Lovelace ", "password": PASSWORD}),
         )
         .await;
     assert_eq!(created.status, 201, "{:#}", created.body);
@@ -23,10 +24,16 @@ async fn register_then_get_returns_the_stored_user() {
     assert_eq!(user["email"], "ada@example.com", "trimmed and lower-cased");
     assert_eq!(user["name"], "Ada Lovelace", "trimmed");
     assert_eq!(user["active"], true);
+    assert_eq!(user["roles"], json!([]), "a new user is a customer");
+    assert!(user.get("password").is_none() && user.get("password_hash").is_none());
     assert_eq!(user["created_at"], user["updated_at"]);
     chrono::DateTime::parse_from_rfc3339(user["created_at"].as_str().unwrap()).expect("RFC 3339");
 
-    let fetched = app.http.get(&format!("/users/{id}")).await;
+    let fetched = app
+        .as_customer(user)
+        .await
+        .get(&format!("/users/{id}"))
+        .await;
     assert_eq!(fetched.status, 200);
     assert_eq!(&fetched.body, user);
     assert_eq!(app.users_in_db().await, 1);
@@ -39,7 +46,7 @@ async fn duplicate_email_is_rejected_case_insensitively() {
         app.http
             .post(
                 "/users",
-                json!({"email": "grace@example.com", "name": "Grace"})
+                json!({"email": "grace@example.com", "name": "Grace", "password": PASSWORD})
             )
             .await
             .status,
@@ -52,7 +59,10 @@ async fn duplicate_email_is_rejected_case_insensitively() {
     ] {
         let again = app
             .http
-            .post("/users", json!({"email": email, "name": "Other"}))
+            .post(
+                "/users",
+                json!({"email": email, "name": "Other", "password": PASSWORD}),
+            )
             .await;
         again.assert_problem(409, "email_taken");
     }
@@ -62,16 +72,17 @@ async fn duplicate_email_is_rejected_case_insensitively() {
 #[tokio::test]
 async fn get_unknown_or_malformed_ids() {
     let app = spawn_app().await;
-    app.http
+    let (_, support) = app.as_staff(Role::Support).await;
+    support
         .get("/users/01900000-0000-7000-8000-000000000000")
         .await
         .assert_problem(404, "user_not_found");
     for bad in ["not-a-uuid", "123", "01900000-0000-7000-8000-00000000000g"] {
-        app.http
+        support
             .get(&format!("/users/{bad}"))
             .await
             .assert_problem(400, "invalid_path");
-        app.http
+        support
             .patch(&format!("/users/{bad}"), json!({"name": "x"}))
             .await
             .assert_problem(400, "invalid_path");
@@ -81,53 +92,55 @@ async fn get_unknown_or_malformed_ids() {
 #[tokio::test]
 async fn patch_changes_each_field_and_keeps_the_rest() {
     let app = spawn_app().await;
-    let user = app
-        .http
-        .post(
-            "/users",
-            json!({"email": "linus@example.com", "name": "Linus"}),
-        )
-        .await
-        .body;
-    let path = format!("/users/{}", user["id"].as_str().unwrap());
+    let user = app.register("linus@example.com").await;
+    let (me, (_, support)) = (
+        app.as_customer(&user).await,
+        app.as_staff(Role::Support).await,
+    );
+    let path = path(&user);
 
-    let renamed = app.http.patch(&path, json!({"name": " Linus T "})).await;
+    let renamed = me.patch(&path, json!({"name": " Linus T "})).await;
     assert_eq!(renamed.status, 200, "{:#}", renamed.body);
     assert_eq!(renamed.body["name"], "Linus T");
     assert_eq!(renamed.body["email"], "linus@example.com");
     assert_ne!(renamed.body["updated_at"], user["updated_at"]);
     assert_eq!(renamed.body["created_at"], user["created_at"]);
 
-    let moved = app
-        .http
-        .patch(&path, json!({"email": "LT@Example.org"}))
+    let moved = me
+        .patch(
+            &path,
+            json!({"email": "LT@Example.org", "current_password": PASSWORD}),
+        )
         .await;
     assert_eq!(moved.body["email"], "lt@example.org");
 
-    let deactivated = app.http.patch(&path, json!({"active": false})).await;
+    let deactivated = support.patch(&path, json!({"active": false})).await;
     assert_eq!(deactivated.body["active"], false);
     assert_eq!(deactivated.body["name"], "Linus T");
 
-    let unchanged = app.http.patch(&path, json!({})).await;
+    let unchanged = support.patch(&path, json!({})).await;
     assert_eq!(unchanged.status, 200);
     assert_eq!(
         unchanged.body, deactivated.body,
         "an empty patch changes nothing, not even updated_at"
     );
 
-    let stored = app.http.get(&path).await.body;
+    let stored = support.get(&path).await.body;
     assert_eq!(stored, deactivated.body);
 
     // One event per change, in the same transaction: registered v1, three updates, and
     // nothing for the empty patch.
     let published = app
         .db
-        .scalar("SELECT count(*) AS n FROM users.events")
+        .scalar(&format!(
+            "SELECT count(*) AS n FROM users.events WHERE aggregate_id = '{}'",
+            user["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(published, 4);
     let versions = app
         .db
-        .scalar("SELECT count(*) AS n FROM users.events WHERE (event_type = 'user.registered' AND aggregate_version = 1) OR (event_type = 'user.updated' AND aggregate_version BETWEEN 2 AND 4)")
+        .scalar("SELECT count(*) AS n FROM users.events WHERE (event_type = 'user.registered' AND aggregate_version = 1 AND payload->>'name' = 'linus') OR (event_type = 'user.updated' AND aggregate_version BETWEEN 2 AND 4)")
         .await;
     assert_eq!(versions, 4);
     let last = app.db.scalar("SELECT count(*) AS n FROM users.events WHERE aggregate_version = 4 AND payload = '{\"email\": \"lt@example.org\", \"name\": \"Linus T\", \"active\": false}'::jsonb").await;
@@ -137,42 +150,28 @@ async fn patch_changes_each_field_and_keeps_the_rest() {
 #[tokio::test]
 async fn patch_email_to_a_taken_one_conflicts_and_changes_nothing() {
     let app = spawn_app().await;
-    app.http
-        .post(
-            "/users",
-            json!({"email": "first@example.com", "name": "First"}),
-        )
-        .await;
-    let second = app
-        .http
-        .post(
-            "/users",
-            json!({"email": "second@example.com", "name": "Second"}),
-        )
-        .await
-        .body;
-    let path = format!("/users/{}", second["id"].as_str().unwrap());
+    app.register("first@example.com").await;
+    let second = app.register("second@example.com").await;
+    let (_, support) = app.as_staff(Role::Support).await;
+    let path = path(&second);
 
-    app.http
+    support
         .patch(
             &path,
             json!({"email": "FIRST@example.com", "name": "Renamed"}),
         )
         .await
         .assert_problem(409, "email_taken");
-    let stored = app.http.get(&path).await.body;
+    let stored = support.get(&path).await.body;
     assert_eq!(stored, second, "a rejected patch leaves the user as it was");
 }
 
 #[tokio::test]
 async fn patch_validates_like_register() {
     let app = spawn_app().await;
-    let user = app
-        .http
-        .post("/users", json!({"email": "v@example.com", "name": "V"}))
-        .await
-        .body;
-    let path = format!("/users/{}", user["id"].as_str().unwrap());
+    let user = app.register("v@example.com").await;
+    let (_, support) = app.as_staff(Role::Support).await;
+    let path = path(&user);
     let cases = [
         (json!({"email": "nope"}), 422, "validation_failed"),
         (json!({"name": "   "}), 422, "validation_failed"),
@@ -182,22 +181,25 @@ async fn patch_validates_like_register() {
         (json!(["name"]), 400, "invalid_body"),
     ];
     for (body, status, code) in cases {
-        app.http
+        support
             .patch(&path, body.clone())
             .await
             .assert_problem(status, code);
     }
-    app.http
+    support
         .patch(
             "/users/01900000-0000-7000-8000-000000000000",
             json!({"name": "Ghost"}),
         )
         .await
         .assert_problem(404, "user_not_found");
-    assert_eq!(app.http.get(&path).await.body, user);
+    assert_eq!(support.get(&path).await.body, user);
     assert_eq!(
         app.db
-            .scalar("SELECT count(*) AS n FROM users.events")
+            .scalar(&format!(
+                "SELECT count(*) AS n FROM users.events WHERE aggregate_id = '{}'",
+                user["id"].as_str().unwrap()
+            ))
             .await,
         1,
         "rejected patches publish nothing"

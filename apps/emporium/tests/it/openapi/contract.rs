@@ -49,6 +49,8 @@ pub(crate) fn registered() -> BTreeSet<(String, String)> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Part {
     Users,
+    /// `/auth` and `/.well-known`.
+    Auth,
     Products,
     OrderCommands,
     OrderQueries,
@@ -66,6 +68,8 @@ impl Part {
         };
         if under("/users") {
             Part::Users
+        } else if under("/auth") || under("/.well-known") {
+            Part::Auth
         } else if under("/products") {
             Part::Products
         } else if under("/commands/orders") {

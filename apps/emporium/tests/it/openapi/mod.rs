@@ -6,6 +6,7 @@
 
 mod answers;
 mod contract;
+mod identity;
 
 use std::collections::{BTreeMap, BTreeSet};
 
