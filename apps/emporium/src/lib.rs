@@ -234,6 +234,8 @@ pub struct Modules {
     pub payments: Arc<dyn PaymentApi>,
     pub order_commands: Arc<dyn OrderCommands>,
     pub order_queries: Arc<dyn OrderQueries>,
+    /// Whose an order is, for the payments routes.
+    pub order_owners: Arc<dyn payments_api::OrderOwners>,
     pub orders: Arc<orders::OrderWriteSide>,
     pub orders_read: Arc<orders_read::OrderReadSide>,
     payment_service: Arc<payments::PaymentService>,
@@ -326,6 +328,7 @@ impl Modules {
             payments,
             order_commands: orders.commands(),
             order_queries: orders_read.queries(),
+            order_owners: orders.owners(),
             orders,
             orders_read,
             payment_service,
@@ -349,13 +352,13 @@ impl Modules {
             .app_data(web::Data::from(self.payments.clone()))
             .app_data(web::Data::from(self.order_commands.clone()))
             .app_data(web::Data::from(self.order_queries.clone()))
+            .app_data(web::Data::from(self.order_owners.clone()))
             .app_data(web::Data::from(self.auth.clone()))
             .app_data(web::Data::new(kernel::auth::Authenticator {
                 verifier: Some(self.auth.tokens().clone()),
                 admin_token: self.admin_token.clone(),
             }))
-            .app_data(web::Data::new(self.clone()))
-            .app_data(web::Data::new(ops::AdminToken(self.admin_token.clone())));
+            .app_data(web::Data::new(self.clone()));
         for (mount, routes) in endpoints() {
             match mount {
                 Mount::Open => routes.mount(cfg),

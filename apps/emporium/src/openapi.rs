@@ -41,10 +41,6 @@ pub fn document() -> OpenApi {
     }
     if let Some(components) = document.components.as_mut() {
         components.add_security_scheme(
-            crate::ops::ADMIN_AUTH,
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-        components.add_security_scheme(
             kernel::openapi::BEARER_AUTH,
             SecurityScheme::Http(
                 HttpBuilder::new()
@@ -52,7 +48,10 @@ pub fn document() -> OpenApi {
                     .bearer_format("JWT")
                     .description(Some(
                         "An access token from `POST /auth/token` (EdDSA JWT), or the \
-                         `ADMIN_TOKEN` where a route accepts it.",
+                         `ADMIN_TOKEN` where a route accepts it (`/admin` and \
+                         `PUT /users/{id}/roles`). An operation's list of roles names the \
+                         roles of which the caller needs one; an empty list needs only a \
+                         token, and the operation says whose things it reaches.",
                     ))
                     .build(),
             ),

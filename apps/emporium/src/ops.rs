@@ -1,30 +1,23 @@
 //! Operations: `/metrics` (Prometheus text) and `/admin` (projection status and rebuild),
-//! the latter behind `ADMIN_TOKEN`; registered, like every route, from their
+//! the latter for admins only (`authorize`); registered, like every route, from their
 //! `#[utoipa::path]`s.
 
 use std::collections::BTreeMap;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError, web};
 use chrono::Utc;
 use eventlog::SubscriptionStatus;
 use kernel::Problem;
 use kernel::http::PROBLEM_JSON;
-use kernel::openapi::{Routes, ServiceUnavailable};
+use kernel::Principal;
+use kernel::openapi::{Routes, ServiceUnavailable, Unauthenticated};
 use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::Modules;
-
-/// The security scheme of the `/admin` routes (the `security` of their `#[utoipa::path]`s).
-pub(crate) const ADMIN_AUTH: &str = "admin_token";
-
-/// The configured admin token, if any.
-#[derive(Clone)]
-pub(crate) struct AdminToken(pub(crate) Option<String>);
 
 /// `/metrics`.
 pub(crate) fn endpoints() -> Routes {
@@ -38,42 +31,19 @@ pub(crate) fn admin() -> Routes {
         .add(__path_rebuild, rebuild)
 }
 
-/// `Authorization: Bearer <ADMIN_TOKEN>`: `403` when no token is configured, `401` when the
-/// header is missing or wrong. The comparison takes the same time wherever the first
-/// difference is; neither token is ever logged.
+/// The rule of every `/admin` route: an `admin` access token or `Bearer <ADMIN_TOKEN>`
+/// (`kernel::Principal::require_admin`); no credentials are `401`, any other principal
+/// `403`. The admin token is compared in constant time (`kernel::auth`) and never logged.
 pub(crate) async fn authorize(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
-    let configured = req
-        .app_data::<web::Data<AdminToken>>()
-        .and_then(|t| t.0.clone());
-    let Some(expected) = configured else {
-        let problem = Problem::new(
-            403,
-            "admin_disabled",
-            "the admin routes are disabled; start emporium with ADMIN_TOKEN set to enable them",
-        );
-        return Ok(req.into_response(problem.error_response()));
+    let allowed = match req.extract::<Principal>().await {
+        Ok(principal) => principal.require_admin(),
+        Err(problem) => Err(problem),
     };
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if !kernel::auth::constant_time_eq(presented.as_bytes(), expected.as_bytes()) {
-        let problem = Problem::new(
-            401,
-            "unauthorized",
-            "the admin routes need Authorization: Bearer <ADMIN_TOKEN>",
-        );
-        let mut response = problem.error_response();
-        response.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
-        return Ok(req.into_response(response));
+    if let Err(problem) = allowed {
+        return Ok(req.into_response(problem.error_response()));
     }
     Ok(next.call(req).await?.map_into_boxed_body())
 }
@@ -218,14 +188,12 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
     path = "/admin/projections/{name}/rebuild",
     tag = "operations",
     operation_id = "rebuild_projection",
-    security(("admin_token" = [])),
+    security(("bearer" = ["admin"])),
     params(("name" = String, Path, description = "The projection: `orders_read`.")),
     responses(
         (status = 202, description = "The rebuild started.", body = RebuildStarted),
-        (status = 401, description = "`unauthorized`: no or a wrong bearer token.",
-            body = Problem, content_type = PROBLEM_JSON,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`admin_disabled`: `ADMIN_TOKEN` is not configured.",
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: an access token without the `admin` role.",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`projection_not_found`.", body = Problem,
             content_type = PROBLEM_JSON),
@@ -272,13 +240,11 @@ async fn rebuild(
     path = "/admin/projections",
     tag = "operations",
     operation_id = "projections",
-    security(("admin_token" = [])),
+    security(("bearer" = ["admin"])),
     responses(
         (status = 200, description = "Every projection.", body = ProjectionList),
-        (status = 401, description = "`unauthorized`: no or a wrong bearer token.",
-            body = Problem, content_type = PROBLEM_JSON,
-            headers(("WWW-Authenticate" = String, description = "`Bearer`"))),
-        (status = 403, description = "`admin_disabled`: `ADMIN_TOKEN` is not configured.",
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: an access token without the `admin` role.",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
     )

@@ -16,6 +16,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::db::{self, Schema};
 
+mod identity;
+
+pub use identity::{TEST_ADMIN_TOKEN, TestTokens, token};
+
 /// A database of its own for one test, with every given schema migrated.
 #[derive(Debug, Clone)]
 pub struct TestDatabase {
@@ -407,12 +411,18 @@ pub struct TestServer {
 
 impl TestServer {
     /// Serves the standard app (see [`crate::http::app`]) with `configure`'s routes on a
-    /// free port.
+    /// free port, authenticating with [`TestTokens`] and [`TEST_ADMIN_TOKEN`] unless
+    /// `configure` registers an `Authenticator` of its own.
     pub fn start<F>(configure: F) -> TestServer
     where
         F: Fn(&mut web::ServiceConfig) + Clone + Send + 'static,
     {
         init_logs();
+        let authenticator = web::Data::new(identity::authenticator());
+        let configure = move |cfg: &mut web::ServiceConfig| {
+            cfg.app_data(authenticator.clone());
+            configure(cfg);
+        };
         let server = HttpServer::new(move || crate::http::app(configure.clone()))
             .workers(2)
             .disable_signals()

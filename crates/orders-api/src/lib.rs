@@ -107,6 +107,19 @@ pub struct Accepted {
 /// current one, and a concurrent change still makes the command fail, never overwrite.
 pub type ExpectedVersion = Option<i64>;
 
+/// Whose orders a command on an existing order may touch: what the caller's rule
+/// (`orders::rules`, at the edge) allows. Checked under the order's row lock, first, so a
+/// customer learns nothing of an order that is not theirs: it is
+/// [`OrderError::NotFound`], exactly as an unknown one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Staff, or the system: any order.
+    Any,
+    /// A customer: only the orders they placed, and only as a customer may (they cannot
+    /// cancel a shipped order, and cannot confirm while inactive).
+    Own(UserId),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
     #[error("order {0} not found")]
@@ -132,6 +145,10 @@ pub enum OrderError {
         expected: i64,
         actual: i64,
     },
+    /// The caller may see the order but not do this to it (a customer cancelling a
+    /// shipped order).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("order {0} was changed by a concurrent command; retry")]
     Conflict(OrderId),
     #[error("idempotency key {0:?} was already used with another request")]
@@ -171,6 +188,7 @@ impl IntoProblem for OrderError {
             e @ OrderError::InvalidTransition { .. } => Problem::conflict("invalid_transition", e),
             e @ OrderError::VersionMismatch { .. } => Problem::new(412, "version_mismatch", e),
             e @ OrderError::Conflict(_) => Problem::conflict("concurrent_modification", e),
+            OrderError::Forbidden(why) => Problem::forbidden(why),
             e @ OrderError::IdempotencyKeyReused(_) => {
                 Problem::conflict("idempotency_key_reused", e)
             }
@@ -199,6 +217,7 @@ pub trait OrderCommands: Send + Sync {
         id: OrderId,
         payment_token: String,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<Accepted, OrderError>;
     async fn ship(&self, id: OrderId, expected: ExpectedVersion) -> Result<Accepted, OrderError>;
     async fn deliver(&self, id: OrderId, expected: ExpectedVersion)
@@ -210,6 +229,7 @@ pub trait OrderCommands: Send + Sync {
         id: OrderId,
         reason: String,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<Accepted, OrderError>;
 }
 
@@ -294,6 +314,8 @@ pub trait OrderQueries: Send + Sync {
 
 /// The integration events the orders module publishes (envelope `aggregate_id` = order id,
 /// `aggregate_version` = the order's version after the change).
+pub mod rules;
+
 pub mod events {
     use kernel::{Money, PaymentId, ProductId, UserId};
     use serde::{Deserialize, Serialize};

@@ -4,9 +4,9 @@
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use kernel::http::PROBLEM_JSON;
-use kernel::openapi::{Routes, ServiceUnavailable};
-use kernel::{OrderId, PageRequest, Problem, UserId};
-use orders_api::{OrderFilter, OrderPage, OrderQueries, OrderStatus, OrderView, Read};
+use kernel::openapi::{Routes, ServiceUnavailable, Unauthenticated};
+use kernel::{OrderId, PageRequest, Principal, Problem, UserId};
+use orders_api::{OrderError, OrderFilter, OrderPage, OrderQueries, OrderStatus, OrderView, Read, rules};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -43,6 +43,7 @@ struct GetQuery {
     path = "/queries/orders/{id}",
     tag = "orders",
     operation_id = "get_order",
+    security(("bearer" = [])),
     params(("id" = OrderId, Path, description = "The order's id."), GetQuery),
     responses(
         (status = 200, description = "The order.", body = OrderView,
@@ -54,16 +55,21 @@ struct GetQuery {
         (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_query`: \
             `min_version` is not a non-negative integer, or an unknown parameter.",
             body = Problem, content_type = PROBLEM_JSON),
-        (status = 404, description = "`order_not_found`: no such order in the read model (yet).",
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: the admin token is not a user.",
             body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`order_not_found`: no such order in the read model \
+            (yet), or another customer's.", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
     )
 )]
 async fn get(
     queries: web::Data<dyn OrderQueries>,
+    principal: Principal,
     id: web::Path<OrderId>,
     query: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
+    let scope = rules::read_scope(&principal)?;
     let read = queries
         .get(*id, query.min_version.map(i64::from))
         .await
@@ -72,6 +78,10 @@ async fn get(
         Read::Fresh(view) => (view, false),
         Read::Stale(view) => (view, true),
     };
+    if !scope.reaches(view.user_id) {
+        // Exactly the answer for an unknown order.
+        return Err(kernel::http::problem(OrderError::NotFound(*id)));
+    }
     let mut response = HttpResponse::Ok();
     response.insert_header((header::ETAG, format!("\"{}\"", view.version)));
     if stale {
@@ -84,7 +94,8 @@ async fn get(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// Only this user's orders.
+    /// Only this user's orders. A customer's list is always their own: they omit it or
+    /// name themself.
     #[param(value_type = Option<UserId>)]
     user_id: Option<UserId>,
     /// Only orders in this status.
@@ -106,20 +117,26 @@ struct ListQuery {
     path = "/queries/orders",
     tag = "orders",
     operation_id = "list_orders",
+    security(("bearer" = [])),
     params(ListQuery),
     responses(
         (status = 200, description = "One page of orders.", body = OrderPage),
         (status = 400, description = "`invalid_query`: a `user_id` that is not a UUID, a \
             `status` that is not one of the five, `page` below 1, `page_size` outside 1..=100, \
             or an unknown parameter.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: a customer's `user_id` names someone \
+            else; the admin token is not a user.", body = Problem, content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
     )
 )]
 async fn list(
     queries: web::Data<dyn OrderQueries>,
+    principal: Principal,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, Problem> {
     let query = query.into_inner();
+    let user_id = rules::list_filter(&principal, query.user_id)?;
     let status = match query.status.as_deref() {
         None => None,
         Some(text) => Some(text.parse::<OrderStatus>().map_err(|_| {
@@ -135,7 +152,7 @@ async fn list(
     let page = PageRequest::new(query.page, query.page_size)
         .map_err(|e| Problem::bad_request("invalid_query", e))?;
     let filter = OrderFilter {
-        user_id: query.user_id,
+        user_id,
         status,
     };
     let page = queries

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kernel::OrderId;
+use kernel::{OrderId, UserId};
 use kernel::db::Pool;
-use orders_api::{Accepted, ExpectedVersion, NewOrder, OrderCommands, OrderError};
+use orders_api::{Accepted, ExpectedVersion, NewOrder, OrderCommands, OrderError, Scope};
 use payments_api::PaymentApi;
 use products_api::ProductApi;
-use users_api::UserApi;
+use users_api::{UserApi, UserError};
 
 /// Called at named points of a command; an error stops the command there, as a crash
 /// would. Only tests install one.
@@ -52,6 +52,24 @@ impl OrderCommandHandler {
         }
     }
 
+    /// The user, if they exist (`UnknownUser`) and are active (`UserInactive`): who may
+    /// place or confirm orders.
+    pub(crate) async fn active_user(&self, id: UserId) -> Result<users_api::User, OrderError> {
+        let user = match self.deps.users.get(id).await {
+            Ok(user) => user,
+            Err(UserError::NotFound(id)) => return Err(OrderError::UnknownUser(id)),
+            Err(e) => {
+                return Err(OrderError::Unexpected(
+                    anyhow::anyhow!(e).context("looking up the user"),
+                ));
+            }
+        };
+        if !user.active {
+            return Err(OrderError::UserInactive(user.id));
+        }
+        Ok(user)
+    }
+
     /// Stops the command at `point` if a test asked for it.
     pub(crate) fn fault(&self, point: &'static str) -> Result<(), OrderError> {
         match &self.faults {
@@ -74,8 +92,9 @@ impl OrderCommands for OrderCommandHandler {
         id: OrderId,
         token: String,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<Accepted, OrderError> {
-        self.confirm_order(id, token, expected).await
+        self.confirm_order(id, token, expected, scope).await
     }
 
     #[tracing::instrument(name = "orders.ship", skip_all)]
@@ -98,7 +117,8 @@ impl OrderCommands for OrderCommandHandler {
         id: OrderId,
         reason: String,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<Accepted, OrderError> {
-        self.cancel_order(id, reason, expected).await
+        self.cancel_order(id, reason, expected, scope).await
     }
 }

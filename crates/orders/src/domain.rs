@@ -3,14 +3,16 @@
 //! exists is valid.
 
 use chrono::{DateTime, Utc};
-use kernel::{Money, NewEvent, OrderId, PaymentId};
-use orders_api::{OrderError, OrderStatus, events};
+use kernel::{Money, NewEvent, OrderId, PaymentId, UserId};
+use orders_api::{OrderError, OrderStatus, Scope, events};
 use uuid::Uuid;
 
 /// A visible order, as commands see it.
 #[derive(Debug, Clone)]
 pub(crate) struct Order {
     pub(crate) id: OrderId,
+    /// Who placed it.
+    pub(crate) user_id: UserId,
     pub(crate) status: OrderStatus,
     pub(crate) total: Money,
     pub(crate) payment_id: Option<PaymentId>,
@@ -33,6 +35,27 @@ pub(crate) struct Fence {
 }
 
 impl Order {
+    /// Whether a command of `scope` reaches this order: a customer's reaches only their
+    /// own orders; for anyone else's the answer is `NotFound`, exactly as for an unknown
+    /// order (checked before anything else, the version included, so it tells nothing).
+    pub(crate) fn within(&self, scope: Scope) -> Result<(), OrderError> {
+        match scope {
+            Scope::Own(user) if user != self.user_id => Err(OrderError::NotFound(self.id)),
+            _ => Ok(()),
+        }
+    }
+
+    /// A customer cancels their order while it is `pending` or `confirmed`; once it has
+    /// shipped, only staff may (the goods are on their way: a return, not a click).
+    pub(crate) fn may_cancel_as(&self, scope: Scope) -> Result<(), OrderError> {
+        match (scope, self.status) {
+            (Scope::Own(_), OrderStatus::Shipped) => Err(OrderError::Forbidden(
+                "a shipped order can be cancelled only by support or admin".to_owned(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Whether a confirm is charging the order at `now`.
     pub(crate) fn being_paid(&self, now: DateTime<Utc>) -> bool {
         self.fence.is_some_and(|fence| fence.until > now)
@@ -167,12 +190,29 @@ mod tests {
     fn order(status: OrderStatus) -> Order {
         Order {
             id: OrderId::generate(),
+            user_id: UserId::generate(),
             status,
             total: Money::parse("10").unwrap(),
             payment_id: None,
             cancel_reason: None,
             version: 3,
             fence: None,
+        }
+    }
+
+    #[test]
+    fn scopes() {
+        use OrderStatus::*;
+        let mine = order(Shipped);
+        let owner = Scope::Own(mine.user_id);
+        let stranger = Scope::Own(UserId::generate());
+        assert!(mine.within(Scope::Any).is_ok() && mine.within(owner).is_ok());
+        assert!(matches!(mine.within(stranger), Err(OrderError::NotFound(id)) if id == mine.id));
+        for status in OrderStatus::ALL {
+            let o = Order { status, ..mine.clone() };
+            assert!(o.may_cancel_as(Scope::Any).is_ok());
+            let forbidden = matches!(o.may_cancel_as(owner), Err(OrderError::Forbidden(_)));
+            assert_eq!(forbidden, status == Shipped, "{status:?}");
         }
     }
 

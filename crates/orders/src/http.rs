@@ -4,8 +4,11 @@
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use kernel::http::{JsonBody, PROBLEM_JSON};
-use kernel::openapi::{PayloadTooLarge, Routes, ServiceUnavailable, UnsupportedMediaType};
-use kernel::{OrderId, Problem, ProductId, UserId, Validation};
+use kernel::openapi::{
+    PayloadTooLarge, Routes, ServiceUnavailable, Unauthenticated, UnsupportedMediaType,
+};
+use kernel::{OrderId, Principal, Problem, ProductId, UserId, Validation};
+use orders_api::rules;
 use orders_api::{Accepted, ExpectedVersion, NewOrder, NewOrderLine, OrderCommands};
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -81,8 +84,9 @@ fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
 #[serde(deny_unknown_fields)]
 #[schema(as = NewOrder)]
 struct PlaceBody {
-    /// An existing, active user.
-    #[schema(required = true, value_type = UserId)]
+    /// Whose order: an existing, active user. A customer omits it (or names themself);
+    /// `support` and `admin` may name anyone (themself when omitted).
+    #[schema(value_type = Option<UserId>)]
     user_id: Option<UserId>,
     /// 1 to 100 lines, each product at most once.
     #[schema(required = true, value_type = Vec<ItemBody>, min_items = 1, max_items = 100)]
@@ -120,6 +124,7 @@ struct ItemBody {
     path = "/commands/orders",
     tag = "orders",
     operation_id = "place_order",
+    security(("bearer" = [])),
     params(
         ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
             description = "1 to 255 visible ASCII characters; makes a retry safe."),
@@ -134,6 +139,10 @@ struct ItemBody {
         (status = 400, description = "`malformed_json`, or `invalid_body`: not a JSON object, a \
             wrong JSON type or an unknown field; `invalid_header`: an empty `Idempotency-Key` or \
             one over 255 characters.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: a customer named another user in \
+            `user_id`, or the admin token (not a user).", body = Problem,
+            content_type = PROBLEM_JSON),
         (status = 409, description = "`user_inactive`, `insufficient_stock` (names the \
             product), `idempotency_key_reused` (the key was used with another body) or \
             `idempotency_key_in_use` (a request with this key is still running).",
@@ -149,12 +158,13 @@ struct ItemBody {
 )]
 async fn place(
     commands: web::Data<dyn OrderCommands>,
+    principal: Principal,
     req: HttpRequest,
     JsonBody(body): JsonBody<PlaceBody>,
 ) -> Result<HttpResponse, Problem> {
+    let user_id = rules::placer(&principal, body.user_id)?;
     let key = idempotency_key(&req)?;
     let mut validation = Validation::default();
-    let user_id = validation.require("user_id", body.user_id);
     let items = validation.require("items", body.items).unwrap_or_default();
     let mut lines = Vec::with_capacity(items.len());
     for (i, item) in items.into_iter().enumerate() {
@@ -168,9 +178,6 @@ async fn place(
         }
     }
     validation.finish().map_err(Problem::validation)?;
-    let Some(user_id) = user_id else {
-        return Err(Problem::validation(vec![]));
-    };
     let answer = commands
         .place(
             NewOrder {
@@ -211,6 +218,7 @@ struct ConfirmBody {
     path = "/commands/orders/{id}/confirm",
     tag = "orders",
     operation_id = "confirm_order",
+    security(("bearer" = [])),
     params(
         ("id" = OrderId, Path, description = "The order's id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
@@ -227,12 +235,16 @@ struct ConfirmBody {
             `invalid_body`: not a JSON object, a wrong JSON type or an unknown field; \
             `invalid_header`: an `If-Match` that is not a version.", body = Problem,
             content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: the admin token is not a user.", body = Problem,
+            content_type = PROBLEM_JSON),
         (status = 402, description = "`payment_declined`: the order stays `pending` and its \
             stock reserved; confirm again with another token.", body = Problem,
             content_type = PROBLEM_JSON),
-        (status = 404, description = "`order_not_found`.", body = Problem,
+        (status = 404, description = "`order_not_found`: unknown, or another customer's.", body = Problem,
             content_type = PROBLEM_JSON),
-        (status = 409, description = "`invalid_transition`: the order is not `pending`; \
+        (status = 409, description = "`user_inactive`: the calling customer is inactive; \
+            `invalid_transition`: the order is not `pending`; \
             `concurrent_modification`: another command changed it meanwhile; \
             `payment_pending`: another confirm of the order is charging it right now, or \
             another payment of the order is still `pending` (nothing was charged; retry once \
@@ -257,16 +269,18 @@ struct ConfirmBody {
 )]
 async fn confirm(
     commands: web::Data<dyn OrderCommands>,
+    principal: Principal,
     req: HttpRequest,
     id: web::Path<OrderId>,
     JsonBody(body): JsonBody<ConfirmBody>,
 ) -> Result<HttpResponse, Problem> {
+    let scope = rules::command_scope(&principal)?;
     let expected = expected_version(&req)?;
     let mut validation = Validation::default();
     let token = validation.require("payment_token", body.payment_token);
     validation.finish().map_err(Problem::validation)?;
     let answer = commands
-        .confirm(*id, token.unwrap_or_default(), expected)
+        .confirm(*id, token.unwrap_or_default(), expected, scope)
         .await
         .map_err(kernel::http::problem)?;
     Ok(accepted(answer))
@@ -280,6 +294,7 @@ async fn confirm(
     path = "/commands/orders/{id}/ship",
     tag = "orders",
     operation_id = "ship_order",
+    security(("bearer" = ["fulfilment", "admin"])),
     params(
         ("id" = OrderId, Path, description = "The order's id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
@@ -293,6 +308,9 @@ async fn confirm(
             )),
         (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_header`: \
             an `If-Match` that is not a version.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: the caller holds neither `fulfilment` \
+            nor `admin`.", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`order_not_found`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 409, description = "`invalid_transition`: the order is not `confirmed`; \
@@ -304,9 +322,11 @@ async fn confirm(
 )]
 async fn ship(
     commands: web::Data<dyn OrderCommands>,
+    principal: Principal,
     req: HttpRequest,
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, Problem> {
+    rules::may_fulfil(&principal)?;
     let answer = commands
         .ship(*id, expected_version(&req)?)
         .await
@@ -322,6 +342,7 @@ async fn ship(
     path = "/commands/orders/{id}/deliver",
     tag = "orders",
     operation_id = "deliver_order",
+    security(("bearer" = ["fulfilment", "admin"])),
     params(
         ("id" = OrderId, Path, description = "The order's id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
@@ -335,6 +356,9 @@ async fn ship(
             )),
         (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_header`: \
             an `If-Match` that is not a version.", body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: the caller holds neither `fulfilment` \
+            nor `admin`.", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`order_not_found`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 409, description = "`invalid_transition`: the order is not `shipped`; \
@@ -346,9 +370,11 @@ async fn ship(
 )]
 async fn deliver(
     commands: web::Data<dyn OrderCommands>,
+    principal: Principal,
     req: HttpRequest,
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, Problem> {
+    rules::may_fulfil(&principal)?;
     let answer = commands
         .deliver(*id, expected_version(&req)?)
         .await
@@ -376,6 +402,7 @@ struct CancelBody {
     path = "/commands/orders/{id}/cancel",
     tag = "orders",
     operation_id = "cancel_order",
+    security(("bearer" = [])),
     params(
         ("id" = OrderId, Path, description = "The order's id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
@@ -392,7 +419,11 @@ struct CancelBody {
             `invalid_body`: not a JSON object, a wrong JSON type or an unknown field; \
             `invalid_header`: an `If-Match` that is not a version.", body = Problem,
             content_type = PROBLEM_JSON),
-        (status = 404, description = "`order_not_found`.", body = Problem,
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: a customer cancelling their shipped \
+            order (only `support` and `admin` may), or the admin token (not a user).",
+            body = Problem, content_type = PROBLEM_JSON),
+        (status = 404, description = "`order_not_found`: unknown, or another customer's.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 409, description = "`invalid_transition`: the order is `delivered` or already \
             `cancelled`; `concurrent_modification`; `payment_pending`: a confirm is charging \
@@ -410,16 +441,18 @@ struct CancelBody {
 )]
 async fn cancel(
     commands: web::Data<dyn OrderCommands>,
+    principal: Principal,
     req: HttpRequest,
     id: web::Path<OrderId>,
     JsonBody(body): JsonBody<CancelBody>,
 ) -> Result<HttpResponse, Problem> {
+    let scope = rules::command_scope(&principal)?;
     let expected = expected_version(&req)?;
     let mut validation = Validation::default();
     let reason = validation.require("reason", body.reason);
     validation.finish().map_err(Problem::validation)?;
     let answer = commands
-        .cancel(*id, reason.unwrap_or_default(), expected)
+        .cancel(*id, reason.unwrap_or_default(), expected, scope)
         .await
         .map_err(kernel::http::problem)?;
     Ok(accepted(answer))

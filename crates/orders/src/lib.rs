@@ -90,6 +90,12 @@ impl OrderWriteSide {
         Arc::new(timed::Timed(Arc::new(self.handler.clone())))
     }
 
+    /// Whose an order is, for the payments routes (`payments_api::OrderOwners`): read
+    /// from the write model, so a payment is never hidden from its owner by lag.
+    pub fn owners(&self) -> Arc<dyn payments_api::OrderOwners> {
+        Arc::new(store::Owners(self.pool.clone()))
+    }
+
     /// The saga (order and payment events into cross-module steps).
     pub fn subscriptions(&self) -> Vec<Subscription> {
         let saga: Arc<dyn eventlog::Subscriber> = Arc::new(saga::OrderSaga {

@@ -6,7 +6,7 @@
 use chrono::Utc;
 use kernel::db;
 use kernel::{NewEvent, OrderId};
-use orders_api::{Accepted, ExpectedVersion, OrderError, OrderStatus};
+use orders_api::{Accepted, ExpectedVersion, OrderError, OrderStatus, Scope};
 use payments_api::PaymentError;
 
 use crate::commands::OrderCommandHandler;
@@ -30,16 +30,18 @@ fn payment_error(error: PaymentError) -> OrderError {
 }
 
 impl OrderCommandHandler {
-    /// Runs one status change under the row lock.
+    /// Runs one status change under the row lock, on an order within `scope`.
     async fn change_status(
         &self,
         id: OrderId,
         expected: ExpectedVersion,
+        scope: Scope,
         apply: impl FnOnce(&mut Order) -> Result<NewEvent, OrderError> + Send,
     ) -> Result<Accepted, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
         db::transaction(&mut conn, async |conn| {
             let mut order = load_for_update(conn, id).await?;
+            order.within(scope)?;
             check_version(&order, expected)?;
             let previous_version = order.version;
             let event = apply(&mut order)?;
@@ -58,6 +60,7 @@ impl OrderCommandHandler {
         id: OrderId,
         token: String,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<Accepted, OrderError> {
         if token.trim().is_empty() {
             return Err(OrderError::Invalid(vec![kernel::FieldError::new(
@@ -65,7 +68,11 @@ impl OrderCommandHandler {
                 "is required",
             )]));
         }
-        let (total, fence) = self.fence_for_confirm(id, expected).await?;
+        if let Scope::Own(user) = scope {
+            // Tells nothing of the order: the caller learns only that they are inactive.
+            self.active_user(user).await?;
+        }
+        let (total, fence) = self.fence_for_confirm(id, expected, scope).await?;
         self.fault("after_fence")?;
         let payment = match self.deps.payments.charge(id, total, &token).await {
             Ok(payment) => payment,
@@ -98,16 +105,19 @@ impl OrderCommandHandler {
         Ok(answer)
     }
 
-    /// Checks that the order may be confirmed (`If-Match`, pending, not being paid) and
-    /// fences it; answers its total and the fence.
+    /// Checks that the order may be confirmed (within `scope`, `If-Match`, pending, not
+    /// being paid, a customer still active) and fences it; answers its total and the
+    /// fence.
     async fn fence_for_confirm(
         &self,
         id: OrderId,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<(kernel::Money, Fence), OrderError> {
         let mut conn = db::connect(&self.pool).await?;
         db::transaction(&mut conn, async |conn| {
             let mut order = load_for_update(conn, id).await?;
+            order.within(scope)?;
             check_version(&order, expected)?;
             let fence = order.fence_for_confirm(Utc::now(), self.confirm_fence)?;
             put_fence(conn, id, fence).await?;
@@ -126,7 +136,8 @@ impl OrderCommandHandler {
         id: OrderId,
         expected: ExpectedVersion,
     ) -> Result<Accepted, OrderError> {
-        self.change_status(id, expected, Order::ship).await
+        self.change_status(id, expected, Scope::Any, Order::ship)
+            .await
     }
 
     pub(crate) async fn deliver_order(
@@ -134,7 +145,8 @@ impl OrderCommandHandler {
         id: OrderId,
         expected: ExpectedVersion,
     ) -> Result<Accepted, OrderError> {
-        self.change_status(id, expected, Order::deliver).await
+        self.change_status(id, expected, Scope::Any, Order::deliver)
+            .await
     }
 
     pub(crate) async fn cancel_order(
@@ -142,12 +154,16 @@ impl OrderCommandHandler {
         id: OrderId,
         reason: String,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<Accepted, OrderError> {
         let reason = Reason::parse(&reason).map_err(|message| {
             OrderError::Invalid(vec![kernel::FieldError::new("reason", message)])
         })?;
         let answer = self
-            .change_status(id, expected, |order| order.cancel(reason, Utc::now()))
+            .change_status(id, expected, scope, |order| {
+                order.may_cancel_as(scope)?;
+                order.cancel(reason, Utc::now())
+            })
             .await?;
         self.fault("after_cancel")?;
         if let Err(error) = self.compensate(id).await {

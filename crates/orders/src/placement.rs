@@ -13,7 +13,6 @@ use kernel::db::{self, DbContext};
 use kernel::{Money, NewEvent, OrderId, Validation};
 use orders_api::{Accepted, MAX_ITEMS, MAX_QUANTITY, NewOrder, OrderError, OrderStatus, events};
 use products_api::{ProductError, ReservationLine};
-use users_api::UserError;
 use uuid::Uuid;
 
 use crate::SCHEMA;
@@ -160,18 +159,7 @@ impl OrderCommandHandler {
         &self,
         order: &NewOrder,
     ) -> Result<(users_api::User, Vec<PricedLine>, Money), OrderError> {
-        let user = match self.deps.users.get(order.user_id).await {
-            Ok(user) => user,
-            Err(UserError::NotFound(id)) => return Err(OrderError::UnknownUser(id)),
-            Err(e) => {
-                return Err(OrderError::Unexpected(
-                    anyhow::anyhow!(e).context("looking up the user"),
-                ));
-            }
-        };
-        if !user.active {
-            return Err(OrderError::UserInactive(user.id));
-        }
+        let user = self.active_user(order.user_id).await?;
         let ids: Vec<_> = order.items.iter().map(|l| l.product_id).collect();
         let products = self.deps.products.lookup(&ids).await.map_err(|e| match e {
             e @ ProductError::UnknownProducts(_) => OrderError::Product(e),

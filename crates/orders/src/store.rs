@@ -20,6 +20,7 @@ use crate::state::State;
 #[diesel(table_name = orders)]
 struct OrderRow {
     id: Uuid,
+    user_id: Uuid,
     status: State,
     total: Decimal,
     payment_id: Option<Uuid>,
@@ -37,6 +38,7 @@ impl OrderRow {
         };
         Ok(Some(Order {
             id: self.id.into(),
+            user_id: self.user_id.into(),
             status,
             total: Money::from_decimal(self.total)
                 .map_err(|e| anyhow::anyhow!("stored total: {e}"))?,
@@ -172,5 +174,24 @@ pub(crate) fn check_version(order: &Order, expected: ExpectedVersion) -> Result<
             actual: order.version,
         }),
         _ => Ok(()),
+    }
+}
+
+/// [`payments_api::OrderOwners`] over `orders.orders`: an order in any state has an owner
+/// (a placement still in flight too: its payment cannot exist yet anyway).
+pub(crate) struct Owners(pub(crate) kernel::db::Pool);
+
+#[async_trait::async_trait]
+impl payments_api::OrderOwners for Owners {
+    async fn owner(&self, order_id: OrderId) -> anyhow::Result<Option<kernel::UserId>> {
+        let mut conn = kernel::db::connect(&self.0).await?;
+        let owner: Option<Uuid> = orders::table
+            .find(order_id.as_uuid())
+            .select(orders::user_id)
+            .first(&mut *conn)
+            .await
+            .optional()
+            .db_context("loading the order's owner")?;
+        Ok(owner.map(Into::into))
     }
 }

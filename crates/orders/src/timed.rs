@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use kernel::OrderId;
 use kernel::timing::Timing;
-use orders_api::{Accepted, ExpectedVersion, NewOrder, OrderCommands, OrderError};
+use orders_api::{Accepted, ExpectedVersion, NewOrder, OrderCommands, OrderError, Scope};
 
 /// Wraps the command handler with timing.
 pub(crate) struct Timed<T>(pub(crate) Arc<T>);
@@ -34,8 +34,9 @@ impl<T: OrderCommands> OrderCommands for Timed<T> {
         id: OrderId,
         token: String,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<Accepted, OrderError> {
-        time("confirm", self.0.confirm(id, token, expected)).await
+        time("confirm", self.0.confirm(id, token, expected, scope)).await
     }
     async fn ship(&self, id: OrderId, expected: ExpectedVersion) -> Result<Accepted, OrderError> {
         time("ship", self.0.ship(id, expected)).await
@@ -52,7 +53,8 @@ impl<T: OrderCommands> OrderCommands for Timed<T> {
         id: OrderId,
         reason: String,
         expected: ExpectedVersion,
+        scope: Scope,
     ) -> Result<Accepted, OrderError> {
-        time("cancel", self.0.cancel(id, reason, expected)).await
+        time("cancel", self.0.cancel(id, reason, expected, scope)).await
     }
 }

@@ -7,7 +7,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{FieldError, IntoProblem, Money, OrderId, PaymentId, Problem};
+use kernel::{FieldError, IntoProblem, Money, OrderId, PaymentId, Problem, UserId};
 use serde::{Deserialize, Serialize};
 
 /// One attempt to charge an order. At most one payment per order is ever `Pending`,
@@ -210,6 +210,16 @@ pub trait PaymentApi: Send + Sync {
     async fn for_order(&self, order_id: OrderId) -> Result<Vec<Payment>, PaymentError>;
 }
 
+/// Whose an order is: the one question the payments routes ask about orders, to show a
+/// customer the payments of their own orders only (and `404`, as for an unknown payment,
+/// for anyone else's). The orders module implements it; payments still knows an order
+/// only by its id.
+#[async_trait]
+pub trait OrderOwners: Send + Sync {
+    /// The user who placed `order_id`, or `None` for an unknown order.
+    async fn owner(&self, order_id: OrderId) -> anyhow::Result<Option<UserId>>;
+}
+
 /// The integration events the payments module publishes. The envelope's `aggregate_id` is
 /// the payment id; `aggregate_version` is 1 for `payment.captured`, `payment.declined` and
 /// `payment.failed` (a `pending` payment is version 0 and publishes nothing), 2 for
@@ -272,6 +282,24 @@ pub mod testing {
     use std::sync::Mutex;
 
     use super::*;
+
+    /// An [`OrderOwners`] that knows the orders a test tells it of.
+    #[derive(Default)]
+    pub struct KnownOwners(Mutex<std::collections::HashMap<OrderId, UserId>>);
+
+    impl KnownOwners {
+        /// Records that `user` placed `order`.
+        pub fn insert(&self, order: OrderId, user: UserId) {
+            self.0.lock().unwrap().insert(order, user);
+        }
+    }
+
+    #[async_trait]
+    impl OrderOwners for KnownOwners {
+        async fn owner(&self, order_id: OrderId) -> anyhow::Result<Option<UserId>> {
+            Ok(self.0.lock().unwrap().get(&order_id).copied())
+        }
+    }
 
     #[derive(Default)]
     pub struct InMemoryPayments {

@@ -15,6 +15,7 @@
 mod domain;
 mod gateway;
 mod http;
+mod rules;
 mod schema;
 mod service;
 

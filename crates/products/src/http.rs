@@ -3,11 +3,15 @@
 
 use actix_web::{HttpResponse, web};
 use kernel::http::{JsonBody, PROBLEM_JSON};
-use kernel::openapi::{PayloadTooLarge, Routes, ServiceUnavailable, UnsupportedMediaType};
-use kernel::{MoneyInput, PageRequest, Problem, ProductId, Validation};
+use kernel::openapi::{
+    PayloadTooLarge, Routes, ServiceUnavailable, Unauthenticated, UnsupportedMediaType,
+};
+use kernel::{MoneyInput, PageRequest, Principal, Problem, ProductId, Validation};
 use products_api::{NewProduct, Product, ProductApi, ProductChanges, ProductPage};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
+
+use crate::rules;
 
 /// The `/products` routes, each served at the method and path its `#[utoipa::path]`
 /// declares (and so documented).
@@ -53,6 +57,7 @@ struct CreateBody {
     path = "/products",
     tag = "products",
     operation_id = "create_product",
+    security(("bearer" = ["catalog", "admin"])),
     request_body = CreateBody,
     responses(
         (status = 201, description = "Created.", body = Product,
@@ -60,6 +65,9 @@ struct CreateBody {
         (status = 400, description = "`malformed_json`, or `invalid_body`: not a JSON object, a \
             wrong JSON type (a `price` that is neither string nor number) or an unknown field.",
             body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: the caller holds neither `catalog` nor \
+            `admin`.", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed`: a missing or invalid `name`, `price` \
@@ -70,8 +78,10 @@ struct CreateBody {
 )]
 async fn create(
     api: web::Data<dyn ProductApi>,
+    principal: Principal,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<HttpResponse, Problem> {
+    rules::may_change_catalog(&principal)?;
     let mut v = Validation::default();
     let name = v.require("name", body.name);
     let price = v
@@ -184,6 +194,7 @@ struct UpdateBody {
     path = "/products/{id}",
     tag = "products",
     operation_id = "update_product",
+    security(("bearer" = ["catalog", "admin"])),
     params(("id" = ProductId, Path, description = "The product's id.")),
     request_body = UpdateBody,
     responses(
@@ -191,6 +202,9 @@ struct UpdateBody {
         (status = 400, description = "`invalid_path`: the id is not a UUID; `malformed_json`, or \
             `invalid_body`: not a JSON object, a wrong JSON type or an unknown field.",
             body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: the caller holds neither `catalog` nor \
+            `admin`.", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`product_not_found`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 413, response = PayloadTooLarge),
@@ -202,9 +216,11 @@ struct UpdateBody {
 )]
 async fn update(
     api: web::Data<dyn ProductApi>,
+    principal: Principal,
     id: web::Path<ProductId>,
     JsonBody(body): JsonBody<UpdateBody>,
 ) -> Result<HttpResponse, Problem> {
+    rules::may_change_catalog(&principal)?;
     let UpdateBody {
         name,
         description,
@@ -244,6 +260,7 @@ struct RestockBody {
     path = "/products/{id}/restock",
     tag = "products",
     operation_id = "restock_product",
+    security(("bearer" = ["catalog", "admin"])),
     params(("id" = ProductId, Path, description = "The product's id.")),
     request_body = RestockBody,
     responses(
@@ -251,6 +268,9 @@ struct RestockBody {
         (status = 400, description = "`invalid_path`: the id is not a UUID; `malformed_json`, or \
             `invalid_body`: not a JSON object, a wrong JSON type or an unknown field.",
             body = Problem, content_type = PROBLEM_JSON),
+        (status = 401, response = Unauthenticated),
+        (status = 403, description = "`forbidden`: the caller holds neither `catalog` nor \
+            `admin`.", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`product_not_found`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 409, description = "`stock_limit`: the stock would exceed 1,000,000,000.",
@@ -264,9 +284,11 @@ struct RestockBody {
 )]
 async fn restock(
     api: web::Data<dyn ProductApi>,
+    principal: Principal,
     id: web::Path<ProductId>,
     JsonBody(body): JsonBody<RestockBody>,
 ) -> Result<HttpResponse, Problem> {
+    rules::may_change_catalog(&principal)?;
     let mut v = Validation::default();
     let quantity = v.require("quantity", body.quantity);
     v.finish().map_err(Problem::validation)?;

@@ -6,6 +6,7 @@
 
 mod domain;
 mod http;
+mod rules;
 mod schema;
 mod service;
 

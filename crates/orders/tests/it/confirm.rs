@@ -30,7 +30,7 @@ async fn held_after_charge(
     let confirm = tokio::spawn({
         let commands = app.module.commands();
         let id = id.parse().unwrap();
-        async move { commands.confirm(id, "tok_visa".into(), None).await }
+        async move { commands.confirm(id, "tok_visa".into(), None, orders_api::Scope::Any).await }
     });
     gate.reached().await;
     confirm
