@@ -360,6 +360,16 @@ impl Http {
         read(request.send().await.expect("request")).await
     }
 
+    /// A request to `path` with this client's `Authorization`, to add headers to.
+    pub fn request(&self, method: &str, path: &str) -> reqwest::RequestBuilder {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let request = self.client.request(method, format!("{}{path}", self.base));
+        match &self.authorization {
+            Some(authorization) => request.header("authorization", authorization),
+            None => request,
+        }
+    }
+
     /// Sends raw bytes with an optional content type, for malformed-input tests.
     pub async fn raw(
         &self,

@@ -58,7 +58,10 @@ pub fn read_scope(principal: &Principal) -> Result<Scope, Problem> {
 /// `GET /queries/orders?user_id=`: the user filter a list runs with. A customer's list is
 /// always their own (`user_id` omitted or theirs; another's is `403`); staff list anyone's,
 /// or everyone's.
-pub fn list_filter(principal: &Principal, user_id: Option<UserId>) -> Result<Option<UserId>, Problem> {
+pub fn list_filter(
+    principal: &Principal,
+    user_id: Option<UserId>,
+) -> Result<Option<UserId>, Problem> {
     match read_scope(principal)? {
         Scope::Any => Ok(user_id),
         Scope::Own(me) if user_id.is_none_or(|u| u == me) => Ok(Some(me)),
@@ -97,13 +100,37 @@ mod tests {
         // (principal, place for self, place for other, confirm/cancel, ship/deliver,
         //  read, list other's)
         let cases = [
-            ("anonymous", Principal::Anonymous, [401, 401, 401, 401, 401, 401]),
-            ("admin token", Principal::AdminToken, [403, 403, 403, 403, 403, 403]),
+            (
+                "anonymous",
+                Principal::Anonymous,
+                [401, 401, 401, 401, 401, 401],
+            ),
+            (
+                "admin token",
+                Principal::AdminToken,
+                [403, 403, 403, 403, 403, 403],
+            ),
             ("customer", user(&[]), [200, 403, 200, 403, 200, 403]),
-            ("catalog", user(&[Role::Catalog]), [200, 403, 200, 403, 200, 403]),
-            ("fulfilment", user(&[Role::Fulfilment]), [200, 403, 200, 200, 200, 200]),
-            ("support", user(&[Role::Support]), [200, 200, 200, 403, 200, 200]),
-            ("admin", user(&[Role::Admin]), [200, 200, 200, 200, 200, 200]),
+            (
+                "catalog",
+                user(&[Role::Catalog]),
+                [200, 403, 200, 403, 200, 403],
+            ),
+            (
+                "fulfilment",
+                user(&[Role::Fulfilment]),
+                [200, 403, 200, 200, 200, 200],
+            ),
+            (
+                "support",
+                user(&[Role::Support]),
+                [200, 200, 200, 403, 200, 200],
+            ),
+            (
+                "admin",
+                user(&[Role::Admin]),
+                [200, 200, 200, 200, 200, 200],
+            ),
         ];
         for (name, principal, expected) in cases {
             let got = [
@@ -123,7 +150,10 @@ mod tests {
         assert_eq!(list_filter(&user(&[Role::Support]), None).unwrap(), None);
         assert_eq!(command_scope(&user(&[Role::Support])).unwrap(), Scope::Any);
         assert_eq!(read_scope(&user(&[Role::Fulfilment])).unwrap(), Scope::Any);
-        assert_eq!(command_scope(&user(&[Role::Fulfilment])).unwrap(), Scope::Own(me));
+        assert_eq!(
+            command_scope(&user(&[Role::Fulfilment])).unwrap(),
+            Scope::Own(me)
+        );
         assert!(Scope::Own(me).reaches(me) && !Scope::Own(me).reaches(other));
         assert!(Scope::Any.reaches(other));
     }

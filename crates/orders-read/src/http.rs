@@ -6,7 +6,9 @@ use actix_web::{HttpResponse, web};
 use kernel::http::PROBLEM_JSON;
 use kernel::openapi::{Routes, ServiceUnavailable, Unauthenticated};
 use kernel::{OrderId, PageRequest, Principal, Problem, UserId};
-use orders_api::{OrderError, OrderFilter, OrderPage, OrderQueries, OrderStatus, OrderView, Read, rules};
+use orders_api::{
+    OrderError, OrderFilter, OrderPage, OrderQueries, OrderStatus, OrderView, Read, rules,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
@@ -151,10 +153,7 @@ async fn list(
     };
     let page = PageRequest::new(query.page, query.page_size)
         .map_err(|e| Problem::bad_request("invalid_query", e))?;
-    let filter = OrderFilter {
-        user_id,
-        status,
-    };
+    let filter = OrderFilter { user_id, status };
     let page = queries
         .list(filter, page)
         .await

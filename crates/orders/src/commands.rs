@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kernel::{OrderId, UserId};
 use kernel::db::Pool;
+use kernel::{OrderId, UserId};
 use orders_api::{Accepted, ExpectedVersion, NewOrder, OrderCommands, OrderError, Scope};
 use payments_api::PaymentApi;
 use products_api::ProductApi;

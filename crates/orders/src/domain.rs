@@ -209,7 +209,10 @@ mod tests {
         assert!(mine.within(Scope::Any).is_ok() && mine.within(owner).is_ok());
         assert!(matches!(mine.within(stranger), Err(OrderError::NotFound(id)) if id == mine.id));
         for status in OrderStatus::ALL {
-            let o = Order { status, ..mine.clone() };
+            let o = Order {
+                status,
+                ..mine.clone()
+            };
             assert!(o.may_cancel_as(Scope::Any).is_ok());
             let forbidden = matches!(o.may_cancel_as(owner), Err(OrderError::Forbidden(_)));
             assert_eq!(forbidden, status == Shipped, "{status:?}");

@@ -100,7 +100,7 @@ async fn spawn_app() -> TestApp {
         orders_read::routes(cfg);
     });
     TestApp {
-        http: server.http.clone(),
+        http: server.http.as_staff(&[kernel::Role::Fulfilment]),
         db,
         log,
         users,

@@ -87,9 +87,11 @@ async fn invalid_orders_are_rejected_and_hold_nothing() {
             "validation_failed",
         ),
         (
+            // No `user_id`: the caller's own order, and this staff member is no user of
+            // the shop.
             json!({"items": [{"product_id": product, "quantity": 1}]}),
             422,
-            "validation_failed",
+            "unknown_user",
         ),
         (json!({"user_id": user}), 422, "validation_failed"),
         (
@@ -372,11 +374,10 @@ async fn if_match_guards_every_command() {
         let app = &app;
         let id = id.clone();
         async move {
-            let url = format!("{}/commands/orders/{id}/confirm", app.http.base);
+            let url = format!("/commands/orders/{id}/confirm");
             let response = app
                 .http
-                .client
-                .post(url)
+                .request("POST", &url)
                 .header("If-Match", version)
                 .json(&json!({"payment_token": "tok_visa"}))
                 .send()
@@ -397,10 +398,9 @@ async fn if_match_guards_every_command() {
         let app = &app;
         let id = id.clone();
         async move {
-            let url = format!("{}/commands/orders/{id}/ship", app.http.base);
+            let url = format!("/commands/orders/{id}/ship");
             app.http
-                .client
-                .post(url)
+                .request("POST", &url)
                 .header("If-Match", version)
                 .send()
                 .await
@@ -476,11 +476,10 @@ async fn idempotency_key_replays_the_first_answer() {
     let post = |key: String, body: serde_json::Value| {
         let app = app.clone();
         async move {
-            let url = format!("{}/commands/orders", app.http.base);
+            let url = format!("/commands/orders");
             let response = app
                 .http
-                .client
-                .post(url)
+                .request("POST", &url)
                 .header("Idempotency-Key", key)
                 .json(&body)
                 .send()

@@ -30,7 +30,11 @@ async fn held_after_charge(
     let confirm = tokio::spawn({
         let commands = app.module.commands();
         let id = id.parse().unwrap();
-        async move { commands.confirm(id, "tok_visa".into(), None, orders_api::Scope::Any).await }
+        async move {
+            commands
+                .confirm(id, "tok_visa".into(), None, orders_api::Scope::Any)
+                .await
+        }
     });
     gate.reached().await;
     confirm
@@ -54,8 +58,7 @@ async fn of_concurrent_confirms_exactly_one_succeeds() {
     }
     let from_version_1 = app
         .http
-        .client
-        .post(format!("{}/commands/orders/{id}/confirm", app.http.base))
+        .request("POST", &format!("/commands/orders/{id}/confirm"))
         .header("If-Match", "\"1\"")
         .json(&json!({"payment_token": "tok_visa"}))
         .send()

@@ -5,6 +5,7 @@
 //! and the projection and the saga fed by the real event log (the payments module's by a
 //! stand-in log, schema `payment_events`, that tests append payment events to).
 
+mod access;
 mod commands;
 mod confirm;
 mod saga;
@@ -105,6 +106,8 @@ impl EventSource for Silent {
 }
 
 struct TestApp {
+    /// Staff holding `admin`, who may do anything with orders: what most tests need. The
+    /// rules of who may do what have their own tests (`access.rs`).
     http: Http,
     db: TestDatabase,
     users: Arc<InMemoryUsers>,
@@ -196,7 +199,7 @@ async fn spawn_paying_through(
         orders_read::routes(cfg);
     });
     TestApp {
-        http: server.http.clone(),
+        http: server.http.as_staff(&[kernel::Role::Admin]),
         db,
         users,
         products,

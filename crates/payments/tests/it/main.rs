@@ -2,6 +2,7 @@
 //! and its routes over HTTP, against its own schema in a fresh Postgres database per test,
 //! with the simulated gateway counting what it really charged.
 
+mod access;
 mod charges;
 mod contract;
 mod gateway;
@@ -21,11 +22,15 @@ use kernel::{Money, PaymentId};
 use payments::{
     PaymentGateway, PaymentService, PaymentSettings, SimulatedGateway, SimulatedSettings,
 };
-use payments_api::PaymentApi;
+use payments_api::testing::KnownOwners;
+use payments_api::{OrderOwners, PaymentApi};
 use serde_json::Value;
 
 struct TestApp {
+    /// Staff holding `support`, who sees every payment. Who sees which is `access.rs`'s.
     http: Http,
+    /// Whose the tests' orders are, for the routes (`OrderOwners`).
+    owners: Arc<KnownOwners>,
     db: TestDatabase,
     pool: kernel::db::Pool,
     api: Arc<dyn PaymentApi>,
@@ -44,12 +49,16 @@ async fn spawn_app() -> TestApp {
     let api: Arc<dyn PaymentApi> =
         Arc::new(PaymentService::new(pool.clone(), gateway.clone(), SETTINGS));
     let routes_api = api.clone();
+    let owners = Arc::new(KnownOwners::default());
+    let routes_owners: Arc<dyn OrderOwners> = owners.clone();
     let server = TestServer::start(move |cfg| {
-        cfg.app_data(web::Data::from(routes_api.clone()));
+        cfg.app_data(web::Data::from(routes_api.clone()))
+            .app_data(web::Data::from(routes_owners.clone()));
         payments::routes(cfg);
     });
     TestApp {
-        http: server.http.clone(),
+        http: server.http.as_staff(&[kernel::Role::Support]),
+        owners,
         db,
         pool,
         api,

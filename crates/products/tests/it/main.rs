@@ -1,6 +1,7 @@
 //! The products module's suite: its routes over HTTP and its reservation API called
 //! directly, against its own schema in a fresh Postgres database per test.
 
+mod access;
 mod catalog;
 mod input;
 mod reservations;
@@ -14,6 +15,8 @@ use products_api::ProductApi;
 use serde_json::{Value, json};
 
 struct TestApp {
+    /// Staff holding `catalog`, who may change the catalog. Who may do what is
+    /// `access.rs`'s.
     http: Http,
     db: TestDatabase,
     api: Arc<dyn ProductApi>,
@@ -34,7 +37,7 @@ async fn spawn_app() -> TestApp {
         products::routes(cfg);
     });
     TestApp {
-        http: server.http.clone(),
+        http: server.http.as_staff(&[kernel::Role::Catalog]),
         db,
         api,
         _server: server,
