@@ -164,6 +164,21 @@ async fn logs_carry_the_request_id_through_every_module_call() {
         )
         .await
         .body;
+    // The user keeps the catalog too, and calls with their token.
+    emporium::grant(
+        &emporium::Config::for_database(&db.url),
+        "log@example.com",
+        &[kernel::Role::Catalog],
+    )
+    .await
+    .unwrap();
+    let login = http
+        .post(
+            "/auth/token",
+            serde_json::json!({"grant_type": "password", "email": "log@example.com", "password": crate::PASSWORD}),
+        )
+        .await;
+    let http = http.with_bearer(login.body["access_token"].as_str().unwrap());
     let product = http
         .post(
             "/products",
@@ -173,8 +188,7 @@ async fn logs_carry_the_request_id_through_every_module_call() {
         .body;
     let body = serde_json::json!({"user_id": user["id"], "items": [{"product_id": product["id"], "quantity": 1}]});
     let placed = http
-        .client
-        .post(format!("{}/commands/orders", http.base))
+        .request("POST", "/commands/orders")
         .header("X-Request-Id", "trace-me-please")
         .json(&body)
         .send()

@@ -31,9 +31,26 @@ fn sessions() -> std::sync::MutexGuard<'static, std::collections::HashMap<String
 }
 
 struct TestApp {
+    /// Logged in as the database's staff member holding `admin` ([`STAFF_EMAIL`]), who
+    /// may do anything but change another user's password: what most tests need. Who
+    /// may do what is `access.rs`'s; [`Http::anonymous`] calls without a token.
     http: Http,
     db: TestDatabase,
     handle: actix_web::dev::ServerHandle,
+}
+
+/// The admin every test database gets (made once per database, shared by its instances).
+const STAFF_EMAIL: &str = "staff@emporium.test";
+
+/// The admin's access token, per database url.
+fn staff_tokens() -> std::sync::MutexGuard<'static, std::collections::HashMap<String, String>> {
+    static TOKENS: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<String, String>>,
+    > = std::sync::OnceLock::new();
+    TOKENS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 /// A fresh database with every schema migrated.
@@ -62,13 +79,33 @@ async fn spawn_with(
     config: impl FnOnce(&str) -> Config,
     hooks: Hooks,
 ) -> TestApp {
-    let running = emporium::start_with(&config(&db.url), hooks)
+    let config = config(&db.url);
+    let running = emporium::start_with(&config, hooks)
         .await
         .expect("start emporium");
-    let http = Http::new(format!("http://{}", running.address));
+    let anonymous = Http::new(format!("http://{}", running.address));
     let handle = running.handle.clone();
     tokio::spawn(running.wait());
-    TestApp { http, db, handle }
+    let mut app = TestApp {
+        http: anonymous,
+        db,
+        handle,
+    };
+    let known = staff_tokens().get(&app.db.url).cloned();
+    let token = match known {
+        Some(token) => token,
+        None => {
+            app.register(STAFF_EMAIL).await;
+            emporium::grant(&config, STAFF_EMAIL, &[kernel::Role::Admin])
+                .await
+                .expect("grant admin");
+            let token = app.login(STAFF_EMAIL).await;
+            staff_tokens().insert(app.db.url.clone(), token.clone());
+            token
+        }
+    };
+    app.http = app.http.with_bearer(&token);
+    app
 }
 
 impl TestApp {
@@ -81,24 +118,49 @@ impl TestApp {
     /// Registers a user with [`PASSWORD`] and logs them in (see [`TestApp::as_user`]);
     /// answers their id.
     async fn user(&self, email: &str) -> String {
+        let id = self.register(email).await;
+        let token = self.login(email).await;
+        sessions().insert(id.clone(), token);
+        id
+    }
+
+    /// Registers a user with [`PASSWORD`]; answers their id.
+    async fn register(&self, email: &str) -> String {
         let answer = self
             .http
+            .anonymous()
             .post(
                 "/users",
                 json!({"email": email, "name": email.split('@').next(), "password": PASSWORD}),
             )
             .await;
         assert_eq!(answer.status, 201, "{:#}", answer.body);
-        let id = answer.body["id"].as_str().unwrap().to_owned();
-        let token = self.login(email).await;
-        sessions().insert(id.clone(), token);
-        id
+        answer.body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A new staff member holding `roles`, logged in.
+    async fn as_staff(&self, roles: &[kernel::Role]) -> Http {
+        let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+        let email = format!(
+            "{}-{}@emporium.test",
+            names.join("-"),
+            uuid::Uuid::now_v7().simple()
+        );
+        let id = self.register(&email).await;
+        let granted = self
+            .http
+            .put(&format!("/users/{id}/roles"), json!({"roles": names}))
+            .await;
+        assert_eq!(granted.status, 200, "{:#}", granted.body);
+        let token = self.login(&email).await;
+        self.http.with_bearer(&token)
     }
 
     /// An access token of the user with this email (registered with [`PASSWORD`]).
     async fn login(&self, email: &str) -> String {
         let answer = self
             .http
+            .anonymous()
             .post(
                 "/auth/token",
                 json!({"grant_type": "password", "email": email, "password": PASSWORD}),

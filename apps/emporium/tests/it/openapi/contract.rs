@@ -134,6 +134,7 @@ pub(crate) async fn send(
     send_raw(app, method, path, bytes, headers).await
 }
 
+/// [`send_as`] the app's staff member.
 pub(crate) async fn send_raw(
     app: &TestApp,
     method: &str,
@@ -141,11 +142,26 @@ pub(crate) async fn send_raw(
     body: Option<(&str, Vec<u8>)>,
     headers: &[(&str, &str)],
 ) -> Answer {
-    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-    let mut request = app
-        .http
-        .client
-        .request(method, format!("{}{path}", app.http.base));
+    send_as(&app.http, method, path, body, headers).await
+}
+
+/// A request as `caller`, unless `headers` say who is calling.
+pub(crate) async fn send_as(
+    caller: &kernel::testing::Http,
+    method: &str,
+    path: &str,
+    body: Option<(&str, Vec<u8>)>,
+    headers: &[(&str, &str)],
+) -> Answer {
+    let names_itself = headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("authorization"));
+    let caller = if names_itself {
+        caller.anonymous()
+    } else {
+        caller.clone()
+    };
+    let mut request = caller.request(method, path);
     if let Some((content_type, bytes)) = body {
         request = request.header("content-type", content_type).body(bytes);
     }
@@ -335,14 +351,26 @@ impl Contract {
 pub(crate) struct Client<'a> {
     pub(crate) app: &'a TestApp,
     pub(crate) contract: Contract,
+    /// Who calls when a request names nobody (`authorization` in its headers).
+    pub(crate) caller: kernel::testing::Http,
 }
 
 impl<'a> Client<'a> {
-    /// A client of `app` whose answers are checked against the routes of `part`.
+    /// A client of `app` whose answers are checked against the routes of `part`, calling
+    /// as the app's staff member (an `admin`).
     pub(crate) fn new(app: &'a TestApp, part: Part) -> Client<'a> {
         Client {
             app,
             contract: Contract::of(document(), part),
+            caller: app.http.clone(),
+        }
+    }
+
+    /// The same client, calling anonymously unless a request says otherwise.
+    pub(crate) fn anonymous(self) -> Client<'a> {
+        Client {
+            caller: self.app.http.anonymous(),
+            ..self
         }
     }
 
@@ -353,6 +381,20 @@ impl<'a> Client<'a> {
             unseen.is_empty(),
             "documented answers no test produced: {unseen:#?}"
         );
+    }
+
+    /// A request as `caller` (anonymous, a customer, some staff member).
+    pub(crate) async fn call_as(
+        &mut self,
+        caller: &kernel::testing::Http,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Answer {
+        let bytes = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap()));
+        let answer = send_as(caller, method, path, bytes, &[]).await;
+        self.contract.check(method, path, &answer);
+        answer
     }
 
     pub(crate) async fn call(&mut self, method: &str, path: &str, body: Option<Value>) -> Answer {
@@ -366,7 +408,8 @@ impl<'a> Client<'a> {
         body: Option<Value>,
         headers: &[(&str, &str)],
     ) -> Answer {
-        let answer = send(self.app, method, path, body, headers).await;
+        let bytes = body.map(|b| ("application/json", serde_json::to_vec(&b).unwrap()));
+        let answer = send_as(&self.caller, method, path, bytes, headers).await;
         self.contract.check(method, path, &answer);
         answer
     }
@@ -378,7 +421,7 @@ impl<'a> Client<'a> {
         content_type: &str,
         body: Vec<u8>,
     ) -> Answer {
-        let answer = send_raw(self.app, method, path, Some((content_type, body)), &[]).await;
+        let answer = send_as(&self.caller, method, path, Some((content_type, body)), &[]).await;
         self.contract.check(method, path, &answer);
         answer
     }

@@ -19,7 +19,7 @@ async fn login(c: &mut Client<'_>, email: &str, password: &str) -> kernel::testi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_answer_as_documented() {
     let app = app().await;
-    let mut c = Client::new(&app, Part::Users);
+    let mut c = Client::new(&app, Part::Users).anonymous();
     let register =
         |email: &str, name: &str| json!({"email": email, "name": name, "password": PASSWORD});
     let ada = c
@@ -209,7 +209,7 @@ async fn users_answer_as_documented() {
 async fn auth_answers_as_documented() {
     let app = app().await;
     app.user("ada@example.com").await;
-    let mut c = Client::new(&app, Part::Auth);
+    let mut c = Client::new(&app, Part::Auth).anonymous();
     let pair = login(&mut c, "ada@example.com", PASSWORD).await;
     assert_eq!(pair.status, 200, "{:#}", pair.body);
     let refresh =
