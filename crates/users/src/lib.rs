@@ -13,6 +13,8 @@ mod http;
 mod rules;
 mod schema;
 mod service;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 

@@ -1,5 +1,6 @@
 //! The whole process: every module real, together, over HTTP, on a fresh database.
 
+mod access;
 mod audit;
 mod binary;
 mod database;

@@ -1,53 +1,19 @@
 //! The users routes x every kind of principal -> the contract's answer; denied cells
 //! change nothing; and nothing leaks (passwords, hashes, tokens).
 
-use aws_lc_rs::signature::Ed25519KeyPair;
-use diesel::sql_types::{Bytea, Text};
+use diesel::sql_types::Text;
 use diesel_async::RunQueryDsl;
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use kernel::Role;
 use kernel::testing::Http;
 use serde_json::{Value, json};
 
 use crate::{ADMIN_TOKEN, PASSWORD, TestApp, path, spawn_app};
 
-#[derive(diesel::QueryableByName)]
-struct Key {
-    #[diesel(sql_type = Text)]
-    kid: String,
-    #[diesel(sql_type = Bytea)]
-    private_key: Vec<u8>,
-}
-
 /// A token for `user` signed with the app's own key (or `other_key`), with `claims`
 /// changed from valid ones.
 async fn forge(app: &TestApp, user: &Value, changes: Value, other_key: bool) -> String {
-    let key: Key = diesel::sql_query(
-        "SELECT kid, private_key FROM users.signing_keys ORDER BY created_at DESC LIMIT 1",
-    )
-    .get_result(&mut app.db.connect().await)
-    .await
-    .unwrap();
-    let der = if other_key {
-        let rng = aws_lc_rs::rand::SystemRandom::new();
-        Ed25519KeyPair::generate_pkcs8(&rng)
-            .unwrap()
-            .as_ref()
-            .to_vec()
-    } else {
-        key.private_key
-    };
-    let now = jsonwebtoken::get_current_timestamp();
-    let mut claims = json!({"iss": ::users::ISSUER, "aud": ::users::AUDIENCE, "sub": user["id"],
-        "roles": [], "iat": now, "exp": now + 600, "jti": "forged"});
-    for (field, value) in changes.as_object().unwrap() {
-        claims[field] = value.clone();
-    }
-    let header = Header {
-        kid: Some(key.kid),
-        ..Header::new(Algorithm::EdDSA)
-    };
-    jsonwebtoken::encode(&header, &claims, &EncodingKey::from_ed_der(&der)).unwrap()
+    let sub = user["id"].as_str().unwrap();
+    ::users::testing::forge(&mut app.db.connect().await, sub, changes, other_key).await
 }
 
 /// What a route does, on the target user.
