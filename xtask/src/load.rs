@@ -17,6 +17,9 @@ pub(crate) struct Api {
     http: reqwest::Client,
     base: String,
     admin_token: String,
+    /// The staff member's access token every request carries, once [`Api::log_in_staff`]
+    /// has run.
+    bearer: Arc<std::sync::OnceLock<String>>,
 }
 
 impl Api {
@@ -32,18 +35,49 @@ impl Api {
             http,
             base: format!("http://{address}"),
             admin_token: admin_token.to_owned(),
+            bearer: Arc::default(),
         })
+    }
+
+    /// Logs in like a client: registers a staff member, grants them `catalog`,
+    /// `fulfilment` and `support` with the admin token, and takes a password grant; every
+    /// later request carries the access token (`ACCESS_TOKEN_TTL` outlasts the run).
+    /// Answers the token, for wrk's scripts.
+    pub(crate) async fn log_in_staff(&self) -> Result<String> {
+        let (email, password) = ("staff@bench.example", "bench staff password");
+        let body = json!({"email": email, "name": "Bench staff", "password": password});
+        let user = id(&self.expect("/users", &body, 201).await?, "id")?;
+        let path = format!("/users/{user}/roles");
+        let roles = json!({"roles": ["catalog", "fulfilment", "support"]});
+        let request = self.admin(self.http.put(format!("{}{path}", self.base)).json(&roles));
+        let (status, granted) = answer(request, "PUT", &path).await?;
+        ensure!(status == 200, "PUT {path} answered {status}: {granted}");
+        let login = json!({"grant_type": "password", "email": email, "password": password});
+        let token = id(
+            &self.expect("/auth/token", &login, 200).await?,
+            "access_token",
+        )?;
+        self.bearer.set(token.clone()).ok();
+        Ok(token)
+    }
+
+    fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match self.bearer.get() {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        }
     }
 
     /// `POST path` with a JSON body; the status and the JSON answer (`null` if none).
     pub(crate) async fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
         let request = self.http.post(format!("{}{path}", self.base)).json(body);
-        answer(request, "POST", path).await
+        answer(self.authorized(request), "POST", path).await
     }
 
     /// `GET path`; the status and the JSON answer (`null` if none).
     pub(crate) async fn get(&self, path: &str) -> Result<(u16, Value)> {
-        answer(self.http.get(format!("{}{path}", self.base)), "GET", path).await
+        let request = self.http.get(format!("{}{path}", self.base));
+        answer(self.authorized(request), "GET", path).await
     }
 
     /// `POST path` that must answer `expected`; its JSON answer.

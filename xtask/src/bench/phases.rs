@@ -64,6 +64,10 @@ impl Bench {
             "xtask: seeding {} users, {} products, {} orders",
             plan.users, plan.products, plan.orders
         );
+        let token = self.block_on(self.api.log_in_staff())?;
+        // For wrk's scripts (`prelude.lua`): a token of this run's throwaway database.
+        std::fs::write(self.out.join("token.txt"), format!("{token}\n"))
+            .context("writing the token for wrk")?;
         let sizes = (plan.users, plan.products, plan.orders);
         let (catalog, seeded) = self.block_on(load::seed(&self.api, sizes, plan.concurrency))?;
         for step in &seeded {

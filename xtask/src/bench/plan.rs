@@ -37,12 +37,13 @@ impl Plan {
             pgbench_scale: scale,
             // One HTTP worker per core (actix's default, stated); the default pool of 8
             // connections per module (see BENCHMARKS.md); orders do not expire during the
-            // run, so the data set stays what was seeded.
+            // run, so the data set stays what was seeded; the staff token outlasts the run.
             server_env: vec![
                 ("ADMIN_TOKEN", ADMIN_TOKEN.to_owned()),
                 ("HTTP_WORKERS", cores.to_string()),
                 ("DB_POOL_SIZE", "8".to_owned()),
                 ("ORDER_EXPIRY", "24h".to_owned()),
+                ("ACCESS_TOKEN_TTL", "12h".to_owned()),
             ],
         }
     }

@@ -124,7 +124,7 @@ async fn api_agrees(
         }
     }
     let orders = shop.orders.lock().await.clone();
-    for order in orders {
+    for (order, _) in orders {
         let row = client
             .query_opt(
                 "SELECT status, version FROM orders.orders WHERE id = $1::text::uuid",
@@ -135,6 +135,7 @@ async fn api_agrees(
         let (status, version): (String, i64) = (row.get(0), row.get(1));
         let view: Value = http
             .get(format!("{base}/queries/orders/{order}"))
+            .bearer_auth(&shop.staff)
             .send()
             .await?
             .json()

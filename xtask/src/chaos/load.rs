@@ -55,7 +55,7 @@ pub(super) async fn drive(
         let pick = rng.next() % 100;
         let orders_known = shop.orders.lock().await.len();
         let result = if pick < 35 || orders_known == 0 {
-            let user = &shop.users[rng.below(shop.users.len())];
+            let who = rng.below(shop.users.len());
             let (a, b) = (
                 rng.below(shop.products.len()),
                 rng.below(shop.products.len()),
@@ -65,39 +65,44 @@ pub(super) async fn drive(
             if a != b && rng.next().is_multiple_of(2) {
                 items.push(json!({"product_id": shop.products[b], "quantity": 1 + rng.below(2)}));
             }
-            let placed = post(
-                &http,
-                &base,
-                "/commands/orders",
-                json!({"user_id": user, "items": items}),
-            )
-            .await;
+            // Mostly the customer, with their own token; now and then support, for them.
+            let (token, body) = if rng.next().is_multiple_of(4) {
+                let user = &shop.users[who];
+                (&shop.staff, json!({"user_id": user, "items": items}))
+            } else {
+                (&shop.tokens[who], json!({"items": items}))
+            };
+            let placed = post(&http, &base, token, "/commands/orders", body).await;
             if let Ok((202, body)) = &placed
                 && let Ok(order) = id(body, "order_id")
             {
-                shop.orders.lock().await.push(order);
+                shop.orders.lock().await.push((order, who));
             }
             placed.map(|_| ())
         } else if pick < 92 {
-            let order = {
+            let (order, owner) = {
                 let orders = shop.orders.lock().await;
                 orders[rng.below(orders.len())].clone()
             };
-            let (command, body) = match pick {
+            // The owner pays; staff ship, deliver and cancel (a customer may not cancel
+            // a shipped order).
+            let (command, body, token) = match pick {
                 35..=56 => {
                     let token = TOKENS[rng.below(TOKENS.len())];
                     if SLOW_TOKENS.contains(&token) {
                         counts.slow.fetch_add(1, Ordering::Relaxed);
                     }
-                    ("confirm", json!({"payment_token": token}))
+                    let body = json!({"payment_token": token});
+                    ("confirm", body, &shop.tokens[owner])
                 }
-                57..=71 => ("ship", json!({})),
-                72..=80 => ("deliver", json!({})),
-                _ => ("cancel", json!({"reason": "chaos"})),
+                57..=71 => ("ship", json!({}), &shop.staff),
+                72..=80 => ("deliver", json!({}), &shop.staff),
+                _ => ("cancel", json!({"reason": "chaos"}), &shop.staff),
             };
             post(
                 &http,
                 &base,
+                token,
                 &format!("/commands/orders/{order}/{command}"),
                 body,
             )
@@ -108,6 +113,7 @@ pub(super) async fn drive(
             post(
                 &http,
                 &base,
+                &shop.staff,
                 &format!("/products/{product}/restock"),
                 json!({"quantity": 1 + rng.below(5)}),
             )
@@ -134,21 +140,27 @@ pub(super) async fn drive(
     }
 }
 
-/// `POST path`: its status and JSON answer. A `5xx` is an error, but for the answers the
-/// contract gives the gateway's tokens: `502 payment_gateway_error`, `504 payment_pending`.
+/// `POST path` with the bearer `token` (empty: none): its status and JSON answer. A `5xx`
+/// is an error, but for the answers the contract gives the gateway's tokens: `502
+/// payment_gateway_error`, `504 payment_pending`; so is a `401` or `403` (every driver
+/// calls as someone allowed to).
 pub(super) async fn post(
     http: &reqwest::Client,
     base: &str,
+    token: &str,
     path: &str,
     body: Value,
 ) -> Result<(u16, Value)> {
-    let response = http
-        .post(format!("{base}{path}"))
-        .json(&body)
-        .send()
-        .await?;
+    let mut request = http.post(format!("{base}{path}")).json(&body);
+    if !token.is_empty() {
+        request = request.bearer_auth(token);
+    }
+    let response = request.send().await?;
     let status = response.status().as_u16();
     let answer = response.json().await.unwrap_or(Value::Null);
+    if matches!(status, 401 | 403) {
+        bail!("POST {path} was refused ({status}): {answer}");
+    }
     let expected = matches!(
         (status, answer["code"].as_str()),
         (502, Some("payment_gateway_error")) | (504, Some("payment_pending"))

@@ -173,8 +173,11 @@ struct Shop {
     users: Vec<String>,
     /// An access token of each user, in the same order (valid for `ACCESS_TOKEN_TTL`).
     tokens: Vec<String>,
+    /// An access token of a staff member holding `catalog`, `fulfilment` and `support`.
+    staff: String,
     products: Vec<String>,
-    orders: Mutex<Vec<String>>,
+    /// Every accepted order, with its owner's index in `users`.
+    orders: Mutex<Vec<(String, usize)>>,
 }
 
 impl Chaos {
@@ -218,12 +221,16 @@ impl Chaos {
     async fn seed(&mut self) -> Result<Shop> {
         let (server, base) = self.start("seed")?;
         let http = reqwest::Client::new();
-        let mut shop = Shop::default();
+        let mut shop = Shop {
+            staff: staff(&http, &base).await?,
+            ..Shop::default()
+        };
         for i in 0..USERS {
             let (email, password) = (format!("chaos{i}@example.com"), "chaos password");
             let user = post(
                 &http,
                 &base,
+                "",
                 "/users",
                 json!({"email": email, "name": format!("Chaos {i}"), "password": password}),
             )
@@ -233,6 +240,7 @@ impl Chaos {
             let login = post(
                 &http,
                 &base,
+                "",
                 "/auth/token",
                 json!({"grant_type": "password", "email": email, "password": password}),
             )
@@ -241,7 +249,7 @@ impl Chaos {
         }
         for (i, stock) in STOCKS.into_iter().enumerate() {
             let body = json!({"name": format!("Item {i}"), "price": format!("{}.{:02}", i + 1, i * 7 % 100), "stock": stock});
-            let product = post(&http, &base, "/products", body).await?;
+            let product = post(&http, &base, &shop.staff, "/products", body).await?;
             shop.products.push(id(&product.1, "id")?);
         }
         drop(server);
@@ -372,6 +380,29 @@ impl Chaos {
 /// [`scalar`], or 0 when the database does not answer (a count for the figures only).
 async fn count_or_none(client: &tokio_postgres::Client, sql: &str) -> i64 {
     scalar(client, sql).await.unwrap_or(0)
+}
+
+/// Registers the staff member the drivers' catalog, fulfilment and support work runs as,
+/// grants the roles with the admin token, and logs in: its access token.
+async fn staff(http: &reqwest::Client, base: &str) -> Result<String> {
+    let (email, password) = ("chaos-staff@example.com", "chaos staff password");
+    let body = json!({"email": email, "name": "Chaos staff", "password": password});
+    let user = post(http, base, "", "/users", body).await?;
+    let roles = json!({"roles": ["catalog", "fulfilment", "support"]});
+    let granted = http
+        .put(format!("{base}/users/{}/roles", id(&user.1, "id")?))
+        .bearer_auth(TOKEN)
+        .json(&roles)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        granted.status().is_success(),
+        "granting roles: {}",
+        granted.status()
+    );
+    let login = json!({"grant_type": "password", "email": email, "password": password});
+    let tokens = post(http, base, "", "/auth/token", login).await?;
+    id(&tokens.1, "access_token")
 }
 
 #[cfg(test)]

@@ -476,10 +476,9 @@ async fn idempotency_key_replays_the_first_answer() {
     let post = |key: String, body: serde_json::Value| {
         let app = app.clone();
         async move {
-            let url = format!("/commands/orders");
             let response = app
                 .http
-                .request("POST", &url)
+                .request("POST", "/commands/orders")
                 .header("Idempotency-Key", key)
                 .json(&body)
                 .send()

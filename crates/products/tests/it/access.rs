@@ -3,7 +3,6 @@
 //! refusal changes nothing.
 
 use kernel::Role;
-use products_api::ProductApi;
 use serde_json::json;
 
 use crate::spawn_app;

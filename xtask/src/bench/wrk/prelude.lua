@@ -5,7 +5,11 @@ function ids(name)
   for line in io.lines(dir .. "/" .. name .. ".txt") do all[#all + 1] = line end
   return all
 end
-json = { ["Content-Type"] = "application/json" }
+-- Every request carries the bench's staff token (catalog, fulfilment, support), as a
+-- client's would.
+local bearer = "Bearer " .. ids("token")[1]
+auth = { ["Authorization"] = bearer }
+json = { ["Content-Type"] = "application/json", ["Authorization"] = bearer }
 local users, products
 function new_order()
   users = users or ids("users")
