@@ -419,6 +419,7 @@ pub struct Background {
     sweeper: tokio::task::JoinHandle<()>,
     reconciler: tokio::task::JoinHandle<()>,
     cleaner: tokio::task::JoinHandle<()>,
+    purger: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Background {
@@ -426,11 +427,16 @@ impl Drop for Background {
         self.sweeper.abort();
         self.reconciler.abort();
         self.cleaner.abort();
+        self.purger.abort();
     }
 }
 
-/// Starts delivering events to every subscriber, the sweeper, the payment reconciler and
-/// the read model's cleaner (which finishes deleting generations a rebuild retired).
+/// How often expired refresh tokens and stale failed logins are deleted.
+const PURGE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Starts delivering events to every subscriber, the sweeper, the payment reconciler, the
+/// read model's cleaner (which finishes deleting generations a rebuild retired) and the
+/// users module's purger (expired refresh tokens, stale failed logins).
 pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Result<Background> {
     let subscriptions = modules.subscriptions();
     let dispatcher = Dispatcher::start(
@@ -449,6 +455,7 @@ pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Res
             },
         ),
         cleaner: modules.orders_read.spawn_cleaner(),
+        purger: modules.auth.clone().spawn_purger(PURGE_EVERY),
     })
 }
 

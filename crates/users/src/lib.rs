@@ -20,7 +20,9 @@ use diesel_migrations::{EmbeddedMigrations, embed_migrations};
 
 pub use auth::keys::rotate as rotate_key;
 pub use auth::tokens::{AUDIENCE, ISSUER};
-pub use auth::{Auth, Jwk, Jwks, LoginLock, MAX_FAILURES, TokenPair, TokenSettings, Tokens};
+pub use auth::{
+    Auth, Jwk, Jwks, LoginLock, MAX_FAILURES, Purged, TokenPair, TokenSettings, Tokens,
+};
 pub use http::{endpoints, routes};
 pub use service::UserService;
 

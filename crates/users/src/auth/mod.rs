@@ -8,6 +8,7 @@
 
 pub(crate) mod keys;
 pub(crate) mod password;
+mod purge;
 pub(crate) mod tokens;
 
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use crate::domain::Email;
 use crate::schema::{login_failures, refresh_tokens, users};
 use crate::service::stored_roles;
 pub use keys::{Jwk, Jwks};
+pub use purge::Purged;
 pub use tokens::{TokenSettings, Tokens};
 
 /// Failed logins of one email within [`LoginLock::window`] before it is locked.

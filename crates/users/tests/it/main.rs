@@ -27,6 +27,7 @@ struct TestApp {
     /// `Authorization: Bearer <ADMIN_TOKEN>`.
     admin_token: Http,
     db: TestDatabase,
+    auth: Arc<::users::Auth>,
     _server: TestServer,
 }
 
@@ -80,9 +81,10 @@ async fn spawn_on(db: TestDatabase, setup: Setup) -> TestApp {
         verifier: Some(tokens),
         admin_token: Some(ADMIN_TOKEN.to_owned()),
     };
+    let routes_auth = auth.clone();
     let server = TestServer::start(move |cfg| {
         cfg.app_data(web::Data::from(api.clone()))
-            .app_data(web::Data::from(auth.clone()))
+            .app_data(web::Data::from(routes_auth.clone()))
             .app_data(web::Data::new(authenticator.clone()));
         ::users::routes(cfg);
     });
@@ -90,6 +92,7 @@ async fn spawn_on(db: TestDatabase, setup: Setup) -> TestApp {
         http: server.http.clone(),
         admin_token: server.http.with_bearer(ADMIN_TOKEN),
         db,
+        auth,
         _server: server,
     }
 }

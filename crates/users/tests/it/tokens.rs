@@ -419,3 +419,54 @@ async fn concurrent_guesses_count_each_other() {
         .await
         .assert_problem(429, "too_many_attempts");
 }
+
+/// The purger deletes refresh tokens once expired (a live one keeps refreshing) and failed
+/// logins once out of the lock window (a recent one still counts).
+#[tokio::test]
+async fn the_purger_deletes_expired_refresh_tokens_and_stale_failures() {
+    let app = spawn_app().await;
+    let user = app.register("purge@example.com").await;
+    let (old, live) = (app.tokens_of(&user).await, app.tokens_of(&user).await);
+    for _ in 0..2 {
+        assert_eq!(
+            app.login("purge@example.com", "not the password")
+                .await
+                .status,
+            401
+        );
+    }
+    let mut conn = app.db.connect().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(
+        "UPDATE users.refresh_tokens SET expires_at = now() - interval '1 second' \
+         WHERE id = (SELECT id FROM users.refresh_tokens ORDER BY created_at LIMIT 1)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    diesel::sql_query(
+        "UPDATE users.login_failures SET failed_at = now() - interval '1 hour' \
+         WHERE id = (SELECT min(id) FROM users.login_failures)",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let purged = app.auth.purge().await.unwrap();
+    assert_eq!(
+        purged,
+        ::users::Purged {
+            refresh_tokens: 1,
+            login_failures: 1
+        }
+    );
+    let left = |table: &str| format!("SELECT count(*) AS n FROM users.{table}");
+    assert_eq!(app.db.scalar(&left("refresh_tokens")).await, 1);
+    assert_eq!(app.db.scalar(&left("login_failures")).await, 1);
+    let refresh = |pair: &Value| json!({"grant_type": "refresh_token", "refresh_token": pair["refresh_token"]});
+    let expired = app.http.post("/auth/token", refresh(&old)).await;
+    expired.assert_problem(401, "invalid_grant");
+    let renewed = app.http.post("/auth/token", refresh(&live)).await;
+    assert_eq!(renewed.status, 200, "{:#}", renewed.body);
+    assert_eq!(app.auth.purge().await.unwrap(), ::users::Purged::default());
+}
