@@ -41,6 +41,96 @@ async fn the_served_document_is_openapi_3_1_and_the_code_s_own() {
     assert_eq!(ids.len(), unique.len(), "operationIds repeat: {ids:?}");
 }
 
+/// Every operation says who may call it: one that takes a token declares the bearer scheme
+/// (with the roles of which the caller needs one, when only staff may) and the shared
+/// `401`, and one open to anyone declares neither; a route with roles documents its `403`.
+#[test]
+fn every_operation_states_who_may_call_it() {
+    let doc = document();
+    let scheme = &doc["components"]["securitySchemes"]["bearer"];
+    assert_eq!(
+        (scheme["type"].as_str(), scheme["scheme"].as_str()),
+        (Some("http"), Some("bearer"))
+    );
+    let mut roles = BTreeMap::new();
+    let mut ids = BTreeSet::new();
+    for (method, path) in operations(&doc) {
+        let operation = &doc["paths"][&path][method.to_lowercase()];
+        ids.insert(operation["operationId"].as_str().unwrap().to_owned());
+        let unauthenticated =
+            operation["responses"]["401"]["$ref"] == "#/components/responses/Unauthenticated";
+        let security = operation["security"].as_array();
+        assert_eq!(
+            security.is_some(),
+            unauthenticated,
+            "{method} {path}: a bearer requirement if and only if the shared 401"
+        );
+        let Some(security) = security else { continue };
+        assert_eq!(security.len(), 1, "{method} {path}: {security:?}");
+        let needed: Vec<&str> = security[0]["bearer"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{method} {path}: not the bearer scheme: {security:?}"))
+            .iter()
+            .map(|r| r.as_str().unwrap())
+            .collect();
+        if !needed.is_empty() {
+            assert!(
+                operation["responses"]["403"].is_object(),
+                "{method} {path}: no 403"
+            );
+        }
+        roles.insert(
+            operation["operationId"].as_str().unwrap().to_owned(),
+            needed,
+        );
+    }
+    let of = |id: &str| {
+        roles
+            .get(id)
+            .unwrap_or_else(|| panic!("{id} is public"))
+            .clone()
+    };
+    for id in ["create_product", "update_product", "restock_product"] {
+        assert_eq!(of(id), ["catalog", "admin"], "{id}");
+    }
+    for id in ["ship_order", "deliver_order"] {
+        assert_eq!(of(id), ["fulfilment", "admin"], "{id}");
+    }
+    for id in ["projections", "rebuild_projection"] {
+        assert_eq!(of(id), ["admin"], "{id}");
+    }
+    for id in [
+        "place_order",
+        "confirm_order",
+        "cancel_order",
+        "get_order",
+        "list_orders",
+        "get_payment",
+        "list_payments",
+        "get_me",
+    ] {
+        assert_eq!(
+            of(id),
+            Vec::<&str>::new(),
+            "{id}: any user, with rules of whose"
+        );
+    }
+    for id in [
+        "list_products",
+        "get_product",
+        "register_user",
+        "token",
+        "jwks",
+        "metrics",
+        "live",
+    ] {
+        assert!(
+            ids.contains(id) && !roles.contains_key(id),
+            "{id} needs no token"
+        );
+    }
+}
+
 /// Money is a two-decimal string and ids are UUIDs wherever an answer carries them, and
 /// every path id is a UUID: checked on the schemas themselves, so that the response
 /// validation below cannot pass against a lax document.
