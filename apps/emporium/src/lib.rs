@@ -75,6 +75,10 @@ pub struct Config {
     /// after twice this).
     #[arg(long, env = "PAYMENT_GATEWAY_TIMEOUT", default_value = "10s", value_parser = kernel::parse_duration, global = true)]
     pub payment_gateway_timeout: Duration,
+    /// Deadline of every request: past it the request is abandoned and answered `503
+    /// request_timeout` (keep it above PAYMENT_GATEWAY_TIMEOUT, which a confirm may wait).
+    #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = kernel::parse_duration, global = true)]
+    pub request_timeout: Duration,
 }
 
 impl Config {
@@ -95,6 +99,7 @@ impl Config {
             db_pool_size: 3,
             http_workers: Some(2),
             payment_gateway_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
         }
     }
 
@@ -431,6 +436,9 @@ impl Drop for Background {
     }
 }
 
+/// How long a client may take to send a request's head.
+pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// How often expired refresh tokens and stale failed logins are deleted.
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -493,12 +501,22 @@ pub async fn start_with(config: &Config, hooks: Hooks) -> anyhow::Result<Running
         None
     };
     let app_modules = modules.clone();
+    let deadline = kernel::http::RequestTimeout(config.request_timeout);
     let mut server = HttpServer::new(move || {
         let modules = app_modules.clone();
-        kernel::http::app(move |cfg| modules.configure(cfg))
+        kernel::http::app(move |cfg| {
+            cfg.app_data(web::Data::new(deadline));
+            modules.configure(cfg);
+        })
     })
     .disable_signals()
-    .shutdown_timeout(30);
+    .shutdown_timeout(30)
+    // A client gets 5 s to send its request head (a slow-loris connection is answered
+    // `408` and closed), an idle keep-alive connection is closed after 5 s, and a closing
+    // one is dropped after 1 s.
+    .client_request_timeout(CLIENT_REQUEST_TIMEOUT)
+    .keep_alive(Duration::from_secs(5))
+    .client_disconnect_timeout(Duration::from_secs(1));
     if let Some(workers) = config.http_workers {
         server = server.workers(workers);
     }

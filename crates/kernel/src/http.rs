@@ -226,10 +226,20 @@ impl<T: serde::de::DeserializeOwned + 'static> actix_web::FromRequest for JsonBo
 /// The request id header: honoured when a client sends a sane one, else generated.
 pub const REQUEST_ID: &str = "x-request-id";
 
+/// The deadline of every request (`REQUEST_TIMEOUT`), as app data; without one,
+/// [`RequestTimeout::DEFAULT`].
+#[derive(Clone, Copy, Debug)]
+pub struct RequestTimeout(pub std::time::Duration);
+
+impl RequestTimeout {
+    pub const DEFAULT: std::time::Duration = std::time::Duration::from_secs(30);
+}
+
 /// Middleware every app runs outermost: gives each request an id (echoed in
 /// `X-Request-Id`) and a span carrying it, so every log line of the request, in every
 /// module, can be found by it; turns a panic into a logged `500` problem without losing
-/// the worker; counts requests and their latency per route pattern; logs one line per
+/// the worker; abandons it at its deadline ([`RequestTimeout`]: `503
+/// request_timeout`); counts requests and their latency per route pattern; logs one line per
 /// request.
 pub async fn observe(
     req: actix_web::dev::ServiceRequest,
@@ -250,8 +260,31 @@ pub async fn observe(
     // an error are answered as `Err`, which actix renders from the problem.)
     // Every event the request causes carries its id (and, once authenticated, its caller).
     let context = crate::context::Context::new(crate::Actor::ANONYMOUS, Some(request_id.clone()));
+    let deadline = req
+        .app_data::<web::Data<RequestTimeout>>()
+        .map_or(RequestTimeout::DEFAULT, |t| t.0);
     let work = crate::context::scope(context, next.call(req).instrument(span.clone()));
-    let outcome = crate::catch_panic(work).await;
+    let Ok(outcome) = tokio::time::timeout(deadline, crate::catch_panic(work)).await else {
+        // Dropped like a crashed request: what it committed stays, and the rest is
+        // finished or undone by whoever finishes a crashed one (sweeper, saga, fences).
+        span.in_scope(|| {
+            tracing::warn!(?deadline, "request abandoned at its deadline; answered 503")
+        });
+        record(&method, "unmatched", 503, started.elapsed());
+        let problem = Problem {
+            retry_after: Some(1),
+            ..Problem::new(
+                503,
+                "request_timeout",
+                format!(
+                    "the request did not finish within {} s and was abandoned; \
+                     retry it (with the same Idempotency-Key, for a placement)",
+                    deadline.as_secs_f64()
+                ),
+            )
+        };
+        return Err(problem.into());
+    };
     let mut response = match outcome {
         Ok(Ok(response)) => response.map_into_boxed_body(),
         Ok(Err(error)) => {

@@ -217,7 +217,8 @@ impl<'s> ToResponse<'s> for Unauthenticated {
     }
 }
 
-/// `503 service_unavailable` with `Retry-After`: the database cannot be reached.
+/// `503 service_unavailable` with `Retry-After`: the database cannot be reached (or a
+/// statement timed out); `503 request_timeout`: the request ran past its deadline.
 pub struct ServiceUnavailable;
 
 impl<'s> ToResponse<'s> for ServiceUnavailable {
@@ -231,8 +232,11 @@ impl<'s> ToResponse<'s> for ServiceUnavailable {
             .description(Some("Seconds to wait before retrying."))
             .build();
         let response = problem_response(
-            "`service_unavailable`: the database cannot be reached right now; nothing was \
-             changed, retrying after `Retry-After` seconds is safe.",
+            "`service_unavailable`: the database cannot be reached right now, or a statement \
+             ran past its `statement_timeout`; nothing was changed, retrying after \
+             `Retry-After` seconds is safe. `request_timeout`: the request ran past \
+             `REQUEST_TIMEOUT` (default 30 s) and was abandoned; what it had committed \
+             stays, so retry a command with the same `Idempotency-Key` or `If-Match`.",
         )
         .header("Retry-After", retry_after)
         .build();

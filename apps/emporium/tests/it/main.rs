@@ -6,6 +6,7 @@ mod binary;
 mod database;
 mod guarantees;
 mod invariants;
+mod limits;
 mod openapi;
 mod operations;
 mod orders;

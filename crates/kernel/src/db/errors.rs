@@ -63,6 +63,8 @@ const SERVER_GOING_AWAY: &[&str] = &[
     "terminating connection due to unexpected postmaster exit",
     "terminating connection because of crash of another server process",
     "the database system is ",
+    // 57014 `query_canceled` by the pool's `statement_timeout`: overloaded, try again.
+    "canceling statement due to statement timeout",
 ];
 
 /// Whether one cause of an error chain says the database cannot be reached: the

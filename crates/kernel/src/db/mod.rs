@@ -112,6 +112,12 @@ pub struct PoolSettings {
     pub wait_timeout: Duration,
     /// How long opening a new connection may take.
     pub connect_timeout: Duration,
+    /// Postgres's `statement_timeout` on every connection: a statement that runs longer is
+    /// cancelled (and the request answered `503`).
+    pub statement_timeout: Duration,
+    /// Postgres's `idle_in_transaction_session_timeout`: a connection left idle inside a
+    /// transaction this long is ended by the server, its locks released.
+    pub idle_in_transaction_timeout: Duration,
 }
 
 impl Default for PoolSettings {
@@ -120,6 +126,8 @@ impl Default for PoolSettings {
             max_size: 8,
             wait_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(15),
+            idle_in_transaction_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -255,13 +263,22 @@ impl MigrationSource<Pg> for ModuleMigrations {
     }
 }
 
-/// A pool whose connections act as `schema`'s role and see only its schema by default.
+/// A pool whose connections act as `schema`'s role, see only its schema by default, and
+/// run under the settings' statement and idle-in-transaction timeouts.
 pub fn pool(url: &str, schema: &Schema, settings: PoolSettings) -> anyhow::Result<Pool> {
     let role = schema.role();
     let search_path = schema.name.to_owned();
+    let (statement_ms, idle_ms) = (
+        settings.statement_timeout.as_millis().max(1),
+        settings.idle_in_transaction_timeout.as_millis().max(1),
+    );
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
     config.custom_setup = Box::new(move |url| {
-        let statement = format!("SET ROLE {role}; SET search_path TO {search_path}");
+        let statement = format!(
+            "SET ROLE {role}; SET search_path TO {search_path}; \
+             SET statement_timeout = {statement_ms}; \
+             SET idle_in_transaction_session_timeout = {idle_ms}"
+        );
         let url = url.to_owned();
         async move {
             let mut conn = AsyncPgConnection::establish(&url).await?;

@@ -57,3 +57,49 @@ async fn an_exhausted_pool_is_unavailable_within_its_wait() {
         "usable again once the connection is back"
     );
 }
+
+/// A statement that runs past the pool's `statement_timeout` is cancelled and answered
+/// `503`; a connection left idle inside a transaction past its timeout is ended by the
+/// server (its locks with it), and the pool hands out a working one after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_and_idle_transactions_are_bounded() {
+    use diesel_async::RunQueryDsl;
+    let f = fixture().await;
+    let settings = db::PoolSettings {
+        statement_timeout: Duration::from_millis(200),
+        idle_in_transaction_timeout: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let pool = db::pool(&f.db.url, &SCRATCH, settings).unwrap();
+    let mut conn = db::connect(&pool).await.unwrap();
+    let started = Instant::now();
+    let error = diesel::sql_query("SELECT pg_sleep(5)")
+        .execute(&mut *conn)
+        .await
+        .expect_err("cancelled");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "ran {:?}",
+        started.elapsed()
+    );
+    let problem = kernel::Problem::from_unexpected(&anyhow::Error::from(error));
+    assert_eq!(problem.status, 503, "{problem:?}");
+
+    diesel::sql_query("BEGIN")
+        .execute(&mut *conn)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let ended = diesel::sql_query("SELECT 1").execute(&mut *conn).await;
+    assert!(ended.is_err(), "the idle transaction's session was ended");
+    drop(conn);
+    let mut fresh = db::connect(&pool).await.unwrap();
+    assert_eq!(
+        diesel::sql_query("SELECT 1")
+            .execute(&mut *fresh)
+            .await
+            .ok(),
+        Some(1),
+        "the pool recycles the ended connection"
+    );
+}

@@ -1,0 +1,91 @@
+//! The contract's Limits, through HTTP: a request has a deadline, and a client that
+//! sends its request slowly cannot hold the server.
+
+use std::time::{Duration, Instant};
+
+use emporium::{Config, Hooks};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::{database, spawn_with};
+
+async fn app_with_deadline(deadline: Duration) -> crate::TestApp {
+    let config = move |url: &str| Config {
+        request_timeout: deadline,
+        ..Config::for_database(url)
+    };
+    spawn_with(database().await, config, Hooks::default()).await
+}
+
+/// A request still running at `REQUEST_TIMEOUT` is abandoned and answered `503
+/// request_timeout` with `Retry-After` (here a read-your-writes wait, which alone would
+/// wait 2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_past_its_deadline_is_abandoned_with_503() {
+    let app = app_with_deadline(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let unknown = kernel::OrderId::generate();
+    let answer = app
+        .http
+        .get(&format!("/queries/orders/{unknown}?min_version=1"))
+        .await;
+    let elapsed = started.elapsed();
+    answer.assert_problem(503, "request_timeout");
+    assert_eq!(answer.header("retry-after"), Some("1"));
+    assert!(
+        elapsed < Duration::from_millis(1500),
+        "answered after {elapsed:?}"
+    );
+    let health = app.http.get("/health/live").await;
+    assert_eq!(health.status, 200, "the worker serves on");
+}
+
+/// Opens a raw connection to the app.
+async fn connect(app: &crate::TestApp) -> tokio::net::TcpStream {
+    let address = app.http.base.trim_start_matches("http://");
+    tokio::net::TcpStream::connect(address).await.unwrap()
+}
+
+/// Reads until the server closes the connection (at most `limit`); what it sent.
+async fn until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> String {
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(limit, stream.read_to_end(&mut answer)).await;
+    assert!(read.is_ok(), "the connection stayed open for {limit:?}");
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A client that never finishes its request head is answered `408` and cut off after
+/// `CLIENT_REQUEST_TIMEOUT`; one that never finishes its body is abandoned at the
+/// request's deadline. Neither holds a worker: the server answers others meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_client_is_cut_off() {
+    let app = app_with_deadline(Duration::from_millis(500)).await;
+    let mut head = connect(&app).await;
+    head.write_all(b"GET /health/live HTTP/1.1\r\nHost: emporium\r\n")
+        .await
+        .unwrap();
+    let mut body = connect(&app).await;
+    body.write_all(
+        b"POST /users HTTP/1.1\r\nHost: emporium\r\nContent-Type: application/json\r\n\
+          Content-Length: 1000\r\n\r\n{\"email\": ",
+    )
+    .await
+    .unwrap();
+    let started = Instant::now();
+    assert_eq!(app.http.get("/health/live").await.status, 200);
+
+    let answer = until_closed(&mut body, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("request_timeout"), "{answer}");
+    let answer = until_closed(&mut head, emporium::CLIENT_REQUEST_TIMEOUT * 2).await;
+    let elapsed = started.elapsed();
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    assert!(
+        elapsed >= emporium::CLIENT_REQUEST_TIMEOUT - Duration::from_millis(500),
+        "cut off after {elapsed:?}, before its time"
+    );
+    let users = app.db.scalar("SELECT count(*) AS n FROM users.users").await;
+    assert_eq!(users, 1, "only the staff member; nothing half-written");
+}
