@@ -1,4 +1,7 @@
-//! Pagination of list queries: `page` from 1, `page_size` 1..=100, default 1 and 20.
+//! Pagination of list queries: `page` from 1, `page_size` 1..=100, default 1 and 20, and
+//! `page x page_size` at most 10,000: deeper pages cost the database a scan of every row
+//! before them, so a client cannot ask for them (a filter or a status narrows a list
+//! instead).
 
 use serde::Serialize;
 
@@ -14,11 +17,18 @@ pub enum PageRequestError {
     Page(u32),
     #[error("page_size must be between 1 and {max}, got {0}", max = PageRequest::MAX_PAGE_SIZE)]
     PageSize(u32),
+    #[error(
+        "page x page_size must be at most {max}, got {page} x {page_size}; narrow the list with a filter instead",
+        max = PageRequest::MAX_DEPTH
+    )]
+    TooDeep { page: u32, page_size: u32 },
 }
 
 impl PageRequest {
     pub const DEFAULT_PAGE_SIZE: u32 = 20;
     pub const MAX_PAGE_SIZE: u32 = 100;
+    /// The most rows a client may page through: `page x page_size`.
+    pub const MAX_DEPTH: u64 = 10_000;
 
     pub fn new(page: Option<u32>, page_size: Option<u32>) -> Result<Self, PageRequestError> {
         let page = page.unwrap_or(1);
@@ -28,6 +38,9 @@ impl PageRequest {
         }
         if page_size == 0 || page_size > Self::MAX_PAGE_SIZE {
             return Err(PageRequestError::PageSize(page_size));
+        }
+        if u64::from(page) * u64::from(page_size) > Self::MAX_DEPTH {
+            return Err(PageRequestError::TooDeep { page, page_size });
         }
         Ok(PageRequest { page, page_size })
     }
@@ -80,5 +93,19 @@ mod tests {
         assert!(PageRequest::new(None, Some(0)).is_err());
         assert!(PageRequest::new(None, Some(101)).is_err());
         assert!(PageRequest::new(None, Some(100)).is_ok());
+        assert!(PageRequest::new(Some(100), Some(100)).is_ok());
+        assert!(PageRequest::new(Some(500), Some(20)).is_ok());
+        assert_eq!(
+            PageRequest::new(Some(101), Some(100)),
+            Err(PageRequestError::TooDeep {
+                page: 101,
+                page_size: 100
+            })
+        );
+        assert!(
+            PageRequest::new(Some(501), None).is_err(),
+            "with the default size"
+        );
+        assert!(PageRequest::new(Some(u32::MAX), Some(100)).is_err());
     }
 }

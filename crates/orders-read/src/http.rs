@@ -103,7 +103,7 @@ struct ListQuery {
     /// Only orders in this status.
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
-    /// From 1; default 1.
+    /// From 1; default 1; `page x page_size` at most 10,000.
     #[param(minimum = 1)]
     page: Option<u32>,
     /// 1 to 100; default 20.
@@ -125,7 +125,8 @@ struct ListQuery {
         (status = 200, description = "One page of orders.", body = OrderPage),
         (status = 400, description = "`invalid_query`: a `user_id` that is not a UUID, a \
             `status` that is not one of the five, `page` below 1, `page_size` outside 1..=100, \
-            or an unknown parameter.", body = Problem, content_type = PROBLEM_JSON),
+            `page x page_size` over 10,000, or an unknown parameter.", body = Problem,
+            content_type = PROBLEM_JSON),
         (status = 401, response = Unauthenticated),
         (status = 403, description = "`forbidden`: a customer's `user_id` names someone \
             else; the admin token is not a user.", body = Problem, content_type = PROBLEM_JSON),

@@ -134,7 +134,7 @@ async fn get(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
-    /// From 1; default 1.
+    /// From 1; default 1; `page x page_size` at most 10,000.
     #[param(minimum = 1)]
     page: Option<u32>,
     /// 1 to 100; default 20.
@@ -154,7 +154,8 @@ struct ListQuery {
     responses(
         (status = 200, description = "One page of products.", body = ProductPage),
         (status = 400, description = "`invalid_query`: `page` below 1, `page_size` outside \
-            1..=100, a non-integer value or an unknown parameter.", body = Problem,
+            1..=100, `page x page_size` over 10,000, a non-integer value or an unknown \
+            parameter.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
     )

@@ -123,6 +123,7 @@ async fn lists_filter_by_user_and_status_newest_first() {
         "user_id=nope",
         "sort=asc",
         "page=x",
+        "page=101&page_size=100",
     ] {
         app.http
             .get(&format!("/queries/orders?{bad}"))

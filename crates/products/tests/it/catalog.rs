@@ -199,12 +199,21 @@ async fn list_pages_newest_first() {
         "page_size=1.5",
         "sort=name",
         "page=99999999999",
+        "page=101&page_size=100",
+        "page=501",
     ] {
         app.http
             .get(&format!("/products?{bad}"))
             .await
             .assert_problem(400, "invalid_query");
     }
+    let deepest = app.http.get("/products?page=100&page_size=100").await;
+    assert_eq!(deepest.status, 200, "page x page_size = 10,000 is allowed");
+    let too_deep = app.http.get("/products?page=10001&page_size=1").await;
+    let detail = too_deep.assert_problem(400, "invalid_query")["detail"]
+        .as_str()
+        .unwrap();
+    assert!(detail.contains("10000"), "says why: {detail}");
 }
 
 #[tokio::test]
