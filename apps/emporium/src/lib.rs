@@ -79,6 +79,9 @@ pub struct Config {
     /// request_timeout` (keep it above PAYMENT_GATEWAY_TIMEOUT, which a confirm may wait).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "30s", value_parser = kernel::parse_duration, global = true)]
     pub request_timeout: Duration,
+    /// How long an Idempotency-Key of a placement is remembered, then forgotten.
+    #[arg(long, env = "IDEMPOTENCY_TTL", default_value = "24h", value_parser = kernel::parse_duration, global = true)]
+    pub idempotency_ttl: Duration,
 }
 
 impl Config {
@@ -100,6 +103,7 @@ impl Config {
             http_workers: Some(2),
             payment_gateway_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            idempotency_ttl: Duration::from_secs(24 * 3600),
         }
     }
 
@@ -301,6 +305,7 @@ impl Modules {
             // A charge waits at most one gateway deadline for another pending payment, then
             // calls the gateway under one more; the fence outlasts both.
             confirm_fence: config.payment_gateway_timeout * 2 + Duration::from_secs(10),
+            idempotency_ttl: config.idempotency_ttl,
             faults: hooks.faults.clone(),
         };
         let source = |schema: &Schema, pool: &Pool| -> Arc<dyn EventSource> {

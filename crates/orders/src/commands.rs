@@ -39,6 +39,8 @@ pub struct OrderCommandHandler {
     pub(crate) deps: Dependencies,
     /// How long a confirm's fence lasts if the confirm never lifts it (`Settings`).
     pub(crate) confirm_fence: Duration,
+    /// How long an idempotency key is remembered (`Settings`).
+    pub(crate) idempotency_ttl: Duration,
     faults: Option<FaultHook>,
 }
 
@@ -48,6 +50,7 @@ impl OrderCommandHandler {
             pool,
             deps,
             confirm_fence: settings.confirm_fence,
+            idempotency_ttl: settings.idempotency_ttl,
             faults: settings.faults.clone(),
         }
     }

@@ -57,6 +57,9 @@ pub struct Settings {
     /// (see `domain::Fence`): longer than a charge can take, its wait for another pending
     /// payment included (the app sets twice `PAYMENT_GATEWAY_TIMEOUT` plus a margin).
     pub confirm_fence: Duration,
+    /// How long a placement's `Idempotency-Key` is remembered (`IDEMPOTENCY_TTL`): an
+    /// older one is free again, and the sweeper deletes it.
+    pub idempotency_ttl: Duration,
     /// Tests only: stops a command at a named point, as a crash would.
     pub faults: Option<FaultHook>,
 }

@@ -31,6 +31,11 @@ struct PricedLine {
     price: Money,
 }
 
+/// `ttl` as a span of time (a TTL beyond what chrono spans is a century).
+pub(crate) fn ttl(ttl: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::days(36_500))
+}
+
 /// An idempotency key, as a new request finds it.
 enum KeyLookup {
     /// Unused (or freed by a failed request): go on.
@@ -197,6 +202,16 @@ impl OrderCommandHandler {
         let deadline = tokio::time::Instant::now() + KEY_IN_USE_WAIT;
         loop {
             let mut conn = db::connect(&self.pool).await?;
+            // A key older than the TTL is forgotten, whether or not the sweeper got to it.
+            let forgotten = Utc::now() - ttl(self.idempotency_ttl);
+            diesel::delete(
+                idempotency_keys::table
+                    .find(key)
+                    .filter(idempotency_keys::created_at.lt(forgotten)),
+            )
+            .execute(&mut conn)
+            .await
+            .db_context("forgetting an expired idempotency key")?;
             let found: Option<(serde_json::Value, Option<serde_json::Value>)> =
                 idempotency_keys::table
                     .find(key)

@@ -131,6 +131,7 @@ fn spawn_settings() -> Settings {
         sweep_every: Duration::from_secs(3600),
         placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
+        idempotency_ttl: Duration::from_secs(86_400),
         faults: None,
     }
 }
@@ -240,12 +241,22 @@ impl TestApp {
             .await
     }
 
-    /// The read model's view once it reaches `version`.
+    /// The read model's view once it reaches `version` (asked up to five times: one
+    /// `min_version` wait is 2 s, which a loaded machine can outlast).
     async fn view(&self, id: &str, version: i64) -> Value {
-        let answer = self
-            .http
-            .get(&format!("/queries/orders/{id}?min_version={version}"))
-            .await;
+        let mut answer = None;
+        for _ in 0..5 {
+            let read = self
+                .http
+                .get(&format!("/queries/orders/{id}?min_version={version}"))
+                .await;
+            let caught_up = read.status == 200 && read.header("x-read-model-stale").is_none();
+            answer = Some(read);
+            if caught_up {
+                break;
+            }
+        }
+        let answer = answer.unwrap();
         assert_eq!(answer.status, 200, "{:#}", answer.body);
         assert_eq!(
             answer.header("x-read-model-stale"),

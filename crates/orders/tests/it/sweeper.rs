@@ -18,6 +18,7 @@ async fn pending_orders_expire_and_release_their_stock() {
         sweep_every: Duration::from_secs(3600),
         placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
+        idempotency_ttl: Duration::from_secs(86_400),
         faults: None,
     })
     .await;
@@ -59,6 +60,7 @@ async fn an_order_confirmed_after_the_sweep_listed_it_is_not_expired() {
             sweep_every: Duration::from_secs(3600),
             placement_timeout: Duration::from_secs(60),
             confirm_fence: Duration::from_secs(30),
+            idempotency_ttl: Duration::from_secs(86_400),
             faults: Some(hook),
         })
         .await,
@@ -108,6 +110,7 @@ async fn an_interrupted_placement_is_released_by_the_sweeper() {
         sweep_every: Duration::from_secs(3600),
         placement_timeout: Duration::ZERO,
         confirm_fence: Duration::from_secs(30),
+        idempotency_ttl: Duration::from_secs(86_400),
         faults: Some(crash_after_reserve),
     })
     .await;
@@ -152,6 +155,7 @@ async fn a_placement_published_after_the_sweep_listed_it_keeps_its_stock() {
             sweep_every: Duration::from_secs(3600),
             placement_timeout: Duration::ZERO,
             confirm_fence: Duration::from_secs(30),
+            idempotency_ttl: Duration::from_secs(86_400),
             faults: Some(hook),
         })
         .await,
@@ -198,5 +202,63 @@ async fn a_placement_published_after_the_sweep_listed_it_keeps_its_stock() {
         app.stock(&product).await,
         (7, 0),
         "the confirm commits the reserved stock: nothing oversold"
+    );
+}
+
+/// An `Idempotency-Key` is remembered for `IDEMPOTENCY_TTL`, then forgotten: a repeat
+/// places a new order, and the sweeper deletes what is left of old keys.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_is_forgotten_after_its_ttl() {
+    let app = spawn_with(orders::Settings {
+        idempotency_ttl: Duration::from_secs(3600),
+        ..crate::spawn_settings()
+    })
+    .await;
+    let (user, product) = app.shop(10);
+    let body = json!({"user_id": user, "items": [{"product_id": product, "quantity": 1}]});
+    let place = |key: &'static str| {
+        let (http, body) = (app.http.clone(), body.clone());
+        async move {
+            let response = http
+                .request("POST", "/commands/orders")
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status().as_u16(), 202);
+            let answer: serde_json::Value = response.json().await.unwrap();
+            answer["order_id"].as_str().unwrap().to_owned()
+        }
+    };
+    let first = place("remembered").await;
+    assert_eq!(
+        place("remembered").await,
+        first,
+        "within the TTL: the same answer"
+    );
+    let age = |hours: i64| {
+        format!("UPDATE orders.idempotency_keys SET created_at = now() - interval '{hours} hours'")
+    };
+    let mut conn = app.db.connect().await;
+    use diesel_async::RunQueryDsl;
+    diesel::sql_query(age(2)).execute(&mut conn).await.unwrap();
+    let again = place("remembered").await;
+    assert_ne!(
+        again, first,
+        "past the TTL the key is forgotten: a new order"
+    );
+
+    place("another").await;
+    diesel::sql_query(age(2)).execute(&mut conn).await.unwrap();
+    place("fresh").await;
+    app.module.sweep().await.unwrap();
+    let keys = app
+        .db
+        .scalar("SELECT count(*) AS n FROM orders.idempotency_keys")
+        .await;
+    assert_eq!(
+        keys, 1,
+        "the sweep deleted the expired keys and kept the fresh one"
     );
 }

@@ -1,0 +1,2 @@
+DROP INDEX orders.idempotency_keys_created_idx;
+DROP INDEX orders.idempotency_keys_order_idx;
