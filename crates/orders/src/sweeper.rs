@@ -1,6 +1,6 @@
 //! The sweeper: cancels pending orders that outlived `ORDER_EXPIRY` (reason `expired`,
-//! which releases their stock through the usual cancellation), and finishes placements a
-//! crash interrupted. Every process runs one; the row locks and version checks of the
+//! which releases their stock through the usual cancellation), finishes placements a
+//! crash interrupted, and deletes idempotency keys past `IDEMPOTENCY_TTL`. Every process runs one; the row locks and version checks of the
 //! commands make concurrent sweepers harmless.
 //!
 //! A listing is only a hint: an order listed as expired may be confirmed before the sweep
