@@ -82,6 +82,10 @@ pub struct Config {
     /// How long an Idempotency-Key of a placement is remembered, then forgotten.
     #[arg(long, env = "IDEMPOTENCY_TTL", default_value = "24h", value_parser = kernel::parse_duration, global = true)]
     pub idempotency_ttl: Duration,
+    /// How many pending orders one customer may hold at once (one more is `409
+    /// too_many_pending_orders`).
+    #[arg(long, env = "MAX_PENDING_ORDERS", default_value_t = 20, global = true)]
+    pub max_pending_orders: u32,
 }
 
 impl Config {
@@ -104,6 +108,7 @@ impl Config {
             payment_gateway_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 3600),
+            max_pending_orders: 20,
         }
     }
 
@@ -306,6 +311,7 @@ impl Modules {
             // calls the gateway under one more; the fence outlasts both.
             confirm_fence: config.payment_gateway_timeout * 2 + Duration::from_secs(10),
             idempotency_ttl: config.idempotency_ttl,
+            max_pending_orders: config.max_pending_orders,
             faults: hooks.faults.clone(),
         };
         let source = |schema: &Schema, pool: &Pool| -> Arc<dyn EventSource> {

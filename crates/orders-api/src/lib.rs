@@ -155,6 +155,9 @@ pub enum OrderError {
     IdempotencyKeyReused(String),
     #[error("a request with idempotency key {0:?} is still running")]
     IdempotencyKeyInUse(String),
+    /// The customer already holds the most pending orders they may (`MAX_PENDING_ORDERS`).
+    #[error("user {user_id} already holds {max} pending orders; confirm or cancel one first")]
+    TooManyPendingOrders { user_id: UserId, max: u32 },
     /// A confirm is charging the order right now: another confirm, a cancel or an expiry
     /// must wait until it has ended.
     #[error("order {0} is being paid for by another confirm")]
@@ -194,6 +197,9 @@ impl IntoProblem for OrderError {
             }
             e @ OrderError::IdempotencyKeyInUse(_) => {
                 Problem::conflict("idempotency_key_in_use", e)
+            }
+            e @ OrderError::TooManyPendingOrders { .. } => {
+                Problem::conflict("too_many_pending_orders", e)
             }
             OrderError::Unexpected(e) => return Err(e),
         })

@@ -41,6 +41,8 @@ pub struct OrderCommandHandler {
     pub(crate) confirm_fence: Duration,
     /// How long an idempotency key is remembered (`Settings`).
     pub(crate) idempotency_ttl: Duration,
+    /// Pending orders one customer may hold (`Settings`).
+    pub(crate) max_pending_orders: u32,
     faults: Option<FaultHook>,
 }
 
@@ -51,6 +53,7 @@ impl OrderCommandHandler {
             deps,
             confirm_fence: settings.confirm_fence,
             idempotency_ttl: settings.idempotency_ttl,
+            max_pending_orders: settings.max_pending_orders,
             faults: settings.faults.clone(),
         }
     }

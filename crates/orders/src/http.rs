@@ -143,8 +143,9 @@ struct ItemBody {
         (status = 403, description = "`forbidden`: a customer named another user in \
             `user_id`, or the admin token (not a user).", body = Problem,
             content_type = PROBLEM_JSON),
-        (status = 409, description = "`user_inactive`, `insufficient_stock` (names the \
-            product), `idempotency_key_reused` (the key was used with another body) or \
+        (status = 409, description = "`user_inactive`, `too_many_pending_orders` (the \
+            customer holds `MAX_PENDING_ORDERS`, default 20, pending orders), \
+            `insufficient_stock` (names the product), `idempotency_key_reused` (the key was used with another body) or \
             `idempotency_key_in_use` (a request with this key is still running).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 413, response = PayloadTooLarge),

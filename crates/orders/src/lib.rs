@@ -60,6 +60,9 @@ pub struct Settings {
     /// How long a placement's `Idempotency-Key` is remembered (`IDEMPOTENCY_TTL`): an
     /// older one is free again, and the sweeper deletes it.
     pub idempotency_ttl: Duration,
+    /// How many pending orders one customer may hold at once (`MAX_PENDING_ORDERS`), so
+    /// nobody can hoard the stock.
+    pub max_pending_orders: u32,
     /// Tests only: stops a command at a named point, as a crash would.
     pub faults: Option<FaultHook>,
 }

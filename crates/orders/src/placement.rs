@@ -239,6 +239,47 @@ impl OrderCommandHandler {
         }
     }
 
+    /// Refuses a placement that would give the user more than `max_pending_orders`
+    /// pending (or still placing) orders. Placements of one user take a transaction-scoped
+    /// advisory lock first, so concurrent ones count one after the other.
+    async fn within_pending_limit(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        user_id: kernel::UserId,
+    ) -> Result<(), OrderError> {
+        use diesel::sql_types::{BigInt, Uuid as SqlUuid};
+        #[derive(diesel::QueryableByName)]
+        struct Held {
+            #[diesel(sql_type = BigInt)]
+            held: i64,
+        }
+        // The lock first, then the count in a statement of its own: a statement's
+        // snapshot is taken when it starts, so a count in the locking statement would not
+        // see the placement it waited for.
+        diesel::sql_query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('orders.pending:' || $1::text, 0))",
+        )
+        .bind::<SqlUuid, _>(user_id.as_uuid())
+        .execute(conn)
+        .await
+        .db_context("locking the user's placements")?;
+        let held: Held = diesel::sql_query(
+            "SELECT count(*) AS held FROM orders.orders \
+             WHERE user_id = $1 AND status IN ('placing', 'pending')",
+        )
+        .bind::<SqlUuid, _>(user_id.as_uuid())
+        .get_result(conn)
+        .await
+        .db_context("counting the user's pending orders")?;
+        if held.held >= i64::from(self.max_pending_orders) {
+            return Err(OrderError::TooManyPendingOrders {
+                user_id,
+                max: self.max_pending_orders,
+            });
+        }
+        Ok(())
+    }
+
     /// Records the order as `placing`, claiming the idempotency key first in the same
     /// transaction (a key another request holds records nothing).
     async fn record(
@@ -269,6 +310,7 @@ impl OrderCommandHandler {
                     return Ok(Recorded::KeyTaken);
                 }
             }
+            self.within_pending_limit(conn, order.user_id).await?;
             diesel::insert_into(orders::table)
                 .values((
                     orders::id.eq(id.as_uuid()),

@@ -44,6 +44,9 @@ impl Plan {
                 ("DB_POOL_SIZE", "8".to_owned()),
                 ("ORDER_EXPIRY", "24h".to_owned()),
                 ("ACCESS_TOKEN_TTL", "12h".to_owned()),
+                // The placement phases place far more orders per seeded user than a
+                // customer would hold.
+                ("MAX_PENDING_ORDERS", "1000000".to_owned()),
             ],
         }
     }

@@ -205,6 +205,8 @@ impl Chaos {
         let env = [
             ("ADMIN_TOKEN", TOKEN),
             ("ACCESS_TOKEN_TTL", "1h"),
+            // A few customers place most of the load.
+            ("MAX_PENDING_ORDERS", "1000000"),
             ("PLACEMENT_TIMEOUT", "2s"),
             ("PAYMENT_GATEWAY_TIMEOUT", timeout.as_str()),
             ("HTTP_WORKERS", "2"),

@@ -16,11 +16,15 @@ use crate::{TestApp, database, spawn_app, spawn_on, spawn_with};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_orders_for_twenty_units_accept_exactly_twenty() {
     let app = Arc::new(spawn_app().await);
-    let user = app.user("crowd@example.com").await;
+    // Five customers, ten orders each: within MAX_PENDING_ORDERS, so only stock refuses.
+    let mut crowd = Vec::new();
+    for i in 0..5 {
+        crowd.push(app.user(&format!("crowd{i}@example.com")).await);
+    }
     let product = app.product("Hot item", "5.00", 20).await;
     let tasks: Vec<_> = (0..50)
-        .map(|_| {
-            let (app, user, product) = (app.clone(), user.clone(), product.clone());
+        .map(|i| {
+            let (app, user, product) = (app.clone(), crowd[i % 5].clone(), product.clone());
             tokio::spawn(async move { app.order(&user, &[(&product, 1)]).await })
         })
         .collect();
@@ -335,7 +339,11 @@ async fn two_processes_apply_each_event_once() {
     let db = database().await;
     let first = Arc::new(spawn_on(db.clone(), Hooks::default()).await);
     let second = Arc::new(spawn_on(db.clone(), Hooks::default()).await);
-    let user = first.user("two@example.com").await;
+    // Four customers, ten orders each (within MAX_PENDING_ORDERS).
+    let mut users = Vec::new();
+    for i in 0..4 {
+        users.push(first.user(&format!("two{i}@example.com")).await);
+    }
     let product = first.product("Pen", "1.50", 1000).await;
     let tasks: Vec<_> = (0..40)
         .map(|i| {
@@ -344,7 +352,7 @@ async fn two_processes_apply_each_event_once() {
             } else {
                 second.clone()
             };
-            let (user, product) = (user.clone(), product.clone());
+            let (user, product) = (users[i / 10].clone(), product.clone());
             tokio::spawn(async move {
                 let order = app.placed(&user, &[(&product, 1)]).await;
                 match i % 4 {

@@ -528,3 +528,68 @@ async fn idempotency_key_replays_the_first_answer() {
         .await;
     assert_eq!(placed, 2);
 }
+
+/// A customer holds at most `MAX_PENDING_ORDERS` pending orders: one more is `409
+/// too_many_pending_orders` and reserves nothing; a confirmed or cancelled order frees a
+/// place; concurrent placements count one after the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_holds_at_most_max_pending_orders() {
+    let app = Arc::new(
+        crate::spawn_with(orders::Settings {
+            max_pending_orders: 3,
+            ..crate::spawn_settings()
+        })
+        .await,
+    );
+    let (user, product) = app.shop(100);
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(app.placed(&user, &product, 1).await);
+    }
+    let before = app.stock(&product).await;
+    let refused = app.place(&user, &product, 1).await;
+    let detail = refused.assert_problem(409, "too_many_pending_orders")["detail"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(detail.contains('3'), "says the limit: {detail}");
+    assert_eq!(app.stock(&product).await, before, "nothing reserved");
+    let rows = app
+        .db
+        .scalar("SELECT count(*) AS n FROM orders.orders")
+        .await;
+    assert_eq!(rows, 3, "nothing recorded");
+
+    let confirmed = app
+        .command(&held[0], "confirm", json!({"payment_token": "tok_visa"}))
+        .await;
+    assert_eq!(confirmed.status, 202, "{:#}", confirmed.body);
+    let cancelled = app
+        .command(&held[1], "cancel", json!({"reason": "no"}))
+        .await;
+    assert_eq!(cancelled.status, 202, "{:#}", cancelled.body);
+    app.placed(&user, &product, 1).await;
+    app.placed(&user, &product, 1).await;
+    app.place(&user, &product, 1)
+        .await
+        .assert_problem(409, "too_many_pending_orders");
+
+    // Another customer, ten placements at once: exactly three get through.
+    let racer = app
+        .users
+        .add("racer@example.com", "Racer", true)
+        .id
+        .to_string();
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let (app, racer, product) = (app.clone(), racer.clone(), product.clone());
+            tokio::spawn(async move { app.place(&racer, &product, 1).await.status })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for attempt in attempts {
+        statuses.push(attempt.await.unwrap());
+    }
+    statuses.sort_unstable();
+    assert_eq!(statuses, [202, 202, 202, 409, 409, 409, 409, 409, 409, 409]);
+}

@@ -17,6 +17,7 @@ fn settings(faults: Option<orders::FaultHook>, order_expiry: Duration) -> orders
         placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(86_400),
+        max_pending_orders: 20,
         faults,
     }
 }

@@ -132,6 +132,7 @@ fn spawn_settings() -> Settings {
         placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(86_400),
+        max_pending_orders: 20,
         faults: None,
     }
 }

@@ -19,6 +19,7 @@ async fn pending_orders_expire_and_release_their_stock() {
         placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(86_400),
+        max_pending_orders: 20,
         faults: None,
     })
     .await;
@@ -61,6 +62,7 @@ async fn an_order_confirmed_after_the_sweep_listed_it_is_not_expired() {
             placement_timeout: Duration::from_secs(60),
             confirm_fence: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(86_400),
+            max_pending_orders: 20,
             faults: Some(hook),
         })
         .await,
@@ -111,6 +113,7 @@ async fn an_interrupted_placement_is_released_by_the_sweeper() {
         placement_timeout: Duration::ZERO,
         confirm_fence: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(86_400),
+        max_pending_orders: 20,
         faults: Some(crash_after_reserve),
     })
     .await;
@@ -156,6 +159,7 @@ async fn a_placement_published_after_the_sweep_listed_it_keeps_its_stock() {
             placement_timeout: Duration::ZERO,
             confirm_fence: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(86_400),
+            max_pending_orders: 20,
             faults: Some(hook),
         })
         .await,
