@@ -151,8 +151,9 @@ struct ItemBody {
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed`: a missing field, no items or more \
-            than 100, a quantity outside 1..=10,000, or the same product twice (see \
-            `errors`); `unknown_user`; `unknown_product`.", body = Problem,
+            than 100, a quantity outside 1..=10,000, the same product twice, or a total over \
+            9,999,999,999.99, the most one payment charges (see `errors`); `unknown_user`; \
+            `unknown_product`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
     )

@@ -189,6 +189,13 @@ impl OrderCommandHandler {
                 price: product.price,
             });
         }
+        let most = payments_api::max_charge();
+        if total.amount() > most.amount() {
+            return Err(OrderError::Invalid(vec![kernel::FieldError::new(
+                "items",
+                format!("the order's total {total} is over {most}, the most one payment charges"),
+            )]));
+        }
         Ok((user, lines, total))
     }
 

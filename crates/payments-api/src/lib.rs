@@ -206,8 +206,19 @@ pub trait PaymentApi: Send + Sync {
 
     async fn get(&self, id: PaymentId) -> Result<Payment, PaymentError>;
 
-    /// Every payment of `order_id`, oldest first; empty for an unknown order.
+    /// The payments of `order_id`, oldest first: its newest [`MAX_LISTED`] (declined
+    /// attempts past those are left out; a pending, captured or refunded payment is
+    /// always among them); empty for an unknown order.
     async fn for_order(&self, order_id: OrderId) -> Result<Vec<Payment>, PaymentError>;
+}
+
+/// The most payments [`PaymentApi::for_order`] answers: an order's newest.
+pub const MAX_LISTED: i64 = 100;
+
+/// The largest amount one payment charges: 9,999,999,999.99 (what a payment's amount
+/// holds). An order whose total is larger is refused when it is placed.
+pub fn max_charge() -> Money {
+    Money::parse("9999999999.99").expect("a valid amount")
 }
 
 /// Whose an order is: the one question the payments routes ask about orders, to show a

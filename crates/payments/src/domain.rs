@@ -15,9 +15,9 @@ use rust_decimal::Decimal;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Amount(Money);
 
-/// The largest amount `payments.amount` holds: 9999999999.99.
+/// The largest amount `payments.amount` holds: 9999999999.99 ([`payments_api::max_charge`]).
 fn max_amount() -> Decimal {
-    Decimal::new(999_999_999_999, 2)
+    payments_api::max_charge().amount()
 }
 
 impl Amount {

@@ -98,9 +98,10 @@ struct PaymentList {
 /// List an order's payments
 ///
 /// Oldest first: any declined attempts, then at most one captured (or, once refunded,
-/// `refunded`) payment. An order that was never charged, or that does not exist, has none;
-/// so, for a customer, has another customer's order (`support` and `admin` see every
-/// order's payments).
+/// `refunded`) payment; at most the newest 100 (older declined attempts are left out).
+/// An order that was never charged, or that does not exist, has none; so, for a
+/// customer, has another customer's order (`support` and `admin` see every order's
+/// payments).
 #[utoipa::path(
     get,
     path = "/payments",

@@ -593,3 +593,42 @@ async fn a_customer_holds_at_most_max_pending_orders() {
     statuses.sort_unstable();
     assert_eq!(statuses, [202, 202, 202, 409, 409, 409, 409, 409, 409, 409]);
 }
+
+/// An order whose total is more than one payment can charge is refused when placed
+/// (`422`, saying why), not left holding stock until its confirm fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_too_large_to_pay_is_refused_at_placement() {
+    let app = crate::spawn_app().await;
+    let user = app
+        .users
+        .add("rich@example.com", "Rich", true)
+        .id
+        .to_string();
+    let yacht = app
+        .products
+        .add("Yacht", "1000000000.00", 100)
+        .id
+        .to_string();
+    let answer = app.place(&user, &yacht, 10).await;
+    let problem = answer.assert_problem(422, "validation_failed");
+    assert_eq!(problem["errors"][0]["field"], "items", "{problem:#}");
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("9999999999.99"),
+        "{problem:#}"
+    );
+    assert_eq!(app.stock(&yacht).await, (100, 0), "nothing reserved");
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) AS n FROM orders.orders")
+            .await,
+        0
+    );
+    assert_eq!(
+        app.placed(&user, &yacht, 9).await.len(),
+        36,
+        "9,000,000,000.00 is payable"
+    );
+}

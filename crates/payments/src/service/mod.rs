@@ -193,13 +193,17 @@ impl PaymentApi for PaymentService {
     #[tracing::instrument(name = "payments.for_order", skip_all)]
     async fn for_order(&self, order_id: OrderId) -> Result<Vec<Payment>, PaymentError> {
         let mut conn = db::connect(&self.pool).await?;
-        let rows: Vec<PaymentRow> = payments::table
+        // The newest ones: a pending, captured or refunded payment is always among them
+        // (at most one, and no charge follows it but after a refund).
+        let mut rows: Vec<PaymentRow> = payments::table
             .filter(payments::order_id.eq(order_id.as_uuid()))
             .select(PaymentRow::as_select())
-            .order((payments::created_at, payments::id))
+            .order((payments::created_at.desc(), payments::id.desc()))
+            .limit(payments_api::MAX_LISTED)
             .load(&mut conn)
             .await
             .db_context("listing the order's payments")?;
+        rows.reverse();
         rows.into_iter().map(Payment::try_from).collect()
     }
 }

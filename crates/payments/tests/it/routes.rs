@@ -146,3 +146,36 @@ async fn payments_are_read_only_over_http() {
         .assert_problem(405, "method_not_allowed");
     assert_eq!(app.payments().await, 0);
 }
+
+/// An order's list is bounded: its newest 100 payments, oldest first, the captured one
+/// among them however many declined attempts came before.
+#[tokio::test]
+async fn an_orders_list_holds_its_newest_hundred() {
+    let app = spawn_app().await;
+    let order = OrderId::generate();
+    for _ in 0..105 {
+        app.api
+            .charge(order, money("2"), tokens::DECLINED)
+            .await
+            .unwrap_err();
+    }
+    let paid = app
+        .api
+        .charge(order, money("2"), tokens::VISA)
+        .await
+        .unwrap();
+    let answer = app.http.get(&format!("/payments?order_id={order}")).await;
+    let payments = answer.body["payments"].as_array().unwrap();
+    assert_eq!(payments.len(), 100);
+    assert_eq!(
+        payments[99]["id"],
+        paid.id.to_string(),
+        "the captured one is last"
+    );
+    assert!(payments[..99].iter().all(|p| p["status"] == "declined"));
+    let all = app
+        .db
+        .scalar("SELECT count(*) AS n FROM payments.payments")
+        .await;
+    assert_eq!(all, 106, "left out of the list, not deleted");
+}
