@@ -86,6 +86,10 @@ pub struct Config {
     /// too_many_pending_orders`).
     #[arg(long, env = "MAX_PENDING_ORDERS", default_value_t = 20, global = true)]
     pub max_pending_orders: u32,
+    /// How many `min_version` reads one process lets wait at once; one more is answered
+    /// at once with what the read model holds.
+    #[arg(long, env = "MAX_READ_WAITERS", default_value_t = orders_read::MAX_WAITERS, global = true)]
+    pub max_read_waiters: usize,
 }
 
 impl Config {
@@ -109,6 +113,7 @@ impl Config {
             request_timeout: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(24 * 3600),
             max_pending_orders: 20,
+            max_read_waiters: orders_read::MAX_WAITERS,
         }
     }
 
@@ -329,14 +334,17 @@ impl Modules {
             },
             order_settings,
         ));
-        let orders_read = Arc::new(orders_read::OrderReadSide::new(
-            read_pool.clone(),
-            orders_read::Sources {
-                orders: source(&orders::SCHEMA, &orders_pool),
-                users: source(&users::SCHEMA, &users_pool),
-                products: source(&products::SCHEMA, &products_pool),
-            },
-        ));
+        let orders_read = Arc::new(
+            orders_read::OrderReadSide::new(
+                read_pool.clone(),
+                orders_read::Sources {
+                    orders: source(&orders::SCHEMA, &orders_pool),
+                    users: source(&users::SCHEMA, &users_pool),
+                    products: source(&products::SCHEMA, &products_pool),
+                },
+            )
+            .listen(config.read_database_url(), config.max_read_waiters),
+        );
         Ok(Modules {
             users,
             auth,

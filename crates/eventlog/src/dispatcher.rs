@@ -47,7 +47,11 @@ impl Dispatcher {
             subscription.register().await?;
         }
         let (wake_tx, wake_rx) = watch::channel(0u64);
-        let mut tasks = vec![tokio::spawn(listen(listen_url.to_owned(), wake_tx))];
+        let mut tasks = vec![tokio::spawn(listen(
+            listen_url.to_owned(),
+            CHANNEL,
+            wake_tx,
+        ))];
         let mut by_subscriber: Vec<Vec<Subscription>> = Vec::new();
         for subscription in subscriptions {
             let same = |group: &&mut Vec<Subscription>| {
@@ -78,8 +82,37 @@ impl Drop for Dispatcher {
     }
 }
 
-/// Turns notifications on [`CHANNEL`] into wake-ups; reconnects after failures.
-async fn listen(url: String, wake: watch::Sender<u64>) {
+/// A `LISTEN` on one channel, as a counter that moves with every notification (and after
+/// every reconnection, since notifications may have been missed meanwhile). Dropping it
+/// stops listening.
+pub struct Listener {
+    moved: watch::Receiver<u64>,
+    task: JoinHandle<()>,
+}
+
+impl Listener {
+    /// Listens on `channel` of the database at `url` (its own connection, reconnected
+    /// with backoff after failures).
+    pub fn start(url: &str, channel: &'static str) -> Listener {
+        let (wake, moved) = watch::channel(0u64);
+        let task = tokio::spawn(listen(url.to_owned(), channel, wake));
+        Listener { moved, task }
+    }
+
+    /// A receiver that sees every later notification.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.moved.clone()
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Turns notifications on `channel` into wake-ups; reconnects after failures.
+async fn listen(url: String, channel: &'static str, wake: watch::Sender<u64>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let result: anyhow::Result<()> = async {
@@ -87,7 +120,7 @@ async fn listen(url: String, wake: watch::Sender<u64>) {
                 .await
                 .context("listener connect")?;
             // Raw: `LISTEN` has no DSL.
-            diesel::sql_query(format!("LISTEN {CHANNEL}"))
+            diesel::sql_query(format!("LISTEN {channel}"))
                 .execute(&mut conn)
                 .await
                 .context("LISTEN")?;
@@ -102,8 +135,9 @@ async fn listen(url: String, wake: watch::Sender<u64>) {
         .await;
         if let Err(error) = result {
             tracing::warn!(
+                channel,
                 error = format!("{error:#}"),
-                "event listener lost its connection; polling until it is back"
+                "listener lost its connection; polling until it is back"
             );
         }
         // Whatever was missed while disconnected, the subscriptions' polling finds.

@@ -52,7 +52,7 @@ mod subscription;
 pub use append::append;
 pub use checkpoints::{forget_checkpoints, hand_over_checkpoints, lock_subscriber};
 pub use dead_letters::{DeadLetter, dead_letters, forget_dead_letters, hand_over_dead_letters};
-pub use dispatcher::{DispatchSettings, Dispatcher};
+pub use dispatcher::{DispatchSettings, Dispatcher, Listener};
 pub use read::{Backlog, EventSource, LoggedEvent, PgEventSource, Position};
 pub use subscription::{StepOutcome, Subscriber, Subscription, SubscriptionStatus};
 

@@ -15,6 +15,7 @@ mod rebuild;
 mod schema;
 mod states;
 mod timed;
+mod waits;
 
 use std::sync::Arc;
 
@@ -27,8 +28,9 @@ pub use cleanup::CLEANUP_EVERY;
 pub use http::{endpoints, routes};
 /// Public so the read side's own suite can drive it with events directly.
 pub use projection::OrderProjection;
-pub use queries::{OrderReadModel, READ_YOUR_WRITES_WAIT};
+pub use queries::{MAX_WAITERS, OrderReadModel, READ_YOUR_WRITES_WAIT};
 pub use rebuild::{Progress as RebuildProgress, RebuildError};
+pub use waits::MOVED;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/orders_read");
 
@@ -63,6 +65,8 @@ pub struct OrderReadSide {
     read_model: OrderReadModel,
     pool: Pool,
     sources: Sources,
+    /// Wakes `min_version` waiters when the projection moves, once [`Self::listen`] ran.
+    _listener: Option<Arc<eventlog::Listener>>,
 }
 
 impl OrderReadSide {
@@ -71,7 +75,20 @@ impl OrderReadSide {
             read_model: OrderReadModel::new(pool.clone()),
             pool,
             sources,
+            _listener: None,
         }
+    }
+
+    /// `min_version` waits woken by the projection (of any instance) instead of polling:
+    /// a `LISTEN` on [`MOVED`] in `read_url`, the read model's database; at most
+    /// `max_waiters` wait at once, and one more is answered at once with what the read
+    /// model holds. Needs a tokio runtime.
+    pub fn listen(mut self, read_url: &str, max_waiters: usize) -> Self {
+        let listener = Arc::new(eventlog::Listener::start(read_url, MOVED));
+        let waits = waits::Waits::new(Some(listener.subscribe()), max_waiters);
+        self.read_model = self.read_model.with_waits(waits);
+        self._listener = Some(listener);
+        self
     }
 
     /// The queries, timed per query.

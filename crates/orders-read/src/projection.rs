@@ -104,6 +104,14 @@ impl Subscriber for OrderProjection {
             batch.add(event)?;
         }
         batch.apply(conn, generation).await?;
+        if self.generation.is_none() {
+            // Wakes every instance's read-your-writes waiters, once this commits.
+            diesel::sql_query("SELECT pg_notify($1, '')")
+                .bind::<diesel::sql_types::Text, _>(crate::MOVED)
+                .execute(conn)
+                .await
+                .map_err(|e| anyhow::anyhow!(e).context("notifying the read model's move"))?;
+        }
         Ok(true)
     }
 }

@@ -24,6 +24,7 @@ use uuid::Uuid;
 
 use crate::schema::{generations, order_items, orders, products, users};
 use crate::states::{GenerationState, StoredStatus};
+use crate::waits::Waits;
 
 /// How long `min_version` waits for the read model at most.
 pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
@@ -32,13 +33,27 @@ pub const READ_YOUR_WRITES_WAIT: Duration = Duration::from_secs(2);
 #[derive(Clone)]
 pub struct OrderReadModel {
     pool: Pool,
+    waits: Waits,
 }
 
 impl OrderReadModel {
+    /// A read model whose `min_version` waits poll (see [`crate::OrderReadSide::listen`]
+    /// for waits woken by the projection).
     pub fn new(pool: Pool) -> Self {
-        OrderReadModel { pool }
+        OrderReadModel {
+            pool,
+            waits: Waits::new(None, MAX_WAITERS),
+        }
+    }
+
+    pub(crate) fn with_waits(mut self, waits: Waits) -> Self {
+        self.waits = waits;
+        self
     }
 }
+
+/// How many `min_version` waits one process holds at once by default.
+pub const MAX_WAITERS: usize = 1000;
 
 #[declare_sql_function]
 extern "SQL" {
@@ -212,21 +227,31 @@ impl OrderReadModel {
 #[async_trait]
 impl OrderQueries for OrderReadModel {
     async fn get(&self, id: OrderId, min_version: Option<i64>) -> Result<Read, OrderError> {
+        let fresh = |found: &Option<OrderView>| match (found, min_version) {
+            (Some(view), Some(min)) => view.version >= min,
+            (Some(_), None) => true,
+            (None, _) => false,
+        };
+        let answer = |found: Option<OrderView>, fresh: bool| match found {
+            Some(view) if fresh => Ok(Read::Fresh(view)),
+            Some(view) => Ok(Read::Stale(view)),
+            None => Err(OrderError::NotFound(id)),
+        };
+        // A place among the waiters, if the answer may need waiting for (and one is free:
+        // else the answer is what the read model holds now).
         let deadline = tokio::time::Instant::now() + READ_YOUR_WRITES_WAIT;
+        let mut waiter = min_version.and_then(|_| self.waits.enter(deadline));
         loop {
             let found = self.find(id).await?;
-            let fresh = match (&found, min_version) {
-                (Some(view), Some(min)) => view.version >= min,
-                (Some(_), None) => true,
-                (None, _) => false,
+            let now_fresh = fresh(&found);
+            let Some(waiting) = waiter.as_mut().filter(|_| !now_fresh) else {
+                return answer(found, now_fresh);
             };
-            if fresh {
-                return Ok(Read::Fresh(found.expect("fresh means found")));
+            if waiting.next().await {
+                let found = self.find(id).await?;
+                let now_fresh = fresh(&found);
+                return answer(found, now_fresh);
             }
-            if min_version.is_none() || tokio::time::Instant::now() >= deadline {
-                return found.map(Read::Stale).ok_or(OrderError::NotFound(id));
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use emporium::{Config, Hooks};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::{database, spawn_with};
@@ -88,4 +89,104 @@ async fn a_slow_client_is_cut_off() {
     );
     let users = app.db.scalar("SELECT count(*) AS n FROM users.users").await;
     assert_eq!(users, 1, "only the staff member; nothing half-written");
+}
+
+/// Whether a backend is running a read-model query right now (the waiters' lookups).
+async fn reading(app: &crate::TestApp) -> bool {
+    let sql = format!(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = '{}' AND state = 'active' \
+         AND query LIKE '%orders_read%' AND query NOT LIKE '%pg_stat_activity%'",
+        app.db.name
+    );
+    app.db.scalar(&sql).await > 0
+}
+
+/// `min_version` waiters hold no connection and run no query while they wait (looked
+/// for again and again while 200 wait), and all wake as soon as the projection
+/// moves, on whichever instance.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_your_writes_waiters_sleep_until_the_projection_moves() {
+    let app = std::sync::Arc::new(crate::spawn_app().await);
+    let user = app.user("waiter@example.com").await;
+    let product = app.product("Lamp", "3.00", 10).await;
+    let order = app.placed(&user, &[(&product, 1)]).await;
+    let path = format!("/queries/orders/{order}?min_version=");
+    assert_eq!(app.http.get(&format!("{path}1")).await.status, 200);
+
+    let waiters: Vec<_> = (0..200)
+        .map(|_| {
+            let (http, path) = (app.http.clone(), format!("{path}2"));
+            tokio::spawn(async move {
+                let answer = http.get(&path).await;
+                (
+                    answer.status,
+                    answer.header("x-read-model-stale").is_none(),
+                    Instant::now(),
+                )
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A look every few milliseconds for 600 ms (before the waiters' 1 s fallback look).
+    let (mut busy, mut looks) = (0, 0);
+    let window = Instant::now();
+    while window.elapsed() < Duration::from_millis(600) {
+        looks += 1;
+        if reading(&app).await {
+            busy += 1;
+        }
+    }
+    assert!(
+        busy * 20 <= looks,
+        "a read-model query ran in {busy} of {looks} looks while the waiters waited"
+    );
+    let confirmed = app
+        .command(&order, "confirm", json!({"payment_token": "tok_visa"}))
+        .await;
+    assert_eq!(confirmed.status, 202, "{:#}", confirmed.body);
+    let moved = Instant::now();
+    for waiter in waiters {
+        let (status, fresh, at) = waiter.await.unwrap();
+        assert_eq!((status, fresh), (200, true), "every waiter saw version 2");
+        assert!(
+            at.duration_since(moved) < Duration::from_millis(800),
+            "woken late"
+        );
+    }
+}
+
+/// Beyond `MAX_READ_WAITERS` waiting at once, a `min_version` read is answered at once
+/// with what the read model holds (stale), instead of waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_waiters_bound_a_read_answers_at_once() {
+    let config = |url: &str| Config {
+        max_read_waiters: 5,
+        ..Config::for_database(url)
+    };
+    let app = std::sync::Arc::new(spawn_with(database().await, config, Hooks::default()).await);
+    let user = app.user("bound@example.com").await;
+    let product = app.product("Lamp", "3.00", 10).await;
+    let order = app.placed(&user, &[(&product, 1)]).await;
+    let path = format!("/queries/orders/{order}?min_version=");
+    assert_eq!(app.http.get(&format!("{path}1")).await.status, 200);
+    let waiting: Vec<_> = (0..5)
+        .map(|_| {
+            let (http, path) = (app.http.clone(), format!("{path}2"));
+            tokio::spawn(async move { http.get(&path).await.status })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let sixth = app.http.get(&format!("{path}2")).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(sixth.status, 200);
+    assert_eq!(sixth.header("x-read-model-stale"), Some("true"));
+    assert_eq!(sixth.body["version"], 1);
+    for waiter in waiting {
+        assert_eq!(waiter.await.unwrap(), 200, "the five waited out their 2 s");
+    }
 }
