@@ -143,7 +143,7 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
             ProjectionStatus {
                 name,
                 position: sources.iter().map(|s| s.applied).sum(),
-                head: sources.iter().map(|s| s.backlog.total).sum(),
+                head: sources.iter().map(|s| s.head()).sum(),
                 lag_events: sources.iter().map(|s| s.backlog.events).sum(),
                 lag_seconds: oldest.map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0)),
                 status: match (
@@ -160,7 +160,7 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
                     .map(|s| SourceStatus {
                         source: s.source,
                         position: s.applied,
-                        head: s.backlog.total,
+                        head: s.head(),
                         lag_events: s.backlog.events,
                         attempts: s.attempts,
                         last_error: s.last_error,

@@ -53,7 +53,9 @@ pub use append::append;
 pub use checkpoints::{forget_checkpoints, hand_over_checkpoints, lock_subscriber};
 pub use dead_letters::{DeadLetter, dead_letters, forget_dead_letters, hand_over_dead_letters};
 pub use dispatcher::{DispatchSettings, Dispatcher, Listener};
-pub use read::{Backlog, EventSource, LoggedEvent, PgEventSource, Position};
+pub use read::{
+    BACKLOG_CAP, Backlog, EventSource, LoggedEvent, PgEventSource, Position, backlog_statement,
+};
 pub use subscription::{StepOutcome, Subscriber, Subscription, SubscriptionStatus};
 
 /// The event-log tables (`events`, `checkpoints`, `dead_letters`), applied into every

@@ -37,9 +37,22 @@ const READ_BELOW_WATERMARK: &str = "SELECT xid::text::bigint AS xid, seq, event_
      ORDER BY events.xid, events.seq LIMIT $3";
 
 /// Raw: `xid8` comparisons, in a schema chosen at run time.
-const BACKLOG: &str = "SELECT count(*) FILTER (WHERE (xid, seq) > ($1::text::xid8, $2)) AS events, \
-     min(occurred_at) FILTER (WHERE (xid, seq) > ($1::text::xid8, $2)) AS oldest, \
-     count(*) AS total FROM {schema}.events";
+/// The events after a position, counted on the primary key's range (so the cost is the
+/// backlog's, at most [`BACKLOG_CAP`], never the log's), and the first of them.
+const BACKLOG: &str = "SELECT \
+     (SELECT count(*) FROM (SELECT 1 FROM {schema}.events \
+        WHERE (xid, seq) > ($1::text::xid8, $2) ORDER BY xid, seq LIMIT $3) AS after) AS events, \
+     (SELECT occurred_at FROM {schema}.events \
+        WHERE (xid, seq) > ($1::text::xid8, $2) ORDER BY xid, seq LIMIT 1) AS oldest";
+
+/// The statement [`PgEventSource::backlog`] runs on `schema`'s log (binds: the position's
+/// xid and seq, then [`BACKLOG_CAP`]); public so that its plan can be checked.
+pub fn backlog_statement(schema: &str) -> String {
+    in_schema(BACKLOG, schema)
+}
+
+/// The most events a backlog counts: a larger one reads as this many.
+pub const BACKLOG_CAP: i64 = 1_000_000;
 
 #[derive(diesel::QueryableByName)]
 struct EventRow {
@@ -124,12 +137,10 @@ pub trait EventSource: Send + Sync {
 /// What a subscription has yet to apply from one source.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Backlog {
-    /// Events after the position.
+    /// Events after the position (at most [`BACKLOG_CAP`]).
     pub events: i64,
-    /// When the oldest of them happened.
+    /// When the first of them (in log order) happened.
     pub oldest: Option<DateTime<Utc>>,
-    /// Events in the whole log.
-    pub total: i64,
 }
 
 /// The event log of `schema`, read with `pool` (that module's own role).
@@ -157,19 +168,17 @@ impl EventSource for PgEventSource {
             events: i64,
             #[diesel(sql_type = Nullable<Timestamptz>)]
             oldest: Option<DateTime<Utc>>,
-            #[diesel(sql_type = BigInt)]
-            total: i64,
         }
-        let row: Row = diesel::sql_query(in_schema(BACKLOG, self.schema))
+        let row: Row = diesel::sql_query(backlog_statement(self.schema))
             .bind::<BigInt, _>(after.xid)
             .bind::<BigInt, _>(after.seq)
+            .bind::<BigInt, _>(BACKLOG_CAP)
             .get_result(&mut connect(&self.pool).await?)
             .await
             .context("measuring backlog")?;
         Ok(Backlog {
             events: row.events,
             oldest: row.oldest,
-            total: row.total,
         })
     }
 }

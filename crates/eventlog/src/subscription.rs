@@ -104,6 +104,14 @@ pub struct SubscriptionStatus {
     pub dead_letters: i64,
 }
 
+impl SubscriptionStatus {
+    /// Where the source's log ends, as the subscription counts: what it applied plus its
+    /// backlog.
+    pub fn head(&self) -> i64 {
+        self.applied + self.backlog.events
+    }
+}
+
 impl Subscription {
     fn key(&self) -> Key<'static> {
         (self.subscriber.name(), self.source.name())

@@ -348,10 +348,16 @@ pub(crate) async fn progress_of(
         match subscription.status().await {
             Ok(status) => {
                 applied += status.applied;
-                head += status.backlog.total;
+                head += status.head();
             }
             // Not registered yet: nothing applied.
-            Err(_) => head += subscription.source.backlog(Default::default()).await?.total,
+            Err(_) => {
+                head += subscription
+                    .source
+                    .backlog(Default::default())
+                    .await?
+                    .events
+            }
         }
     }
     Ok(Some(Progress {
