@@ -1,5 +1,6 @@
-//! Health: `/health/live` (the process runs) and `/health/ready` (every module's pool
-//! answers), registered like every other route from their `#[utoipa::path]`s.
+//! Health: `/health/live` (the process runs) and `/health/ready` (the databases answer,
+//! on connections of their own), registered like every other route from their
+//! `#[utoipa::path]`s.
 
 use std::time::Duration;
 
@@ -44,8 +45,11 @@ async fn live() -> HttpResponse {
 
 /// Readiness
 ///
-/// `200` when every module's database pool answers; `503` (checked with a 2 s limit per
-/// pool) while the database is away, and `200` again when it is back, without a restart.
+/// `200` when the database (and the read model's, when it is another) answers, and so its
+/// migrations, applied before the server started serving; `503` (checked with a 2 s limit)
+/// while it is away, and `200` again when it is back, without a restart. Checked on a
+/// connection kept for it, so requests that keep every pool busy do not make the process
+/// look unready.
 #[utoipa::path(
     get,
     path = "/health/ready",
@@ -57,9 +61,9 @@ async fn live() -> HttpResponse {
     )
 )]
 async fn ready(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
-    for (name, pool) in &modules.pools {
+    for (name, pool) in &modules.health {
         if let Err(error) = db::ping(pool, Duration::from_secs(2)).await {
-            tracing::warn!(module = name, error = format!("{error:#}"), "not ready");
+            tracing::warn!(database = name, error = format!("{error:#}"), "not ready");
             return Err(Problem::unavailable());
         }
     }

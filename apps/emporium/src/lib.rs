@@ -260,6 +260,9 @@ pub struct Modules {
     payment_service: Arc<payments::PaymentService>,
     reconcile_every: Duration,
     pools: Vec<(&'static str, Pool)>,
+    /// One connection per database for `/health/ready`, apart from the serving pools, so
+    /// that busy pools do not make the process look unready.
+    pub(crate) health: Vec<(&'static str, Pool)>,
     admin_token: Option<String>,
 }
 
@@ -276,6 +279,20 @@ impl Modules {
         let orders_pool = pool(&config.database_url, &orders::SCHEMA)?;
         let read_pool = pool(config.read_database_url(), &orders_read::SCHEMA)?;
         let gateway_pool = pool(&config.database_url, &payments::GATEWAY_SCHEMA)?;
+        let probe = PoolSettings {
+            max_size: 1,
+            ..PoolSettings::default()
+        };
+        let health = vec![
+            (
+                "database",
+                db::pool(&config.database_url, &users::SCHEMA, probe)?,
+            ),
+            (
+                "read database",
+                db::pool(config.read_database_url(), &orders_read::SCHEMA, probe)?,
+            ),
+        ];
 
         let users: Arc<dyn UserApi> = Arc::new(users::UserService::new(users_pool.clone()));
         let tokens = users::Tokens::start(users_pool.clone(), config.token_settings()).await?;
@@ -365,6 +382,7 @@ impl Modules {
                 (orders_read::SCHEMA.name, read_pool),
                 (payments::GATEWAY_SCHEMA.name, gateway_pool),
             ],
+            health,
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })
     }

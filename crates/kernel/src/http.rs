@@ -328,6 +328,14 @@ pub async fn observe(
 
 /// Counts a request and its latency by method, route pattern and status.
 fn record(method: &str, route: &str, status: u16, elapsed: std::time::Duration) {
+    // A client cannot make series: other methods fold into one label, as unmatched paths
+    // do into `unmatched`.
+    let method = match method {
+        "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "TRACE" | "CONNECT" => {
+            method
+        }
+        _ => "other",
+    };
     let (method, route) = (method.to_owned(), route.to_owned());
     metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
         .increment(1);

@@ -190,3 +190,50 @@ async fn beyond_the_waiters_bound_a_read_answers_at_once() {
         assert_eq!(waiter.await.unwrap(), 200, "the five waited out their 2 s");
     }
 }
+
+/// `/health/ready` answers on a connection of its own: with every connection of the read
+/// model's pool held by requests that wait on a lock, the process is still ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_does_not_flap_when_the_pools_are_busy() {
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    let app = std::sync::Arc::new(crate::spawn_app().await);
+    let mut locker = app.db.connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE orders_read.orders IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let blocked: Vec<_> = (0..6)
+        .map(|_| {
+            let http = app.http.clone();
+            tokio::spawn(async move { http.get("/queries/orders").await.status })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let ready = app.http.get("/health/ready").await;
+    assert_eq!(ready.status, 200, "{:#}", ready.body);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    diesel::sql_query("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    for request in blocked {
+        assert_eq!(request.await.unwrap(), 200, "served once the lock is gone");
+    }
+}
+
+/// A client cannot create metric series: a made-up method is counted as `other`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn made_up_methods_fold_into_one_metric_label() {
+    let app = crate::spawn_app().await;
+    let brewed = app.http.raw("BREW", "/health/live", None, Vec::new()).await;
+    assert_eq!(brewed.status, 405);
+    let metrics = app.http.get("/metrics").await;
+    let text = metrics.body.as_str().unwrap();
+    assert!(!text.contains("BREW"), "a series per made-up method");
+    assert!(text.contains("method=\"other\""), "{text}");
+}
