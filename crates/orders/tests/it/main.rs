@@ -6,6 +6,7 @@
 //! stand-in log, schema `payment_events`, that tests append payment events to).
 
 mod access;
+mod bounds;
 mod commands;
 mod confirm;
 mod saga;
