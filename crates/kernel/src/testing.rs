@@ -260,6 +260,24 @@ pub struct Answer {
 }
 
 impl Answer {
+    /// Status, body and headers (but `date` and `x-request-id`) with `id` taken out: what
+    /// two answers about different ids share when they are "the same answer" (another
+    /// customer's order and an unknown one, say).
+    pub fn shape_without(&self, id: &str) -> (u16, String, Vec<String>) {
+        let mut headers: Vec<String> = self
+            .headers
+            .iter()
+            .filter(|(name, _)| !matches!(name.as_str(), "date" | "x-request-id"))
+            .map(|(name, value)| format!("{name}: {}", value.to_str().unwrap_or("?")))
+            .collect();
+        headers.sort();
+        (
+            self.status,
+            self.body.to_string().replace(id, "<id>"),
+            headers,
+        )
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
