@@ -199,7 +199,12 @@ async fn a_cancelled_order_gets_its_stock_back_while_the_gateway_cannot_refund()
 /// sweep: however many of them there are, the orders behind them still expire.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crowd_of_orders_with_pending_payments_does_not_hide_the_ones_behind_it() {
-    let app = spawn_with(settings(None, Duration::ZERO)).await;
+    // One customer with a hundred pending orders: more than MAX_PENDING_ORDERS allows.
+    let app = spawn_with(orders::Settings {
+        max_pending_orders: 1000,
+        ..settings(None, Duration::ZERO)
+    })
+    .await;
     let (user, product) = app.shop(1000);
     for _ in 0..101 {
         let id = app.placed(&user, &product, 1).await;
