@@ -67,26 +67,16 @@ const KEY_BATCHES: usize = 10;
 /// Deletes idempotency keys older than the TTL (a lookup already ignores them), a bounded
 /// batch per statement and a bounded number of batches per sweep; answers how many.
 pub(crate) async fn forget_keys(handler: &OrderCommandHandler) -> anyhow::Result<usize> {
-    use diesel::sql_types::{BigInt, Timestamptz};
     let cutoff = Utc::now() - crate::placement::ttl(handler.idempotency_ttl);
     let mut conn = db::connect(&handler.pool).await?;
-    let mut total = 0;
-    for _ in 0..KEY_BATCHES {
-        let deleted = diesel::sql_query(
-            "DELETE FROM orders.idempotency_keys WHERE key IN \
-             (SELECT key FROM orders.idempotency_keys WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind::<Timestamptz, _>(cutoff)
-        .bind::<BigInt, _>(KEY_BATCH)
-        .execute(&mut conn)
-        .await
-        .db_context("forgetting expired idempotency keys")?;
-        total += deleted;
-        if (deleted as i64) < KEY_BATCH {
-            break;
-        }
-    }
-    Ok(total)
+    db::delete_older(
+        &mut conn,
+        ("orders.idempotency_keys", "key", "created_at"),
+        cutoff,
+        KEY_BATCH,
+        KEY_BATCHES,
+    )
+    .await
 }
 
 pub(crate) async fn sweep(

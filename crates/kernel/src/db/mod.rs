@@ -328,6 +328,38 @@ pub async fn ping(pool: &Pool, timeout: Duration) -> anyhow::Result<()> {
         .map_err(|_| anyhow!(Unavailable("ping timed out".into())))?
 }
 
+/// Deletes the rows of `table` (schema-qualified) whose `column` is before `cutoff`, by
+/// their key `key`: `batch` rows per statement (each its own short transaction), at most
+/// `max_batches` statements; answers how many. What purgers of rows that only grow
+/// (spent tokens, old failures, expired keys) share.
+pub async fn delete_older(
+    conn: &mut AsyncPgConnection,
+    (table, key, column): (&str, &str, &str),
+    cutoff: chrono::DateTime<chrono::Utc>,
+    batch: i64,
+    max_batches: usize,
+) -> anyhow::Result<usize> {
+    use diesel::sql_types::{BigInt, Timestamptz};
+    let sql = format!(
+        "DELETE FROM {table} WHERE {key} IN \
+         (SELECT {key} FROM {table} WHERE {column} < $1 LIMIT $2)"
+    );
+    let mut total = 0;
+    for _ in 0..max_batches {
+        let deleted = diesel::sql_query(&sql)
+            .bind::<Timestamptz, _>(cutoff)
+            .bind::<BigInt, _>(batch)
+            .execute(conn)
+            .await
+            .map_err(|e| db_error(e, "deleting old rows"))?;
+        total += deleted;
+        if (deleted as i64) < batch {
+            break;
+        }
+    }
+    Ok(total)
+}
+
 /// Runs `work` in one transaction: commits on `Ok`, rolls back on `Err`.
 ///
 /// Unlike diesel's own `transaction`, the error type needs no `From<diesel::Error>`, so a

@@ -6,9 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Timestamptz};
-use diesel_async::RunQueryDsl;
+use chrono::Utc;
 use kernel::db;
 
 use super::Auth;
@@ -31,9 +29,22 @@ impl Auth {
         let now = Utc::now();
         let window = chrono::Duration::from_std(self.lock.window)?;
         Ok(Purged {
-            refresh_tokens: in_batches(&mut conn, "refresh_tokens", "expires_at", now).await?,
-            login_failures: in_batches(&mut conn, "login_failures", "failed_at", now - window)
-                .await?,
+            refresh_tokens: db::delete_older(
+                &mut conn,
+                ("users.refresh_tokens", "id", "expires_at"),
+                now,
+                BATCH,
+                usize::MAX,
+            )
+            .await?,
+            login_failures: db::delete_older(
+                &mut conn,
+                ("users.login_failures", "id", "failed_at"),
+                now - window,
+                BATCH,
+                usize::MAX,
+            )
+            .await?,
         })
     }
 
@@ -58,32 +69,5 @@ impl Auth {
                 }
             }
         })
-    }
-}
-
-/// Deletes the rows of `users.<table>` whose `column` is before `cutoff`, [`BATCH`] at a
-/// time; answers how many.
-async fn in_batches(
-    conn: &mut db::Connection,
-    table: &str,
-    column: &str,
-    cutoff: DateTime<Utc>,
-) -> anyhow::Result<usize> {
-    let sql = format!(
-        "DELETE FROM users.{table} WHERE id IN \
-         (SELECT id FROM users.{table} WHERE {column} < $1 LIMIT $2)"
-    );
-    let mut total = 0;
-    loop {
-        let deleted = diesel::sql_query(&sql)
-            .bind::<Timestamptz, _>(cutoff)
-            .bind::<BigInt, _>(BATCH)
-            .execute(&mut **conn)
-            .await
-            .map_err(|e| db::db_error(e, "purging"))?;
-        total += deleted;
-        if (deleted as i64) < BATCH {
-            return Ok(total);
-        }
     }
 }
