@@ -42,29 +42,33 @@ pub async fn append(
             correlation_id: correlation_id.clone(),
             payload: event.payload.clone(),
         };
-        diesel::sql_query(&insert)
-            .bind::<SqlUuid, _>(envelope.event_id)
-            .bind::<Text, _>(&envelope.event_type)
-            .bind::<SqlUuid, _>(envelope.aggregate_id)
-            .bind::<BigInt, _>(envelope.aggregate_version)
-            .bind::<Timestamptz, _>(envelope.occurred_at)
-            .bind::<Integer, _>(envelope.schema_version)
-            .bind::<Text, _>(envelope.actor.kind.as_str())
-            .bind::<Nullable<SqlUuid>, _>(envelope.actor.id)
-            .bind::<Nullable<Text>, _>(&envelope.correlation_id)
-            .bind::<Jsonb, _>(&envelope.payload)
-            .execute(conn)
-            .await
-            .with_context(|| format!("appending {} to {schema}.events", envelope.event_type))?;
+        kernel::db::prepared(
+            diesel::sql_query(&insert)
+                .bind::<SqlUuid, _>(envelope.event_id)
+                .bind::<Text, _>(&envelope.event_type)
+                .bind::<SqlUuid, _>(envelope.aggregate_id)
+                .bind::<BigInt, _>(envelope.aggregate_version)
+                .bind::<Timestamptz, _>(envelope.occurred_at)
+                .bind::<Integer, _>(envelope.schema_version)
+                .bind::<Text, _>(envelope.actor.kind.as_str())
+                .bind::<Nullable<SqlUuid>, _>(envelope.actor.id)
+                .bind::<Nullable<Text>, _>(&envelope.correlation_id)
+                .bind::<Jsonb, _>(&envelope.payload),
+        )
+        .execute(conn)
+        .await
+        .with_context(|| format!("appending {} to {schema}.events", envelope.event_type))?;
         written.push(envelope);
     }
     if !written.is_empty() {
-        diesel::sql_query(NOTIFY)
-            .bind::<Text, _>(CHANNEL)
-            .bind::<Text, _>(schema)
-            .execute(conn)
-            .await
-            .context("notifying event subscribers")?;
+        kernel::db::prepared(
+            diesel::sql_query(NOTIFY)
+                .bind::<Text, _>(CHANNEL)
+                .bind::<Text, _>(schema),
+        )
+        .execute(conn)
+        .await
+        .context("notifying event subscribers")?;
     }
     Ok(written)
 }

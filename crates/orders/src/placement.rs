@@ -263,18 +263,22 @@ impl OrderCommandHandler {
         // The lock first, then the count in a statement of its own: a statement's
         // snapshot is taken when it starts, so a count in the locking statement would not
         // see the placement it waited for.
-        diesel::sql_query(
-            "SELECT pg_advisory_xact_lock(hashtextextended('orders.pending:' || $1::text, 0))",
+        kernel::db::prepared(
+            diesel::sql_query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('orders.pending:' || $1::text, 0))",
+            )
+            .bind::<SqlUuid, _>(user_id.as_uuid()),
         )
-        .bind::<SqlUuid, _>(user_id.as_uuid())
         .execute(conn)
         .await
         .db_context("locking the user's placements")?;
-        let held: Held = diesel::sql_query(
-            "SELECT count(*) AS held FROM orders.orders \
+        let held: Held = kernel::db::prepared(
+            diesel::sql_query(
+                "SELECT count(*) AS held FROM orders.orders \
              WHERE user_id = $1 AND status IN ('placing', 'pending')",
+            )
+            .bind::<SqlUuid, _>(user_id.as_uuid()),
         )
-        .bind::<SqlUuid, _>(user_id.as_uuid())
         .get_result(conn)
         .await
         .db_context("counting the user's pending orders")?;
