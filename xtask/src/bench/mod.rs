@@ -33,11 +33,13 @@
 //! driver and its scripts), `pgbench.rs` (the reference), `machine.rs` (where it ran),
 //! `report.rs` (the table and BENCHMARKS.md).
 
+mod floor;
 mod machine;
 mod pgbench;
 mod phases;
 mod plan;
 mod report;
+mod rounds;
 mod wrk;
 
 use std::fs;
@@ -49,11 +51,13 @@ use anyhow::{Context, Result};
 use crate::load::Api;
 use crate::server::target_directory;
 use crate::{apt, cargo, db, succeed};
+use floor::Floor;
 use machine::Machine;
 use phases::{Bench, free_address, peak_rss};
 use plan::Plan;
 use report::{Results, write_benchmarks};
-use wrk::{PHASES, run_wrk};
+use rounds::{Measured, schedule};
+use wrk::{PHASES, Side, run_wrk};
 
 const ADMIN_TOKEN: &str = "bench-admin-token";
 /// The run's databases are these names with the process id: two runs against one Postgres
@@ -77,9 +81,15 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         wrk: apt::ensure_installed(Path::new("/usr/bin/wrk"), "wrk")?,
         pgbench: pgbench::find()?,
     };
-    eprintln!("xtask: cargo build --release -p emporium");
-    succeed(&mut cargo(root, &["build", "--release", "-p", "emporium"]))?;
-    let binary = target_directory(root)?.join("release").join("emporium");
+    // One build each: built together, the floor's dependencies' features would be unified
+    // into emporium's build.
+    for package in ["emporium", "bench-floor"] {
+        eprintln!("xtask: cargo build --release -p {package}");
+        succeed(&mut cargo(root, &["build", "--release", "-p", package]))?;
+    }
+    let release = target_directory(root)?.join("release");
+    let binary = release.join("emporium");
+    let floor = Floor::new(release.join("bench-floor"))?;
     let postgres = db::ensure(root)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,7 +107,7 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         url,
         out,
     };
-    let measured = measure(root, &bench, &tools, &postgres, &names[1]);
+    let measured = measure(root, &bench, &floor, &tools, (&postgres, &names[1]));
     for name in &names {
         if let Err(error) = bench.block_on(db::drop_database(&postgres, name)) {
             eprintln!("xtask: warning: {error:#}");
@@ -106,25 +116,54 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
     report(root, &bench, &measured?)
 }
 
-/// Every phase, against the server and databases of `bench`.
+/// Every phase, against the servers and databases of `bench`; pgbench in a database of
+/// its own.
 fn measure(
     root: &Path,
     bench: &Bench,
+    floor: &Floor,
     tools: &Tools,
-    postgres: &db::DbUrl,
-    pgbench_database: &str,
+    (postgres, pgbench_database): (&db::DbUrl, &str),
 ) -> Result<Results> {
     let mut results = Results::new(&bench.plan);
     let (server, ready) = bench.start("server.log")?;
     results.ready = ready;
     let catalog = bench.seed(&mut results)?;
+    let floor_server = floor.start(bench)?;
+    floor.check_agreement(bench, &catalog)?;
     for phase in &PHASES {
-        let run = run_wrk(&tools.wrk, &bench.plan, &bench.address, &bench.out, phase)?;
-        eprintln!("xtask: {}: {}", phase.name, run.summary());
-        results.wrk.insert(phase.name, run);
-        bench.caught_up()?;
+        let mut measured = Measured::default();
+        for (side, round) in schedule(bench.plan.rounds, phase.floor) {
+            let address = match side {
+                Side::Emporium => &bench.address,
+                Side::Floor => &floor.address,
+            };
+            let at = (side, address.as_str());
+            let run = run_wrk(&tools.wrk, &bench.plan, at, round, &bench.out, phase)?;
+            eprintln!(
+                "xtask: {} {} {round}: {}",
+                phase.name,
+                side.name(),
+                run.summary()
+            );
+            measured.push((side, round), run);
+            // The next round, of either side, starts with emporium's projection quiet.
+            bench.caught_up()?;
+        }
+        eprintln!(
+            "xtask: {}: emporium {}",
+            phase.name,
+            measured.emporium.summary()
+        );
+        if let Some(rounds) = &measured.floor {
+            eprintln!("xtask: {}: floor {}", phase.name, rounds.summary());
+        }
+        results.wrk.insert(phase.name, measured);
     }
-    results.lag = Some(bench.lag(&catalog, results.wrk["create"].per_second())?);
+    drop(floor_server);
+    Floor::drop_schema(bench)?;
+    let placements = results.wrk["create"].emporium.per_second();
+    results.lag = Some(bench.lag(&catalog, placements)?);
     results.rebuild = Some(bench.rebuild()?);
     results.rss_kib = peak_rss(server.pid())?;
     drop(server);
