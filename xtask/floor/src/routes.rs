@@ -6,9 +6,10 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::json;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use crate::db::{Conn, Id, Pool};
+use crate::db::{Conn, Id, Pool, Statements};
 
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/health/ready", web::get().to(ready))
@@ -64,15 +65,34 @@ fn json_text(mut response: actix_web::HttpResponseBuilder, body: String) -> Http
     response.content_type("application/json").body(body)
 }
 
-/// A path's id, or the `400` emporium answers for one that is not a UUID.
-fn path_id(text: &str) -> Result<Id, HttpResponse> {
-    Uuid::parse_str(text).map(Id).map_err(|_| {
-        problem(
+/// The row `statement` finds by the path's `id`, or the answer emporium gives when there
+/// is none: `400` for an id that is not a UUID, `404 <what>_not_found`.
+async fn by_id(
+    pool: &Pool,
+    id: &str,
+    statement: fn(&Statements) -> &Statement,
+    what: &str,
+) -> Result<Result<Row, HttpResponse>, Failure> {
+    let Ok(id) = Uuid::parse_str(id) else {
+        let detail = format!("{id:?} is not a UUID");
+        return Ok(Err(problem(
             StatusCode::BAD_REQUEST,
             "invalid_path",
-            format!("{text:?} is not a UUID"),
-        )
-    })
+            detail,
+        )));
+    };
+    let conn = pool.get().await?;
+    let Conn { client, statements } = &*conn;
+    Ok(
+        match client.query_opt(statement(statements), &[&Id(id)]).await? {
+            Some(row) => Ok(row),
+            None => Err(problem(
+                StatusCode::NOT_FOUND,
+                &format!("{what}_not_found"),
+                format!("no {what} {id}"),
+            )),
+        },
+    )
 }
 
 async fn ready() -> HttpResponse {
@@ -80,23 +100,13 @@ async fn ready() -> HttpResponse {
 }
 
 async fn order(pool: web::Data<Pool>, id: web::Path<String>) -> Answer {
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(response) => return Ok(response),
-    };
-    let conn = pool.get().await?;
-    let Conn { client, statements } = &*conn;
-    Ok(match client.query_opt(&statements.order, &[&id]).await? {
-        Some(row) => {
+    Ok(match by_id(&pool, &id, |s| &s.order, "order").await? {
+        Ok(row) => {
             let mut response = HttpResponse::Ok();
             response.insert_header((header::ETAG, format!("\"{}\"", row.get::<_, i64>(0))));
             json_text(response, row.get(1))
         }
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "order_not_found",
-            format!("no order {}", id.0),
-        ),
+        Err(response) => response,
     })
 }
 
@@ -134,19 +144,9 @@ async fn user_orders(pool: web::Data<Pool>, query: web::Query<ListQuery>) -> Ans
 }
 
 async fn product(pool: web::Data<Pool>, id: web::Path<String>) -> Answer {
-    let id = match path_id(&id) {
-        Ok(id) => id,
-        Err(response) => return Ok(response),
-    };
-    let conn = pool.get().await?;
-    let Conn { client, statements } = &*conn;
-    Ok(match client.query_opt(&statements.product, &[&id]).await? {
-        Some(row) => json_text(HttpResponse::Ok(), row.get(0)),
-        None => problem(
-            StatusCode::NOT_FOUND,
-            "product_not_found",
-            format!("no product {}", id.0),
-        ),
+    Ok(match by_id(&pool, &id, |s| &s.product, "product").await? {
+        Ok(row) => json_text(HttpResponse::Ok(), row.get(0)),
+        Err(response) => response,
     })
 }
 

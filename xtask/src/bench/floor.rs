@@ -76,7 +76,7 @@ async fn agree(emporium: &Api, floor: &Api, catalog: &Catalog, url: &db::DbUrl) 
         format!("/products/{UNKNOWN}"),
         "/queries/orders/not-a-uuid".to_owned(),
     ];
-    paths.extend(spread(&catalog.orders, 5).map(|id| format!("/queries/orders/{id}")));
+    paths.extend(spread(&catalog.orders, 10).map(|id| format!("/queries/orders/{id}")));
     for id in spread(&catalog.users, 3) {
         paths.push(format!("/queries/orders?user_id={id}"));
         paths.push(format!("/queries/orders?user_id={id}&page=2&page_size=2"));
