@@ -5,7 +5,7 @@
 //!
 //! The agreement check runs in every run, the smoke run included: the same orders, pages
 //! and products, an unknown id, a placement of the same order (its answer, its row, its
-//! lines, its outbox event's payload, its stock) and two refused placements, each answered
+//! lines, its outbox event's payload, its stock) and three refused placements, each answered
 //! alike by both or the run fails. So a floor that answered something cheaper than
 //! emporium would not be measured.
 
@@ -88,9 +88,11 @@ async fn agree(emporium: &Api, floor: &Api, catalog: &Catalog, url: &db::DbUrl) 
     let client = db::connect(url).await?;
     let order = catalog.new_order(&mut Rng::new(11));
     let placed = same_placement(emporium, floor, &client, &order).await?;
+    let products = &catalog.products;
     let refused = [
         json!({"user_id": UNKNOWN, "items": order["items"]}),
         json!({"user_id": order["user_id"], "items": [{"product_id": UNKNOWN, "quantity": 1}]}),
+        json!({"user_id": order["user_id"], "items": [{"product_id": products[0], "quantity": 0}]}),
     ];
     for body in &refused {
         let (e, f) = (

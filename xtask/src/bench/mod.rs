@@ -15,7 +15,7 @@
 //! 3. **The floor** (`floor.rs`): `bench-floor` starts on the same database with
 //!    emporium's worker count and pool size, copies the tables a placement writes into its
 //!    own schema `floor`, and must answer what emporium answers (the same orders, pages,
-//!    products, unknown ids, a placement and two refused ones) or the run fails.
+//!    products, unknown ids, a placement and three refused ones) or the run fails.
 //! 4. **Throughput** with `wrk` (Debian's, installed with apt if missing and root), one Lua
 //!    script per phase (`bench/wrk/*.lua`, after `prelude.lua`): the order by id, a user's
 //!    orders, a product by id, order placement, and placement then confirmation (a state
