@@ -364,7 +364,7 @@ impl Results {
         );
         let _ = writeln!(
             out,
-            "# each wrk line below ran once per round: emporium and the floor by turns"
+            "# each wrk line below ran once to warm up, then once per round: emporium and the floor by turns"
         );
         for phase in &PHASES {
             if let Some(measured) = self.wrk.get(phase.name) {
