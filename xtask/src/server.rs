@@ -1,5 +1,6 @@
-//! Running the `emporium` binary from xtask: start it, wait until ready, kill it (on drop
-//! too, so a failing check never leaves a server behind), and plain HTTP/1.1 GETs.
+//! Running the `emporium` binary (or the bench's floor, which takes the same arguments)
+//! from xtask: start it, wait until ready, kill it (on drop too, so a failing check never
+//! leaves a server behind), and plain HTTP/1.1 GETs.
 
 use std::fs;
 use std::io::{Read, Write};
@@ -16,6 +17,8 @@ use crate::db::DbUrl;
 /// `emporium serve`, killed when dropped (also when the check fails).
 pub(crate) struct Server {
     child: Child,
+    /// The binary's file name, for messages.
+    name: String,
     log: PathBuf,
 }
 
@@ -42,12 +45,16 @@ impl Server {
             .stderr(output)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
+        let name = binary.file_name().map_or("emporium".into(), |name| {
+            name.to_string_lossy().into_owned()
+        });
         eprintln!(
-            "xtask: emporium serves on http://{address} (log: {})",
+            "xtask: {name} serves on http://{address} (log: {})",
             log.display()
         );
         Ok(Server {
             child,
+            name,
             log: log.to_owned(),
         })
     }
@@ -60,11 +67,16 @@ impl Server {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!("emporium exited ({status}); see {}", self.log.display());
+                bail!(
+                    "{} exited ({status}); see {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             if Instant::now() > deadline {
                 bail!(
-                    "emporium was not ready within {timeout:?}; see {}",
+                    "{} was not ready within {timeout:?}; see {}",
+                    self.name,
                     self.log.display()
                 );
             }

@@ -36,21 +36,24 @@ impl Bench {
     /// Starts the server, logging to `log`; it and the time from process start to
     /// `/health/ready` = 200.
     pub(super) fn start(&self, log: &str) -> Result<(Server, Duration)> {
-        let env: Vec<(&str, &str)> = self
-            .plan
-            .server_env
-            .iter()
-            .map(|(k, v)| (*k, v.as_str()))
-            .collect();
+        let (env, timeout) = (&self.plan.server_env, Duration::from_secs(60));
+        self.launch((&self.binary, &self.address), env, log, timeout)
+    }
+
+    /// Starts `binary serve` on `address` against the run's database with `env`, logging
+    /// to `log`; it and the time from process start to `/health/ready` = 200 (at most
+    /// `timeout`).
+    pub(super) fn launch(
+        &self,
+        (binary, address): (&Path, &str),
+        env: &[(&'static str, String)],
+        log: &str,
+        timeout: Duration,
+    ) -> Result<(Server, Duration)> {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let started = Instant::now();
-        let mut server = Server::start(
-            &self.binary,
-            &self.address,
-            &self.url,
-            &env,
-            &self.out.join(log),
-        )?;
-        server.wait_until_ready(&self.address, Duration::from_secs(60))?;
+        let mut server = Server::start(binary, address, &self.url, &env, &self.out.join(log))?;
+        server.wait_until_ready(address, timeout)?;
         let ready = started.elapsed();
         eprintln!("xtask: ready in {:.0} ms", ms(ready));
         Ok((server, ready))
