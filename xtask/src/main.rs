@@ -11,7 +11,9 @@ mod check;
 mod db;
 mod docs;
 mod load;
+mod machine;
 mod migration;
+mod rig;
 mod server;
 
 use std::env;

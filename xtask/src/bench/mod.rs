@@ -29,11 +29,10 @@
 //!    does.
 //!
 //! The files, one concern each: `plan.rs` (a run's sizes), `phases.rs` (the server and the
-//! phases driven through the API: start, seed, lag, rebuild, RSS), `wrk.rs` (the wrk
-//! driver and its scripts), `pgbench.rs` (the reference), `machine.rs` (where it ran),
-//! `report.rs` (the table and BENCHMARKS.md).
+//! phases driven through the API: start, seed, lag, rebuild), `wrk.rs` (the wrk driver and
+//! its scripts), `pgbench.rs` (the reference), `report.rs` (the table and BENCHMARKS.md);
+//! the server and its database are `crate::rig`'s, where it ran `crate::machine`'s.
 
-mod machine;
 mod pgbench;
 mod phases;
 mod plan;
@@ -44,21 +43,19 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::load::Api;
-use crate::server::target_directory;
-use crate::{apt, cargo, db, succeed};
-use machine::Machine;
-use phases::{Bench, free_address, peak_rss};
+use crate::machine::Machine;
+use crate::rig::Rig;
+use crate::{apt, db};
+use phases::Bench;
 use plan::Plan;
 use report::{Results, write_benchmarks};
 use wrk::{PHASES, run_wrk};
 
 const ADMIN_TOKEN: &str = "bench-admin-token";
-/// The run's databases are these names with the process id: two runs against one Postgres
-/// (a full run and CI's smoke run, say) must not drop each other's.
-const DATABASE: &str = "emporium_bench";
+/// pgbench's database, with the process id (`Rig::database_name`), beside the rig's own
+/// `emporium_bench_<pid>`.
 const PGBENCH_DATABASE: &str = "emporium_pgbench";
 
 /// What `cargo xtask bench` was asked for.
@@ -71,75 +68,49 @@ pub(crate) struct Options {
 
 pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
     let plan = Plan::new(options);
-    let out = root.join("target").join("bench");
-    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tools = Tools {
         wrk: apt::ensure_installed(Path::new("/usr/bin/wrk"), "wrk")?,
         pgbench: pgbench::find()?,
     };
-    eprintln!("xtask: cargo build --release -p emporium");
-    succeed(&mut cargo(root, &["build", "--release", "-p", "emporium"]))?;
-    let binary = target_directory(root)?.join("release").join("emporium");
-    let postgres = db::ensure(root)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting a tokio runtime")?;
-    let names = [DATABASE, PGBENCH_DATABASE].map(|name| format!("{name}_{}", std::process::id()));
-    let url = runtime.block_on(db::recreate_database(&postgres, &names[0]))?;
-    let address = free_address()?;
     let bench = Bench {
-        api: Api::new(&address, ADMIN_TOKEN)?,
+        rig: Rig::new(root, "bench", ADMIN_TOKEN)?,
         plan,
-        runtime,
-        binary,
-        address,
-        url,
-        out,
     };
-    let measured = measure(root, &bench, &tools, &postgres, &names[1]);
-    for name in &names {
-        if let Err(error) = bench.block_on(db::drop_database(&postgres, name)) {
-            eprintln!("xtask: warning: {error:#}");
-        }
-    }
+    let pgbench_database = Rig::database_name(PGBENCH_DATABASE);
+    let measured = measure(root, &bench, &tools, &pgbench_database);
+    bench.rig.drop_databases(&[&pgbench_database]);
     report(root, &bench, &measured?)
 }
 
 /// Every phase, against the server and databases of `bench`.
-fn measure(
-    root: &Path,
-    bench: &Bench,
-    tools: &Tools,
-    postgres: &db::DbUrl,
-    pgbench_database: &str,
-) -> Result<Results> {
+fn measure(root: &Path, bench: &Bench, tools: &Tools, pgbench_database: &str) -> Result<Results> {
+    let rig = &bench.rig;
     let mut results = Results::new(&bench.plan);
     let (server, ready) = bench.start("server.log")?;
     results.ready = ready;
     let catalog = bench.seed(&mut results)?;
     for phase in &PHASES {
-        let run = run_wrk(&tools.wrk, &bench.plan, &bench.address, &bench.out, phase)?;
+        let run = run_wrk(&tools.wrk, &bench.plan, &rig.address, &rig.out, phase)?;
         eprintln!("xtask: {}: {}", phase.name, run.summary());
         results.wrk.insert(phase.name, run);
         bench.caught_up()?;
     }
     results.lag = Some(bench.lag(&catalog, results.wrk["create"].per_second())?);
     results.rebuild = Some(bench.rebuild()?);
-    results.rss_kib = peak_rss(server.pid())?;
+    results.rss_kib = server.memory_kib("VmHWM")?;
     drop(server);
     let (server, ready) = bench.start("restart.log")?;
     results.restart_ready = ready;
     drop(server);
 
-    let pgbench_url = bench.block_on(db::recreate_database(postgres, pgbench_database))?;
+    let pgbench_url = rig.block_on(db::recreate_database(&rig.postgres, pgbench_database))?;
     results.pgbench = Some(pgbench::run(
         &tools.pgbench,
         &bench.plan,
         &pgbench_url,
-        &bench.out,
+        &rig.out,
     )?);
-    results.machine = Some(bench.block_on(Machine::read(root, &bench.url))?);
+    results.machine = Some(rig.block_on(Machine::read(root, &rig.url))?);
     Ok(results)
 }
 
@@ -148,7 +119,7 @@ fn report(root: &Path, bench: &Bench, results: &Results) -> Result<()> {
     let report = results.report();
     println!("{report}");
     if bench.plan.smoke {
-        let path = bench.out.join("smoke.md");
+        let path = bench.rig.out.join("smoke.md");
         fs::write(&path, format!("# Benchmark smoke run\n\n{report}"))?;
         eprintln!("xtask: bench --smoke done; report in {}", path.display());
     } else {
@@ -162,10 +133,6 @@ fn report(root: &Path, bench: &Bench, results: &Results) -> Result<()> {
 struct Tools {
     wrk: PathBuf,
     pgbench: PathBuf,
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn ms(duration: Duration) -> f64 {

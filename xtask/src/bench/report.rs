@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::machine::Machine;
 use super::pgbench::Pgbench;
 use super::wrk::{PHASES, WrkRun};
 use super::{ms, plan::Plan};
 use crate::load::{self, Lag, Rebuild, Seeded};
+use crate::machine::Machine;
 
 /// The markers around the part of BENCHMARKS.md each run rewrites.
 const BEGIN: &str =
