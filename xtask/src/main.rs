@@ -12,6 +12,7 @@ mod db;
 mod docs;
 mod load;
 mod machine;
+mod markers;
 mod migration;
 mod rig;
 mod server;
