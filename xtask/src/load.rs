@@ -62,6 +62,11 @@ impl Api {
         Ok(token)
     }
 
+    /// A request to `path`, without credentials (the caller adds them).
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
         match self.bearer.get() {
             Some(token) => request.bearer_auth(token),

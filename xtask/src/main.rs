@@ -16,6 +16,7 @@ mod markers;
 mod migration;
 mod rig;
 mod server;
+mod soak;
 
 use std::env;
 use std::ffi::OsString;
@@ -92,7 +93,17 @@ enum Task {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
-    /// `check`, `test`, `docs-check`, `bench --smoke`, `chaos --rounds 3`: what CI runs.
+    /// A steady mix of every kind of request at half the measured capacity, sampling
+    /// memory, p99 per route, pool waits, table sizes and projection lag; fails when
+    /// memory or a table that should stay bounded keeps growing, or p99 drifts up. A run
+    /// of 10 minutes or more writes BENCHMARKS.md and docs/soak.svg, a shorter one only
+    /// target/soak/.
+    Soak {
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        minutes: u32,
+    },
+    /// `check`, `test`, `docs-check`, `bench --smoke`, `soak --minutes 1`, `chaos --rounds
+    /// 3`: what CI runs.
     Ci,
 }
 
@@ -153,6 +164,7 @@ fn run(task: Task) -> Result<ExitCode> {
             bench::run(&root, &options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::Soak { minutes } => soak::run(&root, minutes),
         Task::Ci => {
             check::run(&root)?;
             let tested = test(&root, &[])?;
@@ -166,6 +178,10 @@ fn run(task: Task) -> Result<ExitCode> {
                 concurrency: 16,
             };
             bench::run(&root, &smoke)?;
+            let soaked = soak::run(&root, 1)?;
+            if soaked != ExitCode::SUCCESS {
+                return Ok(soaked);
+            }
             chaos::run(&root, 3, None)
         }
     }

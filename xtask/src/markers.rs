@@ -38,3 +38,13 @@ impl Markers {
         fs::write(path, text).with_context(|| format!("writing {}", path.display()))
     }
 }
+
+/// A path `BENCHMARKS.md` in an empty folder of its own under the system's temporary one,
+/// for a test named `test`.
+#[cfg(test)]
+pub(crate) fn scratch_file(test: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-{test}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("a temporary folder");
+    dir.join("BENCHMARKS.md")
+}

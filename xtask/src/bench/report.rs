@@ -12,8 +12,8 @@ use super::pgbench::Pgbench;
 use super::wrk::{PHASES, WrkRun};
 use super::{ms, plan::Plan};
 use crate::load::{self, Lag, Rebuild, Seeded};
-use crate::markers::Markers;
 use crate::machine::Machine;
+use crate::markers::Markers;
 
 /// The markers around the part of BENCHMARKS.md each run rewrites.
 const MARKERS: Markers = Markers {
@@ -336,22 +336,20 @@ pub(super) fn write_benchmarks(path: &Path, report: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use std::{env, fs};
+    use std::fs;
 
     use super::*;
+    use crate::markers::scratch_file;
 
     #[test]
     fn keeps_the_analysis_around_the_markers() {
-        let dir = env::temp_dir().join(format!("xtask-bench-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("BENCHMARKS.md");
-        let _ = fs::remove_file(&path);
+        let path = scratch_file("bench-report");
         write_benchmarks(&path, "first\n").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, text.replace("(Not written yet.)", "analysis")).unwrap();
         write_benchmarks(&path, "second\n").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("second") && text.contains("analysis") && !text.contains("first"));
-        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }
