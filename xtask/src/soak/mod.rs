@@ -101,6 +101,40 @@ struct Run {
     samples: Vec<Sample>,
     machine: Machine,
     server_env: String,
+    log: Log,
+}
+
+/// What the server logged during the run: lines, and the warnings and errors among them.
+#[derive(Default)]
+struct Log {
+    lines: u64,
+    warnings: u64,
+    errors: u64,
+    /// The first warning or error.
+    first: Option<String>,
+}
+
+impl Log {
+    /// Counts the levels of the JSON log at `path` (`LOG_FORMAT=json`, as `Server` starts it).
+    fn read(path: &Path) -> Result<Log> {
+        use std::io::BufRead as _;
+        let file = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+        let mut log = Log::default();
+        for line in std::io::BufReader::new(file).lines() {
+            let line = line?;
+            log.lines += 1;
+            let (warning, error) = (
+                line.contains("\"level\":\"WARN\""),
+                line.contains("\"level\":\"ERROR\""),
+            );
+            log.warnings += u64::from(warning);
+            log.errors += u64::from(error);
+            if warning || error {
+                log.first.get_or_insert(line);
+            }
+        }
+        Ok(log)
+    }
 }
 
 pub(crate) fn run(root: &Path, minutes: u32) -> Result<ExitCode> {
@@ -191,6 +225,7 @@ fn soak(root: &Path, rig: &Rig, minutes: u32) -> Result<Run> {
         driven,
         samples,
         machine: rig.block_on(Machine::read(root, &rig.url))?,
+        log: Log::read(&rig.out.join("server.log"))?,
         server_env: env
             .iter()
             .filter(|(k, _)| *k != "ADMIN_TOKEN")

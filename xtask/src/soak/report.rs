@@ -48,6 +48,19 @@ pub(super) fn markdown(run: &Run, verdict: &Verdict, plot: &str) -> String {
     );
     let _ = writeln!(o, "| Postgres | {} |", m.postgres);
     let _ = writeln!(o, "| server | release build, {} |", run.server_env);
+    let log = &run.log;
+    let _ = write!(
+        o,
+        "| server log | {} lines (`RUST_LOG` {}), {} warnings, {} errors",
+        log.lines,
+        std::env::var("RUST_LOG").unwrap_or_else(|_| "unset: info".to_owned()),
+        log.warnings,
+        log.errors
+    );
+    if let Some(first) = &log.first {
+        let _ = write!(o, "; the first: `{}`", first.replace(['`', '|'], "'"));
+    }
+    let _ = writeln!(o, " |");
     let capacity = &run.capacity;
     let _ = writeln!(
         o,
