@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use super::Run;
+use super::mix::MIX;
 use super::sample::{BOUNDED, GROWING, Sample};
 use super::verdict::Verdict;
 use crate::markers::Markers;
@@ -179,12 +180,19 @@ pub(super) fn markdown(run: &Run, verdict: &Verdict, plot: &str) -> String {
     out
 }
 
-/// Every sample, one line each.
+/// Every sample, one line each, ending with the p99 of each route (ms; empty when the
+/// sample has no request of it).
 pub(super) fn csv(samples: &[Sample]) -> String {
+    let routes: Vec<&str> = MIX.iter().map(|(op, _)| op.route()).collect();
     let mut out = format!(
-        "t_s,requests,errors,stale,p99_ms,rss_kib,pool_waiting,lag_events,lag_seconds,dead_letters,{},{},database_bytes,others_cpu,load\n",
+        "t_s,requests,errors,stale,p99_ms,rss_kib,pool_waiting,lag_events,lag_seconds,dead_letters,{},{},database_bytes,others_cpu,load,{}\n",
         BOUNDED.join(","),
-        GROWING.join(",")
+        GROWING.join(","),
+        routes
+            .iter()
+            .map(|route| format!("\"p99_ms {route}\""))
+            .collect::<Vec<_>>()
+            .join(",")
     );
     for s in samples {
         let rows: Vec<String> = s
@@ -193,7 +201,7 @@ pub(super) fn csv(samples: &[Sample]) -> String {
             .chain(&s.growing)
             .map(i64::to_string)
             .collect();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "{:.1},{},{},{},{:.2},{},{},{},{:.3},{},{},{},{:.3},{}",
             s.at.as_secs_f64(),
@@ -211,6 +219,13 @@ pub(super) fn csv(samples: &[Sample]) -> String {
             s.others_cpu,
             s.load
         );
+        for route in &routes {
+            out.push(',');
+            if let Some(latencies) = s.window.latencies.get(route).filter(|l| !l.is_empty()) {
+                let _ = write!(out, "{:.2}", ms(crate::load::quantile(latencies, 0.99)));
+            }
+        }
+        out.push('\n');
     }
     out
 }
@@ -249,5 +264,26 @@ mod tests {
         assert!(text.contains("second") && text.contains("analysis") && !text.contains("first"));
         assert_eq!(text.matches("## Soak").count(), 1);
         fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    /// Every line of the CSV has the header's columns (a route's p99 left empty when the
+    /// sample has no request of it).
+    #[test]
+    fn the_csv_lines_have_the_header_s_columns() {
+        let mut busy = Sample::quiet(Duration::from_secs(4));
+        let route = MIX[0].0.route();
+        busy.window
+            .latencies
+            .insert(route, vec![Duration::from_millis(3)]);
+        let text = csv(&[Sample::quiet(Duration::from_secs(2)), busy]);
+        let lines: Vec<&str> = text.lines().collect();
+        let columns = |line: &str| line.matches(',').count();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines.iter().all(|line| columns(line) == columns(lines[0])),
+            "{text}"
+        );
+        assert!(lines[0].contains(&format!("\"p99_ms {route}\"")));
+        assert!(lines[2].contains(",3.00,"), "{text}");
     }
 }

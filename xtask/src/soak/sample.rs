@@ -132,6 +132,27 @@ impl Sample {
     pub(super) fn p99(&self) -> Duration {
         self.quantile(0.99)
     }
+
+    /// A sample taken `at` of a window of 2 s without requests, on an idle server, for
+    /// tests to fill in.
+    #[cfg(test)]
+    pub(super) fn quiet(at: Duration) -> Sample {
+        Sample {
+            at,
+            window: Window::default(),
+            length: Duration::from_secs(2),
+            rss_kib: 0,
+            pool_waiting: 0.0,
+            lag_events: 0.0,
+            lag_seconds: 0.0,
+            dead_letters: 0.0,
+            bounded: vec![0; BOUNDED.len()],
+            growing: vec![0; GROWING.len()],
+            database_bytes: 0,
+            others_cpu: 0.0,
+            load: 0.0,
+        }
+    }
 }
 
 /// Reads everything but the window: memory, CPU, `/metrics`, the tables.

@@ -181,7 +181,6 @@ fn p99s(samples: &[Sample], route: &str) -> (f64, usize) {
 
 #[cfg(test)]
 mod tests {
-    use super::super::sample::Window;
     use super::*;
 
     /// What a synthetic sample holds: server memory (MiB), rows of each bounded table, and
@@ -199,28 +198,15 @@ mod tests {
         (0..n)
             .map(|i| {
                 let shape = shape(i);
-                let mut window = Window {
-                    requests: 30,
-                    errors: shape.errors,
-                    ..Window::default()
-                };
+                let mut sample = Sample::quiet(Duration::from_secs(2 * i as u64));
                 let latency = Duration::from_millis(shape.latency);
-                window.latencies.insert("GET /x", vec![latency; 30]);
-                Sample {
-                    at: Duration::from_secs(2 * i as u64),
-                    window,
-                    length: Duration::from_secs(2),
-                    rss_kib: (shape.rss * 1024.0) as u64,
-                    pool_waiting: 0.0,
-                    lag_events: 0.0,
-                    lag_seconds: 0.0,
-                    dead_letters: 0.0,
-                    bounded: vec![shape.rows; BOUNDED.len()],
-                    growing: Vec::new(),
-                    database_bytes: 0,
-                    others_cpu: shape.others,
-                    load: 0.0,
-                }
+                sample.window.latencies.insert("GET /x", vec![latency; 30]);
+                sample.window.requests = 30;
+                sample.window.errors = shape.errors;
+                sample.rss_kib = (shape.rss * 1024.0) as u64;
+                sample.bounded = vec![shape.rows; BOUNDED.len()];
+                sample.others_cpu = shape.others;
+                sample
             })
             .collect()
     }
