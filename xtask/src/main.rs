@@ -99,6 +99,7 @@ enum Task {
     /// of 10 minutes or more writes BENCHMARKS.md and docs/soak.svg, a shorter one only
     /// target/soak/.
     Soak {
+        /// How long the steady load runs (after about 15 s of seeding and measuring).
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
         minutes: u32,
     },
