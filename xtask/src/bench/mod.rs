@@ -46,7 +46,7 @@ use std::time::Duration;
 use anyhow::Result;
 
 use crate::machine::Machine;
-use crate::rig::Rig;
+use crate::rig::{Postgres, Rig};
 use crate::{apt, db};
 use phases::Bench;
 use plan::Plan;
@@ -73,12 +73,12 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         pgbench: pgbench::find()?,
     };
     let bench = Bench {
-        rig: Rig::new(root, "bench", ADMIN_TOKEN)?,
+        rig: Rig::new(root, "bench", ADMIN_TOKEN, Postgres::Shared)?,
         plan,
     };
     let pgbench_database = Rig::database_name(PGBENCH_DATABASE);
     let measured = measure(root, &bench, &tools, &pgbench_database);
-    bench.rig.drop_databases(&[&pgbench_database]);
+    bench.rig.clean_up(&[&pgbench_database]);
     report(root, &bench, &measured?)
 }
 

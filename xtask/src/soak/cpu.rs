@@ -1,10 +1,12 @@
-//! Who used the machine's CPU during a window: the soak's own processes (the server, the
-//! Postgres backends of its database, xtask itself) and everything else. On a shared
+//! Who used the machine's CPU during a window: the soak's own processes (the server, its
+//! private Postgres cluster, xtask itself) and everything else. On a shared
 //! machine everything else is what makes the latencies of two windows incomparable, so
 //! the verdict judges p99 only between thirds where it stayed about the same.
 //!
 //! Read from `/proc`: the machine's busy time from `/proc/stat`, each process's from
-//! `/proc/<pid>/stat` (`utime + stime`), the backends' pids from `pg_stat_activity`.
+//! `/proc/<pid>/stat` (`utime + stime`), the cluster's pids from `pg_stat_activity` (its
+//! backends and background processes; the postmaster itself, which only forks, is not
+//! listed).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -33,15 +35,12 @@ impl CpuMeter {
     }
 
     /// The share (0 to 1) of the machine's CPU time since the last reading that went to
-    /// other processes than the soak's own. `client` is connected to the soak's database.
+    /// other processes than the soak's own. `client` is connected to the soak's cluster.
     pub(super) async fn others(&mut self, client: &tokio_postgres::Client) -> Result<f64> {
         let backends = client
-            .query(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database()",
-                &[],
-            )
+            .query("SELECT pid FROM pg_stat_activity", &[])
             .await
-            .context("listing the database's backends")?;
+            .context("listing the cluster's processes")?;
         let pids = backends
             .iter()
             .map(|row| row.get::<_, i32>(0) as u32)

@@ -2,7 +2,9 @@
 //! for a while, watching for what keeps growing.
 //!
 //! Phases, in order (everything it writes goes to `target/soak/`):
-//! 1. **Start.** The release build on a fresh database of its own (`crate::rig`), with
+//! 1. **Start.** The release build on a fresh database of its own, in a private Postgres
+//!    cluster (`crate::rig`, `Postgres::Private`: a `DROP DATABASE` of another program on
+//!    a shared Postgres checkpoints the soak's pages too, and stalled it for seconds), with
 //!    short lifetimes for everything a bounded table keeps ([`server_env`]: idempotency
 //!    keys, failed logins and refresh tokens count for 10 s, the users purger runs every
 //!    5 s, the orders sweeper every second as always, a pending order expires after 30 s),
@@ -45,7 +47,7 @@ use anyhow::{Context, Result, ensure};
 use crate::db;
 use crate::load::{self, Driven, Rng};
 use crate::machine::{Machine, cores};
-use crate::rig::Rig;
+use crate::rig::{Postgres, Rig};
 use crate::server::Server;
 use cpu::CpuMeter;
 use mix::Shop;
@@ -139,9 +141,9 @@ impl Log {
 
 pub(crate) fn run(root: &Path, minutes: u32) -> Result<ExitCode> {
     let minutes = minutes.max(1);
-    let rig = Rig::new(root, "soak", ADMIN_TOKEN)?;
+    let rig = Rig::new(root, "soak", ADMIN_TOKEN, Postgres::Private)?;
     let soaked = soak(root, &rig, minutes);
-    rig.drop_databases(&[]);
+    rig.clean_up(&[]);
     let run = soaked?;
     let verdict = judge(&run.samples, run.driven.skipped);
     let out = &rig.out;

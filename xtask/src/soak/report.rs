@@ -156,6 +156,16 @@ pub(super) fn markdown(run: &Run, verdict: &Verdict, plot: &str) -> String {
         let minutes = (end.at - first.at).as_secs_f64() / 60.0;
         let _ = writeln!(
             o,
+            "\nThe tables that must stay bounded on disk, indexes included (reported, not judged: \
+             purged rows are dead tuples until autovacuum takes them, once a minute at the soonest):\n\n\
+             | table | KiB at the first sample | at the last |\n|---|---|---|"
+        );
+        for (i, table) in BOUNDED.iter().enumerate() {
+            let kib = |s: &Sample| s.bounded_bytes[i] / 1024;
+            let _ = writeln!(o, "| {table} | {} | {} |", kib(first), kib(end));
+        }
+        let _ = writeln!(
+            o,
             "\nTables that grow by design (reported, not judged), from the first sample to the last:\n\n\
              | table | rows | rows at the end | per minute |\n|---|---|---|---|"
         );
@@ -185,9 +195,10 @@ pub(super) fn markdown(run: &Run, verdict: &Verdict, plot: &str) -> String {
 pub(super) fn csv(samples: &[Sample]) -> String {
     let routes: Vec<&str> = MIX.iter().map(|(op, _)| op.route()).collect();
     let mut out = format!(
-        "t_s,requests,errors,stale,p99_ms,rss_kib,pool_waiting,lag_events,lag_seconds,dead_letters,{},{},database_bytes,others_cpu,load,{}\n",
+        "t_s,requests,errors,stale,p99_ms,rss_kib,pool_waiting,lag_events,lag_seconds,dead_letters,{},{},{},database_bytes,others_cpu,load,{}\n",
         BOUNDED.join(","),
         GROWING.join(","),
+        BOUNDED.map(|table| format!("{table} bytes")).join(","),
         routes
             .iter()
             .map(|route| format!("\"p99_ms {route}\""))
@@ -199,6 +210,7 @@ pub(super) fn csv(samples: &[Sample]) -> String {
             .bounded
             .iter()
             .chain(&s.growing)
+            .chain(&s.bounded_bytes)
             .map(i64::to_string)
             .collect();
         let _ = write!(

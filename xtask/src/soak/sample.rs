@@ -107,6 +107,10 @@ pub(super) struct Sample {
     pub(super) dead_letters: f64,
     /// Rows of each of [`BOUNDED`], then of each of [`GROWING`].
     pub(super) bounded: Vec<i64>,
+    /// Bytes on disk of each of [`BOUNDED`], indexes and TOAST included: reported, not
+    /// judged (deleted rows leave dead tuples until autovacuum, which runs each minute at
+    /// the soonest, takes them).
+    pub(super) bounded_bytes: Vec<i64>,
     pub(super) growing: Vec<i64>,
     pub(super) database_bytes: i64,
     /// The share of the machine's CPU that other processes than the soak's took during
@@ -147,6 +151,7 @@ impl Sample {
             lag_seconds: 0.0,
             dead_letters: 0.0,
             bounded: vec![0; BOUNDED.len()],
+            bounded_bytes: vec![0; BOUNDED.len()],
             growing: vec![0; GROWING.len()],
             database_bytes: 0,
             others_cpu: 0.0,
@@ -180,12 +185,19 @@ pub(super) async fn measure(
         .chain(GROWING.iter())
         .map(|table| format!("(SELECT count(*) FROM {table})"))
         .collect();
+    let sizes: Vec<String> = BOUNDED
+        .iter()
+        .map(|table| format!("pg_total_relation_size('{table}')"))
+        .collect();
     let sql = format!(
-        "SELECT {}, pg_database_size(current_database())",
-        counts.join(", ")
+        "SELECT {}, {}, pg_database_size(current_database())",
+        counts.join(", "),
+        sizes.join(", ")
     );
     let row = client.query_one(&sql, &[]).await.context("counting rows")?;
-    let rows: Vec<i64> = (0..counts.len()).map(|i| row.get(i)).collect();
+    let rows: Vec<i64> = (0..counts.len() + sizes.len())
+        .map(|i| row.get(i))
+        .collect();
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     Ok(Sample {
         at,
@@ -201,8 +213,9 @@ pub(super) async fn measure(
             .fold(0.0, f64::max),
         dead_letters: series("dead_letters").iter().sum(),
         bounded: rows[..BOUNDED.len()].to_vec(),
-        growing: rows[BOUNDED.len()..].to_vec(),
-        database_bytes: row.get(counts.len()),
+        growing: rows[BOUNDED.len()..counts.len()].to_vec(),
+        bounded_bytes: rows[counts.len()..].to_vec(),
+        database_bytes: row.get(counts.len() + sizes.len()),
         others_cpu,
         load: load
             .split_whitespace()
