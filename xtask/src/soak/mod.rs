@@ -91,6 +91,8 @@ struct Capacity {
     time: Duration,
     p99: Duration,
     errors: u64,
+    /// The share of the machine's CPU other processes took during the burst.
+    others_cpu: f64,
 }
 
 /// Everything a run measured.
@@ -188,7 +190,10 @@ fn soak(root: &Path, rig: &Rig, minutes: u32) -> Result<Run> {
         eprintln!("xtask: seeding {CUSTOMERS} customers and {PRODUCTS} products");
         let (catalog, _) = load::seed(api, (CUSTOMERS, PRODUCTS, 0), CONNECTIONS).await?;
         let shop = Arc::new(Shop::open(api, catalog.users, catalog.products, TTL).await?);
-        let capacity = capacity(&shop).await?;
+        let client = db::connect(&rig.url).await?;
+        let mut cpu = CpuMeter::new(server.pid())?;
+        let mut capacity = capacity(&shop).await?;
+        capacity.others_cpu = cpu.others(&client).await?;
         load::caught_up(api, Duration::from_secs(120)).await?;
         Ok((shop, capacity))
     })?;
@@ -274,6 +279,7 @@ async fn capacity(shop: &Arc<Shop>) -> Result<Capacity> {
         time: CAPACITY_TIME,
         p99: load::quantile(&window.all(), 0.99),
         errors: window.errors,
+        others_cpu: 0.0,
     })
 }
 

@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use super::Run;
 use super::mix::MIX;
 use super::sample::{BOUNDED, GROWING, Sample};
-use super::verdict::Verdict;
+use super::verdict::{self, Verdict};
 use crate::markers::Markers;
 
 const MARKERS: Markers = Markers {
@@ -66,12 +66,13 @@ pub(super) fn markdown(run: &Run, verdict: &Verdict, plot: &str) -> String {
     let _ = writeln!(
         o,
         "| capacity | {:.0} requests/s: {} connections sending the mix back to back for {} s \
-         (closed loop); p99 {:.1} ms, {} errors |",
+         (closed loop); p99 {:.1} ms, {} errors; other processes took {:.0} % of the CPU meanwhile |",
         capacity.per_second,
         capacity.connections,
         capacity.time.as_secs(),
         ms(capacity.p99),
-        capacity.errors
+        capacity.errors,
+        capacity.others_cpu * 100.0
     );
     let driven = &run.driven;
     let _ = writeln!(
@@ -94,6 +95,17 @@ pub(super) fn markdown(run: &Run, verdict: &Verdict, plot: &str) -> String {
         "\n**Verdict: {}**\n",
         if verdict.passed() { "passed" } else { "FAILED" }
     );
+    let others = verdict::median(samples.iter().map(|s| s.others_cpu).collect());
+    if others > capacity.others_cpu + verdict::BUSIER {
+        let _ = writeln!(
+            o,
+            "**The machine got busier after the capacity was measured**: other processes took \
+             {:.0} % of the CPU during the burst and {:.0} % (median) during the soak, so the load \
+             was more than half of what was left to the server; a failure may be the machine's.\n",
+            capacity.others_cpu * 100.0,
+            others * 100.0
+        );
+    }
     let _ = writeln!(
         o,
         "| check | middle third | last third | limit | |\n|---|---|---|---|---|"

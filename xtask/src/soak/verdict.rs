@@ -73,7 +73,7 @@ pub(super) fn thirds(samples: &[Sample]) -> (&[Sample], &[Sample]) {
     (&samples[n / 3..2 * n / 3], &samples[2 * n / 3..])
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
+pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     match values.len() {
         0 => 0.0,
