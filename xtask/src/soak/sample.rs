@@ -168,17 +168,7 @@ pub(super) async fn measure(
 ) -> Result<Sample> {
     let others_cpu = cpu.others(client).await?;
     let rss_kib = server.memory_kib("VmRSS")?;
-    let response = api
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .context("GET /metrics")?;
-    ensure!(
-        response.status().is_success(),
-        "GET /metrics answered {}",
-        response.status()
-    );
-    let metrics = response.text().await.context("reading /metrics")?;
+    let metrics = metrics(api).await?;
     let series = |name: &str| gauges(&metrics, name);
     let counts: Vec<String> = BOUNDED
         .iter()
@@ -223,6 +213,28 @@ pub(super) async fn measure(
             .and_then(|l| l.parse().ok())
             .unwrap_or(0.0),
     })
+}
+
+/// `GET /metrics`. A server whose pools are all busy (a stall) answers `503` after its
+/// bounded wait: it is asked again, for a while, so that the sample is late, not lost.
+async fn metrics(api: &Api) -> Result<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let response = api
+            .request(Method::GET, "/metrics")
+            .send()
+            .await
+            .context("GET /metrics")?;
+        let status = response.status();
+        if status.is_success() {
+            return response.text().await.context("reading /metrics");
+        }
+        ensure!(
+            status == 503 && std::time::Instant::now() < deadline,
+            "GET /metrics answered {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// The value of every series of metric `name` in a Prometheus text exposition.
