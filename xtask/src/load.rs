@@ -370,8 +370,8 @@ pub(crate) async fn projection_lag(
 ) -> Result<Lag> {
     ensure!(rate > 0.0, "no rate to drive at");
     let deadline = Instant::now() + limit;
-    let stop = Arc::new(AtomicBool::new(false));
-    let background = tokio::spawn(drive_at(rate, stop.clone(), {
+    let control = Arc::new(Control::default());
+    let background = tokio::spawn(drive_at(rate, control.clone(), {
         let (api, catalog, mut rng) = (api.clone(), catalog.clone(), Rng::new(0xd21e));
         move || {
             let (api, body) = (api.clone(), catalog.new_order(&mut rng));
@@ -396,7 +396,7 @@ pub(crate) async fn projection_lag(
         anyhow::Ok(())
     }
     .await;
-    stop.store(true, Ordering::Relaxed);
+    control.stop.store(true, Ordering::Relaxed);
     let driven = background.await.context("the rate driver panicked")?;
     probed?;
     let backlog = orders_read_status(api).await?["lag_events"]
@@ -452,12 +452,21 @@ pub(crate) struct Driven {
 /// More requests than this waiting for an answer: the server is not keeping up.
 pub(crate) const MAX_IN_FLIGHT: usize = 256;
 
-/// An open-loop driver: starts `work()` `rate` times a second until `stop`, whether or not
+/// A running driver's switch and what it skipped so far, shared with whoever watches it.
+#[derive(Default)]
+pub(crate) struct Control {
+    /// Set to stop the driver.
+    pub(crate) stop: AtomicBool,
+    /// Requests not sent so far: [`MAX_IN_FLIGHT`] were still waiting.
+    pub(crate) skipped: AtomicU64,
+}
+
+/// An open-loop driver: starts `work()` `rate` times a second until `control.stop`, whether or not
 /// the earlier ones have answered (a slow server shows as latency, not as a lower rate),
 /// with at most [`MAX_IN_FLIGHT`] in flight; beyond that a request is skipped. Failures are
 /// counted, the first kept. Returns once every request in flight has finished, so the
 /// next phase starts from a quiet server.
-pub(crate) async fn drive_at<F, Fut>(rate: f64, stop: Arc<AtomicBool>, mut work: F) -> Driven
+pub(crate) async fn drive_at<F, Fut>(rate: f64, control: Arc<Control>, mut work: F) -> Driven
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<()>> + Send + 'static,
@@ -466,12 +475,12 @@ where
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let (mut sent, mut skipped) = (0u64, 0u64);
+    let mut sent = 0u64;
     let started = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !control.stop.load(Ordering::Relaxed) {
         ticker.tick().await;
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            skipped += 1;
+            control.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
         let (request, failures) = (work(), failures.clone());
@@ -491,7 +500,7 @@ where
     Driven {
         sent,
         errors,
-        skipped,
+        skipped: control.skipped.load(Ordering::Relaxed),
         elapsed,
         first_error,
     }

@@ -39,13 +39,13 @@ use std::fs;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
 
 use crate::db;
-use crate::load::{self, Driven, Rng};
+use crate::load::{self, Control, Driven, Rng};
 use crate::machine::{Machine, cores};
 use crate::rig::{Postgres, Rig};
 use crate::server::Server;
@@ -147,7 +147,7 @@ pub(crate) fn run(root: &Path, minutes: u32) -> Result<ExitCode> {
     let soaked = soak(root, &rig, minutes);
     rig.clean_up(&[]);
     let run = soaked?;
-    let verdict = judge(&run.samples, run.driven.skipped);
+    let verdict = judge(&run.samples);
     let out = &rig.out;
     let report = report::markdown(&run, &verdict, "soak.svg");
     println!("{report}");
@@ -208,8 +208,8 @@ fn soak(root: &Path, rig: &Rig, minutes: u32) -> Result<Run> {
     );
     let (driven, samples) = rig.block_on(async {
         shop.recorder.take();
-        let stop = Arc::new(AtomicBool::new(false));
-        let driver = tokio::spawn(load::drive_at(rate, stop.clone(), {
+        let control = Arc::new(Control::default());
+        let driver = tokio::spawn(load::drive_at(rate, control.clone(), {
             let (shop, mut rng) = (shop.clone(), Rng::new(0x50a4));
             move || {
                 let (call, shop) = (shop.call(&mut rng), shop.clone());
@@ -219,8 +219,8 @@ fn soak(root: &Path, rig: &Rig, minutes: u32) -> Result<Run> {
                 }
             }
         }));
-        let samples = sample_for(rig, &server, &shop, (duration, every)).await;
-        stop.store(true, Ordering::Relaxed);
+        let samples = sample_for(rig, (&server, &shop, &control), (duration, every)).await;
+        control.stop.store(true, Ordering::Relaxed);
         let driven = driver.await.context("the driver panicked")?;
         Ok((driven, samples?))
     })?;
@@ -286,8 +286,7 @@ async fn capacity(shop: &Arc<Shop>) -> Result<Capacity> {
 /// A sample every `every` for `duration`, each printed as it is taken.
 async fn sample_for(
     rig: &Rig,
-    server: &Server,
-    shop: &Shop,
+    (server, shop, driver): (&Server, &Shop, &Control),
     (duration, every): (Duration, Duration),
 ) -> Result<Vec<Sample>> {
     let client = db::connect(&rig.url).await?;
@@ -296,14 +295,16 @@ async fn sample_for(
     ensure!(count >= MIN_SAMPLES, "{count} samples are too few to judge");
     let started = Instant::now();
     let mut ticker = tokio::time::interval_at((started + every).into(), every);
-    let (mut samples, mut since) = (Vec::with_capacity(count), started);
+    let (mut samples, mut since, mut skipped) = (Vec::with_capacity(count), started, 0);
     eprintln!("xtask:   t  req/s errors p99 ms  RSS MiB  keys failures refresh  backlog others");
     for _ in 0..count {
         ticker.tick().await;
         let now = Instant::now();
         let window = shop.recorder.take();
         let taken = (now - started, window, now - since);
-        let sample = sample::measure((&rig.api, server, &client), &mut cpu, taken).await?;
+        let mut sample = sample::measure((&rig.api, server, &client), &mut cpu, taken).await?;
+        let now_skipped = driver.skipped.load(Ordering::Relaxed);
+        (sample.skipped, skipped) = (now_skipped - skipped, now_skipped);
         since = now;
         eprintln!(
             "xtask: {:>3} {:>6.1} {:>6} {:>6.1} {:>8.1} {:>5} {:>8} {:>7} {:>8.0} {:>5.0} %",

@@ -78,10 +78,11 @@ pub(super) fn markdown(run: &Run, verdict: &Verdict, plot: &str) -> String {
     let _ = writeln!(
         o,
         "| load | {:.0} requests/s asked (half the capacity, open loop), {:.1}/s sent, for {} \
-         min: {requests} requests, {} stale `min_version` reads |",
+         min: {requests} requests, {} not sent, {} stale `min_version` reads |",
         run.rate,
         driven.sent as f64 / driven.elapsed.as_secs_f64(),
         run.minutes,
+        driven.skipped,
         samples.iter().map(|s| s.window.stale).sum::<u64>()
     );
     let _ = writeln!(
@@ -207,7 +208,7 @@ pub(super) fn markdown(run: &Run, verdict: &Verdict, plot: &str) -> String {
 pub(super) fn csv(samples: &[Sample]) -> String {
     let routes: Vec<&str> = MIX.iter().map(|(op, _)| op.route()).collect();
     let mut out = format!(
-        "t_s,requests,errors,stale,p99_ms,rss_kib,pool_waiting,lag_events,lag_seconds,dead_letters,{},{},{},database_bytes,others_cpu,load,{}\n",
+        "t_s,requests,errors,not_sent,stale,p99_ms,rss_kib,pool_waiting,lag_events,lag_seconds,dead_letters,{},{},{},database_bytes,others_cpu,load,{}\n",
         BOUNDED.join(","),
         GROWING.join(","),
         BOUNDED.map(|table| format!("{table} bytes")).join(","),
@@ -227,10 +228,11 @@ pub(super) fn csv(samples: &[Sample]) -> String {
             .collect();
         let _ = write!(
             out,
-            "{:.1},{},{},{},{:.2},{},{},{},{:.3},{},{},{},{:.3},{}",
+            "{:.1},{},{},{},{},{:.2},{},{},{},{:.3},{},{},{},{:.3},{}",
             s.at.as_secs_f64(),
             s.window.requests,
             s.window.errors,
+            s.skipped,
             s.window.stale,
             ms(s.p99()),
             s.rss_kib,

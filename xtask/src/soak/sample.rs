@@ -95,6 +95,9 @@ pub(super) struct Sample {
     /// Since the soak started.
     pub(super) at: Duration,
     pub(super) window: Window,
+    /// Requests the driver did not send in the window ([`crate::load::MAX_IN_FLIGHT`] were
+    /// waiting); set by the sampler, which watches the driver.
+    pub(super) skipped: u64,
     /// The window's length (the first may be shorter).
     pub(super) length: Duration,
     pub(super) rss_kib: u64,
@@ -144,6 +147,7 @@ impl Sample {
         Sample {
             at,
             window: Window::default(),
+            skipped: 0,
             length: Duration::from_secs(2),
             rss_kib: 0,
             pool_waiting: 0.0,
@@ -192,6 +196,7 @@ pub(super) async fn measure(
     Ok(Sample {
         at,
         window,
+        skipped: 0,
         length,
         rss_kib,
         pool_waiting: series("db_pool_waiting").iter().sum(),
