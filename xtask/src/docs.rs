@@ -6,7 +6,6 @@
 //! `/openapi.json`. It also leaves a screenshot in `target/docs.png` for humans. The
 //! server is stopped at the end, whatever happened.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -14,7 +13,7 @@ use std::{env, fs};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::server::{Server, get, target_directory};
+use crate::server::{Server, free_address, get, target_directory};
 use crate::{apt, cargo, db, describe, succeed};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -28,8 +27,7 @@ pub(crate) fn run(root: &Path) -> Result<()> {
     succeed(&mut cargo(root, &["build", "-p", "emporium"]))?;
     let binary = target_directory(root)?.join("debug").join("emporium");
 
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let address = format!("127.0.0.1:{port}");
+    let address = free_address()?;
     let log = root.join("target").join("docs-check.log");
     fs::create_dir_all(root.join("target"))?;
     let mut server = Server::start(&binary, &address, &database_url, &[], &log)?;

@@ -1,7 +1,8 @@
-//! The load `cargo xtask bench` drives in Rust, where a generic load generator does not
-//! fit: seeding a data set through the API, a rate-limited command load with projection
-//! lag probes on top, and a read-model rebuild. (Fixed-concurrency throughput runs go
-//! through `wrk`; see `bench/`.)
+//! The load `cargo xtask bench` and `cargo xtask soak` drive in Rust, where a generic load
+//! generator does not fit: the API client, seeding a data set through the API, an
+//! open-loop (rate-limited) driver, a placement load with projection lag probes on top,
+//! and a read-model rebuild. (Fixed-concurrency throughput runs go through `wrk`; see
+//! `bench/`.)
 
 use std::future::Future;
 use std::sync::Arc;
@@ -59,6 +60,11 @@ impl Api {
         )?;
         self.bearer.set(token.clone()).ok();
         Ok(token)
+    }
+
+    /// A request to `path`, without credentials (the caller adds them).
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
     }
 
     fn authorized(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
@@ -129,7 +135,7 @@ impl Rng {
         (self.next() % n as u64) as usize
     }
 
-    fn pick<'a>(&mut self, items: &'a [String]) -> &'a str {
+    pub(crate) fn pick<'a>(&mut self, items: &'a [String]) -> &'a str {
         &items[self.below(items.len())]
     }
 }
@@ -203,6 +209,13 @@ where
     Ok(results.into_iter().map(|(_, result)| result).collect())
 }
 
+/// The email of seeded user `i`; every one has [`USER_PASSWORD`].
+pub(crate) fn user_email(i: usize) -> String {
+    format!("user{i}@bench.example")
+}
+
+pub(crate) const USER_PASSWORD: &str = "bench password";
+
 /// Seeds `users` users, `products` products with ample stock, then `orders` orders over
 /// them, a fixed share of which is then confirmed, shipped, delivered or cancelled (see
 /// [`lifecycle`]). Everything goes through the API, so the event log is the real one.
@@ -220,7 +233,7 @@ pub(crate) async fn seed(
         move |i| {
             let api = api.clone();
             async move {
-                let body = json!({"email": format!("user{i}@bench.example"), "name": format!("Bench User {i}"), "password": "bench password"});
+                let body = json!({"email": user_email(i), "name": format!("Bench User {i}"), "password": USER_PASSWORD});
                 id(&api.expect("/users", &body, 201).await?, "id")
             }
         }
@@ -343,8 +356,8 @@ pub(crate) struct Lag {
     pub(crate) first_error: Option<String>,
 }
 
-/// Places orders at `rate` per second in the background (an open-loop, rate-limited
-/// driver: wrk cannot limit its rate) and meanwhile runs up to `probes` probes one after
+/// Places orders at `rate` per second in the background ([`drive_at`]: wrk cannot limit
+/// its rate) and meanwhile runs up to `probes` probes one after
 /// the other, for at most `limit`: place an order, and from its `202` poll
 /// `GET /queries/orders/{id}` until it is there. A projection that falls behind the rate
 /// shows as probes the limit cut short (`unseen`) and a backlog, not as an error.
@@ -357,8 +370,19 @@ pub(crate) async fn projection_lag(
 ) -> Result<Lag> {
     ensure!(rate > 0.0, "no rate to drive at");
     let deadline = Instant::now() + limit;
-    let stop = Arc::new(AtomicBool::new(false));
-    let background = tokio::spawn(drive_at(api.clone(), catalog.clone(), rate, stop.clone()));
+    let control = Arc::new(Control::default());
+    let background = tokio::spawn(drive_at(rate, control.clone(), {
+        let (api, catalog, mut rng) = (api.clone(), catalog.clone(), Rng::new(0xd21e));
+        move || {
+            let (api, body) = (api.clone(), catalog.new_order(&mut rng));
+            async move {
+                match api.post("/commands/orders", &body).await? {
+                    (202, _) => Ok(()),
+                    (status, answer) => bail!("{status}: {answer}"),
+                }
+            }
+        }
+    }));
     let mut rng = Rng::new(0x1a6);
     let (mut samples, mut unseen) = (Vec::with_capacity(probes), 0);
     let probed = async {
@@ -372,7 +396,7 @@ pub(crate) async fn projection_lag(
         anyhow::Ok(())
     }
     .await;
-    stop.store(true, Ordering::Relaxed);
+    control.stop.store(true, Ordering::Relaxed);
     let driven = background.await.context("the rate driver panicked")?;
     probed?;
     let backlog = orders_read_status(api).await?["lag_events"]
@@ -414,55 +438,69 @@ async fn probe(api: &Api, order: &Value, deadline: Instant) -> Result<Option<Dur
     }
 }
 
-/// What the rate-limited driver did.
-struct Driven {
-    sent: u64,
-    errors: u64,
-    skipped: u64,
-    elapsed: Duration,
-    first_error: Option<String>,
+/// What a rate-limited driver did.
+pub(crate) struct Driven {
+    pub(crate) sent: u64,
+    pub(crate) errors: u64,
+    /// Not sent: [`MAX_IN_FLIGHT`] were still waiting for their answer.
+    pub(crate) skipped: u64,
+    pub(crate) elapsed: Duration,
+    /// The first failure, if any.
+    pub(crate) first_error: Option<String>,
 }
 
-/// Places orders at `rate` per second until `stop`.
-async fn drive_at(api: Api, catalog: Arc<Catalog>, rate: f64, stop: Arc<AtomicBool>) -> Driven {
-    /// More placements than this waiting for an answer: the server is not keeping up.
-    const MAX_IN_FLIGHT: usize = 256;
+/// More requests than this waiting for an answer: the server is not keeping up.
+pub(crate) const MAX_IN_FLIGHT: usize = 256;
+
+/// A running driver's switch and what it skipped so far, shared with whoever watches it.
+#[derive(Default)]
+pub(crate) struct Control {
+    /// Set to stop the driver.
+    pub(crate) stop: AtomicBool,
+    /// Requests not sent so far: [`MAX_IN_FLIGHT`] were still waiting.
+    pub(crate) skipped: AtomicU64,
+}
+
+/// An open-loop driver: starts `work()` `rate` times a second until `control.stop`, whether or not
+/// the earlier ones have answered (a slow server shows as latency, not as a lower rate),
+/// with at most [`MAX_IN_FLIGHT`] in flight; beyond that a request is skipped. Failures are
+/// counted, the first kept. Returns once every request in flight has finished, so the
+/// next phase starts from a quiet server.
+pub(crate) async fn drive_at<F, Fut>(rate: f64, control: Arc<Control>, mut work: F) -> Driven
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<()>> + Send + 'static,
+{
     let failures = Arc::new(std::sync::Mutex::new((0u64, None::<String>)));
     let in_flight = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
     let mut ticker = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-    let (mut rng, mut sent, mut skipped) = (Rng::new(0xd21e), 0u64, 0u64);
+    let mut sent = 0u64;
     let started = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
+    while !control.stop.load(Ordering::Relaxed) {
         ticker.tick().await;
         let Ok(permit) = in_flight.clone().try_acquire_owned() else {
-            skipped += 1;
+            control.skipped.fetch_add(1, Ordering::Relaxed);
             continue;
         };
-        let (api, body, failures) = (api.clone(), catalog.new_order(&mut rng), failures.clone());
+        let (request, failures) = (work(), failures.clone());
         sent += 1;
         tokio::spawn(async move {
-            let failure = match api.post("/commands/orders", &body).await {
-                Ok((202, _)) => None,
-                Ok((status, answer)) => Some(format!("{status}: {answer}")),
-                Err(error) => Some(format!("{error:#}")),
-            };
-            if let Some(failure) = failure {
+            if let Err(error) = request.await {
                 let mut failures = failures.lock().unwrap_or_else(|e| e.into_inner());
                 failures.0 += 1;
-                failures.1.get_or_insert(failure);
+                failures.1.get_or_insert(format!("{error:#}"));
             }
             drop(permit);
         });
     }
     let elapsed = started.elapsed();
-    // Let what is in flight finish, so the next phase starts from a quiet server.
     let _ = in_flight.acquire_many(MAX_IN_FLIGHT as u32).await;
     let (errors, first_error) = failures.lock().unwrap_or_else(|e| e.into_inner()).clone();
     Driven {
         sent,
         errors,
-        skipped,
+        skipped: control.skipped.load(Ordering::Relaxed),
         elapsed,
         first_error,
     }

@@ -11,8 +11,12 @@ mod check;
 mod db;
 mod docs;
 mod load;
+mod machine;
+mod markers;
 mod migration;
+mod rig;
 mod server;
+mod soak;
 
 use std::env;
 use std::ffi::OsString;
@@ -91,7 +95,18 @@ enum Task {
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
     },
-    /// `check`, `test`, `docs-check`, `bench --smoke`, `chaos --rounds 3`: what CI runs.
+    /// A steady mix of every kind of request at half the measured capacity, sampling
+    /// memory, p99 per route, pool waits, table sizes and projection lag; fails when
+    /// memory or a table that should stay bounded keeps growing, or p99 drifts up. A run
+    /// of 10 minutes or more writes BENCHMARKS.md and docs/soak.svg, a shorter one only
+    /// target/soak/.
+    Soak {
+        /// How long the steady load runs (after about 15 s of seeding and measuring).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        minutes: u32,
+    },
+    /// `check`, `test`, `docs-check`, `bench --smoke`, `soak --minutes 1`, `chaos --rounds
+    /// 3`: what CI runs.
     Ci,
 }
 
@@ -152,6 +167,7 @@ fn run(task: Task) -> Result<ExitCode> {
             bench::run(&root, &options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::Soak { minutes } => soak::run(&root, minutes),
         Task::Ci => {
             check::run(&root)?;
             let tested = test(&root, &[])?;
@@ -165,6 +181,10 @@ fn run(task: Task) -> Result<ExitCode> {
                 concurrency: 16,
             };
             bench::run(&root, &smoke)?;
+            let soaked = soak::run(&root, 1)?;
+            if soaked != ExitCode::SUCCESS {
+                return Ok(soaked);
+            }
             chaos::run(&root, 3, None)
         }
     }

@@ -1,18 +1,32 @@
 //! Running the `emporium` binary (or the bench's floor, which takes the same arguments)
-//! from xtask: start it, wait until ready, kill it (on drop too, so a failing check never
+//! from xtask: build it, start it on a free port, wait until ready, read its memory from
+//! `/proc`, kill it (on drop too, so a failing check never
 //! leaves a server behind), and plain HTTP/1.1 GETs.
 
 use std::fs;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::cargo;
 use crate::db::DbUrl;
+use crate::{cargo, succeed};
+
+/// `cargo build --release -p emporium`; the binary's path.
+pub(crate) fn build_release(root: &Path) -> Result<PathBuf> {
+    eprintln!("xtask: cargo build --release -p emporium");
+    succeed(&mut cargo(root, &["build", "--release", "-p", "emporium"]))?;
+    Ok(target_directory(root)?.join("release").join("emporium"))
+}
+
+/// `127.0.0.1:<a port nothing listens on now>`.
+pub(crate) fn free_address() -> Result<String> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    Ok(format!("127.0.0.1:{port}"))
+}
 
 /// `emporium serve`, killed when dropped (also when the check fails).
 pub(crate) struct Server {
@@ -88,6 +102,17 @@ impl Server {
 impl Server {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// A memory figure of the process from `/proc/<pid>/status`, in KiB: `VmRSS` (resident
+    /// now) or `VmHWM` (the peak of it).
+    pub(crate) fn memory_kib(&self, field: &str) -> Result<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .with_context(|| format!("no {field} in /proc/{}/status", self.pid()))
     }
 
     /// `kill -9`: no shutdown, as a crash.

@@ -58,6 +58,10 @@ pub struct Config {
     /// (429) until the window has passed.
     #[arg(long, env = "LOGIN_LOCK_WINDOW", default_value = "15m", value_parser = kernel::parse_duration, global = true)]
     pub login_lock_window: Duration,
+    /// How often expired refresh tokens and failed logins older than LOGIN_LOCK_WINDOW are
+    /// deleted (e.g. 1h, 5s).
+    #[arg(long, env = "PURGE_INTERVAL", default_value = "1h", value_parser = kernel::parse_interval, global = true)]
+    pub purge_interval: Duration,
     /// How long a pending order holds its stock (e.g. 30m, 90s, 2h).
     #[arg(long, env = "ORDER_EXPIRY", default_value = "30m", value_parser = kernel::parse_duration, global = true)]
     pub order_expiry: Duration,
@@ -105,6 +109,7 @@ impl Config {
             refresh_token_ttl: Duration::from_secs(30 * 86_400),
             auth_signing_key_file: None,
             login_lock_window: Duration::from_secs(15 * 60),
+            purge_interval: Duration::from_secs(3600),
             order_expiry: Duration::from_secs(30 * 60),
             placement_timeout: Duration::from_secs(60),
             db_pool_size: 3,
@@ -476,12 +481,10 @@ impl Drop for Background {
 /// How long a client may take to send a request's head.
 pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often expired refresh tokens and stale failed logins are deleted.
-const PURGE_EVERY: Duration = Duration::from_secs(3600);
-
 /// Starts delivering events to every subscriber, the sweeper, the payment reconciler, the
 /// read model's cleaner (which finishes deleting generations a rebuild retired) and the
-/// users module's purger (expired refresh tokens, stale failed logins).
+/// users module's purger (expired refresh tokens, stale failed logins; every
+/// `PURGE_INTERVAL`).
 pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Result<Background> {
     let subscriptions = modules.subscriptions();
     let dispatcher = Dispatcher::start(
@@ -500,7 +503,7 @@ pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Res
             },
         ),
         cleaner: modules.orders_read.spawn_cleaner(),
-        purger: modules.auth.clone().spawn_purger(PURGE_EVERY),
+        purger: modules.auth.clone().spawn_purger(config.purge_interval),
     })
 }
 

@@ -32,6 +32,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("duration {text:?} is too large"))
 }
 
+/// [`parse_duration`], but more than zero: how often something runs.
+pub fn parse_interval(text: &str) -> Result<Duration, String> {
+    match parse_duration(text)? {
+        Duration::ZERO => Err(format!(
+            "invalid interval {text:?}: it must be more than zero"
+        )),
+        interval => Ok(interval),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +62,19 @@ mod tests {
         ];
         for (input, expected) in cases {
             assert_eq!(parse_duration(input).ok(), expected, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn an_interval_is_more_than_zero() {
+        for (input, expected) in [
+            ("5s", Some(Duration::from_secs(5))),
+            ("1ms", Some(Duration::from_millis(1))),
+            ("0s", None),
+            ("0", None),
+            ("0ms", None),
+        ] {
+            assert_eq!(parse_interval(input).ok(), expected, "input {input:?}");
         }
     }
 }

@@ -16,10 +16,11 @@ use anyhow::{Context, Result, bail, ensure};
 use chrono::DateTime;
 use serde_json::{Value, json};
 
-use super::phases::{Bench, free_address};
+use super::phases::Bench;
 use crate::db;
 use crate::load::{Api, Catalog, Rng};
 use crate::server::Server;
+use crate::server::free_address;
 
 /// The floor's binary and where it serves.
 pub(super) struct Floor {
@@ -53,7 +54,7 @@ impl Floor {
 
     /// Fails unless the floor answers as emporium does (see the module's header).
     pub(super) fn check_agreement(&self, bench: &Bench, catalog: &Catalog) -> Result<()> {
-        let checks = bench.block_on(agree(&bench.api, &self.api, catalog, &bench.url))?;
+        let checks = bench.block_on(agree(&bench.rig.api, &self.api, catalog, &bench.rig.url))?;
         eprintln!("xtask: the floor answers as emporium does ({checks} checks)");
         Ok(())
     }
@@ -61,7 +62,7 @@ impl Floor {
     /// Drops the floor's schema (the server is stopped).
     pub(super) fn drop_schema(bench: &Bench) -> Result<()> {
         bench.block_on(async {
-            db::connect(&bench.url)
+            db::connect(&bench.rig.url)
                 .await?
                 .batch_execute("DROP SCHEMA floor CASCADE")
                 .await

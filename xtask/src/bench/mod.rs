@@ -45,10 +45,10 @@
 //! phases driven through the API: start, seed, lag, rebuild, RSS), `floor.rs` (the floor's
 //! start and agreement check), `rounds.rs` (the order of the rounds, their medians),
 //! `wrk.rs` (the wrk driver, its scripts and the targets), `pgbench.rs` (the reference),
-//! `machine.rs` (where it ran), `report.rs` (the table and BENCHMARKS.md).
+//! `report.rs` (the table and BENCHMARKS.md); the server and its database are
+//! `crate::rig`'s, where it ran `crate::machine`'s.
 
 mod floor;
-mod machine;
 mod pgbench;
 mod phases;
 mod plan;
@@ -60,74 +60,53 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::load::Api;
+use crate::machine::Machine;
+use crate::rig::{Postgres, Rig};
 use crate::server::target_directory;
 use crate::{apt, cargo, db, succeed};
 use floor::Floor;
-use machine::Machine;
-use phases::{Bench, free_address, peak_rss};
+use phases::Bench;
 use plan::Plan;
 use report::{Results, write_benchmarks};
 use rounds::{Measured, schedule};
 use wrk::{PHASES, Side, run_wrk};
 
 const ADMIN_TOKEN: &str = "bench-admin-token";
-/// The run's databases are these names with the process id: two runs against one Postgres
-/// (a full run and CI's smoke run, say) must not drop each other's.
-const DATABASE: &str = "emporium_bench";
+/// pgbench's database, with the process id (`Rig::database_name`), beside the rig's own
+/// `emporium_bench_<pid>`.
 const PGBENCH_DATABASE: &str = "emporium_pgbench";
 
 /// What `cargo xtask bench` was asked for.
 pub(crate) struct Options {
     pub(crate) smoke: bool,
-    /// Seconds per load phase (default 10, smoke 2); a wrk phase measures each server that
-    /// long, in rounds of 2 s (smoke 1 s).
+    /// Seconds per load phase (default 10, smoke 2).
     pub(crate) duration: Option<u64>,
     pub(crate) concurrency: usize,
 }
 
 pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
     let plan = Plan::new(options);
-    let out = root.join("target").join("bench");
-    fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let tools = Tools {
         wrk: apt::ensure_installed(Path::new("/usr/bin/wrk"), "wrk")?,
         pgbench: pgbench::find()?,
     };
-    // One build each: built together, the floor's dependencies' features would be unified
-    // into emporium's build.
-    for package in ["emporium", "bench-floor"] {
-        eprintln!("xtask: cargo build --release -p {package}");
-        succeed(&mut cargo(root, &["build", "--release", "-p", package]))?;
-    }
-    let release = target_directory(root)?.join("release");
-    let binary = release.join("emporium");
-    let floor = Floor::new(release.join("bench-floor"))?;
-    let postgres = db::ensure(root)?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting a tokio runtime")?;
-    let names = [DATABASE, PGBENCH_DATABASE].map(|name| format!("{name}_{}", std::process::id()));
-    let url = runtime.block_on(db::recreate_database(&postgres, &names[0]))?;
-    let address = free_address()?;
     let bench = Bench {
-        api: Api::new(&address, ADMIN_TOKEN)?,
+        rig: Rig::new(root, "bench", ADMIN_TOKEN, Postgres::Shared)?,
         plan,
-        runtime,
-        binary,
-        address,
-        url,
-        out,
     };
-    let measured = measure(root, &bench, &floor, &tools, (&postgres, &names[1]));
-    for name in &names {
-        if let Err(error) = bench.block_on(db::drop_database(&postgres, name)) {
-            eprintln!("xtask: warning: {error:#}");
-        }
-    }
+    // A build of its own: built with emporium, the floor's dependencies' features would be
+    // unified into emporium's build.
+    eprintln!("xtask: cargo build --release -p bench-floor");
+    succeed(&mut cargo(
+        root,
+        &["build", "--release", "-p", "bench-floor"],
+    ))?;
+    let floor = Floor::new(target_directory(root)?.join("release").join("bench-floor"))?;
+    let pgbench_database = Rig::database_name(PGBENCH_DATABASE);
+    let measured = measure(root, &bench, &floor, &tools, &pgbench_database);
+    bench.rig.clean_up(&[&pgbench_database]);
     report(root, &bench, &measured?)
 }
 
@@ -138,8 +117,9 @@ fn measure(
     bench: &Bench,
     floor: &Floor,
     tools: &Tools,
-    (postgres, pgbench_database): (&db::DbUrl, &str),
+    pgbench_database: &str,
 ) -> Result<Results> {
+    let rig = &bench.rig;
     let mut results = Results::new(&bench.plan);
     let (server, ready) = bench.start("server.log")?;
     results.ready = ready;
@@ -150,11 +130,11 @@ fn measure(
         let mut measured = Measured::default();
         for (side, round) in schedule(bench.plan.rounds, phase.floor) {
             let address = match side {
-                Side::Emporium => &bench.address,
+                Side::Emporium => &rig.address,
                 Side::Floor => &floor.address,
             };
             let at = (side, address.as_str());
-            let run = run_wrk(&tools.wrk, &bench.plan, at, round, &bench.out, phase)?;
+            let run = run_wrk(&tools.wrk, &bench.plan, at, round, &rig.out, phase)?;
             eprintln!(
                 "xtask: {} {} {round}: {}",
                 phase.name,
@@ -180,20 +160,20 @@ fn measure(
     let placements = results.wrk["create"].emporium.per_second();
     results.lag = Some(bench.lag(&catalog, placements)?);
     results.rebuild = Some(bench.rebuild()?);
-    results.rss_kib = peak_rss(server.pid())?;
+    results.rss_kib = server.memory_kib("VmHWM")?;
     drop(server);
     let (server, ready) = bench.start("restart.log")?;
     results.restart_ready = ready;
     drop(server);
 
-    let pgbench_url = bench.block_on(db::recreate_database(postgres, pgbench_database))?;
+    let pgbench_url = rig.block_on(db::recreate_database(&rig.postgres, pgbench_database))?;
     results.pgbench = Some(pgbench::run(
         &tools.pgbench,
         &bench.plan,
         &pgbench_url,
-        &bench.out,
+        &rig.out,
     )?);
-    results.machine = Some(bench.block_on(Machine::read(root, &bench.url))?);
+    results.machine = Some(rig.block_on(Machine::read(root, &rig.url))?);
     Ok(results)
 }
 
@@ -202,7 +182,7 @@ fn report(root: &Path, bench: &Bench, results: &Results) -> Result<()> {
     let report = results.report();
     println!("{report}");
     if bench.plan.smoke {
-        let path = bench.out.join("smoke.md");
+        let path = bench.rig.out.join("smoke.md");
         fs::write(&path, format!("# Benchmark smoke run\n\n{report}"))?;
         eprintln!("xtask: bench --smoke done; report in {}", path.display());
     } else {
@@ -216,10 +196,6 @@ fn report(root: &Path, bench: &Bench, results: &Results) -> Result<()> {
 struct Tools {
     wrk: PathBuf,
     pgbench: PathBuf,
-}
-
-fn cores() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn ms(duration: Duration) -> f64 {

@@ -7,9 +7,10 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::{cores, plan::Plan};
+use super::plan::Plan;
 use crate::db::{self, DbUrl};
 use crate::describe;
+use crate::machine::cores;
 
 /// pgbench's figures, transactions per second.
 pub(super) struct Pgbench {

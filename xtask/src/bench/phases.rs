@@ -1,9 +1,8 @@
-//! The server and the phases driven through the API: start (and time to ready), seed,
-//! catch up, projection lag, read-model rebuild, peak RSS.
+//! The phases driven through the API: start (and time to ready), seed, catch up,
+//! projection lag, read-model rebuild.
 
 use std::fs;
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,51 +11,37 @@ use anyhow::{Context, Result, ensure};
 use super::report::Results;
 use super::{ms, plan::Plan};
 use crate::db::{self, DbUrl};
-use crate::load::{self, Api, Catalog, Lag, Rebuild};
+use crate::load::{self, Catalog, Lag, Rebuild};
+use crate::rig::Rig;
 use crate::server::Server;
 
-/// One run's fixed parts: what it drives, where, and with what.
+/// One run: its sizes, and the server, database and client it drives (`target/bench/`).
 pub(super) struct Bench {
     pub(super) plan: Plan,
-    pub(super) runtime: tokio::runtime::Runtime,
-    pub(super) binary: PathBuf,
-    pub(super) address: String,
-    /// The run's own database.
-    pub(super) url: DbUrl,
-    pub(super) api: Api,
-    /// target/bench
-    pub(super) out: PathBuf,
+    pub(super) rig: Rig,
 }
 
 impl Bench {
     pub(super) fn block_on<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
-        self.runtime.block_on(work)
+        self.rig.block_on(work)
     }
 
-    /// Starts the server, logging to `log`; it and the time from process start to
-    /// `/health/ready` = 200.
+    /// Starts the server sized by the plan, logging to `log`; it and the time from process
+    /// start to `/health/ready` = 200.
     pub(super) fn start(&self, log: &str) -> Result<(Server, Duration)> {
-        let (env, timeout) = (&self.plan.server_env, Duration::from_secs(60));
-        self.launch((&self.binary, &self.address), env, log, timeout)
+        self.rig.start(&self.plan.server_env, log)
     }
 
-    /// Starts `binary serve` on `address` against the run's database with `env`, logging
-    /// to `log`; it and the time from process start to `/health/ready` = 200 (at most
-    /// `timeout`).
+    /// Starts `binary serve` (the floor) on `address` against the run's database with
+    /// `env`, logging to `log`; it and its time to ready (at most `timeout`).
     pub(super) fn launch(
         &self,
-        (binary, address): (&Path, &str),
+        at: (&Path, &str),
         env: &[(&'static str, String)],
         log: &str,
         timeout: Duration,
     ) -> Result<(Server, Duration)> {
-        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let started = Instant::now();
-        let mut server = Server::start(binary, address, &self.url, &env, &self.out.join(log))?;
-        server.wait_until_ready(address, timeout)?;
-        let ready = started.elapsed();
-        eprintln!("xtask: ready in {:.0} ms", ms(ready));
-        Ok((server, ready))
+        self.rig.launch(at, env, log, timeout)
     }
 
     /// Seeds the data set, lets the projection catch up, `VACUUM ANALYZE`s, and writes the
@@ -67,25 +52,26 @@ impl Bench {
             "xtask: seeding {} users, {} products, {} orders",
             plan.users, plan.products, plan.orders
         );
-        let token = self.block_on(self.api.log_in_staff())?;
+        let token = self.block_on(self.rig.api.log_in_staff())?;
         // For wrk's scripts (`prelude.lua`): a token of this run's throwaway database.
-        std::fs::write(self.out.join("token.txt"), format!("{token}\n"))
+        std::fs::write(self.rig.out.join("token.txt"), format!("{token}\n"))
             .context("writing the token for wrk")?;
         let sizes = (plan.users, plan.products, plan.orders);
-        let (catalog, seeded) = self.block_on(load::seed(&self.api, sizes, plan.concurrency))?;
+        let (catalog, seeded) =
+            self.block_on(load::seed(&self.rig.api, sizes, plan.concurrency))?;
         for step in &seeded {
             eprintln!("xtask: seeded {}: {:.0}/s", step.what, step.per_second());
         }
         results.seeded = seeded;
         self.caught_up()?;
-        self.block_on(vacuum_analyze(&self.url))?;
-        write_ids(&self.out, &catalog)?;
+        self.block_on(vacuum_analyze(&self.rig.url))?;
+        write_ids(&self.rig.out, &catalog)?;
         Ok(Arc::new(catalog))
     }
 
     /// Waits until the projection has applied every event, so a phase starts quiet.
     pub(super) fn caught_up(&self) -> Result<()> {
-        self.block_on(load::caught_up(&self.api, Duration::from_secs(600)))
+        self.block_on(load::caught_up(&self.rig.api, Duration::from_secs(600)))
     }
 
     /// Projection lag while placing orders at 80 % of `max_rate`.
@@ -97,7 +83,7 @@ impl Bench {
         );
         let limit = self.plan.duration * 6;
         let lag = self.block_on(load::projection_lag(
-            &self.api,
+            &self.rig.api,
             catalog,
             rate,
             self.plan.probes,
@@ -122,8 +108,8 @@ impl Bench {
     pub(super) fn rebuild(&self) -> Result<Rebuild> {
         eprintln!("xtask: rebuilding the read model");
         let rebuild = self.block_on(async {
-            let client = db::connect(&self.url).await?;
-            let (events, started) = load::start_rebuild(&self.api).await?;
+            let client = db::connect(&self.rig.url).await?;
+            let (events, started) = load::start_rebuild(&self.rig.api).await?;
             loop {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 let row = client
@@ -142,7 +128,7 @@ impl Bench {
             }
             let elapsed = started.elapsed();
             ensure!(
-                load::rebuild_done(&self.api).await?,
+                load::rebuild_done(&self.rig.api).await?,
                 "the rebuild's generation is live but /admin/projections still shows it"
             );
             Ok(Rebuild { events, elapsed })
@@ -152,14 +138,9 @@ impl Bench {
             rebuild.events,
             rebuild.per_second()
         );
-        self.block_on(retired(&self.url))?;
+        self.block_on(retired(&self.rig.url))?;
         Ok(rebuild)
     }
-}
-
-pub(super) fn free_address() -> Result<String> {
-    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    Ok(format!("127.0.0.1:{port}"))
 }
 
 /// What autovacuum would do after a bulk load, now: fresh statistics for the planner
@@ -206,14 +187,4 @@ fn write_ids(out: &Path, catalog: &Catalog) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     Ok(())
-}
-
-/// `VmHWM` of process `pid`, in KiB.
-pub(super) fn peak_rss(pid: u32) -> Result<u64> {
-    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmHWM in /proc/<pid>/status")
 }

@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use super::{ADMIN_TOKEN, Options, cores};
+use super::{ADMIN_TOKEN, Options};
+use crate::machine::cores;
 
 /// The sizes of a run.
 pub(super) struct Plan {

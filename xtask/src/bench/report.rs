@@ -4,23 +4,24 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
-use super::machine::Machine;
 use super::pgbench::Pgbench;
 use super::rounds::{Measured, Rounds, schedule};
 use super::wrk::{PHASES, Phase, WrkRun};
 use super::{ms, plan::Plan};
 use crate::load::{self, Lag, Rebuild, Seeded};
+use crate::machine::Machine;
+use crate::markers::Markers;
 
 /// The markers around the part of BENCHMARKS.md each run rewrites.
-const BEGIN: &str =
-    "<!-- bench:begin: written by `cargo xtask bench`; edit outside the markers -->";
-const END: &str = "<!-- bench:end -->";
+const MARKERS: Markers = Markers {
+    begin: "<!-- bench:begin: written by `cargo xtask bench`; edit outside the markers -->",
+    end: "<!-- bench:end -->",
+};
 
 /// Everything a run measured.
 pub(super) struct Results {
@@ -425,44 +426,37 @@ impl Results {
 /// Puts `report` between the markers of BENCHMARKS.md, keeping what is around them (the
 /// analysis); creates the file if there is none.
 pub(super) fn write_benchmarks(path: &Path, report: &str) -> Result<()> {
-    let generated = format!("{BEGIN}\n{report}{END}");
-    let text = match fs::read_to_string(path) {
-        Ok(text) => match (text.find(BEGIN), text.find(END)) {
-            (Some(begin), Some(end)) if begin < end => {
-                format!("{}{generated}{}", &text[..begin], &text[end + END.len()..])
-            }
-            _ => bail!(
-                "{} has no bench markers; move it away or add `{BEGIN}` and `{END}`",
-                path.display()
-            ),
-        },
-        Err(_) => format!(
+    MARKERS.write(path, report, |text, marked| match text {
+        Some(_) => bail!(
+            "{} has no bench markers; move it away or add `{}` and `{}`",
+            path.display(),
+            MARKERS.begin,
+            MARKERS.end
+        ),
+        None => Ok(format!(
             "# Benchmarks\n\n`cargo xtask bench` measures emporium beside Postgres's own limit \
              (pgbench) on the same machine; the part between the markers is its latest run.\n\n\
-             {generated}\n\n## What bounds each figure\n\n(Not written yet.)\n"
-        ),
-    };
-    fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+             {marked}\n\n## What bounds each figure\n\n(Not written yet.)\n"
+        )),
+    })
 }
 
 #[cfg(test)]
 mod tests {
-    use std::env;
+    use std::fs;
 
     use super::*;
+    use crate::markers::scratch_file;
 
     #[test]
     fn keeps_the_analysis_around_the_markers() {
-        let dir = env::temp_dir().join(format!("xtask-bench-test-{}", std::process::id()));
-        fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("BENCHMARKS.md");
-        let _ = fs::remove_file(&path);
+        let path = scratch_file("bench-report");
         write_benchmarks(&path, "first\n").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, text.replace("(Not written yet.)", "analysis")).unwrap();
         write_benchmarks(&path, "second\n").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("second") && text.contains("analysis") && !text.contains("first"));
-        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(path.parent().unwrap()).unwrap();
     }
 }

@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
 
-use super::{cores, ms, plan::Plan};
+use super::{ms, plan::Plan};
 use crate::describe;
+use crate::machine::cores;
 
 /// One fixed-duration, fixed-concurrency wrk run.
 pub(super) struct Phase {

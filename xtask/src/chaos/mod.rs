@@ -18,7 +18,6 @@
 mod check;
 mod load;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,8 +30,7 @@ use tokio::sync::Mutex;
 
 use crate::db::{self, DbUrl};
 use crate::load::Rng;
-use crate::server::{Server, target_directory};
-use crate::{cargo, succeed};
+use crate::server::{Server, build_release, free_address};
 use check::{scalar, settle_and_check};
 use load::{Counts, drive, id, post};
 
@@ -84,9 +82,7 @@ impl Crash {
 }
 
 pub(crate) fn run(root: &Path, rounds: u32, seed: Option<u64>) -> Result<ExitCode> {
-    eprintln!("xtask: cargo build --release -p emporium");
-    succeed(&mut cargo(root, &["build", "--release", "-p", "emporium"]))?;
-    let binary = target_directory(root)?.join("release").join("emporium");
+    let binary = build_release(root)?;
     let work = root.join("target").join("chaos");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work)?;
@@ -199,8 +195,7 @@ impl Chaos {
     }
 
     fn start(&self, name: &str) -> Result<(Server, String)> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let address = format!("127.0.0.1:{port}");
+        let address = free_address()?;
         let timeout = format!("{}ms", GATEWAY_TIMEOUT.as_millis());
         let env = [
             ("ADMIN_TOKEN", TOKEN),

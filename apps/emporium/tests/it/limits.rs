@@ -228,3 +228,36 @@ async fn made_up_methods_fold_into_one_metric_label() {
     assert!(!text.contains("BREW"), "a series per made-up method");
     assert!(text.contains("method=\"other\""), "{text}");
 }
+
+/// The users module's purger runs every `PURGE_INTERVAL`: expired refresh tokens and
+/// failed logins older than the lock window leave their tables by themselves (with the
+/// default hour, they would still be there when the wait gives up).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_purger_runs_every_purge_interval() {
+    let config = |url: &str| Config {
+        purge_interval: Duration::from_millis(200),
+        refresh_token_ttl: Duration::from_secs(2),
+        login_lock_window: Duration::from_secs(2),
+        ..Config::for_database(url)
+    };
+    let app = spawn_with(database().await, config, Hooks::default()).await;
+    app.user("purged@example.com").await;
+    let wrong =
+        json!({"grant_type": "password", "email": "purged@example.com", "password": "not it"});
+    let failed = app.http.anonymous().post("/auth/token", wrong).await;
+    failed.assert_problem(401, "invalid_credentials");
+    let rows = async || {
+        app.db
+            .scalar("SELECT count(*) AS n FROM users.refresh_tokens")
+            .await
+            + app
+                .db
+                .scalar("SELECT count(*) AS n FROM users.login_failures")
+                .await
+    };
+    assert!(
+        rows().await >= 2,
+        "a refresh token and a failed login were stored"
+    );
+    crate::wait_for("the purger has deleted them", async || rows().await == 0).await;
+}

@@ -1,4 +1,5 @@
-//! Where a run happened: cores, CPU, memory, Postgres settings, date and commit.
+//! Where a run happened (for the reports of `bench` and `soak`): cores, CPU, memory,
+//! Postgres settings, date and commit.
 
 use std::fs;
 use std::path::Path;
@@ -6,21 +7,20 @@ use std::process::Command;
 
 use anyhow::Result;
 
-use super::cores;
 use crate::db::{self, DbUrl};
 
 /// Where the run happened.
-pub(super) struct Machine {
-    pub(super) cores: usize,
-    pub(super) memory_gib: f64,
-    pub(super) cpu: String,
-    pub(super) postgres: String,
-    pub(super) date: String,
-    pub(super) commit: String,
+pub(crate) struct Machine {
+    pub(crate) cores: usize,
+    pub(crate) memory_gib: f64,
+    pub(crate) cpu: String,
+    pub(crate) postgres: String,
+    pub(crate) date: String,
+    pub(crate) commit: String,
 }
 
 impl Machine {
-    pub(super) async fn read(root: &Path, url: &DbUrl) -> Result<Machine> {
+    pub(crate) async fn read(root: &Path, url: &DbUrl) -> Result<Machine> {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let cpu = cpuinfo
             .lines()
@@ -52,6 +52,11 @@ impl Machine {
             commit: commit(root),
         })
     }
+}
+
+/// The machine's cores (what `HTTP_WORKERS` and wrk's threads are sized by).
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// The checked-out commit, and whether the tree differs from it.
