@@ -80,13 +80,15 @@ enum Task {
         seed: Option<u64>,
     },
     /// Benchmark a release build (seeded data, wrk, projection lag, rebuild, RSS, ready
-    /// time) beside pgbench on the same machine; writes BENCHMARKS.md.
+    /// time) beside the floor (the same routes written the shortest way) and pgbench on the
+    /// same machine; writes BENCHMARKS.md.
     Bench {
         /// Tiny data and short phases, to check the harness (CI); writes
         /// target/bench/smoke.md and never fails on a timing.
         #[arg(long)]
         smoke: bool,
-        /// Seconds per load phase (default 10, with --smoke 2).
+        /// Seconds per load phase (default 10, with --smoke 2); each server's share of a wrk
+        /// phase, in rounds of 2 s (1 s).
         #[arg(long)]
         duration: Option<u64>,
         /// Connections of every load phase, and pgbench clients.

@@ -99,16 +99,24 @@ impl Rig {
         env: &[(&'static str, String)],
         log: &str,
     ) -> Result<(Server, Duration)> {
+        let at = (self.binary.as_path(), self.address.as_str());
+        self.launch(at, env, log, Duration::from_secs(60))
+    }
+
+    /// Starts `binary serve` (the server, or another binary that takes its arguments) on
+    /// `address` against the rig's database with `env`, logging to `out/<log>`; it and the
+    /// time from process start to `/health/ready` = 200, at most `timeout`.
+    pub(crate) fn launch(
+        &self,
+        (binary, address): (&Path, &str),
+        env: &[(&'static str, String)],
+        log: &str,
+        timeout: Duration,
+    ) -> Result<(Server, Duration)> {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let started = Instant::now();
-        let mut server = Server::start(
-            &self.binary,
-            &self.address,
-            &self.url,
-            &env,
-            &self.out.join(log),
-        )?;
-        server.wait_until_ready(&self.address, Duration::from_secs(60))?;
+        let mut server = Server::start(binary, address, &self.url, &env, &self.out.join(log))?;
+        server.wait_until_ready(address, timeout)?;
         let ready = started.elapsed();
         eprintln!("xtask: ready in {:.0} ms", ready.as_secs_f64() * 1000.0);
         Ok((server, ready))

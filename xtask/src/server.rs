@@ -1,5 +1,6 @@
-//! Running the `emporium` binary from xtask: build it, start it on a free port, wait until
-//! ready, read its memory from `/proc`, kill it (on drop too, so a failing check never
+//! Running the `emporium` binary (or the bench's floor, which takes the same arguments)
+//! from xtask: build it, start it on a free port, wait until ready, read its memory from
+//! `/proc`, kill it (on drop too, so a failing check never
 //! leaves a server behind), and plain HTTP/1.1 GETs.
 
 use std::fs;
@@ -30,6 +31,8 @@ pub(crate) fn free_address() -> Result<String> {
 /// `emporium serve`, killed when dropped (also when the check fails).
 pub(crate) struct Server {
     child: Child,
+    /// The binary's file name, for messages.
+    name: String,
     log: PathBuf,
 }
 
@@ -56,12 +59,16 @@ impl Server {
             .stderr(output)
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
+        let name = binary.file_name().map_or("emporium".into(), |name| {
+            name.to_string_lossy().into_owned()
+        });
         eprintln!(
-            "xtask: emporium serves on http://{address} (log: {})",
+            "xtask: {name} serves on http://{address} (log: {})",
             log.display()
         );
         Ok(Server {
             child,
+            name,
             log: log.to_owned(),
         })
     }
@@ -74,11 +81,16 @@ impl Server {
                 return Ok(());
             }
             if let Some(status) = self.child.try_wait()? {
-                bail!("emporium exited ({status}); see {}", self.log.display());
+                bail!(
+                    "{} exited ({status}); see {}",
+                    self.name,
+                    self.log.display()
+                );
             }
             if Instant::now() > deadline {
                 bail!(
-                    "emporium was not ready within {timeout:?}; see {}",
+                    "{} was not ready within {timeout:?}; see {}",
+                    self.name,
                     self.log.display()
                 );
             }

@@ -3,20 +3,31 @@
 
 use anyhow::Context;
 use chrono::Utc;
-use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{
+    Array, BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid,
+};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::{Envelope, NewEvent};
 use uuid::Uuid;
 
 use crate::{CHANNEL, in_schema};
 
-/// Raw: the log's schema is the writer's, chosen at run time.
-const INSERT_EVENT: &str = "INSERT INTO {schema}.events (event_id, event_type, aggregate_id, \
-     aggregate_version, occurred_at, schema_version, actor_kind, actor_id, correlation_id, payload) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-
-/// Raw: `pg_notify` is a function call; delivered when the transaction commits.
-const NOTIFY: &str = "SELECT pg_notify($1, $2)";
+/// Raw: the log's schema is the writer's, chosen at run time. Every event of the call and
+/// the notification in one statement, one round trip: the rows go in in the order given
+/// (`ORDER BY` the arrays' ordinality, so `seq` follows it), and `pg_notify` (delivered when
+/// the transaction commits) runs once they are in.
+const APPEND: &str = "WITH appended AS ( \
+       INSERT INTO {schema}.events (event_id, event_type, aggregate_id, aggregate_version, \
+         occurred_at, schema_version, actor_kind, actor_id, correlation_id, payload) \
+       SELECT e.event_id, e.event_type, e.aggregate_id, e.aggregate_version, e.occurred_at, \
+         e.schema_version, e.actor_kind, e.actor_id, e.correlation_id, e.payload \
+       FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::timestamptz[], \
+         $6::int[], $7::text[], $8::uuid[], $9::text[], $10::jsonb[]) WITH ORDINALITY \
+         AS e(event_id, event_type, aggregate_id, aggregate_version, occurred_at, schema_version, \
+           actor_kind, actor_id, correlation_id, payload, n) \
+       ORDER BY e.n \
+       RETURNING 1) \
+     SELECT pg_notify($11, $12) FROM (SELECT 1 FROM appended LIMIT 1) AS any_appended";
 
 /// Appends `events` to `<schema>.events` on `conn`, inside the caller's transaction, and
 /// notifies [`CHANNEL`] (on commit). Each carries the actor and correlation id of the
@@ -26,12 +37,14 @@ pub async fn append(
     schema: &str,
     events: &[NewEvent],
 ) -> anyhow::Result<Vec<Envelope>> {
+    if events.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = Utc::now();
     let (actor, correlation_id) = kernel::context::current();
-    let insert = in_schema(INSERT_EVENT, schema);
-    let mut written = Vec::with_capacity(events.len());
-    for event in events {
-        let envelope = Envelope {
+    let written: Vec<Envelope> = events
+        .iter()
+        .map(|event| Envelope {
             event_id: Uuid::now_v7(),
             event_type: event.event_type.to_owned(),
             aggregate_id: event.aggregate_id,
@@ -41,30 +54,52 @@ pub async fn append(
             actor,
             correlation_id: correlation_id.clone(),
             payload: event.payload.clone(),
-        };
-        diesel::sql_query(&insert)
-            .bind::<SqlUuid, _>(envelope.event_id)
-            .bind::<Text, _>(&envelope.event_type)
-            .bind::<SqlUuid, _>(envelope.aggregate_id)
-            .bind::<BigInt, _>(envelope.aggregate_version)
-            .bind::<Timestamptz, _>(envelope.occurred_at)
-            .bind::<Integer, _>(envelope.schema_version)
-            .bind::<Text, _>(envelope.actor.kind.as_str())
-            .bind::<Nullable<SqlUuid>, _>(envelope.actor.id)
-            .bind::<Nullable<Text>, _>(&envelope.correlation_id)
-            .bind::<Jsonb, _>(&envelope.payload)
-            .execute(conn)
-            .await
-            .with_context(|| format!("appending {} to {schema}.events", envelope.event_type))?;
-        written.push(envelope);
-    }
-    if !written.is_empty() {
-        diesel::sql_query(NOTIFY)
+        })
+        .collect();
+    kernel::db::prepared(
+        diesel::sql_query(in_schema(APPEND, schema))
+            .bind::<Array<SqlUuid>, _>(written.iter().map(|e| e.event_id).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                written
+                    .iter()
+                    .map(|e| e.event_type.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<SqlUuid>, _>(written.iter().map(|e| e.aggregate_id).collect::<Vec<_>>())
+            .bind::<Array<BigInt>, _>(
+                written
+                    .iter()
+                    .map(|e| e.aggregate_version)
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Timestamptz>, _>(
+                written.iter().map(|e| e.occurred_at).collect::<Vec<_>>(),
+            )
+            .bind::<Array<Integer>, _>(written.iter().map(|e| e.schema_version).collect::<Vec<_>>())
+            .bind::<Array<Text>, _>(
+                written
+                    .iter()
+                    .map(|e| e.actor.kind.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<SqlUuid>>, _>(
+                written.iter().map(|e| e.actor.id).collect::<Vec<_>>(),
+            )
+            .bind::<Array<Nullable<Text>>, _>(
+                written
+                    .iter()
+                    .map(|e| e.correlation_id.as_deref())
+                    .collect::<Vec<_>>(),
+            )
+            .bind::<Array<Jsonb>, _>(written.iter().map(|e| &e.payload).collect::<Vec<_>>())
             .bind::<Text, _>(CHANNEL)
-            .bind::<Text, _>(schema)
-            .execute(conn)
-            .await
-            .context("notifying event subscribers")?;
-    }
+            .bind::<Text, _>(schema),
+    )
+    .execute(conn)
+    .await
+    .with_context(|| {
+        let types: Vec<&str> = written.iter().map(|e| e.event_type.as_str()).collect();
+        format!("appending {} to {schema}.events", types.join(", "))
+    })?;
     Ok(written)
 }

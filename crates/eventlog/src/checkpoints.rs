@@ -121,13 +121,15 @@ pub(crate) async fn read(
     schema: &str,
     (subscriber, source): Key<'_>,
 ) -> anyhow::Result<Option<Checkpoint>> {
-    diesel::sql_query(in_schema(READ, schema))
-        .bind::<Text, _>(subscriber)
-        .bind::<Text, _>(source)
-        .get_result(conn)
-        .await
-        .optional()
-        .context("reading checkpoint")
+    kernel::db::prepared(
+        diesel::sql_query(in_schema(READ, schema))
+            .bind::<Text, _>(subscriber)
+            .bind::<Text, _>(source),
+    )
+    .get_result(conn)
+    .await
+    .optional()
+    .context("reading checkpoint")
 }
 
 pub(crate) async fn status(
@@ -135,12 +137,14 @@ pub(crate) async fn status(
     schema: &str,
     (subscriber, source): Key<'_>,
 ) -> anyhow::Result<CheckpointStatus> {
-    diesel::sql_query(in_schema(STATUS, schema))
-        .bind::<Text, _>(subscriber)
-        .bind::<Text, _>(source)
-        .get_result(conn)
-        .await
-        .context("reading checkpoint")
+    kernel::db::prepared(
+        diesel::sql_query(in_schema(STATUS, schema))
+            .bind::<Text, _>(subscriber)
+            .bind::<Text, _>(source),
+    )
+    .get_result(conn)
+    .await
+    .context("reading checkpoint")
 }
 
 /// Moves the checkpoint from `advance.from` to `advance.to`; false if it was not at
@@ -151,19 +155,21 @@ pub(crate) async fn advance(
     (subscriber, source): Key<'_>,
     advance: Advance,
 ) -> anyhow::Result<bool> {
-    let moved = diesel::sql_query(in_schema(MOVE, schema))
-        .bind::<Text, _>(subscriber)
-        .bind::<Text, _>(source)
-        .bind::<BigInt, _>(advance.to.xid)
-        .bind::<BigInt, _>(advance.to.seq)
-        .bind::<BigInt, _>(advance.applied)
-        .bind::<Integer, _>(advance.attempts)
-        .bind::<Nullable<Text>, _>(advance.last_error)
-        .bind::<BigInt, _>(advance.from.xid)
-        .bind::<BigInt, _>(advance.from.seq)
-        .execute(conn)
-        .await
-        .context("moving checkpoint")?;
+    let moved = kernel::db::prepared(
+        diesel::sql_query(in_schema(MOVE, schema))
+            .bind::<Text, _>(subscriber)
+            .bind::<Text, _>(source)
+            .bind::<BigInt, _>(advance.to.xid)
+            .bind::<BigInt, _>(advance.to.seq)
+            .bind::<BigInt, _>(advance.applied)
+            .bind::<Integer, _>(advance.attempts)
+            .bind::<Nullable<Text>, _>(advance.last_error)
+            .bind::<BigInt, _>(advance.from.xid)
+            .bind::<BigInt, _>(advance.from.seq),
+    )
+    .execute(conn)
+    .await
+    .context("moving checkpoint")?;
     Ok(moved == 1)
 }
 
@@ -180,13 +186,14 @@ pub(crate) async fn try_lock_subscriber(
     schema: &str,
     name: &str,
 ) -> anyhow::Result<bool> {
-    let lock: Locked =
+    let lock: Locked = kernel::db::prepared(
         diesel::sql_query(SUBSCRIBER_LOCK.replace("{lock}", "pg_try_advisory_xact_lock"))
             .bind::<Text, _>(schema)
-            .bind::<Text, _>(name)
-            .get_result(conn)
-            .await
-            .context("locking subscriber")?;
+            .bind::<Text, _>(name),
+    )
+    .get_result(conn)
+    .await
+    .context("locking subscriber")?;
     Ok(lock.locked)
 }
 
@@ -197,12 +204,14 @@ pub async fn lock_subscriber(
     schema: &str,
     name: &str,
 ) -> anyhow::Result<()> {
-    diesel::sql_query(SUBSCRIBER_LOCK.replace("{lock}", "pg_advisory_xact_lock"))
-        .bind::<Text, _>(schema)
-        .bind::<Text, _>(name)
-        .execute(conn)
-        .await
-        .context("waiting for subscriber lock")?;
+    kernel::db::prepared(
+        diesel::sql_query(SUBSCRIBER_LOCK.replace("{lock}", "pg_advisory_xact_lock"))
+            .bind::<Text, _>(schema)
+            .bind::<Text, _>(name),
+    )
+    .execute(conn)
+    .await
+    .context("waiting for subscriber lock")?;
     Ok(())
 }
 

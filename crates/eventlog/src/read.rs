@@ -89,13 +89,15 @@ async fn read(
     after: Position,
     limit: i64,
 ) -> anyhow::Result<Vec<LoggedEvent>> {
-    let rows: Vec<EventRow> = diesel::sql_query(in_schema(READ_BELOW_WATERMARK, schema))
-        .bind::<BigInt, _>(after.xid)
-        .bind::<BigInt, _>(after.seq)
-        .bind::<BigInt, _>(limit)
-        .load(conn)
-        .await
-        .with_context(|| format!("reading {schema}.events"))?;
+    let rows: Vec<EventRow> = kernel::db::prepared(
+        diesel::sql_query(in_schema(READ_BELOW_WATERMARK, schema))
+            .bind::<BigInt, _>(after.xid)
+            .bind::<BigInt, _>(after.seq)
+            .bind::<BigInt, _>(limit),
+    )
+    .load(conn)
+    .await
+    .with_context(|| format!("reading {schema}.events"))?;
     rows.into_iter()
         .map(|r| {
             let kind = r.actor_kind.parse().map_err(anyhow::Error::msg)?;
@@ -169,13 +171,15 @@ impl EventSource for PgEventSource {
             #[diesel(sql_type = Nullable<Timestamptz>)]
             oldest: Option<DateTime<Utc>>,
         }
-        let row: Row = diesel::sql_query(backlog_statement(self.schema))
-            .bind::<BigInt, _>(after.xid)
-            .bind::<BigInt, _>(after.seq)
-            .bind::<BigInt, _>(BACKLOG_CAP)
-            .get_result(&mut connect(&self.pool).await?)
-            .await
-            .context("measuring backlog")?;
+        let row: Row = kernel::db::prepared(
+            diesel::sql_query(backlog_statement(self.schema))
+                .bind::<BigInt, _>(after.xid)
+                .bind::<BigInt, _>(after.seq)
+                .bind::<BigInt, _>(BACKLOG_CAP),
+        )
+        .get_result(&mut connect(&self.pool).await?)
+        .await
+        .context("measuring backlog")?;
         Ok(Backlog {
             events: row.events,
             oldest: row.oldest,

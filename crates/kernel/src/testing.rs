@@ -17,8 +17,10 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use crate::db::{self, Schema};
 
 mod identity;
+mod plan;
 
 pub use identity::{TEST_ADMIN_TOKEN, TestTokens, token};
+pub use plan::Plan;
 
 /// A database of its own for one test, with every given schema migrated.
 #[derive(Debug, Clone)]

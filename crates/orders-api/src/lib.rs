@@ -284,7 +284,8 @@ pub struct OrderView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderPage {
     pub orders: Vec<OrderView>,
-    /// Orders matching the filters.
+    /// Orders matching the filters: exact, summed from per-user, per-status counts the read
+    /// model keeps as it is written (not counted per request).
     pub total: u64,
     #[schema(minimum = 1)]
     pub page: u32,

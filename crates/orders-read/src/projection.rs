@@ -106,11 +106,13 @@ impl Subscriber for OrderProjection {
         batch.apply(conn, generation).await?;
         if self.generation.is_none() {
             // Wakes every instance's read-your-writes waiters, once this commits.
-            diesel::sql_query("SELECT pg_notify($1, '')")
-                .bind::<diesel::sql_types::Text, _>(crate::MOVED)
-                .execute(conn)
-                .await
-                .map_err(|e| anyhow::anyhow!(e).context("notifying the read model's move"))?;
+            kernel::db::prepared(
+                diesel::sql_query("SELECT pg_notify($1, '')")
+                    .bind::<diesel::sql_types::Text, _>(crate::MOVED),
+            )
+            .execute(conn)
+            .await
+            .map_err(|e| anyhow::anyhow!(e).context("notifying the read model's move"))?;
         }
         Ok(true)
     }
@@ -261,14 +263,16 @@ async fn users_seen(
         emails.push(user.email);
         versions.push(user.version);
     }
-    diesel::sql_query(USERS_SEEN)
-        .bind::<Integer, _>(generation)
-        .bind::<Array<SqlUuid>, _>(ids)
-        .bind::<Array<Text>, _>(names)
-        .bind::<Array<Text>, _>(emails)
-        .bind::<Array<BigInt>, _>(versions)
-        .execute(conn)
-        .await?;
+    kernel::db::prepared(
+        diesel::sql_query(USERS_SEEN)
+            .bind::<Integer, _>(generation)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<Text>, _>(names)
+            .bind::<Array<Text>, _>(emails)
+            .bind::<Array<BigInt>, _>(versions),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -291,13 +295,15 @@ async fn products_seen(
         names.push(product.name);
         versions.push(product.version);
     }
-    diesel::sql_query(PRODUCTS_SEEN)
-        .bind::<Integer, _>(generation)
-        .bind::<Array<SqlUuid>, _>(ids)
-        .bind::<Array<Text>, _>(names)
-        .bind::<Array<BigInt>, _>(versions)
-        .execute(conn)
-        .await?;
+    kernel::db::prepared(
+        diesel::sql_query(PRODUCTS_SEEN)
+            .bind::<Integer, _>(generation)
+            .bind::<Array<SqlUuid>, _>(ids)
+            .bind::<Array<Text>, _>(names)
+            .bind::<Array<BigInt>, _>(versions),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -371,21 +377,23 @@ async fn orders_created(
             .version
             .push(newest.map_or(creation.version, |s| s.version));
     }
-    let inserted: Vec<Inserted> = diesel::sql_query(ORDERS_CREATED)
-        .bind::<Integer, _>(generation)
-        .bind::<Array<SqlUuid>, _>(columns.id)
-        .bind::<Array<SqlUuid>, _>(columns.user_id)
-        .bind::<Array<Text>, _>(columns.user_name)
-        .bind::<Array<Text>, _>(columns.user_email)
-        .bind::<Array<Integer>, _>(columns.item_count)
-        .bind::<Array<Numeric>, _>(columns.total)
-        .bind::<Array<Text>, _>(columns.status)
-        .bind::<Array<Nullable<Text>>, _>(columns.cancel_reason)
-        .bind::<Array<Timestamptz>, _>(columns.created_at)
-        .bind::<Array<Timestamptz>, _>(columns.updated_at)
-        .bind::<Array<BigInt>, _>(columns.version)
-        .load(conn)
-        .await?;
+    let inserted: Vec<Inserted> = kernel::db::prepared(
+        diesel::sql_query(ORDERS_CREATED)
+            .bind::<Integer, _>(generation)
+            .bind::<Array<SqlUuid>, _>(columns.id)
+            .bind::<Array<SqlUuid>, _>(columns.user_id)
+            .bind::<Array<Text>, _>(columns.user_name)
+            .bind::<Array<Text>, _>(columns.user_email)
+            .bind::<Array<Integer>, _>(columns.item_count)
+            .bind::<Array<Numeric>, _>(columns.total)
+            .bind::<Array<Text>, _>(columns.status)
+            .bind::<Array<Nullable<Text>>, _>(columns.cancel_reason)
+            .bind::<Array<Timestamptz>, _>(columns.created_at)
+            .bind::<Array<Timestamptz>, _>(columns.updated_at)
+            .bind::<Array<BigInt>, _>(columns.version),
+    )
+    .load(conn)
+    .await?;
     let inserted: BTreeSet<Uuid> = inserted.into_iter().map(|r| r.id).collect();
     // Orders delivered before still take their status changes the usual way.
     statuses.retain(|id, _| !inserted.contains(id));
@@ -411,16 +419,18 @@ async fn orders_created(
     if order_ids.is_empty() {
         return Ok(());
     }
-    diesel::sql_query(ITEMS_CREATED)
-        .bind::<Integer, _>(generation)
-        .bind::<Array<SqlUuid>, _>(order_ids)
-        .bind::<Array<Integer>, _>(lines)
-        .bind::<Array<SqlUuid>, _>(product_ids)
-        .bind::<Array<Text>, _>(names)
-        .bind::<Array<BigInt>, _>(quantities)
-        .bind::<Array<Numeric>, _>(prices)
-        .execute(conn)
-        .await?;
+    kernel::db::prepared(
+        diesel::sql_query(ITEMS_CREATED)
+            .bind::<Integer, _>(generation)
+            .bind::<Array<SqlUuid>, _>(order_ids)
+            .bind::<Array<Integer>, _>(lines)
+            .bind::<Array<SqlUuid>, _>(product_ids)
+            .bind::<Array<Text>, _>(names)
+            .bind::<Array<BigInt>, _>(quantities)
+            .bind::<Array<Numeric>, _>(prices),
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -447,15 +457,17 @@ async fn statuses(
         versions.push(change.version);
         ats.push(change.at);
     }
-    diesel::sql_query(STATUSES_CHANGED)
-        .bind::<Integer, _>(generation)
-        .bind::<Array<SqlUuid>, _>(&ids)
-        .bind::<Array<Text>, _>(statuses)
-        .bind::<Array<Nullable<Text>>, _>(reasons)
-        .bind::<Array<BigInt>, _>(versions)
-        .bind::<Array<Timestamptz>, _>(ats)
-        .execute(conn)
-        .await?;
+    kernel::db::prepared(
+        diesel::sql_query(STATUSES_CHANGED)
+            .bind::<Integer, _>(generation)
+            .bind::<Array<SqlUuid>, _>(&ids)
+            .bind::<Array<Text>, _>(statuses)
+            .bind::<Array<Nullable<Text>>, _>(reasons)
+            .bind::<Array<BigInt>, _>(versions)
+            .bind::<Array<Timestamptz>, _>(ats),
+    )
+    .execute(conn)
+    .await?;
     let known: BTreeSet<Uuid> = orders::table
         .filter(orders::generation.eq(generation))
         .filter(orders::id.eq_any(&ids))

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::expression::functions::declare_sql_function;
 use diesel::prelude::*;
-use diesel::sql_types::{Nullable, Text};
+use diesel::sql_types::{Integer, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::db::{self, DbContext, Pool};
 use kernel::{Money, OrderId, PageRequest};
@@ -52,6 +52,21 @@ impl OrderReadModel {
     }
 }
 
+/// Raw: a list's total, summed from the counts the read model's triggers keep
+/// (`orders_read.order_counts`, see its migration): at most five rows of one generation,
+/// however many orders match. `$1` the generation (the live one if null), `$2` the user (every
+/// user's if null), `$3` the status (all five if null).
+pub const LIST_TOTAL: &str = "SELECT coalesce(sum(n), 0)::bigint AS n FROM orders_read.order_counts \
+     WHERE generation = coalesce($1, (SELECT id FROM orders_read.generations WHERE state = 'live')) \
+       AND user_id = coalesce($2, '00000000-0000-0000-0000-000000000000'::uuid) \
+       AND ($3::text IS NULL OR status = $3)";
+
+#[derive(QueryableByName)]
+struct Total {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
 /// How many `min_version` waits one process holds at once by default.
 pub const MAX_WAITERS: usize = 1000;
 
@@ -66,20 +81,32 @@ extern "SQL" {
 }
 
 /// An order row with its generation and its user's latest names, in the order of
-/// [`view_columns!`].
-#[derive(Queryable)]
+/// [`view_columns!`] (or by name, from [`ORDER_VIEW`]).
+#[derive(Queryable, QueryableByName)]
 struct ViewRow {
+    #[diesel(sql_type = Integer)]
     generation: i32,
+    #[diesel(sql_type = SqlUuid)]
     id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
     user_id: Uuid,
+    #[diesel(sql_type = Nullable<Text>)]
     user_name: Option<String>,
+    #[diesel(sql_type = Nullable<Text>)]
     user_email: Option<String>,
+    #[diesel(sql_type = Integer)]
     item_count: i32,
+    #[diesel(sql_type = diesel::sql_types::Numeric)]
     total: Decimal,
+    #[diesel(sql_type = Text)]
     status: StoredStatus,
+    #[diesel(sql_type = Nullable<Text>)]
     cancel_reason: Option<String>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     created_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     updated_at: DateTime<Utc>,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
     version: i64,
 }
 
@@ -97,13 +124,6 @@ macro_rules! live_generation {
             .filter(generations::state.eq(GenerationState::Live))
             .select(generations::id)
             .single_value()
-    };
-}
-
-/// Orders of the live generation.
-macro_rules! live_orders {
-    () => {
-        orders::table.filter(orders::generation.nullable().eq(live_generation!()))
     };
 }
 
@@ -148,7 +168,7 @@ async fn views(
         return Ok(Vec::new());
     }
     let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let items: Vec<(Uuid, Uuid, String, i64, Decimal)> = order_items::table
+    let items: Vec<ItemRow> = order_items::table
         .left_join(
             products::table.on(products::generation
                 .eq(order_items::generation)
@@ -167,6 +187,14 @@ async fn views(
         .load(conn)
         .await
         .db_context("loading order items")?;
+    assemble(rows, &items)
+}
+
+/// An item of an order: its order, product, latest name, quantity and price.
+type ItemRow = (Uuid, Uuid, String, i64, Decimal);
+
+/// The views of `rows`, in their order, each with its items of `items`.
+fn assemble(rows: Vec<ViewRow>, items: &[ItemRow]) -> Result<Vec<OrderView>, OrderError> {
     rows.into_iter()
         .map(|row| {
             let StoredStatus(status) = row.status;
@@ -206,21 +234,55 @@ async fn views(
         .collect()
 }
 
+/// Raw: one order of the live generation with its user's latest names and its items (the
+/// latest product names, in line order, as a JSON array of `[product_id, name, quantity,
+/// price]`): the whole view in one statement, one round trip.
+const ORDER_VIEW: &str = "SELECT o.generation, o.id, o.user_id, \
+       coalesce(u.name, o.user_name) AS user_name, coalesce(u.email, o.user_email) AS user_email, \
+       o.item_count, o.total, o.status, o.cancel_reason, o.created_at, o.updated_at, o.version, \
+       (SELECT coalesce(json_agg(json_build_array(i.product_id, coalesce(p.name, i.product_name), \
+            i.quantity, i.price::text) ORDER BY i.line), '[]') \
+          FROM orders_read.order_items i \
+          LEFT JOIN orders_read.products p ON p.generation = i.generation AND p.id = i.product_id \
+          WHERE i.generation = o.generation AND i.order_id = o.id)::text AS items \
+     FROM orders_read.orders o \
+     LEFT JOIN orders_read.users u ON u.generation = o.generation AND u.id = o.user_id \
+     WHERE o.generation = (SELECT id FROM orders_read.generations WHERE state = 'live') \
+       AND o.id = $1";
+
+/// A row of [`ORDER_VIEW`].
+#[derive(QueryableByName)]
+struct ViewWithItems {
+    #[diesel(embed)]
+    view: ViewRow,
+    #[diesel(sql_type = Text)]
+    items: String,
+}
+
 impl OrderReadModel {
     async fn find(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
-        let row: Option<ViewRow> = named_orders!()
-            .filter(orders::generation.nullable().eq(live_generation!()))
-            .filter(orders::id.eq(id.as_uuid()))
-            .select(view_columns!())
-            .first(&mut conn)
-            .await
-            .optional()
-            .db_context("loading order view")?;
-        Ok(match row {
-            Some(row) => views(&mut conn, row.generation, vec![row]).await?.pop(),
-            None => None,
-        })
+        let found: Option<ViewWithItems> =
+            db::prepared(diesel::sql_query(ORDER_VIEW).bind::<SqlUuid, _>(id.as_uuid()))
+                .get_result(&mut conn)
+                .await
+                .optional()
+                .db_context("loading order view")?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let items: Vec<ItemRow> =
+            serde_json::from_str::<Vec<(Uuid, String, i64, String)>>(&found.items)
+                .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("stored items: {e}")))?
+                .into_iter()
+                .map(|(product_id, name, quantity, price)| {
+                    let price = Decimal::from_str_exact(&price).map_err(|e| {
+                        OrderError::Unexpected(anyhow::anyhow!("stored price: {e}"))
+                    })?;
+                    Ok((found.view.id, product_id, name, quantity, price))
+                })
+                .collect::<Result<_, OrderError>>()?;
+        Ok(assemble(vec![found.view], &items)?.pop())
     }
 }
 
@@ -282,20 +344,19 @@ impl OrderQueries for OrderReadModel {
         .load(&mut conn)
         .await
         .db_context("listing orders")?;
-        // The live generation, or the one the page was read from (so that the count and the
+        // The live generation, or the one the page was read from (so that the total and the
         // items agree with the page even if a rebuild takes over meanwhile).
         let page_generation = rows.as_slice().first().map(|row| row.generation);
-        let counted = match page_generation {
-            Some(generation) => orders::table
-                .filter(orders::generation.eq(generation))
-                .into_boxed(),
-            None => live_orders!().into_boxed(),
-        };
-        let total: i64 = filtered!(counted)
-            .count()
-            .get_result(&mut conn)
-            .await
-            .db_context("counting orders")?;
+        let total: Total = kernel::db::prepared(
+            diesel::sql_query(LIST_TOTAL)
+                .bind::<Nullable<Integer>, _>(page_generation)
+                .bind::<Nullable<SqlUuid>, _>(filter.user_id.map(|user| user.as_uuid()))
+                .bind::<Nullable<Text>, _>(filter.status.map(StoredStatus)),
+        )
+        .get_result(&mut conn)
+        .await
+        .db_context("totalling orders")?;
+        let total = total.n;
         let total = u64::try_from(total).unwrap_or_default();
         Ok(OrderPage {
             orders: views(&mut conn, page_generation.unwrap_or_default(), rows).await?,

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use kernel::db::{self, DbContext};
 use kernel::{Money, NewEvent, OrderId, Validation};
@@ -17,11 +18,20 @@ use uuid::Uuid;
 
 use crate::SCHEMA;
 use crate::commands::OrderCommandHandler;
-use crate::schema::{idempotency_keys, order_lines, orders};
+use crate::schema::{idempotency_keys, orders};
 use crate::state::State;
 
 /// How long a request waits for another one still running with its idempotency key.
 const KEY_IN_USE_WAIT: Duration = Duration::from_secs(5);
+
+/// Raw: the order (`placing`, version 0) and its lines, numbered from 0, in one statement.
+const RECORD: &str = "WITH recorded AS ( \
+       INSERT INTO orders.orders (id, user_id, status, total, version, created_at, updated_at) \
+       VALUES ($1, $2, $3, $4, 0, $5, $5)) \
+     INSERT INTO orders.order_lines (order_id, line, product_id, product_name, quantity, price) \
+     SELECT $1, (l.n - 1)::int, l.product_id, l.product_name, l.quantity, l.price \
+     FROM unnest($6::uuid[], $7::text[], $8::bigint[], $9::numeric[]) WITH ORDINALITY \
+       AS l(product_id, product_name, quantity, price, n)";
 
 /// A line priced from the catalog, ready to be stored and published.
 struct PricedLine {
@@ -254,7 +264,6 @@ impl OrderCommandHandler {
         conn: &mut diesel_async::AsyncPgConnection,
         user_id: kernel::UserId,
     ) -> Result<(), OrderError> {
-        use diesel::sql_types::{BigInt, Uuid as SqlUuid};
         #[derive(diesel::QueryableByName)]
         struct Held {
             #[diesel(sql_type = BigInt)]
@@ -263,18 +272,22 @@ impl OrderCommandHandler {
         // The lock first, then the count in a statement of its own: a statement's
         // snapshot is taken when it starts, so a count in the locking statement would not
         // see the placement it waited for.
-        diesel::sql_query(
-            "SELECT pg_advisory_xact_lock(hashtextextended('orders.pending:' || $1::text, 0))",
+        kernel::db::prepared(
+            diesel::sql_query(
+                "SELECT pg_advisory_xact_lock(hashtextextended('orders.pending:' || $1::text, 0))",
+            )
+            .bind::<SqlUuid, _>(user_id.as_uuid()),
         )
-        .bind::<SqlUuid, _>(user_id.as_uuid())
         .execute(conn)
         .await
         .db_context("locking the user's placements")?;
-        let held: Held = diesel::sql_query(
-            "SELECT count(*) AS held FROM orders.orders \
+        let held: Held = kernel::db::prepared(
+            diesel::sql_query(
+                "SELECT count(*) AS held FROM orders.orders \
              WHERE user_id = $1 AND status IN ('placing', 'pending')",
+            )
+            .bind::<SqlUuid, _>(user_id.as_uuid()),
         )
-        .bind::<SqlUuid, _>(user_id.as_uuid())
         .get_result(conn)
         .await
         .db_context("counting the user's pending orders")?;
@@ -318,38 +331,29 @@ impl OrderCommandHandler {
                 }
             }
             self.within_pending_limit(conn, order.user_id).await?;
-            diesel::insert_into(orders::table)
-                .values((
-                    orders::id.eq(id.as_uuid()),
-                    orders::user_id.eq(order.user_id.as_uuid()),
-                    orders::status.eq(State::Placing),
-                    orders::total.eq(total.amount()),
-                    orders::version.eq(0),
-                    orders::created_at.eq(now),
-                    orders::updated_at.eq(now),
-                ))
-                .execute(conn)
-                .await
-                .db_context("recording order")?;
-            let rows: Vec<_> = lines
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    (
-                        order_lines::order_id.eq(id.as_uuid()),
-                        order_lines::line.eq(i as i32),
-                        order_lines::product_id.eq(l.product_id),
-                        order_lines::product_name.eq(&l.product_name),
-                        order_lines::quantity.eq(l.quantity),
-                        order_lines::price.eq(l.price.amount()),
-                    )
-                })
-                .collect();
-            diesel::insert_into(order_lines::table)
-                .values(rows)
-                .execute(conn)
-                .await
-                .db_context("recording lines")?;
+            let (mut products, mut names, mut quantities, mut prices) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for line in lines {
+                products.push(line.product_id);
+                names.push(line.product_name.as_str());
+                quantities.push(line.quantity);
+                prices.push(line.price.amount());
+            }
+            db::prepared(
+                diesel::sql_query(RECORD)
+                    .bind::<SqlUuid, _>(id.as_uuid())
+                    .bind::<SqlUuid, _>(order.user_id.as_uuid())
+                    .bind::<Text, _>(State::Placing)
+                    .bind::<Numeric, _>(total.amount())
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<Array<SqlUuid>, _>(products)
+                    .bind::<Array<Text>, _>(names)
+                    .bind::<Array<BigInt>, _>(quantities)
+                    .bind::<Array<Numeric>, _>(prices),
+            )
+            .execute(conn)
+            .await
+            .db_context("recording order")?;
             Ok(Recorded::Placing)
         })
         .await

@@ -37,7 +37,8 @@ pub struct Product {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProductPage {
     pub products: Vec<Product>,
-    /// Products in the whole catalog.
+    /// Products in the whole catalog: exact, read from a count the database keeps on every
+    /// insert (not counted per request).
     pub total: u64,
     #[schema(minimum = 1)]
     pub page: u32,

@@ -31,3 +31,11 @@ diesel::table! {
 
 diesel::joinable!(reservation_lines -> products (product_id));
 diesel::allow_tables_to_appear_in_same_query!(products, reservations, reservation_lines);
+
+diesel::table! {
+    /// The catalog's size, one row kept by triggers (see its migration).
+    products.product_count (single) {
+        single -> Bool,
+        n -> Int8,
+    }
+}

@@ -9,6 +9,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::db::{self, DbContext, Pool};
 use kernel::{Money, NewEvent, OrderId, PageRequest, ProductId, Validation};
@@ -21,7 +22,7 @@ use uuid::Uuid;
 
 use crate::SCHEMA;
 use crate::domain::{Description, Price, ProductName, StoredStatus, stock_quantity};
-use crate::schema::{products, reservation_lines, reservations};
+use crate::schema::{product_count, products, reservation_lines, reservations};
 
 /// [`ProductApi`] over Postgres.
 #[derive(Clone)]
@@ -204,6 +205,14 @@ where
     .await
 }
 
+/// Raw: one line of a reservation, its stock taken if enough is left and the line recorded,
+/// in one statement: one row written when it was taken, none when not.
+const RESERVE_LINE: &str = "WITH taken AS ( \
+       UPDATE products.products SET stock = stock - $2, reserved = reserved + $2, updated_at = $3 \
+       WHERE id = $1 AND stock >= $2 RETURNING id) \
+     INSERT INTO products.reservation_lines (order_id, product_id, quantity) \
+     SELECT $4, id, $2 FROM taken";
+
 #[async_trait]
 impl ProductApi for ProductService {
     #[tracing::instrument(name = "products.create", skip_all)]
@@ -264,11 +273,12 @@ impl ProductApi for ProductService {
             .load(&mut conn)
             .await
             .db_context("listing products")?;
-        let total: i64 = products::table
-            .count()
+        // Kept by triggers in the same transaction as every insert: one row, not a count.
+        let total: i64 = product_count::table
+            .select(product_count::n)
             .get_result(&mut conn)
             .await
-            .db_context("counting products")?;
+            .db_context("reading the catalog's size")?;
         let total = u64::try_from(total).unwrap_or_default();
         Ok(ProductPage {
             products: rows
@@ -446,16 +456,13 @@ impl ProductApi for ProductService {
             }
             for line in &sorted {
                 let quantity = i64::from(line.quantity);
-                let taken = diesel::update(
-                    products::table
-                        .find(line.product_id.as_uuid())
-                        .filter(products::stock.ge(quantity)),
+                let taken = db::prepared(
+                    diesel::sql_query(RESERVE_LINE)
+                        .bind::<SqlUuid, _>(line.product_id.as_uuid())
+                        .bind::<BigInt, _>(quantity)
+                        .bind::<Timestamptz, _>(now)
+                        .bind::<SqlUuid, _>(order_id.as_uuid()),
                 )
-                .set((
-                    products::stock.eq(products::stock - quantity),
-                    products::reserved.eq(products::reserved + quantity),
-                    products::updated_at.eq(now),
-                ))
                 .execute(conn)
                 .await
                 .db_context("reserving stock")?;
@@ -476,15 +483,6 @@ impl ProductApi for ProductService {
                         },
                     });
                 }
-                diesel::insert_into(reservation_lines::table)
-                    .values((
-                        reservation_lines::order_id.eq(order_id.as_uuid()),
-                        reservation_lines::product_id.eq(line.product_id.as_uuid()),
-                        reservation_lines::quantity.eq(quantity),
-                    ))
-                    .execute(conn)
-                    .await
-                    .db_context("recording reservation line")?;
             }
             Ok(())
         })

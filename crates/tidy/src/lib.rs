@@ -15,8 +15,11 @@
 //!   SQL strings name no module's schema.
 //!
 //! Apps (`apps/*`) and `xtask` wire the modules together, and the tools beside them
-//! (`invariants` reads every schema on purpose, `pgcluster`, this crate) serve them; no
-//! rule binds those.
+//! (`invariants` reads every schema on purpose, `pgcluster`, this crate, and `bench-floor`,
+//! the bench's hand-written reference server, which reads and copies every module's tables
+//! on purpose) serve them; no rule binds those. A tool is free because no module or `-api`
+//! crate builds on it: one that a module depended on would be a shared crate, held to the
+//! shared crates' rules.
 //!
 //! A crate's module is the `module` key of its `[package.metadata.emporium]`, or its own
 //! name without one. The crates of one module (the write side and the read side of orders)

@@ -333,3 +333,21 @@ fn the_workspace_keeps_every_rule() {
     let violations = Workspace::load(&root).unwrap().violations().unwrap();
     assert!(violations.is_empty(), "{}", violations.join("\n"));
 }
+
+/// The bench's floor (`xtask/floor`) names every module's schema in its SQL on purpose; it
+/// is free of the rules as a tool that nothing builds on, not by being missed, and it knows
+/// no emporium code (it depends on no workspace crate), so it measures what it claims to.
+#[test]
+fn the_bench_floor_is_a_tool_that_knows_no_emporium_code() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let workspace = Workspace::load(&root).unwrap();
+    let floor = workspace.package("bench-floor").unwrap();
+    assert_eq!(workspace.kind(floor), Kind::App);
+    let ours: Vec<&str> = floor
+        .dependencies
+        .iter()
+        .map(|d| d.name.as_str())
+        .filter(|name| workspace.package(name).is_ok())
+        .collect();
+    assert!(ours.is_empty(), "bench-floor depends on {ours:?}");
+}

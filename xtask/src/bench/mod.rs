@@ -1,42 +1,59 @@
 //! `cargo xtask bench [--smoke] [--duration SECS] [--concurrency N]`: emporium's numbers
-//! beside the database's own limit on the same machine.
+//! beside the floor (the same routes written the shortest way, `xtask/floor`) and beside
+//! the database's own limit (pgbench), on the same machine, in the same run.
 //!
 //! Phases, in order (everything it writes goes to `target/bench/`):
-//! 1. **Build and start.** `cargo build --release -p emporium`; a Postgres (`db::ensure`);
-//!    a fresh database `emporium_bench` (dropped and created); the server, sized for the
-//!    machine. Measures the time from process start to `/health/ready` = 200 (with the
-//!    migrations of the empty database, and again at the end on a restart over the seeded
-//!    one).
+//! 1. **Build and start.** `cargo build --release -p emporium`, then `-p bench-floor` (one
+//!    build each, so the floor's dependencies do not change emporium's build); a Postgres
+//!    (`db::ensure`); a fresh database `emporium_bench` (dropped and created); the server,
+//!    sized for the machine. Measures the time from process start to `/health/ready` = 200
+//!    (with the migrations of the empty database, and again at the end on a restart over
+//!    the seeded one).
 //! 2. **Seed** through the API with a concurrent async driver (`load.rs`): users, products
 //!    with ample stock, orders of which a fixed share is confirmed, shipped, delivered or
 //!    cancelled. Then `VACUUM ANALYZE`, as autovacuum would do in a while.
-//! 3. **Throughput** with `wrk` (Debian's, installed with apt if missing and root), one Lua
-//!    script per phase (`bench/wrk/*.lua`, after `prelude.lua`), each for a fixed duration at a fixed concurrency: the order by id,
-//!    a user's orders, a product by id, order placement, and placement then confirmation
-//!    (a state machine per connection in wrk's `response()` callback; one wrk thread per
-//!    connection so that thread state is connection state). Scripts report through wrk's
-//!    `done()`: requests, latency p50/p99, non-2xx and socket errors.
-//! 4. **Projection lag**: a rate-limited Rust driver places orders at 80 % of the measured
+//! 3. **The floor** (`floor.rs`): `bench-floor` starts on the same database with
+//!    emporium's worker count and pool size, copies the tables a placement writes into its
+//!    own schema `floor`, and must answer what emporium answers (the same orders, pages,
+//!    products, unknown ids, a placement and three refused ones) or the run fails.
+//! 4. **Throughput** with `wrk` (Debian's, installed with apt if missing and root), one Lua
+//!    script per phase (`bench/wrk/*.lua`, after `prelude.lua`): the order by id, a user's
+//!    orders, a product by id, order placement, and placement then confirmation (a state
+//!    machine per connection in wrk's `response()` callback; one wrk thread per connection
+//!    so that thread state is connection state). Each phase runs in short rounds of a fixed
+//!    duration and concurrency, emporium and the floor by turns (`rounds.rs`: a warm-up
+//!    each, then ABBA), waiting after every round for emporium's projection to catch up;
+//!    each side's figure is the median of its rounds. The floor has no confirm: the flow
+//!    runs on emporium alone and is compared with the floor's placement rate. Scripts report
+//!    through wrk's `done()`: requests, latency p50/p99, non-2xx and socket errors. Then the
+//!    floor stops and its schema is dropped.
+//! 5. **Projection lag**: a rate-limited Rust driver places orders at 80 % of the measured
 //!    placement rate while probes place an order and poll the read model until it shows.
-//! 5. **Rebuild** of the read model over the whole log: events/s.
-//! 6. **Peak RSS** of the server (`VmHWM`), then the restart's ready time.
-//! 7. **pgbench** in its own database at the same client count: `-S` (select-only) and the
+//! 6. **Rebuild** of the read model over the whole log: events/s.
+//! 7. **Peak RSS** of the server (`VmHWM`), then the restart's ready time.
+//! 8. **pgbench** in its own database at the same client count: `-S` (select-only) and the
 //!    default tpcb-like script, as the reference each figure is divided by.
-//! 8. **Report**: a table on stdout and in `BENCHMARKS.md` (between markers, so the
-//!    analysis written under it survives a new run); `--smoke` (tiny data, short phases,
-//!    for CI) writes `target/bench/smoke.md` instead. Missing a target never fails the
-//!    command; a harness that breaks (the server does not start, a phase gets only errors)
+//! 9. **Report**: a table on stdout and in `BENCHMARKS.md` (between markers, so the
+//!    analysis written under it survives a new run): each figure, the floor's, emporium /
+//!    floor against its target, pgbench's and both ratios to it; each round's rate under
+//!    it. `--smoke` (tiny data, rounds of 1 s, for CI) writes `target/bench/smoke.md`
+//!    instead. Missing a target never fails the command; a harness that breaks (a server
+//!    does not start, a round gets only errors, the floor answers otherwise than emporium)
 //!    does.
 //!
 //! The files, one concern each: `plan.rs` (a run's sizes), `phases.rs` (the server and the
-//! phases driven through the API: start, seed, lag, rebuild), `wrk.rs` (the wrk driver and
-//! its scripts), `pgbench.rs` (the reference), `report.rs` (the table and BENCHMARKS.md);
-//! the server and its database are `crate::rig`'s, where it ran `crate::machine`'s.
+//! phases driven through the API: start, seed, lag, rebuild, RSS), `floor.rs` (the floor's
+//! start and agreement check), `rounds.rs` (the order of the rounds, their medians),
+//! `wrk.rs` (the wrk driver, its scripts and the targets), `pgbench.rs` (the reference),
+//! `report.rs` (the table and BENCHMARKS.md); the server and its database are
+//! `crate::rig`'s, where it ran `crate::machine`'s.
 
+mod floor;
 mod pgbench;
 mod phases;
 mod plan;
 mod report;
+mod rounds;
 mod wrk;
 
 use std::fs;
@@ -47,11 +64,14 @@ use anyhow::Result;
 
 use crate::machine::Machine;
 use crate::rig::{Postgres, Rig};
-use crate::{apt, db};
+use crate::server::target_directory;
+use crate::{apt, cargo, db, succeed};
+use floor::Floor;
 use phases::Bench;
 use plan::Plan;
 use report::{Results, write_benchmarks};
-use wrk::{PHASES, run_wrk};
+use rounds::{Measured, schedule};
+use wrk::{PHASES, Side, run_wrk};
 
 const ADMIN_TOKEN: &str = "bench-admin-token";
 /// pgbench's database, with the process id (`Rig::database_name`), beside the rig's own
@@ -76,26 +96,69 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
         rig: Rig::new(root, "bench", ADMIN_TOKEN, Postgres::Shared)?,
         plan,
     };
+    // A build of its own: built with emporium, the floor's dependencies' features would be
+    // unified into emporium's build.
+    eprintln!("xtask: cargo build --release -p bench-floor");
+    succeed(&mut cargo(
+        root,
+        &["build", "--release", "-p", "bench-floor"],
+    ))?;
+    let floor = Floor::new(target_directory(root)?.join("release").join("bench-floor"))?;
     let pgbench_database = Rig::database_name(PGBENCH_DATABASE);
-    let measured = measure(root, &bench, &tools, &pgbench_database);
+    let measured = measure(root, &bench, &floor, &tools, &pgbench_database);
     bench.rig.clean_up(&[&pgbench_database]);
     report(root, &bench, &measured?)
 }
 
-/// Every phase, against the server and databases of `bench`.
-fn measure(root: &Path, bench: &Bench, tools: &Tools, pgbench_database: &str) -> Result<Results> {
+/// Every phase, against the servers and databases of `bench`; pgbench in a database of
+/// its own.
+fn measure(
+    root: &Path,
+    bench: &Bench,
+    floor: &Floor,
+    tools: &Tools,
+    pgbench_database: &str,
+) -> Result<Results> {
     let rig = &bench.rig;
     let mut results = Results::new(&bench.plan);
     let (server, ready) = bench.start("server.log")?;
     results.ready = ready;
     let catalog = bench.seed(&mut results)?;
+    let floor_server = floor.start(bench)?;
+    floor.check_agreement(bench, &catalog)?;
     for phase in &PHASES {
-        let run = run_wrk(&tools.wrk, &bench.plan, &rig.address, &rig.out, phase)?;
-        eprintln!("xtask: {}: {}", phase.name, run.summary());
-        results.wrk.insert(phase.name, run);
-        bench.caught_up()?;
+        let mut measured = Measured::default();
+        for (side, round) in schedule(bench.plan.rounds, phase.floor) {
+            let address = match side {
+                Side::Emporium => &rig.address,
+                Side::Floor => &floor.address,
+            };
+            let at = (side, address.as_str());
+            let run = run_wrk(&tools.wrk, &bench.plan, at, round, &rig.out, phase)?;
+            eprintln!(
+                "xtask: {} {} {round}: {}",
+                phase.name,
+                side.name(),
+                run.summary()
+            );
+            measured.push((side, round), run);
+            // The next round, of either side, starts with emporium's projection quiet.
+            bench.caught_up()?;
+        }
+        eprintln!(
+            "xtask: {}: emporium {}",
+            phase.name,
+            measured.emporium.summary()
+        );
+        if let Some(rounds) = &measured.floor {
+            eprintln!("xtask: {}: floor {}", phase.name, rounds.summary());
+        }
+        results.wrk.insert(phase.name, measured);
     }
-    results.lag = Some(bench.lag(&catalog, results.wrk["create"].per_second())?);
+    drop(floor_server);
+    Floor::drop_schema(bench)?;
+    let placements = results.wrk["create"].emporium.per_second();
+    results.lag = Some(bench.lag(&catalog, placements)?);
     results.rebuild = Some(bench.rebuild()?);
     results.rss_kib = server.memory_kib("VmHWM")?;
     drop(server);

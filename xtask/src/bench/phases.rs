@@ -22,7 +22,7 @@ pub(super) struct Bench {
 }
 
 impl Bench {
-    fn block_on<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
+    pub(super) fn block_on<T>(&self, work: impl Future<Output = Result<T>>) -> Result<T> {
         self.rig.block_on(work)
     }
 
@@ -30,6 +30,18 @@ impl Bench {
     /// start to `/health/ready` = 200.
     pub(super) fn start(&self, log: &str) -> Result<(Server, Duration)> {
         self.rig.start(&self.plan.server_env, log)
+    }
+
+    /// Starts `binary serve` (the floor) on `address` against the run's database with
+    /// `env`, logging to `log`; it and its time to ready (at most `timeout`).
+    pub(super) fn launch(
+        &self,
+        at: (&Path, &str),
+        env: &[(&'static str, String)],
+        log: &str,
+        timeout: Duration,
+    ) -> Result<(Server, Duration)> {
+        self.rig.launch(at, env, log, timeout)
     }
 
     /// Seeds the data set, lets the projection catch up, `VACUUM ANALYZE`s, and writes the

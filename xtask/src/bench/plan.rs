@@ -11,7 +11,13 @@ pub(super) struct Plan {
     pub(super) users: usize,
     pub(super) products: usize,
     pub(super) orders: usize,
+    /// How long each server is measured in each wrk phase, and each other load phase's
+    /// length.
     pub(super) duration: Duration,
+    /// A wrk phase measures emporium and the floor by turns, in rounds of this length.
+    pub(super) round: Duration,
+    /// Rounds per server and phase: `duration / round`.
+    pub(super) rounds: usize,
     pub(super) concurrency: usize,
     pub(super) probes: usize,
     pub(super) pgbench_scale: u32,
@@ -22,17 +28,21 @@ pub(super) struct Plan {
 impl Plan {
     pub(super) fn new(options: &Options) -> Plan {
         let cores = cores();
-        let (users, products, orders, seconds, probes, scale) = if options.smoke {
-            (50, 20, 300, 2, 30, 1)
+        let (users, products, orders, seconds, round, probes, scale) = if options.smoke {
+            (50, 20, 300, 2, 1, 30, 1)
         } else {
-            (10_000, 1_000, 100_000, 10, 300, 10)
+            (10_000, 1_000, 100_000, 10, 2, 300, 10)
         };
+        let seconds = options.duration.unwrap_or(seconds).max(1);
+        let round = round.min(seconds);
         Plan {
             smoke: options.smoke,
             users,
             products,
             orders,
-            duration: Duration::from_secs(options.duration.unwrap_or(seconds).max(1)),
+            duration: Duration::from_secs(seconds),
+            round: Duration::from_secs(round),
+            rounds: (seconds / round) as usize,
             concurrency: options.concurrency.max(1),
             probes,
             pgbench_scale: scale,
@@ -50,5 +60,14 @@ impl Plan {
                 ("MAX_PENDING_ORDERS", "1000000".to_owned()),
             ],
         }
+    }
+
+    /// The floor's sizing: emporium's worker count and pool size.
+    pub(super) fn floor_env(&self) -> Vec<(&'static str, String)> {
+        self.server_env
+            .iter()
+            .filter(|(k, _)| ["HTTP_WORKERS", "DB_POOL_SIZE"].contains(k))
+            .cloned()
+            .collect()
     }
 }

@@ -1,5 +1,6 @@
-//! The report: every figure beside its pgbench reference and target, as a Markdown table,
-//! and its place in BENCHMARKS.md (between markers, so the analysis around it survives).
+//! The report: every figure beside the floor's and pgbench's, with its target (against the
+//! floor), as a Markdown table, each round's rate under it, and its place in BENCHMARKS.md
+//! (between markers, so the analysis around it survives).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -9,7 +10,8 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 
 use super::pgbench::Pgbench;
-use super::wrk::{PHASES, WrkRun};
+use super::rounds::{Measured, Rounds, schedule};
+use super::wrk::{PHASES, Phase, WrkRun};
 use super::{ms, plan::Plan};
 use crate::load::{self, Lag, Rebuild, Seeded};
 use crate::machine::Machine;
@@ -26,10 +28,13 @@ pub(super) struct Results {
     pub(super) smoke: bool,
     pub(super) plan: String,
     pub(super) server_env: String,
+    pub(super) floor_env: String,
+    /// The order of a phase's rounds, as words.
+    pub(super) order: String,
     pub(super) ready: Duration,
     pub(super) restart_ready: Duration,
     pub(super) seeded: Vec<Seeded>,
-    pub(super) wrk: BTreeMap<&'static str, WrkRun>,
+    pub(super) wrk: BTreeMap<&'static str, Measured>,
     pub(super) lag: Option<Lag>,
     pub(super) rebuild: Option<Rebuild>,
     pub(super) rss_kib: u64,
@@ -37,14 +42,29 @@ pub(super) struct Results {
     pub(super) machine: Option<Machine>,
 }
 
+/// `K=V K=V`, without the admin token.
+fn settings(env: &[(&'static str, String)]) -> String {
+    env.iter()
+        .filter(|(k, _)| *k != "ADMIN_TOKEN")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// A row of the table.
+#[derive(Default)]
 struct Row {
     figure: String,
     value: String,
-    reference: String,
-    ratio: String,
+    /// The floor's figure, emporium / floor, the target against it, met or missed.
+    floor: String,
+    floor_ratio: String,
     target: String,
     verdict: &'static str,
+    /// pgbench's figure, emporium / pgbench, floor / pgbench.
+    reference: String,
+    ratio: String,
+    floor_reference_ratio: String,
 }
 
 impl Row {
@@ -52,10 +72,7 @@ impl Row {
         Row {
             figure: figure.into(),
             value: value.into(),
-            reference: String::new(),
-            ratio: String::new(),
-            target: String::new(),
-            verdict: "",
+            ..Row::default()
         }
     }
 }
@@ -64,27 +81,114 @@ fn verdict(met: bool) -> &'static str {
     if met { "met" } else { "**missed**" }
 }
 
+/// A side's medians, and its failures if any.
+fn figures(rounds: &Rounds, flows: bool) -> String {
+    let mut text = if flows {
+        format!(
+            "{:.0} flows/s ({:.0} rps)",
+            rounds.flows_per_second(),
+            rounds.per_second()
+        )
+    } else {
+        format!("{:.0} rps", rounds.per_second())
+    };
+    let _ = write!(
+        text,
+        ", p50 {:.1} ms, p99 {:.1} ms",
+        ms(rounds.p50()),
+        ms(rounds.p99())
+    );
+    if rounds.errors() > 0 {
+        let _ = write!(
+            text,
+            ", **{} errors** of {}",
+            rounds.errors(),
+            rounds.requests()
+        );
+    }
+    text
+}
+
+/// The row of a wrk phase: emporium beside the floor (for the flow, beside the floor's
+/// placement rate) and beside pgbench (`-S` for reads, tpcb-like for writes).
+fn wrk_row(
+    phase: &Phase,
+    measured: &Measured,
+    placement: Option<&Rounds>,
+    pgbench: Option<&Pgbench>,
+) -> Row {
+    let flows = phase.name == "create_confirm";
+    let emporium = &measured.emporium;
+    let rate = if flows {
+        emporium.flows_per_second()
+    } else {
+        emporium.per_second()
+    };
+    // What the ratio is taken against: the floor's own rounds, or its placements.
+    let floor = measured.floor.as_ref().or(placement);
+    let floor_rate = floor.map(Rounds::per_second);
+    let mut row = Row {
+        figure: phase.figure.to_owned(),
+        value: figures(emporium, flows),
+        ..Row::default()
+    };
+    if let (Some(floor), Some(floor_rate)) = (floor, floor_rate) {
+        let ratio = rate / floor_rate;
+        let p99 = phase.target.p99_ms.map(Duration::from_millis);
+        row.floor = match &measured.floor {
+            Some(_) => figures(floor, false),
+            None => format!("placement {floor_rate:.0} rps"),
+        };
+        row.floor_ratio = format!("{ratio:.2}");
+        row.target = format!(">= {:.1}", phase.target.ratio);
+        if let Some(p99) = p99 {
+            let _ = write!(row.target, ", p99 <= {:.0} ms", ms(p99));
+        }
+        row.verdict = verdict(
+            emporium.errors() == 0
+                && ratio >= phase.target.ratio
+                && p99.is_none_or(|p99| emporium.p99() <= p99),
+        );
+    }
+    if let Some(pgbench) = pgbench {
+        let (name, tps) = if phase.name.starts_with("create") {
+            ("tpcb-like", pgbench.tpcb)
+        } else {
+            ("-S", pgbench.select_only)
+        };
+        row.reference = format!("{name} {tps:.0} tps");
+        row.ratio = format!("{:.2}", rate / tps);
+        if let Some(floor_rate) = floor_rate.filter(|_| measured.floor.is_some()) {
+            row.floor_reference_ratio = format!("{:.2}", floor_rate / tps);
+        }
+    }
+    row
+}
+
 impl Results {
     pub(super) fn new(plan: &Plan) -> Results {
         Results {
             smoke: plan.smoke,
             plan: format!(
-                "{} users, {} products, {} orders; {} connections, {} s per phase, {} lag probes, pgbench scale {}",
+                "{} users, {} products, {} orders; {} connections; each wrk phase {} rounds of {} s per server, the other phases {} s; {} lag probes, pgbench scale {}",
                 plan.users,
                 plan.products,
                 plan.orders,
                 plan.concurrency,
+                plan.rounds,
+                plan.round.as_secs(),
                 plan.duration.as_secs(),
                 plan.probes,
                 plan.pgbench_scale
             ),
-            server_env: plan
-                .server_env
+            server_env: settings(&plan.server_env),
+            floor_env: settings(&plan.floor_env()),
+            order: schedule(plan.rounds, true)
                 .iter()
-                .filter(|(k, _)| *k != "ADMIN_TOKEN")
-                .map(|(k, v)| format!("{k}={v}"))
+                .filter(|(_, round)| *round > 0)
+                .map(|(side, _)| side.name())
                 .collect::<Vec<_>>()
-                .join(" "),
+                .join(", "),
             ready: Duration::ZERO,
             restart_ready: Duration::ZERO,
             seeded: Vec::new(),
@@ -100,57 +204,11 @@ impl Results {
     fn rows(&self) -> Vec<Row> {
         let mut rows = Vec::new();
         let pgbench = self.pgbench.as_ref();
-        let (select_only, tpcb) = pgbench.map_or((0.0, 0.0), |p| (p.select_only, p.tpcb));
+        let placement = self.wrk.get("create").and_then(|m| m.floor.as_ref());
         for phase in &PHASES {
-            let Some(run) = self.wrk.get(phase.name) else {
-                continue;
-            };
-            let errors = if run.errors() > 0 {
-                format!(", **{} errors** of {}", run.errors(), run.requests)
-            } else {
-                String::new()
-            };
-            let latency = format!("p50 {:.1} ms, p99 {:.1} ms", ms(run.p50), ms(run.p99));
-            let clean = run.errors() == 0;
-            let row = match phase.name {
-                "create" => {
-                    let ratio = run.per_second() / tpcb;
-                    Row {
-                        figure: phase.figure.to_owned(),
-                        value: format!("{:.0} rps, {latency}{errors}", run.per_second()),
-                        reference: format!("tpcb-like {tpcb:.0} tps"),
-                        ratio: format!("{ratio:.2}"),
-                        target: ">= 0.8, p99 <= 50 ms".to_owned(),
-                        verdict: verdict(
-                            clean && ratio >= 0.8 && run.p99 <= Duration::from_millis(50),
-                        ),
-                    }
-                }
-                "create_confirm" => Row {
-                    figure: phase.figure.to_owned(),
-                    value: format!(
-                        "{:.0} flows/s ({:.0} rps), {latency}{errors}",
-                        run.flows_per_second(),
-                        run.per_second()
-                    ),
-                    reference: format!("tpcb-like {tpcb:.0} tps"),
-                    ratio: format!("{:.2}", run.flows_per_second() / tpcb),
-                    target: String::new(),
-                    verdict: if clean { "" } else { "**errors**" },
-                },
-                _ => {
-                    let ratio = run.per_second() / select_only;
-                    Row {
-                        figure: phase.figure.to_owned(),
-                        value: format!("{:.0} rps, {latency}{errors}", run.per_second()),
-                        reference: format!("-S {select_only:.0} tps"),
-                        ratio: format!("{ratio:.2}"),
-                        target: ">= 0.6".to_owned(),
-                        verdict: verdict(clean && ratio >= 0.6),
-                    }
-                }
-            };
-            rows.push(row);
+            if let Some(measured) = self.wrk.get(phase.name) {
+                rows.push(wrk_row(phase, measured, placement, pgbench));
+            }
         }
         if let Some(lag) = &self.lag {
             let p99 = load::quantile(&lag.samples, 0.99);
@@ -183,39 +241,31 @@ impl Results {
             }
             value.push(')');
             rows.push(Row {
-                figure: "projection lag at 80 % of max placement rate".to_owned(),
-                value,
-                reference: String::new(),
-                ratio: String::new(),
                 target: "p99 <= 50 ms".to_owned(),
                 verdict: verdict(
                     p99 <= Duration::from_millis(50) && lag.unseen == 0 && lag.errors == 0,
                 ),
+                ..Row::info("projection lag at 80 % of max placement rate", value)
             });
         }
         if let Some(rebuild) = &self.rebuild {
+            let value = format!(
+                "{:.0} events/s ({} events in {:.1} s)",
+                rebuild.per_second(),
+                rebuild.events,
+                rebuild.elapsed.as_secs_f64()
+            );
             rows.push(Row {
-                figure: "read-model rebuild".to_owned(),
-                value: format!(
-                    "{:.0} events/s ({} events in {:.1} s)",
-                    rebuild.per_second(),
-                    rebuild.events,
-                    rebuild.elapsed.as_secs_f64()
-                ),
-                reference: String::new(),
-                ratio: String::new(),
                 target: ">= 50000 events/s".to_owned(),
                 verdict: verdict(rebuild.per_second() >= 50_000.0),
+                ..Row::info("read-model rebuild", value)
             });
         }
         let rss_mb = self.rss_kib as f64 / 1024.0;
         rows.push(Row {
-            figure: "server peak RSS (VmHWM)".to_owned(),
-            value: format!("{rss_mb:.1} MiB"),
-            reference: String::new(),
-            ratio: String::new(),
             target: "<= 100 MB".to_owned(),
             verdict: verdict(self.rss_kib as f64 * 1024.0 <= 100e6),
+            ..Row::info("server peak RSS (VmHWM)", format!("{rss_mb:.1} MiB"))
         });
         for (figure, ready) in [
             (
@@ -228,12 +278,9 @@ impl Results {
             ),
         ] {
             rows.push(Row {
-                figure: figure.to_owned(),
-                value: format!("{:.0} ms", ms(ready)),
-                reference: String::new(),
-                ratio: String::new(),
                 target: "<= 1 s".to_owned(),
                 verdict: verdict(ready <= Duration::from_secs(1)),
+                ..Row::info(figure, format!("{:.0} ms", ms(ready)))
             });
         }
         for seeded in &self.seeded {
@@ -281,29 +328,53 @@ impl Results {
                 "| server | release build, {}, `RUST_LOG` default (info) |",
                 self.server_env
             );
+            let _ = writeln!(
+                out,
+                "| floor | `bench-floor` release build, {}; no authentication, no request log (see below) |",
+                self.floor_env
+            );
             let _ = writeln!(out, "| run | {} |", self.plan);
             let _ = writeln!(out);
         }
         let _ = writeln!(
             out,
-            "| figure | emporium | pgbench reference | ratio | target | |\n|---|---|---|---|---|---|"
+            "| figure | emporium | floor | emporium / floor | target | | pgbench | emporium / pgbench | floor / pgbench |"
         );
+        let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
         for row in self.rows() {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {} | {} |",
-                row.figure, row.value, row.reference, row.ratio, row.target, row.verdict
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                row.figure,
+                row.value,
+                row.floor,
+                row.floor_ratio,
+                row.target,
+                row.verdict,
+                row.reference,
+                row.ratio,
+                row.floor_reference_ratio
             );
         }
+        self.rounds_table(out);
         let _ = writeln!(out, "\nCommands (paths under `target/bench/`):\n\n```sh");
         let _ = writeln!(
             out,
             "cargo xtask bench{}",
             if self.smoke { " --smoke" } else { "" }
         );
+        let _ = writeln!(
+            out,
+            "# each wrk line below ran once to warm up, then once per round: emporium and the floor by turns"
+        );
         for phase in &PHASES {
-            if let Some(run) = self.wrk.get(phase.name) {
-                let _ = writeln!(out, "{}", run.command);
+            if let Some(measured) = self.wrk.get(phase.name) {
+                let sides = std::iter::once(&measured.emporium).chain(&measured.floor);
+                for rounds in sides {
+                    if let Some(run) = rounds.runs.first() {
+                        let _ = writeln!(out, "{}", run.command);
+                    }
+                }
             }
         }
         if let Some(pgbench) = &self.pgbench {
@@ -313,6 +384,42 @@ impl Results {
         }
         let _ = writeln!(out, "```");
         report
+    }
+}
+
+impl Results {
+    /// Every round's rate, so a reader sees the spread behind each median.
+    fn rounds_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\nEach round's rate (rps; the flow in flows/s), in the order run (after a warm-up round of each, not counted): {}\n",
+            self.order
+        );
+        let _ = writeln!(out, "| phase | emporium | floor |\n|---|---|---|");
+        for phase in &PHASES {
+            let Some(measured) = self.wrk.get(phase.name) else {
+                continue;
+            };
+            let rates = |rounds: &Rounds| {
+                let rate = |run: &WrkRun| match phase.name {
+                    "create_confirm" => run.flows_per_second(),
+                    _ => run.per_second(),
+                };
+                let rates: Vec<String> = rounds
+                    .runs
+                    .iter()
+                    .map(|r| format!("{:.0}", rate(r)))
+                    .collect();
+                rates.join(", ")
+            };
+            let floor = measured.floor.as_ref().map(rates).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {floor} |",
+                phase.name,
+                rates(&measured.emporium)
+            );
+        }
     }
 }
 

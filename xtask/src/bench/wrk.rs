@@ -1,6 +1,7 @@
-//! The wrk driver: one fixed-duration, fixed-concurrency run per phase, each its own Lua
-//! script (`wrk/<phase>.lua`) after a shared prelude (`wrk/prelude.lua`: seeded ids,
-//! per-thread seeds, a random new order, and a `WRK_RESULT` summary line from `done()`).
+//! The wrk driver: fixed-duration, fixed-concurrency runs (one per round and server), each
+//! phase its own Lua script (`wrk/<phase>.lua`) after a shared prelude (`wrk/prelude.lua`:
+//! seeded ids, per-thread seeds, a random new order, and a `WRK_RESULT` summary line from
+//! `done()`).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -21,6 +22,33 @@ pub(super) struct Phase {
     pub(super) script: &'static str,
     /// A state machine per connection: one wrk thread per connection.
     pub(super) per_connection: bool,
+    /// Whether the floor serves the phase's routes (it has no confirm).
+    pub(super) floor: bool,
+    /// The target, against the floor's rate (of `create` for the flow).
+    pub(super) target: Target,
+}
+
+/// A phase's target: emporium's rate at least `ratio` x the floor's, and p99 at most
+/// `p99_ms` when there is one.
+pub(super) struct Target {
+    pub(super) ratio: f64,
+    pub(super) p99_ms: Option<u64>,
+}
+
+/// The server a run measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Side {
+    Emporium,
+    Floor,
+}
+
+impl Side {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Side::Emporium => "emporium",
+            Side::Floor => "floor",
+        }
+    }
 }
 
 pub(super) const PHASES: [Phase; 5] = [
@@ -29,30 +57,55 @@ pub(super) const PHASES: [Phase; 5] = [
         figure: "`GET /queries/orders/{id}`",
         script: include_str!("wrk/order_by_id.lua"),
         per_connection: false,
+        floor: true,
+        target: Target {
+            ratio: 0.9,
+            p99_ms: Some(10),
+        },
     },
     Phase {
         name: "orders_by_user",
         figure: "`GET /queries/orders?user_id=`",
         script: include_str!("wrk/orders_by_user.lua"),
         per_connection: false,
+        floor: true,
+        target: Target {
+            ratio: 0.7,
+            p99_ms: None,
+        },
     },
     Phase {
         name: "product_by_id",
         figure: "`GET /products/{id}`",
         script: include_str!("wrk/product_by_id.lua"),
         per_connection: false,
+        floor: true,
+        target: Target {
+            ratio: 0.9,
+            p99_ms: None,
+        },
     },
     Phase {
         name: "create",
         figure: "`POST /commands/orders`",
         script: include_str!("wrk/create.lua"),
         per_connection: false,
+        floor: true,
+        target: Target {
+            ratio: 0.8,
+            p99_ms: Some(50),
+        },
     },
     Phase {
         name: "create_confirm",
         figure: "create -> confirm (flows/s)",
         script: include_str!("wrk/create_confirm.lua"),
         per_connection: true,
+        floor: false,
+        target: Target {
+            ratio: 0.6,
+            p99_ms: None,
+        },
     },
 ];
 
@@ -99,10 +152,13 @@ impl WrkRun {
     }
 }
 
+/// One round of `phase` against `side` at `address`; its output in
+/// `<out>/<phase>-<side>-<round>.txt`.
 pub(super) fn run_wrk(
     wrk: &Path,
     plan: &Plan,
-    address: &str,
+    (side, address): (Side, &str),
+    round: usize,
     out: &Path,
     phase: &Phase,
 ) -> Result<WrkRun> {
@@ -120,7 +176,7 @@ pub(super) fn run_wrk(
     command
         .arg(format!("-t{threads}"))
         .arg(format!("-c{connections}"))
-        .arg(format!("-d{}s", plan.duration.as_secs()))
+        .arg(format!("-d{}s", plan.round.as_secs()))
         .args(["--timeout", "10s", "--latency", "-s"])
         .arg(&script)
         .arg(format!("http://{address}/"));
@@ -130,7 +186,8 @@ pub(super) fn run_wrk(
         .output()
         .with_context(|| format!("running {described}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
-    fs::write(out.join(format!("{}.txt", phase.name)), stdout.as_bytes())?;
+    let name = format!("{}-{}-{round}", phase.name, side.name());
+    fs::write(out.join(format!("{name}.txt")), stdout.as_bytes())?;
     ensure!(
         output.status.success(),
         "{described} failed ({}): {}",
@@ -140,17 +197,14 @@ pub(super) fn run_wrk(
     let run = parse_wrk(&stdout, described)?;
     ensure!(
         run.requests > 0 && run.errors() < run.requests,
-        "{}: {} requests, all failed ({} non-2xx, {} socket errors); see target/bench/{}.txt",
-        phase.name,
+        "{name}: {} requests, all failed ({} non-2xx, {} socket errors); see target/bench/{name}.txt",
         run.requests,
         run.status_errors,
         run.socket_errors,
-        phase.name
     );
     if run.errors() > 0 {
         eprintln!(
-            "xtask: warning: {}: {} of {} requests failed",
-            phase.name,
+            "xtask: warning: {name}: {} of {} requests failed",
             run.errors(),
             run.requests
         );

@@ -5,14 +5,9 @@
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use eventlog::{EventSource, PgEventSource, Position};
+use kernel::testing::Plan;
 
 use crate::fixture;
-
-#[derive(diesel::QueryableByName)]
-struct Plan {
-    #[diesel(sql_type = diesel::sql_types::Json, column_name = "QUERY PLAN")]
-    plan: serde_json::Value,
-}
 
 #[derive(diesel::QueryableByName)]
 struct Last {
@@ -20,20 +15,6 @@ struct Last {
     xid: i64,
     #[diesel(sql_type = BigInt)]
     seq: i64,
-}
-
-/// Shared buffers a plan node and its children touched.
-fn buffers(node: &serde_json::Value) -> i64 {
-    node["Shared Hit Blocks"].as_i64().unwrap_or(0)
-        + node["Shared Read Blocks"].as_i64().unwrap_or(0)
-}
-
-/// Every node type of a plan.
-fn node_types(node: &serde_json::Value, into: &mut Vec<String>) {
-    into.push(node["Node Type"].as_str().unwrap_or_default().to_owned());
-    for child in node["Plans"].as_array().into_iter().flatten() {
-        node_types(child, into);
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,28 +56,21 @@ async fn a_backlog_costs_the_backlog_not_the_log() {
         100_000
     );
 
-    let explain = format!(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {}",
-        eventlog::backlog_statement("ledger")
-    );
-    let plan: Plan = diesel::sql_query(explain)
+    let plan: Plan = diesel::sql_query(Plan::explain(&eventlog::backlog_statement("ledger")))
         .bind::<BigInt, _>(position.xid)
         .bind::<BigInt, _>(position.seq)
         .bind::<BigInt, _>(eventlog::BACKLOG_CAP)
         .get_result(&mut conn)
         .await
         .unwrap();
-    let plan = plan.plan;
-    let root = &plan[0]["Plan"];
-    let mut types = Vec::new();
-    node_types(root, &mut types);
+    let types = plan.node_types();
     assert!(
         !types.iter().any(|t| t == "Seq Scan"),
         "no sequential scan: {types:?}"
     );
-    let touched = buffers(root);
+    let touched = plan.buffers();
     assert!(
         touched < 50,
-        "touched {touched} buffers of a log of some 2000 pages: {plan:#}"
+        "touched {touched} buffers of a log of some 2000 pages: {plan}"
     );
 }

@@ -99,9 +99,14 @@ async fn effects_run_outside_the_transaction_and_gate_their_event() {
                 NewEvent::new("test.happened", uuid::Uuid::now_v7(), 1, &payload)
             })
             .collect();
-        eventlog::append(&mut conn, "ledger", &events)
-            .await
-            .unwrap();
+        // One transaction, as a command appends: the three become visible together (each
+        // on its own, a transaction open elsewhere in the cluster could hold back the
+        // watermark between them, and the first step would see event 1 alone).
+        db::transaction(&mut conn, async |conn| {
+            eventlog::append(conn, "ledger", &events).await
+        })
+        .await
+        .unwrap();
     }
 
     let mut steps = Vec::new();

@@ -318,3 +318,48 @@ async fn events_roll_back_with_their_transaction() {
         "the rolled-back event never existed"
     );
 }
+
+/// Events appended in one call (one statement) keep the order they were given in, with
+/// the envelopes returned as written, actor and correlation id included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_appended_together_keep_their_order() {
+    let f = fixture().await;
+    let mut conn = write_conn(&f).await;
+    let order: Vec<i64> = vec![5, 3, 9, 1, 7, 2, 8, 4, 6, 10];
+    let events: Vec<NewEvent> = order
+        .iter()
+        .map(|n| {
+            NewEvent::new(
+                "test.happened",
+                uuid::Uuid::now_v7(),
+                *n,
+                &serde_json::json!({"n": n, "poison": false}),
+            )
+        })
+        .collect();
+    let written = db::transaction(&mut conn, async |conn| {
+        eventlog::append(conn, "ledger", &events).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        written
+            .iter()
+            .map(|e| e.aggregate_version)
+            .collect::<Vec<_>>(),
+        order
+    );
+    let subscription = f.subscription();
+    subscription.register().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while f.applied().await.len() < order.len() && Instant::now() < deadline {
+        subscription.step(3).await.unwrap();
+    }
+    assert_eq!(f.applied().await, order, "applied in the order appended");
+    assert!(
+        eventlog::append(&mut conn, "ledger", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -31,10 +31,12 @@ use futures_util::FutureExt;
 use crate::Unavailable;
 
 mod errors;
+mod prepared;
 pub mod text;
 
 pub(crate) use errors::is_unavailable_cause;
 pub use errors::{DbContext, db_error, is_unavailable, unique_violation};
+pub use prepared::{Prepared, prepared};
 
 pub use diesel_async::AsyncPgConnection as PgConnection;
 

@@ -58,6 +58,49 @@ async fn an_exhausted_pool_is_unavailable_within_its_wait() {
     );
 }
 
+/// A raw statement wrapped in `db::prepared` is prepared once per connection and kept (it
+/// shows in the session's `pg_prepared_statements`, once however often it ran); a plain
+/// `sql_query` is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_raw_statements_are_kept_per_connection() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct N {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    const KEPT: &str = "SELECT $1::bigint + 1 AS n";
+    const NOT_KEPT: &str = "SELECT $1::bigint + 2 AS n";
+    let f = fixture().await;
+    let pool = db::pool(&f.db.url, &SCRATCH, Default::default()).unwrap();
+    let mut conn = db::connect(&pool).await.unwrap();
+    for i in 0..3 {
+        let kept: N = db::prepared(diesel::sql_query(KEPT).bind::<BigInt, _>(i))
+            .get_result(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(kept.n, i + 1, "binds reach the statement");
+        let plain: N = diesel::sql_query(NOT_KEPT)
+            .bind::<BigInt, _>(i)
+            .get_result(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(plain.n, i + 2);
+    }
+    let held = |sql: &'static str| {
+        diesel::sql_query("SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1")
+            .bind::<diesel::sql_types::Text, _>(sql)
+    };
+    let kept: N = held(KEPT).get_result(&mut *conn).await.unwrap();
+    let plain: N = held(NOT_KEPT).get_result(&mut *conn).await.unwrap();
+    assert_eq!(
+        (kept.n, plain.n),
+        (1, 0),
+        "prepared once, and only the wrapped one"
+    );
+}
+
 /// A statement that runs past the pool's `statement_timeout` is cancelled and answered
 /// `503`; a connection left idle inside a transaction past its timeout is ended by the
 /// server (its locks with it), and the pool hands out a working one after.

@@ -132,6 +132,7 @@ async fn a_retired_generation_is_deleted_in_bounded_transactions_and_finished_af
          + (SELECT count(*) FROM orders_read.order_items WHERE generation = 1) \
          + (SELECT count(*) FROM orders_read.users WHERE generation = 1) \
          + (SELECT count(*) FROM orders_read.products WHERE generation = 1) \
+         + (SELECT count(*) FROM orders_read.order_counts WHERE generation = 1) \
          + (SELECT count(*) FROM orders_read.generations WHERE id = 1) AS n";
     assert_eq!(app.db.scalar(rows_of_1).await, 0, "generation 1 is gone");
     let view = app.view(&ids[0].to_string(), 1).await;

@@ -10,6 +10,7 @@ mod queries;
 mod rebuild;
 mod renames;
 mod tidy;
+mod totals;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -178,4 +179,26 @@ impl TestApp {
         );
         answer.body
     }
+}
+
+/// Where the counts behind list totals (`orders_read.order_counts`) and the orders disagree,
+/// as JSON rows (`[]` when they agree): each side's rows the other lacks.
+const MISCOUNTED: &str = "WITH counts AS (SELECT generation, user_id, status, n FROM orders_read.order_counts), \
+       truth AS (SELECT o.generation, w.user_id, o.status, count(*) AS n FROM orders_read.orders o \
+         CROSS JOIN LATERAL (VALUES (o.user_id), ('00000000-0000-0000-0000-000000000000'::uuid)) AS w(user_id) \
+         GROUP BY 1, 2, 3) \
+     SELECT coalesce(json_agg(d), '[]')::text AS rows FROM ( \
+       (SELECT 'counted' AS side, * FROM counts EXCEPT SELECT 'counted', * FROM truth) \
+       UNION ALL (SELECT 'actual', * FROM truth EXCEPT SELECT 'actual', * FROM counts)) d";
+
+async fn miscounted(conn: &mut diesel_async::AsyncPgConnection) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Rows {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        rows: String,
+    }
+    let rows: Rows = diesel_async::RunQueryDsl::get_result(diesel::sql_query(MISCOUNTED), conn)
+        .await
+        .unwrap();
+    rows.rows
 }

@@ -2,7 +2,7 @@
 //! product and order events (renames, every order status, redeliveries, versions out of
 //! order) applied one at a time into one database and in random batches into others leave
 //! identical read models, table for table; and one at a time, the read model is what the
-//! history says (newest status, version and names).
+//! history says (newest status, version and names), with list totals that agree with it.
 //!
 //! A failure prints its seed; `PROJECTION_SEED=<seed>` replays that one case.
 
@@ -350,6 +350,7 @@ const DUMP: &str = "SELECT \
        || (SELECT coalesce(json_agg(i ORDER BY generation, order_id, line), '[]') FROM orders_read.order_items i)::text \
        || (SELECT coalesce(json_agg(u ORDER BY generation, id), '[]') FROM orders_read.users u)::text \
        || (SELECT coalesce(json_agg(p ORDER BY generation, id), '[]') FROM orders_read.products p)::text \
+       || (SELECT coalesce(json_agg(c ORDER BY generation, user_id, status), '[]') FROM orders_read.order_counts c)::text \
        || (SELECT json_agg(json_build_array(id, state) ORDER BY id) FROM orders_read.generations)::text \
        AS state";
 
@@ -364,7 +365,7 @@ const MODEL: &str = "SELECT coalesce(json_agg(json_build_array(o.id, o.status, o
      LEFT JOIN orders_read.users u ON u.generation = o.generation AND u.id = o.user_id";
 
 const RESET: &str = "TRUNCATE orders_read.orders, orders_read.order_items, orders_read.users, \
-       orders_read.products";
+       orders_read.products, orders_read.order_counts";
 
 async fn dump(conn: &mut AsyncPgConnection) -> String {
     let dump: Dump = diesel::sql_query(DUMP).get_result(conn).await.unwrap();
@@ -444,6 +445,8 @@ async fn batches_and_single_events_build_the_same_read_model() {
             async move {
                 reset(conn).await;
                 apply(conn, projection, batches).await?;
+                let miscounted = crate::miscounted(conn).await;
+                anyhow::ensure!(miscounted == "[]", "list totals miscounted: {miscounted}");
                 anyhow::Ok((dump(conn).await, model(conn).await))
             }
         });

@@ -22,11 +22,13 @@ const LOCK_ORDER_CHARGES: &str =
 
 /// Serializes every charge of `order_id` behind this transaction (released at its end).
 async fn lock_order(conn: &mut AsyncPgConnection, order_id: OrderId) -> Result<(), PaymentError> {
-    diesel::sql_query(LOCK_ORDER_CHARGES)
-        .bind::<diesel::sql_types::Uuid, _>(order_id.as_uuid())
-        .execute(conn)
-        .await
-        .db_context("locking the order's payments")?;
+    kernel::db::prepared(
+        diesel::sql_query(LOCK_ORDER_CHARGES)
+            .bind::<diesel::sql_types::Uuid, _>(order_id.as_uuid()),
+    )
+    .execute(conn)
+    .await
+    .db_context("locking the order's payments")?;
     Ok(())
 }
 

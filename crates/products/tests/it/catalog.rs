@@ -216,6 +216,45 @@ async fn list_pages_newest_first() {
     assert!(detail.contains("10000"), "says why: {detail}");
 }
 
+/// The catalog's total is a count the database keeps on every insert, not a count per
+/// list: exact after concurrent creations and after rows written outside the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_total_is_kept_exact_without_counting_the_catalog() {
+    let app = spawn_app().await;
+    let created = futures_util::future::join_all((0..20).map(|i| {
+        app.http
+            .post("/products", json!({"name": format!("p{i}"), "price": 1}))
+    }))
+    .await;
+    assert!(created.iter().all(|c| c.status == 201));
+    let total = |body: &serde_json::Value| body["total"].as_i64();
+    assert_eq!(
+        total(&app.http.get("/products?page_size=1").await.body),
+        Some(20)
+    );
+
+    let bulk = "INSERT INTO products.products (id, name, description, price, stock, created_at, updated_at) \
+         SELECT gen_random_uuid(), 'bulk', '', 1.00, 0, now(), now() FROM generate_series(1, 30000)";
+    let mut conn = app.db.connect().await;
+    diesel_async::RunQueryDsl::execute(diesel::sql_query(bulk), &mut conn)
+        .await
+        .unwrap();
+    let listed = app.http.get("/products?page_size=1").await.body;
+    assert_eq!(total(&listed), Some(30_020));
+    assert_eq!(listed["total_pages"], 30_020);
+    assert_eq!(
+        app.db
+            .scalar("SELECT count(*) AS n FROM products.products")
+            .await,
+        30_020
+    );
+    assert_eq!(
+        app.db.scalar("SELECT n FROM products.product_count").await,
+        30_020,
+        "one row holds the count"
+    );
+}
+
 #[tokio::test]
 async fn patch_changes_name_description_and_price_only() {
     let app = spawn_app().await;

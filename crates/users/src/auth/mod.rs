@@ -217,52 +217,63 @@ impl Auth {
     /// Records the attempt as a failure before the password is checked (a success takes
     /// it back), so concurrent guesses count each other. `TooManyAttempts` (and the
     /// attempt is not counted) when [`MAX_FAILURES`] earlier ones are in the window.
+    ///
+    /// The claims of one email are serialized by a transaction-scoped advisory lock: with
+    /// each claim committed on its own, a claim could count the earlier ones while an
+    /// attempt with a lower id was inserted but not yet committed, and both would pass.
     async fn claim_attempt(
         &self,
         conn: &mut AsyncPgConnection,
         email: &str,
     ) -> Result<(), UserError> {
-        let now = Utc::now();
-        let since = now - window(&self.lock);
-        diesel::delete(
-            login_failures::table
+        let window = window(&self.lock);
+        db::transaction(conn, async |conn| {
+            db::prepared(
+                diesel::sql_query(
+                    "SELECT pg_advisory_xact_lock(hashtextextended('users.login:' || $1, 0))",
+                )
+                .bind::<diesel::sql_types::Text, _>(email),
+            )
+            .execute(conn)
+            .await
+            .db_context("locking an email's login attempts")?;
+            let now = Utc::now();
+            let since = now - window;
+            diesel::delete(
+                login_failures::table
+                    .filter(login_failures::email.eq(email))
+                    .filter(login_failures::failed_at.le(since)),
+            )
+            .execute(conn)
+            .await
+            .db_context("purging old failed logins")?;
+            let earlier: Vec<DateTime<Utc>> = login_failures::table
                 .filter(login_failures::email.eq(email))
-                .filter(login_failures::failed_at.le(since)),
-        )
-        .execute(conn)
-        .await
-        .db_context("purging old failed logins")?;
-        let own: i64 = diesel::insert_into(login_failures::table)
-            .values((
-                login_failures::email.eq(email),
-                login_failures::failed_at.eq(now),
-            ))
-            .returning(login_failures::id)
-            .get_result(conn)
-            .await
-            .db_context("recording a login attempt")?;
-        let earlier: Vec<DateTime<Utc>> = login_failures::table
-            .filter(login_failures::email.eq(email))
-            .filter(login_failures::failed_at.gt(since))
-            .filter(login_failures::id.lt(own))
-            .select(login_failures::failed_at)
-            .order(login_failures::id.desc())
-            .limit(MAX_FAILURES)
-            .load(conn)
-            .await
-            .db_context("counting failed logins")?;
-        if earlier.len() as i64 >= MAX_FAILURES {
-            diesel::delete(login_failures::table.find(own))
+                .filter(login_failures::failed_at.gt(since))
+                .select(login_failures::failed_at)
+                .order(login_failures::id.desc())
+                .limit(MAX_FAILURES)
+                .load(conn)
+                .await
+                .db_context("counting failed logins")?;
+            if earlier.len() as i64 >= MAX_FAILURES {
+                // Unlocked once the oldest of the last five leaves the window.
+                let oldest = earlier.iter().min().copied().unwrap_or(now);
+                let left = (oldest + window - Utc::now()).num_milliseconds();
+                let seconds = u32::try_from((left.max(0) + 999) / 1000).unwrap_or(u32::MAX);
+                return Err(UserError::TooManyAttempts(seconds.max(1)));
+            }
+            diesel::insert_into(login_failures::table)
+                .values((
+                    login_failures::email.eq(email),
+                    login_failures::failed_at.eq(now),
+                ))
                 .execute(conn)
                 .await
-                .db_context("forgetting a refused login attempt")?;
-            // Unlocked once the oldest of the last five leaves the window.
-            let oldest = earlier.iter().min().copied().unwrap_or(now);
-            let left = (oldest + window(&self.lock) - Utc::now()).num_milliseconds();
-            let seconds = u32::try_from((left.max(0) + 999) / 1000).unwrap_or(u32::MAX);
-            return Err(UserError::TooManyAttempts(seconds.max(1)));
-        }
-        Ok(())
+                .db_context("recording a login attempt")?;
+            Ok(())
+        })
+        .await
     }
 
     /// The refresh-token grant: rotates the token; a reused one revokes its family.
