@@ -20,6 +20,19 @@ const COLORS: [&str; 3] = ["#1f77b4", "#d62728", "#2ca02c"];
 struct Panel {
     title: &'static str,
     series: Vec<(String, Vec<f64>)>,
+    /// A logarithmic scale from 1 (for latency, where one stall of seconds would flatten
+    /// every other sample on a linear one).
+    log: bool,
+}
+
+/// Where `value` goes on a panel of height [`PANEL`] whose top is `max`: the distance up
+/// from its bottom.
+fn rise(value: f64, max: f64, log: bool) -> f64 {
+    if log {
+        PANEL * value.max(1.0).log10() / max.log10()
+    } else {
+        PANEL * value / max
+    }
 }
 
 /// The SVG of `samples` (at least two).
@@ -28,6 +41,7 @@ pub(super) fn svg(samples: &[Sample]) -> String {
         Panel {
             title: "server memory, VmRSS (MiB)",
             series: vec![("VmRSS".to_owned(), values(samples, Sample::rss_mib))],
+            log: false,
         },
         Panel {
             title: "rows of the tables that must stay bounded",
@@ -36,13 +50,15 @@ pub(super) fn svg(samples: &[Sample]) -> String {
                 .enumerate()
                 .map(|(i, table)| (table.to_string(), values(samples, |s| s.bounded[i] as f64)))
                 .collect(),
+            log: false,
         },
         Panel {
-            title: "latency of each sample's requests, every route (ms)",
+            title: "latency of each sample's requests, every route (ms, logarithmic)",
             series: vec![
                 ("p99".to_owned(), values(samples, |s| ms(s.p99()))),
                 ("p50".to_owned(), values(samples, |s| ms(s.quantile(0.5)))),
             ],
+            log: true,
         },
         Panel {
             title: "projection backlog (events) and pool waits (requests)",
@@ -50,6 +66,7 @@ pub(super) fn svg(samples: &[Sample]) -> String {
                 ("backlog".to_owned(), values(samples, |s| s.lag_events)),
                 ("pool waits".to_owned(), values(samples, |s| s.pool_waiting)),
             ],
+            log: false,
         },
         Panel {
             title: "CPU other processes on the machine took (% of all cores)",
@@ -57,6 +74,7 @@ pub(super) fn svg(samples: &[Sample]) -> String {
                 "other processes".to_owned(),
                 values(samples, |s| s.others_cpu * 100.0),
             )],
+            log: false,
         },
     ];
     let height = panels.len() as f64 * (PANEL + TITLE) + AXIS;
@@ -82,9 +100,9 @@ pub(super) fn svg(samples: &[Sample]) -> String {
             .iter()
             .flat_map(|(_, v)| v.iter().copied())
             .fold(0.0, f64::max)
-            .max(1.0)
+            .max(if panel.log { 10.0 } else { 1.0 })
             * 1.1;
-        let y = |value: f64| bottom - PANEL * value / max;
+        let y = |value: f64| bottom - rise(value, max, panel.log);
         let _ = writeln!(
             out,
             "<rect x=\"{LEFT}\" y=\"{top}\" width=\"{:.1}\" height=\"{PANEL}\" fill=\"#eee\"/>",
@@ -109,7 +127,14 @@ pub(super) fn svg(samples: &[Sample]) -> String {
             top - 16.0,
             panel.title
         );
-        for value in [0.0, max / 2.0, max] {
+        let ticks: Vec<f64> = if panel.log {
+            (0..=max.log10().floor() as i32)
+                .map(|k| 10f64.powi(k))
+                .collect()
+        } else {
+            vec![0.0, max / 2.0, max]
+        };
+        for value in ticks {
             let _ = writeln!(
                 out,
                 "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
@@ -173,5 +198,40 @@ fn label(value: f64) -> String {
         format!("{value:.0}")
     } else {
         format!("{value:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn draws_every_series_within_its_panel() {
+        let samples: Vec<Sample> = (1..=12)
+            .map(|i| {
+                let mut sample = Sample::quiet(Duration::from_secs(5 * i));
+                let latency = Duration::from_millis(if i == 7 { 9000 } else { 0 });
+                sample.window.latencies.insert("GET /x", vec![latency; 3]);
+                sample.rss_kib = 60 * 1024 + i;
+                sample
+            })
+            .collect();
+        let svg = svg(&samples);
+        assert_eq!(
+            svg.matches("<polyline").count(),
+            1 + BOUNDED.len() + 2 + 2 + 1
+        );
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        let height = 5.0 * (PANEL + TITLE) + AXIS;
+        for point in svg.split("points=\"").skip(1) {
+            let points = &point[..point.find('"').unwrap()];
+            for xy in points.split(' ') {
+                let (x, y) = xy.split_once(',').unwrap();
+                let (x, y): (f64, f64) = (x.parse().unwrap(), y.parse().unwrap());
+                assert!((LEFT..=WIDTH - RIGHT).contains(&x) && (0.0..=height).contains(&y));
+            }
+        }
     }
 }
