@@ -1,8 +1,6 @@
-//! The load `cargo xtask bench` and `cargo xtask soak` drive in Rust, where a generic load
-//! generator does not fit: the API client, seeding a data set through the API, an
-//! open-loop (rate-limited) driver, a placement load with projection lag probes on top,
-//! and a read-model rebuild. (Fixed-concurrency throughput runs go through `wrk`; see
-//! `bench/`.)
+//! The load `cargo xtask bench` and `soak` drive in Rust where wrk does not fit (see
+//! `bench/`): the API client, seeding, an open-loop (rate-limited) driver, a placement
+//! load with projection lag probes on top, and a read-model rebuild.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -357,8 +355,8 @@ pub(crate) struct Lag {
 }
 
 /// Places orders at `rate` per second in the background ([`drive_at`]: wrk cannot limit
-/// its rate) and meanwhile runs up to `probes` probes one after
-/// the other, for at most `limit`: place an order, and from its `202` poll
+/// its rate) and meanwhile runs up to `probes` probes one after the other, for at most
+/// `limit`: place an order, and from its `202` poll
 /// `GET /queries/orders/{id}` until it is there. A projection that falls behind the rate
 /// shows as probes the limit cut short (`unseen`) and a backlog, not as an error.
 pub(crate) async fn projection_lag(
