@@ -2,7 +2,6 @@
 //! `bench/`): the API client, seeding, an open-loop (rate-limited) driver, a placement
 //! load with projection lag probes on top, and a read-model rebuild.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -211,7 +210,6 @@ where
 pub(crate) fn user_email(i: usize) -> String {
     format!("user{i}@bench.example")
 }
-
 pub(crate) const USER_PASSWORD: &str = "bench password";
 
 /// Seeds `users` users, `products` products with ample stock, then `orders` orders over
