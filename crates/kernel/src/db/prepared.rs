@@ -17,7 +17,8 @@ use diesel::result::QueryResult;
 pub struct Prepared<Q>(Q);
 
 /// `query` (a `diesel::sql_query(CONST).bind(..)...`) cached by its text. Only for a text
-/// that is a constant: every distinct text stays prepared on every connection that ran it.
+/// that is a constant, or one of a fixed few (a constant per module schema, as the event
+/// log's): every distinct text stays prepared on every connection that ran it.
 pub fn prepared<Q>(query: Q) -> Prepared<Q> {
     Prepared(query)
 }
