@@ -65,10 +65,6 @@ pub struct Config {
     /// How long a pending order holds its stock (e.g. 30m, 90s, 2h).
     #[arg(long, env = "ORDER_EXPIRY", default_value = "30m", value_parser = kernel::parse_duration, global = true)]
     pub order_expiry: Duration,
-    /// How long an order placement may stay unfinished (a crash mid-way) before the sweeper
-    /// releases its stock.
-    #[arg(long, env = "PLACEMENT_TIMEOUT", default_value = "60s", value_parser = kernel::parse_duration, global = true)]
-    pub placement_timeout: Duration,
     /// Connections per module pool.
     #[arg(long, env = "DB_POOL_SIZE", default_value_t = 8, global = true)]
     pub db_pool_size: usize,
@@ -111,7 +107,6 @@ impl Config {
             login_lock_window: Duration::from_secs(15 * 60),
             purge_interval: Duration::from_secs(3600),
             order_expiry: Duration::from_secs(30 * 60),
-            placement_timeout: Duration::from_secs(60),
             db_pool_size: 3,
             http_workers: Some(2),
             payment_gateway_timeout: Duration::from_secs(10),
@@ -333,7 +328,6 @@ impl Modules {
         let order_settings = orders::Settings {
             order_expiry: config.order_expiry,
             sweep_every: hooks.sweep_every,
-            placement_timeout: config.placement_timeout,
             // A charge waits at most one gateway deadline for another pending payment, then
             // calls the gateway under one more; the fence outlasts both.
             confirm_fence: config.payment_gateway_timeout * 2 + Duration::from_secs(10),

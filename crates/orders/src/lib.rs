@@ -1,12 +1,14 @@
 //! The orders module's write side (CQRS): commands change the write model (schema
 //! `orders`) and append their events to its log in the same transaction; a saga drives
 //! the steps shared with products and payments from the event log; a sweeper expires
-//! pending orders and finishes interrupted placements. Serves `/commands/orders`.
+//! pending orders. Serves `/commands/orders`.
 //!
 //! Knows nothing of the read model (`crates/orders-read`, schema `orders_read`): it does
 //! not depend on it (only its end-to-end suite does, as a dev-dependency) and never reads
-//! it; the read side learns of orders only from the events published here. Talks to users, products and payments only through their `-api`
-//! traits and events; never reads their tables.
+//! it; the read side learns of orders only from the events published here. Talks to
+//! users, products and payments only through their `-api` traits and events; never reads
+//! their tables (a placement's stock is reserved in its transaction by the products
+//! module's own code, acting as that module's role: `kernel::db::Unit`).
 
 mod commands;
 mod compensation;
@@ -48,11 +50,8 @@ pub const SAGA: &str = saga::NAME;
 pub struct Settings {
     /// How long a pending order holds its stock before it is cancelled as `expired`.
     pub order_expiry: Duration,
-    /// How often the sweeper looks for expired orders and interrupted placements.
+    /// How often the sweeper looks for expired orders and forgets old idempotency keys.
     pub sweep_every: Duration,
-    /// How long a placement may stay unfinished before the sweeper releases it (a request
-    /// still running after this is refused at its last step).
-    pub placement_timeout: Duration,
     /// How long a confirm's fence holds the order if the confirm crashed before lifting it
     /// (see `domain::Fence`): longer than a charge can take, its wait for another pending
     /// payment included (the app sets twice `PAYMENT_GATEWAY_TIMEOUT` plus a margin).
@@ -118,7 +117,7 @@ impl OrderWriteSide {
             .collect()
     }
 
-    /// Starts the sweeper (expired orders, interrupted placements).
+    /// Starts the sweeper (expired orders, old idempotency keys).
     pub fn spawn_sweeper(&self) -> tokio::task::JoinHandle<()> {
         tokio::spawn(sweeper::run(self.handler.clone(), self.settings.clone()))
     }

@@ -1,16 +1,17 @@
-//! Placing an order, made crash-safe without publishing anything early: record the order as
-//! `placing` (claiming its idempotency key), reserve its stock, then make it `pending` and
-//! publish `order.created`. A placement that fails or is cut short is `abandoned`, its
-//! reservation released (a release fences late reservations), then `rejected`; the sweeper
-//! (`sweeper.rs`) finishes any that a crash left behind.
+//! Placing an order: one transaction claims its idempotency key, counts the user's pending
+//! orders, records the order as `pending` with its lines and `order.created`, and holds
+//! its stock through the products module, in that transaction (`ProductApi::reserve` on a
+//! `kernel::db::Unit`, under the products module's role). It commits whole or not at all:
+//! a crash at any point leaves nothing to finish or undo, a placement that fails (no stock,
+//! an unknown product, the pending limit) leaves no row behind, and one commit suffices.
 
 use std::time::Duration;
 
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Numeric, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{Array, BigInt, Jsonb, Numeric, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
-use kernel::db::{self, DbContext};
+use kernel::db::{self, DbContext, Unit};
 use kernel::{Money, NewEvent, OrderId, Validation};
 use orders_api::{Accepted, MAX_ITEMS, MAX_QUANTITY, NewOrder, OrderError, OrderStatus, events};
 use products_api::{ProductError, ReservationLine};
@@ -18,20 +19,31 @@ use uuid::Uuid;
 
 use crate::SCHEMA;
 use crate::commands::OrderCommandHandler;
-use crate::schema::{idempotency_keys, orders};
+use crate::schema::idempotency_keys;
 use crate::state::State;
 
-/// How long a request waits for another one still running with its idempotency key.
-const KEY_IN_USE_WAIT: Duration = Duration::from_secs(5);
-
-/// Raw: the order (`placing`, version 0) and its lines, numbered from 0, in one statement.
-const RECORD: &str = "WITH recorded AS ( \
+/// Raw: the order (`pending`, version 1) and its lines, numbered from 0, in one statement,
+/// unless the user already holds `$10` pending orders: then nothing is written (no line
+/// inserted). It runs after the user's placements lock (see `lock_user`), so its snapshot
+/// sees every placement of the user that committed before it.
+const RECORD: &str = "WITH held AS ( \
+       SELECT count(*) AS n FROM orders.orders WHERE user_id = $2 AND status = 'pending'), \
+     recorded AS ( \
        INSERT INTO orders.orders (id, user_id, status, total, version, created_at, updated_at) \
-       VALUES ($1, $2, $3, $4, 0, $5, $5)) \
+       SELECT $1, $2, $3, $4, 1, $5, $5 FROM held WHERE held.n < $10 RETURNING id) \
      INSERT INTO orders.order_lines (order_id, line, product_id, product_name, quantity, price) \
-     SELECT $1, (l.n - 1)::int, l.product_id, l.product_name, l.quantity, l.price \
-     FROM unnest($6::uuid[], $7::text[], $8::bigint[], $9::numeric[]) WITH ORDINALITY \
+     SELECT recorded.id, (l.n - 1)::int, l.product_id, l.product_name, l.quantity, l.price \
+     FROM recorded, unnest($6::uuid[], $7::text[], $8::bigint[], $9::numeric[]) WITH ORDINALITY \
        AS l(product_id, product_name, quantity, price, n)";
+
+/// Raw: claims an idempotency key with its answer; a key past its TTL is taken over (as
+/// if the sweeper had deleted it). Writes no row when the key is held: one row written
+/// means claimed. A concurrent claim of the same key waits for this one's transaction.
+const CLAIM: &str = "INSERT INTO orders.idempotency_keys AS k \
+       (key, request, order_id, response, created_at) VALUES ($1, $2, $3, $4, $5) \
+     ON CONFLICT (key) DO UPDATE SET request = EXCLUDED.request, order_id = EXCLUDED.order_id, \
+       response = EXCLUDED.response, created_at = EXCLUDED.created_at \
+     WHERE k.created_at < $6";
 
 /// A line priced from the catalog, ready to be stored and published.
 struct PricedLine {
@@ -56,8 +68,8 @@ enum KeyLookup {
 
 /// What recording a placement did.
 enum Recorded {
-    /// The order is recorded as `placing`, its idempotency key (if any) claimed.
-    Placing,
+    /// The order is placed (once the transaction commits): the answer.
+    Placed(Accepted),
     /// A concurrent request claimed the idempotency key first; nothing was recorded.
     KeyTaken,
 }
@@ -109,64 +121,21 @@ impl OrderCommandHandler {
         let (user, lines, total) = self.price(&order).await?;
         let id = OrderId::generate();
         let claim = key.as_deref().map(|k| (k, &request));
-        if let Recorded::KeyTaken = self.record(id, &order, &lines, total, claim).await? {
+        match self.record(id, &order, user, lines, total, claim).await? {
+            Recorded::Placed(answer) => {
+                tracing::info!(order_id = %answer.order_id, "order placed");
+                Ok(answer)
+            }
             // A concurrent request with the same key won the claim: answer as it does.
-            return match self
+            Recorded::KeyTaken => match self
                 .lookup_key(key.as_deref().unwrap_or_default(), &request)
                 .await?
             {
                 KeyLookup::Answered(answer) => Ok(answer),
+                // Forgotten (past its TTL) between the claim and the look-up.
                 KeyLookup::Free => Err(OrderError::IdempotencyKeyInUse(key.unwrap_or_default())),
-            };
-        }
-        let reservation: Vec<ReservationLine> = order
-            .items
-            .iter()
-            .map(|l| ReservationLine {
-                product_id: l.product_id,
-                quantity: l.quantity as u32,
-            })
-            .collect();
-        let reserved = self.deps.products.reserve(id, &reservation).await;
-        let reserved = reserved.map_err(|e| match e {
-            e @ (ProductError::InsufficientStock { .. } | ProductError::UnknownProducts(_)) => {
-                OrderError::Product(e)
-            }
-            e => OrderError::Unexpected(anyhow::anyhow!(e).context("reserving stock")),
-        });
-        let published = match reserved {
-            Ok(()) => match self.fault("after_reserve") {
-                Ok(()) => {
-                    let created = events::OrderCreated {
-                        user_id: user.id,
-                        user_name: user.name,
-                        user_email: user.email,
-                        items: lines
-                            .into_iter()
-                            .map(|l| events::OrderLine {
-                                product_id: l.product_id.into(),
-                                product_name: l.product_name,
-                                quantity: l.quantity,
-                                price: l.price,
-                            })
-                            .collect(),
-                        total,
-                    };
-                    self.publish(id, &created, key.as_deref()).await
-                }
-                Err(e) => return Err(e),
             },
-            Err(e) => Err(e),
-        };
-        if published.is_err()
-            && let Err(error) = self.abandon(id).await
-        {
-            tracing::warn!(order_id = %id, error = format!("{error:#}"), "placement left for the sweeper");
         }
-        if let Ok(answer) = &published {
-            tracing::info!(order_id = %answer.order_id, "order placed");
-        }
-        published
     }
 
     /// Checks the user, prices every line from the catalog, totals exactly.
@@ -209,69 +178,48 @@ impl OrderCommandHandler {
         Ok((user, lines, total))
     }
 
-    /// Looks up an idempotency key: a replay answers the first answer; a key in use by a
-    /// request still running is waited for (bounded); a key of a failed request is free.
+    /// Looks up an idempotency key: a replay answers the first answer; a key used with
+    /// another request is refused. A key is written with its answer, in the transaction of
+    /// the placement it answers, so a key in use by a request still running is not seen
+    /// here: that request's claim makes this one's wait for it (see [`Self::record`]).
     async fn lookup_key(
         &self,
         key: &str,
         request: &serde_json::Value,
     ) -> Result<KeyLookup, OrderError> {
-        let deadline = tokio::time::Instant::now() + KEY_IN_USE_WAIT;
-        loop {
-            let mut conn = db::connect(&self.pool).await?;
-            // A key older than the TTL is forgotten, whether or not the sweeper got to it.
-            let forgotten = Utc::now() - ttl(self.idempotency_ttl);
-            diesel::delete(
-                idempotency_keys::table
-                    .find(key)
-                    .filter(idempotency_keys::created_at.lt(forgotten)),
-            )
-            .execute(&mut conn)
+        let mut conn = db::connect(&self.pool).await?;
+        // A key older than the TTL is forgotten, whether or not the sweeper got to it.
+        let forgotten = Utc::now() - ttl(self.idempotency_ttl);
+        let found: Option<(serde_json::Value, serde_json::Value)> = idempotency_keys::table
+            .find(key)
+            .filter(idempotency_keys::created_at.ge(forgotten))
+            .select((idempotency_keys::request, idempotency_keys::response))
+            .first(&mut conn)
             .await
-            .db_context("forgetting an expired idempotency key")?;
-            let found: Option<(serde_json::Value, Option<serde_json::Value>)> =
-                idempotency_keys::table
-                    .find(key)
-                    .select((idempotency_keys::request, idempotency_keys::response))
-                    .first(&mut conn)
-                    .await
-                    .optional()
-                    .db_context("looking up idempotency key")?;
-            drop(conn);
-            match found {
-                None => return Ok(KeyLookup::Free),
-                Some((first, _)) if first != *request => {
-                    return Err(OrderError::IdempotencyKeyReused(key.to_owned()));
-                }
-                Some((_, Some(response))) => {
-                    let accepted = serde_json::from_value(response)
-                        .map_err(|e| anyhow::anyhow!("stored answer: {e}"))?;
-                    return Ok(KeyLookup::Answered(accepted));
-                }
-                Some((_, None)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                Some((_, None)) => return Err(OrderError::IdempotencyKeyInUse(key.to_owned())),
+            .optional()
+            .db_context("looking up idempotency key")?;
+        match found {
+            None => Ok(KeyLookup::Free),
+            Some((first, _)) if first != *request => {
+                Err(OrderError::IdempotencyKeyReused(key.to_owned()))
+            }
+            Some((_, response)) => {
+                let accepted = serde_json::from_value(response)
+                    .map_err(|e| anyhow::anyhow!("stored answer: {e}"))?;
+                Ok(KeyLookup::Answered(accepted))
             }
         }
     }
 
-    /// Refuses a placement that would give the user more than `max_pending_orders`
-    /// pending (or still placing) orders. Placements of one user take a transaction-scoped
-    /// advisory lock first, so concurrent ones count one after the other.
-    async fn within_pending_limit(
-        &self,
+    /// Takes the transaction-scoped advisory lock of the user's placements, so that
+    /// concurrent ones count the user's pending orders (`RECORD`) one after the other. The
+    /// count is a statement of its own, after this one: a statement's snapshot is taken
+    /// when it starts, so a count in the locking statement would not see the placement it
+    /// waited for.
+    async fn lock_user(
         conn: &mut diesel_async::AsyncPgConnection,
         user_id: kernel::UserId,
     ) -> Result<(), OrderError> {
-        #[derive(diesel::QueryableByName)]
-        struct Held {
-            #[diesel(sql_type = BigInt)]
-            held: i64,
-        }
-        // The lock first, then the count in a statement of its own: a statement's
-        // snapshot is taken when it starts, so a count in the locking statement would not
-        // see the placement it waited for.
         kernel::db::prepared(
             diesel::sql_query(
                 "SELECT pg_advisory_xact_lock(hashtextextended('orders.pending:' || $1::text, 0))",
@@ -281,195 +229,122 @@ impl OrderCommandHandler {
         .execute(conn)
         .await
         .db_context("locking the user's placements")?;
-        let held: Held = kernel::db::prepared(
-            diesel::sql_query(
-                "SELECT count(*) AS held FROM orders.orders \
-             WHERE user_id = $1 AND status IN ('placing', 'pending')",
-            )
-            .bind::<SqlUuid, _>(user_id.as_uuid()),
-        )
-        .get_result(conn)
-        .await
-        .db_context("counting the user's pending orders")?;
-        if held.held >= i64::from(self.max_pending_orders) {
-            return Err(OrderError::TooManyPendingOrders {
-                user_id,
-                max: self.max_pending_orders,
-            });
-        }
         Ok(())
     }
 
-    /// Records the order as `placing`, claiming the idempotency key first in the same
-    /// transaction (a key another request holds records nothing).
+    /// The placement's one transaction: claims the idempotency key (with its answer), checks
+    /// the pending limit, records the order, its lines and `order.created`, and reserves
+    /// the stock. A key another request holds records nothing; any failure rolls it all
+    /// back.
     async fn record(
         &self,
         id: OrderId,
         order: &NewOrder,
-        lines: &[PricedLine],
+        user: users_api::User,
+        lines: Vec<PricedLine>,
         total: Money,
         key: Option<(&str, &serde_json::Value)>,
     ) -> Result<Recorded, OrderError> {
-        let mut conn = db::connect(&self.pool).await?;
-        db::transaction(&mut conn, async |conn| {
-            let now = Utc::now();
-            if let Some((key, request)) = key {
-                // Waits for a concurrent claim of the same key to commit or roll back.
-                let claimed = diesel::insert_into(idempotency_keys::table)
-                    .values((
-                        idempotency_keys::key.eq(key),
-                        idempotency_keys::request.eq(request),
-                        idempotency_keys::order_id.eq(id.as_uuid()),
-                        idempotency_keys::created_at.eq(now),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await
-                    .db_context("claiming idempotency key")?;
-                if claimed == 0 {
-                    return Ok(Recorded::KeyTaken);
-                }
-            }
-            self.within_pending_limit(conn, order.user_id).await?;
-            let (mut products, mut names, mut quantities, mut prices) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-            for line in lines {
-                products.push(line.product_id);
-                names.push(line.product_name.as_str());
-                quantities.push(line.quantity);
-                prices.push(line.price.amount());
-            }
-            db::prepared(
-                diesel::sql_query(RECORD)
-                    .bind::<SqlUuid, _>(id.as_uuid())
-                    .bind::<SqlUuid, _>(order.user_id.as_uuid())
-                    .bind::<Text, _>(State::Placing)
-                    .bind::<Numeric, _>(total.amount())
-                    .bind::<Timestamptz, _>(now)
-                    .bind::<Array<SqlUuid>, _>(products)
-                    .bind::<Array<Text>, _>(names)
-                    .bind::<Array<BigInt>, _>(quantities)
-                    .bind::<Array<Numeric>, _>(prices),
-            )
-            .execute(conn)
-            .await
-            .db_context("recording order")?;
-            Ok(Recorded::Placing)
-        })
-        .await
-    }
-
-    /// Makes a recorded order `pending` and publishes it; stores the answer for its key.
-    async fn publish(
-        &self,
-        id: OrderId,
-        created: &events::OrderCreated,
-        key: Option<&str>,
-    ) -> Result<Accepted, OrderError> {
         let answer = Accepted {
             order_id: id,
             status: OrderStatus::Pending,
             version: 1,
         };
+        let reservation: Vec<ReservationLine> = lines
+            .iter()
+            .map(|l| ReservationLine {
+                product_id: l.product_id.into(),
+                quantity: l.quantity as u32,
+            })
+            .collect();
+        let (mut products, mut names, mut quantities, mut prices) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for line in &lines {
+            products.push(line.product_id);
+            names.push(line.product_name.clone());
+            quantities.push(line.quantity);
+            prices.push(line.price.amount());
+        }
+        let created = events::OrderCreated {
+            user_id: user.id,
+            user_name: user.name,
+            user_email: user.email,
+            items: lines
+                .into_iter()
+                .map(|l| events::OrderLine {
+                    product_id: l.product_id.into(),
+                    product_name: l.product_name,
+                    quantity: l.quantity,
+                    price: l.price,
+                })
+                .collect(),
+            total,
+        };
         let mut conn = db::connect(&self.pool).await?;
         db::transaction(&mut conn, async |conn| {
-            let placed = diesel::update(
-                orders::table
-                    .find(id.as_uuid())
-                    .filter(orders::status.eq(State::Placing)),
+            let now = Utc::now();
+            if let Some((key, request)) = key {
+                let response = serde_json::to_value(answer).map_err(anyhow::Error::from)?;
+                let forgotten = now - ttl(self.idempotency_ttl);
+                let claimed = db::prepared(
+                    diesel::sql_query(CLAIM)
+                        .bind::<Text, _>(key)
+                        .bind::<Jsonb, _>(request)
+                        .bind::<SqlUuid, _>(id.as_uuid())
+                        .bind::<Jsonb, _>(&response)
+                        .bind::<Timestamptz, _>(now)
+                        .bind::<Timestamptz, _>(forgotten),
+                )
+                .execute(conn)
+                .await
+                .db_context("claiming idempotency key")?;
+                if claimed == 0 {
+                    return Ok(Recorded::KeyTaken);
+                }
+            }
+            Self::lock_user(conn, order.user_id).await?;
+            let recorded = db::prepared(
+                diesel::sql_query(RECORD)
+                    .bind::<SqlUuid, _>(id.as_uuid())
+                    .bind::<SqlUuid, _>(order.user_id.as_uuid())
+                    .bind::<Text, _>(State::PENDING)
+                    .bind::<Numeric, _>(total.amount())
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<Array<SqlUuid>, _>(&products)
+                    .bind::<Array<Text>, _>(&names)
+                    .bind::<Array<BigInt>, _>(&quantities)
+                    .bind::<Array<Numeric>, _>(&prices)
+                    .bind::<BigInt, _>(i64::from(self.max_pending_orders)),
             )
-            .set((
-                orders::status.eq(State::PENDING),
-                orders::version.eq(1),
-                orders::updated_at.eq(Utc::now()),
-            ))
             .execute(conn)
             .await
-            .db_context("publishing order")?;
-            if placed != 1 {
-                return Err(OrderError::Unexpected(anyhow::anyhow!(
-                    "placement of order {id} was abandoned meanwhile"
-                )));
+            .db_context("recording order")?;
+            if recorded == 0 {
+                return Err(OrderError::TooManyPendingOrders {
+                    user_id: order.user_id,
+                    max: self.max_pending_orders,
+                });
             }
             eventlog::append(
                 conn,
                 SCHEMA.name,
-                &[NewEvent::new(events::ORDER_CREATED, id, 1, created)],
+                &[NewEvent::new(events::ORDER_CREATED, id, 1, &created)],
             )
             .await?;
-            if let Some(key) = key {
-                let response = serde_json::to_value(answer).map_err(anyhow::Error::from)?;
-                diesel::update(idempotency_keys::table.find(key))
-                    .set(idempotency_keys::response.eq(response))
-                    .execute(conn)
-                    .await
-                    .db_context("storing idempotent answer")?;
-            }
-            Ok(answer)
-        })
-        .await
-    }
-
-    /// Gives up a placement: `abandoned`, its reservation released (and fenced), then
-    /// `rejected`, its idempotency key freed. Safe to repeat; the sweeper calls it for
-    /// placements a crash interrupted. Only a placement that is `abandoned` (by this call,
-    /// or by one cut short before it released) is released: one published meanwhile is a
-    /// live `pending` order whose reservation is its own, and is left alone. Answers
-    /// whether it released the placement.
-    pub(crate) async fn abandon(&self, id: OrderId) -> anyhow::Result<bool> {
-        let mut conn = db::connect(&self.pool).await?;
-        let abandoned = diesel::update(
-            orders::table
-                .find(id.as_uuid())
-                .filter(orders::status.eq(State::Placing)),
-        )
-        .set((
-            orders::status.eq(State::Abandoned),
-            orders::updated_at.eq(Utc::now()),
-        ))
-        .execute(&mut conn)
-        .await
-        .db_context("abandoning placement")?;
-        if abandoned == 0 {
-            // No longer placing: published, already rejected, or abandoned earlier.
-            let state: Option<State> = orders::table
-                .find(id.as_uuid())
-                .select(orders::status)
-                .first(&mut conn)
+            // Last, so the products' rows stay locked for as short a time as can be.
+            let mut unit = Unit::new(conn, &SCHEMA);
+            self.deps
+                .products
+                .reserve(&mut unit, id, &reservation)
                 .await
-                .optional()
-                .db_context("loading an abandoned placement")?;
-            if state != Some(State::Abandoned) {
-                return Ok(false);
-            }
-        }
-        match self.deps.products.release(id).await {
-            Ok(()) | Err(ProductError::ReservationClosed { .. }) => {}
-            Err(e) => return Err(anyhow::anyhow!(e).context("releasing an abandoned placement")),
-        }
-        db::transaction(&mut conn, async |conn| {
-            diesel::update(
-                orders::table
-                    .find(id.as_uuid())
-                    .filter(orders::status.eq(State::Abandoned)),
-            )
-            .set((
-                orders::status.eq(State::Rejected),
-                orders::updated_at.eq(Utc::now()),
-            ))
-            .execute(conn)
-            .await
-            .db_context("rejecting placement")?;
-            diesel::delete(
-                idempotency_keys::table.filter(idempotency_keys::order_id.eq(id.as_uuid())),
-            )
-            .filter(idempotency_keys::response.is_null())
-            .execute(conn)
-            .await
-            .db_context("freeing idempotency key")?;
-            anyhow::Ok(())
+                .map_err(|e| match e {
+                    e @ (ProductError::InsufficientStock { .. }
+                    | ProductError::UnknownProducts(_)) => OrderError::Product(e),
+                    e => OrderError::Unexpected(anyhow::anyhow!(e).context("reserving stock")),
+                })?;
+            self.fault("after_reserve")?;
+            Ok(Recorded::Placed(answer))
         })
-        .await?;
-        Ok(true)
+        .await
     }
 }

@@ -32,7 +32,7 @@ diesel::table! {
         key -> Text,
         request -> Jsonb,
         order_id -> Uuid,
-        response -> Nullable<Jsonb>,
+        response -> Jsonb,
         created_at -> Timestamptz,
     }
 }

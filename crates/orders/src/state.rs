@@ -1,6 +1,6 @@
 //! Where an order stands in the write model, as a type stored as text through one diesel
-//! mapping: [`State::as_str`] and its `FromStr` are its only spelling (besides the
-//! migration's `CHECK`; a visible status is spelled by `orders_api::OrderStatus`).
+//! mapping: `orders_api::OrderStatus` spells it, [`State`] stores it (besides the
+//! migration's `CHECK`).
 
 use std::str::FromStr;
 
@@ -12,29 +12,16 @@ use diesel::sql_types::Text;
 use kernel::db::text::{from_text, to_text};
 use orders_api::OrderStatus;
 
-/// `orders.orders.status`: the visible statuses, and the internal states of placement.
+/// `orders.orders.status`: an order's status as its row stores it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
 #[diesel(sql_type = Text)]
-pub(crate) enum State {
-    /// Recorded, stock not yet reserved. Invisible to commands and queries.
-    Placing,
-    Visible(OrderStatus),
-    /// Placement interrupted; its reservation is being released.
-    Abandoned,
-    /// Placement failed (no stock, unknown product) or was abandoned and released.
-    Rejected,
-}
+pub(crate) struct State(pub(crate) OrderStatus);
 
 impl State {
-    pub(crate) const PENDING: State = State::Visible(OrderStatus::Pending);
+    pub(crate) const PENDING: State = State(OrderStatus::Pending);
 
     pub(crate) fn as_str(&self) -> &'static str {
-        match self {
-            State::Placing => "placing",
-            State::Visible(status) => status.as_str(),
-            State::Abandoned => "abandoned",
-            State::Rejected => "rejected",
-        }
+        self.0.as_str()
     }
 }
 
@@ -42,16 +29,9 @@ impl FromStr for State {
     type Err = anyhow::Error;
 
     fn from_str(text: &str) -> anyhow::Result<State> {
-        Ok(match text {
-            "placing" => State::Placing,
-            "abandoned" => State::Abandoned,
-            "rejected" => State::Rejected,
-            other => State::Visible(
-                other
-                    .parse()
-                    .map_err(|_| anyhow::anyhow!("unknown order status {other:?} stored"))?,
-            ),
-        })
+        text.parse()
+            .map(State)
+            .map_err(|_| anyhow::anyhow!("unknown order status {text:?} stored"))
     }
 }
 
@@ -73,14 +53,10 @@ mod tests {
 
     #[test]
     fn states_round_trip() {
-        let all = OrderStatus::ALL.map(State::Visible).into_iter().chain([
-            State::Placing,
-            State::Abandoned,
-            State::Rejected,
-        ]);
-        for state in all {
+        for state in OrderStatus::ALL.map(State) {
             assert_eq!(state.as_str().parse::<State>().unwrap(), state);
         }
         assert!("lost".parse::<State>().is_err());
+        assert!("placing".parse::<State>().is_err());
     }
 }

@@ -31,12 +31,9 @@ struct OrderRow {
 }
 
 impl OrderRow {
-    /// The order, when it is visible (not an internal placement state).
-    fn into_order(self) -> Result<Option<Order>, OrderError> {
-        let State::Visible(status) = self.status else {
-            return Ok(None);
-        };
-        Ok(Some(Order {
+    fn into_order(self) -> Result<Order, OrderError> {
+        let State(status) = self.status;
+        Ok(Order {
             id: self.id.into(),
             user_id: self.user_id.into(),
             status,
@@ -49,20 +46,18 @@ impl OrderRow {
                 .confirm_attempt
                 .zip(self.confirm_until)
                 .map(|(attempt, until)| Fence { attempt, until }),
-        }))
+        })
     }
 }
 
 fn visible(id: OrderId, row: QueryResult<OrderRow>) -> Result<Order, OrderError> {
     row.optional()
         .db_context("loading order")?
-        .map(OrderRow::into_order)
-        .transpose()?
-        .flatten()
-        .ok_or(OrderError::NotFound(id))
+        .ok_or(OrderError::NotFound(id))?
+        .into_order()
 }
 
-/// Loads a visible order, without locking it.
+/// Loads an order, without locking it.
 pub(crate) async fn load(conn: &mut AsyncPgConnection, id: OrderId) -> Result<Order, OrderError> {
     let row = orders::table
         .find(id.as_uuid())
@@ -72,7 +67,7 @@ pub(crate) async fn load(conn: &mut AsyncPgConnection, id: OrderId) -> Result<Or
     visible(id, row)
 }
 
-/// Loads a visible order and holds its row lock until the transaction ends.
+/// Loads an order and holds its row lock until the transaction ends.
 pub(crate) async fn load_for_update(
     conn: &mut AsyncPgConnection,
     id: OrderId,
@@ -99,7 +94,7 @@ pub(crate) async fn save(
             .filter(orders::version.eq(previous_version)),
     )
     .set((
-        orders::status.eq(State::Visible(order.status)),
+        orders::status.eq(State(order.status)),
         orders::version.eq(order.version),
         orders::payment_id.eq(order.payment_id.map(|p| p.as_uuid())),
         orders::cancel_reason.eq(&order.cancel_reason),

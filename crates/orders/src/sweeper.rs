@@ -1,7 +1,8 @@
 //! The sweeper: cancels pending orders that outlived `ORDER_EXPIRY` (reason `expired`,
-//! which releases their stock through the usual cancellation), finishes placements a
-//! crash interrupted, and deletes idempotency keys past `IDEMPOTENCY_TTL`. Every process runs one; the row locks and version checks of the
-//! commands make concurrent sweepers harmless.
+//! which releases their stock through the usual cancellation) and deletes idempotency
+//! keys past `IDEMPOTENCY_TTL`. Every process runs one; the row locks and version checks
+//! of the commands make concurrent sweepers harmless. (A placement needs no sweeping: it
+//! is one transaction, see `placement.rs`.)
 //!
 //! A listing is only a hint: an order listed as expired may be confirmed before the sweep
 //! gets to it, and confirmed -> cancelled is a legal transition. So expiry cancels an order
@@ -47,8 +48,6 @@ struct Due {
     expired: Vec<Expired>,
     /// The due time of the listing, checked again when each order is cancelled.
     expired_before: DateTime<Utc>,
-    /// Placements cut short by a crash.
-    interrupted: Vec<OrderId>,
 }
 
 pub(crate) async fn run(handler: OrderCommandHandler, settings: Settings) {
@@ -83,7 +82,7 @@ pub(crate) async fn sweep(
     handler: &OrderCommandHandler,
     settings: &Settings,
 ) -> anyhow::Result<()> {
-    let due = due(handler, settings.order_expiry, settings.placement_timeout).await?;
+    let due = due(handler, settings.order_expiry).await?;
     // Orders left alone (a payment still pending) stay due, so the listing goes on past
     // them page by page: a crowd of them never hides the orders behind it.
     let mut page = due.expired;
@@ -99,16 +98,6 @@ pub(crate) async fn sweep(
             break;
         }
         page = expired_after(handler, due.expired_before, Some(last)).await?;
-    }
-    for id in due.interrupted {
-        handler.fault("before_abandon")?;
-        if handler.abandon(id).await? {
-            tracing::info!(order_id = %id, "interrupted placement released");
-        } else {
-            // Published meanwhile by its slow request (a live order keeps its stock), or
-            // finished by another sweep.
-            tracing::info!(order_id = %id, "interrupted placement finished meanwhile");
-        }
     }
     let forgotten = forget_keys(handler).await?;
     if forgotten > 0 {
@@ -244,34 +233,13 @@ async fn expired_after(
         .collect())
 }
 
-/// Pending orders older than `expiry`, and placements cut short by a crash.
-async fn due(
-    handler: &OrderCommandHandler,
-    expiry: Duration,
-    placement_timeout: Duration,
-) -> anyhow::Result<Due> {
-    let now = Utc::now();
+/// Pending orders older than `expiry`.
+async fn due(handler: &OrderCommandHandler, expiry: Duration) -> anyhow::Result<Due> {
     let expired_before: DateTime<Utc> =
-        now - chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX);
+        Utc::now() - chrono::Duration::from_std(expiry).unwrap_or(chrono::Duration::MAX);
     let expired = expired_after(handler, expired_before, None).await?;
-    let mut conn = db::connect(&handler.pool).await?;
-    let stuck_before =
-        now - chrono::Duration::from_std(placement_timeout).unwrap_or(chrono::Duration::MAX);
-    let interrupted: Vec<Uuid> = orders::table
-        .filter(
-            orders::status
-                .eq(State::Placing)
-                .and(orders::created_at.lt(stuck_before))
-                .or(orders::status.eq(State::Abandoned)),
-        )
-        .select(orders::id)
-        .limit(SWEEP_LIMIT)
-        .load(&mut conn)
-        .await
-        .db_context("finding interrupted placements")?;
     Ok(Due {
         expired,
         expired_before,
-        interrupted: interrupted.into_iter().map(Into::into).collect(),
     })
 }

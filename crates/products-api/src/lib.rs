@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use kernel::db::Unit;
 use kernel::{FieldError, IntoProblem, Money, OrderId, PageRequest, Problem, ProductId};
 use serde::{Deserialize, Serialize};
 
@@ -204,12 +205,16 @@ pub trait ProductApi: Send + Sync {
     /// [`ProductError::UnknownProducts`].
     async fn lookup(&self, ids: &[ProductId]) -> Result<Vec<ProductSummary>, ProductError>;
 
-    /// Moves every line's quantity from `stock` to `reserved` for `order_id`, all or
-    /// nothing: a line that lacks stock is [`ProductError::InsufficientStock`] and nothing
-    /// stays reserved. Concurrent reservations never oversell. A reservation for an
-    /// `order_id` that already has one is a no-op.
+    /// Moves every line's quantity from `stock` to `reserved` for `order_id`, as part of
+    /// the caller's transaction `unit` (see [`kernel::db::Unit`]): it commits or rolls back
+    /// with the caller's own writes. A line that lacks stock is
+    /// [`ProductError::InsufficientStock`]; the caller then rolls its transaction back,
+    /// and nothing stays reserved. Concurrent reservations never oversell (each product's
+    /// row stays locked until the caller's transaction ends). A reservation for an
+    /// `order_id` that already has one is a no-op. Runs only statements.
     async fn reserve(
         &self,
+        unit: &mut Unit<'_>,
         order_id: OrderId,
         lines: &[ReservationLine],
     ) -> Result<(), ProductError>;
@@ -395,8 +400,11 @@ pub mod testing {
                 .collect())
         }
 
+        /// Takes no part in `unit`'s transaction: the fake holds the stock at once, and
+        /// keeps it if the caller's transaction later rolls back.
         async fn reserve(
             &self,
+            _unit: &mut Unit<'_>,
             order_id: OrderId,
             lines: &[ReservationLine],
         ) -> Result<(), ProductError> {

@@ -1,5 +1,6 @@
 //! The application service: parses input into domain types, runs one transaction per
-//! command, and answers in `products-api` terms.
+//! command (a reservation runs in its caller's, handed over as a `kernel::db::Unit`), and
+//! answers in `products-api` terms.
 //!
 //! Reservations never oversell because each line is one conditional
 //! `UPDATE ... SET stock = stock - q WHERE stock >= q`: the row lock serializes concurrent
@@ -11,7 +12,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use kernel::db::{self, DbContext, Pool};
+use kernel::db::{self, DbContext, Pool, Unit};
 use kernel::{Money, NewEvent, OrderId, PageRequest, ProductId, Validation};
 use products_api::{
     NewProduct, Product, ProductApi, ProductChanges, ProductError, ProductPage, ProductSummary,
@@ -408,6 +409,7 @@ impl ProductApi for ProductService {
     #[tracing::instrument(name = "products.reserve", skip_all)]
     async fn reserve(
         &self,
+        unit: &mut Unit<'_>,
         order_id: OrderId,
         lines: &[ReservationLine],
     ) -> Result<(), ProductError> {
@@ -436,57 +438,54 @@ impl ProductApi for ProductService {
         let mut sorted = lines.to_vec();
         sorted.sort_by_key(|line| line.product_id);
 
-        let mut conn = db::connect(&self.pool).await?;
-        db::transaction(&mut conn, async |conn| {
-            let now = Utc::now();
-            // The primary key makes a concurrent repeat wait for us, then see our row.
-            let inserted = diesel::insert_into(reservations::table)
-                .values((
-                    reservations::order_id.eq(order_id.as_uuid()),
-                    reservations::status.eq(StoredStatus(ReservationStatus::Reserved)),
-                    reservations::created_at.eq(now),
-                    reservations::updated_at.eq(now),
-                ))
-                .on_conflict_do_nothing()
-                .execute(conn)
-                .await
-                .db_context("recording reservation")?;
-            if inserted == 0 {
-                return Ok(());
+        let conn = unit.acting_as(&SCHEMA).await?;
+        let now = Utc::now();
+        // The primary key makes a concurrent repeat wait for us, then see our row.
+        let inserted = diesel::insert_into(reservations::table)
+            .values((
+                reservations::order_id.eq(order_id.as_uuid()),
+                reservations::status.eq(StoredStatus(ReservationStatus::Reserved)),
+                reservations::created_at.eq(now),
+                reservations::updated_at.eq(now),
+            ))
+            .on_conflict_do_nothing()
+            .execute(conn)
+            .await
+            .db_context("recording reservation")?;
+        if inserted == 0 {
+            return Ok(());
+        }
+        for line in &sorted {
+            let quantity = i64::from(line.quantity);
+            let taken = db::prepared(
+                diesel::sql_query(RESERVE_LINE)
+                    .bind::<SqlUuid, _>(line.product_id.as_uuid())
+                    .bind::<BigInt, _>(quantity)
+                    .bind::<Timestamptz, _>(now)
+                    .bind::<SqlUuid, _>(order_id.as_uuid()),
+            )
+            .execute(conn)
+            .await
+            .db_context("reserving stock")?;
+            if taken == 0 {
+                let available: Option<i64> = products::table
+                    .find(line.product_id.as_uuid())
+                    .select(products::stock)
+                    .first(conn)
+                    .await
+                    .optional()
+                    .db_context("reading stock")?;
+                return Err(match available {
+                    None => ProductError::UnknownProducts(vec![line.product_id]),
+                    Some(available) => ProductError::InsufficientStock {
+                        product_id: line.product_id,
+                        requested: line.quantity,
+                        available,
+                    },
+                });
             }
-            for line in &sorted {
-                let quantity = i64::from(line.quantity);
-                let taken = db::prepared(
-                    diesel::sql_query(RESERVE_LINE)
-                        .bind::<SqlUuid, _>(line.product_id.as_uuid())
-                        .bind::<BigInt, _>(quantity)
-                        .bind::<Timestamptz, _>(now)
-                        .bind::<SqlUuid, _>(order_id.as_uuid()),
-                )
-                .execute(conn)
-                .await
-                .db_context("reserving stock")?;
-                if taken == 0 {
-                    let available: Option<i64> = products::table
-                        .find(line.product_id.as_uuid())
-                        .select(products::stock)
-                        .first(conn)
-                        .await
-                        .optional()
-                        .db_context("reading stock")?;
-                    return Err(match available {
-                        None => ProductError::UnknownProducts(vec![line.product_id]),
-                        Some(available) => ProductError::InsufficientStock {
-                            product_id: line.product_id,
-                            requested: line.quantity,
-                            available,
-                        },
-                    });
-                }
-            }
-            Ok(())
-        })
-        .await
+        }
+        Ok(())
     }
 
     #[tracing::instrument(name = "products.commit", skip_all)]

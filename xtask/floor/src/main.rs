@@ -15,10 +15,10 @@
 //!
 //! What it skips, on purpose, is what the report's ratios put a price on: authentication
 //! (it reads no token), request logging and metrics, idempotency keys, the pending-orders
-//! limit, the placement's crash safety (emporium's three commits: `placing`, the
-//! reservation in the products module's own transaction, `pending` with its event), and
-//! the modules' boundaries (one pool, one transaction across what emporium keeps in three
-//! modules).
+//! limit, the user and prices read before the transaction (through the users and
+//! products modules' own pools), and the modules' boundaries (one pool and one role, where
+//! emporium switches the placement's transaction to the products module's role for the
+//! reservation).
 //!
 //! It must not disturb emporium, which runs beside it on the same database: it writes only
 //! to its own schema `floor` (`db.rs`: copies of the seeded users, products, orders and

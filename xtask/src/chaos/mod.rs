@@ -202,7 +202,6 @@ impl Chaos {
             ("ACCESS_TOKEN_TTL", "1h"),
             // A few customers place most of the load.
             ("MAX_PENDING_ORDERS", "1000000"),
-            ("PLACEMENT_TIMEOUT", "2s"),
             ("PAYMENT_GATEWAY_TIMEOUT", timeout.as_str()),
             ("HTTP_WORKERS", "2"),
             ("DB_POOL_SIZE", "4"),

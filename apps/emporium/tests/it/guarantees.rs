@@ -149,6 +149,64 @@ async fn the_projection_applies_an_event_that_commits_late() {
     }
 }
 
+/// A process stops in the middle of a placement, after the products module reserved the
+/// stock and before the commit: the reservation goes with the order, so nothing is left to
+/// release and no sweep is needed; a retry places the order once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_cut_short_after_its_reservation_leaves_the_stock_whole() {
+    let db = database().await;
+    let crash: ::orders::FaultHook = Arc::new(|point| {
+        if point == "after_reserve" {
+            anyhow::bail!("simulated crash at {point}")
+        } else {
+            Ok(())
+        }
+    });
+    let dying = spawn_on(
+        db.clone(),
+        Hooks {
+            background: false,
+            faults: Some(crash),
+            ..Hooks::default()
+        },
+    )
+    .await;
+    let user = dying.user("cut@example.com").await;
+    let product = dying.product("Lamp", "12.00", 5).await;
+    dying
+        .order(&user, &[(&product, 2)])
+        .await
+        .assert_problem(500, "internal_error");
+    assert_eq!(
+        dying.stock(&product).await,
+        (5, 0),
+        "nothing stays reserved"
+    );
+    for (table, rows) in [
+        ("products.reservations", 0),
+        ("products.reservation_lines", 0),
+        ("orders.orders", 0),
+        ("orders.events", 0),
+    ] {
+        let found = db
+            .scalar(&format!("SELECT count(*) AS n FROM {table}"))
+            .await;
+        assert_eq!(found, rows, "{table}");
+    }
+    invariants::assert_hold(&db).await;
+    dying.stop().await;
+
+    let restarted = spawn_on(db.clone(), Hooks::default()).await;
+    let order = restarted.placed(&user, &[(&product, 2)]).await;
+    assert_eq!(restarted.stock(&product).await, (3, 2));
+    let view = restarted
+        .http
+        .get(&format!("/queries/orders/{order}?min_version=1"))
+        .await;
+    assert_eq!(view.body["status"], "pending", "{:#}", view.body);
+    invariants::assert_hold(&db).await;
+}
+
 /// A process stops after the payment is captured but before the order is confirmed. After
 /// a restart the saga confirms the order and commits its stock.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

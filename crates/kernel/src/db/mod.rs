@@ -33,10 +33,12 @@ use crate::Unavailable;
 mod errors;
 mod prepared;
 pub mod text;
+mod unit;
 
 pub(crate) use errors::is_unavailable_cause;
 pub use errors::{DbContext, db_error, is_unavailable, unique_violation};
 pub use prepared::{Prepared, prepared};
+pub use unit::Unit;
 
 pub use diesel_async::AsyncPgConnection as PgConnection;
 

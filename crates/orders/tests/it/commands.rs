@@ -528,3 +528,74 @@ async fn idempotency_key_replays_the_first_answer() {
         .await;
     assert_eq!(placed, 2);
 }
+
+/// A placement cut short after its stock was reserved (a crash before the commit) leaves
+/// nothing of itself on the write side: no order, no line, no event, and its
+/// `Idempotency-Key` free, so a retry with the key places the order once. (That the stock
+/// comes back with it is the app suite's `guarantees.rs`: the fake products here take no
+/// part in the transaction.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_placement_cut_short_leaves_nothing_behind() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let crashed = Arc::new(AtomicBool::new(false));
+    let crash_once: orders::FaultHook = Arc::new({
+        let crashed = crashed.clone();
+        move |point| {
+            if point == "after_reserve" && !crashed.swap(true, Ordering::SeqCst) {
+                anyhow::bail!("crash at {point}")
+            }
+            Ok(())
+        }
+    });
+    let app = crate::spawn_with(orders::Settings {
+        faults: Some(crash_once),
+        ..crate::spawn_settings()
+    })
+    .await;
+    let (user, product) = app.shop(10);
+    let body = json!({"user_id": user, "items": [{"product_id": product, "quantity": 3}]});
+    let post = async || {
+        let response = app
+            .http
+            .request("POST", "/commands/orders")
+            .header("Idempotency-Key", "cut-short")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        (status, response.json::<serde_json::Value>().await.unwrap())
+    };
+    let (status, problem) = post().await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (500, Some("internal_error"))
+    );
+    assert!(
+        crashed.load(Ordering::SeqCst),
+        "the placement reached the crash"
+    );
+    for table in ["orders", "order_lines", "idempotency_keys", "events"] {
+        let rows = app
+            .db
+            .scalar(&format!("SELECT count(*) AS n FROM orders.{table}"))
+            .await;
+        assert_eq!(
+            rows, 0,
+            "orders.{table} keeps nothing of the cut-short placement"
+        );
+    }
+
+    let (status, placed) = post().await;
+    assert_eq!(status, 202, "{placed:#}");
+    assert_eq!(
+        post().await,
+        (202, placed.clone()),
+        "the retry is answered again"
+    );
+    let orders = app
+        .db
+        .scalar("SELECT count(*) AS n FROM orders.orders WHERE status = 'pending'")
+        .await;
+    assert_eq!(orders, 1);
+}

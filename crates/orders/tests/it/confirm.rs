@@ -14,7 +14,6 @@ fn settings(faults: Option<orders::FaultHook>, order_expiry: Duration) -> orders
     orders::Settings {
         order_expiry,
         sweep_every: Duration::from_secs(3600),
-        placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(86_400),
         max_pending_orders: 20,

@@ -130,7 +130,6 @@ fn spawn_settings() -> Settings {
     Settings {
         order_expiry: Duration::from_secs(1800),
         sweep_every: Duration::from_secs(3600),
-        placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(86_400),
         max_pending_orders: 20,

@@ -1,13 +1,10 @@
-//! The sweeper: pending orders expire and release their stock, interrupted placements
-//! are released, and neither ever touches an order that moved on meanwhile.
+//! The sweeper: pending orders expire and release their stock, old idempotency keys are
+//! forgotten, and it never touches an order that moved on meanwhile.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-
-use orders_api::{NewOrder, NewOrderLine, OrderStatus};
-use products_api::{ProductApi, ReservationStatus};
 
 use crate::{gates, spawn_with};
 
@@ -16,7 +13,6 @@ async fn pending_orders_expire_and_release_their_stock() {
     let app = spawn_with(orders::Settings {
         order_expiry: Duration::from_millis(300),
         sweep_every: Duration::from_secs(3600),
-        placement_timeout: Duration::from_secs(60),
         confirm_fence: Duration::from_secs(30),
         idempotency_ttl: Duration::from_secs(86_400),
         max_pending_orders: 20,
@@ -59,7 +55,6 @@ async fn an_order_confirmed_after_the_sweep_listed_it_is_not_expired() {
         spawn_with(orders::Settings {
             order_expiry: Duration::ZERO,
             sweep_every: Duration::from_secs(3600),
-            placement_timeout: Duration::from_secs(60),
             confirm_fence: Duration::from_secs(30),
             idempotency_ttl: Duration::from_secs(86_400),
             max_pending_orders: 20,
@@ -96,117 +91,6 @@ async fn an_order_confirmed_after_the_sweep_listed_it_is_not_expired() {
     assert_eq!(still_confirmed, 1, "the order stays confirmed at version 2");
     assert_eq!(app.stock(&product).await, (8, 0), "the stock stays sold");
     assert_eq!(app.view(&id, 2).await["status"], "confirmed");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_interrupted_placement_is_released_by_the_sweeper() {
-    let crash_after_reserve: orders::FaultHook = Arc::new(|point| {
-        if point == "after_reserve" {
-            anyhow::bail!("crash at {point}")
-        } else {
-            Ok(())
-        }
-    });
-    let app = spawn_with(orders::Settings {
-        order_expiry: Duration::from_secs(1800),
-        sweep_every: Duration::from_secs(3600),
-        placement_timeout: Duration::ZERO,
-        confirm_fence: Duration::from_secs(30),
-        idempotency_ttl: Duration::from_secs(86_400),
-        max_pending_orders: 20,
-        faults: Some(crash_after_reserve),
-    })
-    .await;
-    let (user, product) = app.shop(10);
-    app.place(&user, &product, 3)
-        .await
-        .assert_problem(500, "internal_error");
-    assert_eq!(
-        app.stock(&product).await,
-        (7, 3),
-        "the crash left stock reserved"
-    );
-    app.module.sweep().await.unwrap();
-    assert_eq!(
-        app.stock(&product).await,
-        (10, 0),
-        "the sweeper gave it back"
-    );
-    let left = app
-        .db
-        .scalar("SELECT count(*) AS n FROM orders.orders WHERE status <> 'rejected'")
-        .await;
-    assert_eq!(left, 0);
-    app.wait_until("nothing is published", async || {
-        app.db
-            .scalar("SELECT count(*) AS n FROM orders.events")
-            .await
-            == 0
-    })
-    .await;
-}
-
-/// A slow placement that publishes after a sweep listed it as interrupted keeps its stock:
-/// the sweep finds it pending and releases nothing, and its confirm commits the stock it
-/// reserved instead of overselling.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_placement_published_after_the_sweep_listed_it_keeps_its_stock() {
-    let (hook, [mut reserved, mut listed]) = gates(["after_reserve", "before_abandon"]);
-    let app = Arc::new(
-        spawn_with(orders::Settings {
-            order_expiry: Duration::from_secs(1800),
-            sweep_every: Duration::from_secs(3600),
-            placement_timeout: Duration::ZERO,
-            confirm_fence: Duration::from_secs(30),
-            idempotency_ttl: Duration::from_secs(86_400),
-            max_pending_orders: 20,
-            faults: Some(hook),
-        })
-        .await,
-    );
-    let (user, product) = app.shop(10);
-    let order = NewOrder {
-        user_id: user.parse().unwrap(),
-        items: vec![NewOrderLine {
-            product_id: product.parse().unwrap(),
-            quantity: 3,
-        }],
-    };
-    let commands = app.module.commands();
-    let place = tokio::spawn(async move { commands.place(order, None).await });
-    reserved.reached().await;
-    assert_eq!(app.stock(&product).await, (7, 3), "the placement reserved");
-    let sweep = tokio::spawn({
-        let app = app.clone();
-        async move { app.module.sweep().await }
-    });
-    listed.reached().await;
-    reserved.open();
-    let placed = place.await.unwrap().expect("the placement publishes");
-    assert_eq!(placed.status, OrderStatus::Pending);
-    listed.open();
-    sweep.await.unwrap().unwrap();
-
-    let id = placed.order_id.to_string();
-    assert_eq!(app.view(&id, 1).await["status"], "pending");
-    assert_eq!(
-        app.stock(&product).await,
-        (7, 3),
-        "the pending order keeps its reservation"
-    );
-    assert_eq!(
-        app.products.reservation(placed.order_id).await.unwrap(),
-        ReservationStatus::Reserved
-    );
-    let confirmed = app
-        .command(&id, "confirm", json!({"payment_token": "tok_visa"}))
-        .await;
-    assert_eq!(confirmed.status, 202, "{:#}", confirmed.body);
-    assert_eq!(
-        app.stock(&product).await,
-        (7, 0),
-        "the confirm commits the reserved stock: nothing oversold"
-    );
 }
 
 /// An `Idempotency-Key` is remembered for `IDEMPOTENCY_TTL`, then forgotten: a repeat

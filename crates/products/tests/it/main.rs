@@ -10,8 +10,10 @@ mod tidy;
 use std::sync::Arc;
 
 use actix_web::web;
+use kernel::OrderId;
+use kernel::db::{Pool, Schema, Unit};
 use kernel::testing::{Http, TestDatabase, TestServer};
-use products_api::ProductApi;
+use products_api::{ProductApi, ProductError, ReservationLine};
 use serde_json::{Value, json};
 
 struct TestApp {
@@ -20,16 +22,42 @@ struct TestApp {
     http: Http,
     db: TestDatabase,
     api: Arc<dyn ProductApi>,
+    /// A pool of [`CALLER`], whose transactions the reservations run in.
+    caller: Pool,
     _server: TestServer,
 }
 
+/// Another module, whose transactions reservations take part in (as the orders module's
+/// placements do).
+const CALLER: Schema = Schema {
+    name: "caller",
+    migrations: &[],
+};
+
+/// `api.reserve` in a transaction of a `caller` connection: committed when the reservation
+/// succeeds, rolled back when it fails, as a placement does.
+async fn reserve(
+    api: &dyn ProductApi,
+    caller: &Pool,
+    order: OrderId,
+    lines: &[ReservationLine],
+) -> Result<(), ProductError> {
+    let mut conn = kernel::db::connect(caller).await?;
+    kernel::db::transaction(&mut conn, async |conn| {
+        let mut unit = Unit::new(conn, &CALLER);
+        api.reserve(&mut unit, order, lines).await
+    })
+    .await
+}
+
 async fn spawn_app() -> TestApp {
-    let db = kernel::testing::database(&[products::SCHEMA]).await;
+    let db = kernel::testing::database(&[products::SCHEMA, CALLER]).await;
     let settings = kernel::db::PoolSettings {
         max_size: 10,
         ..Default::default()
     };
     let pool = kernel::db::pool(&db.url, &products::SCHEMA, settings).expect("pool");
+    let caller = kernel::db::pool(&db.url, &CALLER, settings).expect("pool");
     let api: Arc<dyn ProductApi> = Arc::new(products::ProductService::new(pool));
     let routes_api = api.clone();
     let server = TestServer::start(move |cfg| {
@@ -40,11 +68,17 @@ async fn spawn_app() -> TestApp {
         http: server.http.as_staff(&[kernel::Role::Catalog]),
         db,
         api,
+        caller,
         _server: server,
     }
 }
 
 impl TestApp {
+    /// [`reserve`] through this app.
+    async fn reserve(&self, order: OrderId, lines: &[ReservationLine]) -> Result<(), ProductError> {
+        reserve(self.api.as_ref(), &self.caller, order, lines).await
+    }
+
     /// Creates a product over HTTP and returns its JSON.
     async fn product(&self, name: &str, price: &str, stock: i64) -> Value {
         let answer = self

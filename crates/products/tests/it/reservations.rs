@@ -1,11 +1,9 @@
 //! The reservation API orders will use: all-or-nothing, never oversold, idempotent.
 
-use std::sync::Arc;
-
 use kernel::{OrderId, ProductId};
-use products_api::{ProductApi, ProductError, ReservationLine, ReservationStatus};
+use products_api::{ProductError, ReservationLine, ReservationStatus};
 
-use crate::{TestApp, spawn_app};
+use crate::{TestApp, reserve, spawn_app};
 
 async fn product_id(app: &TestApp, name: &str, stock: i64) -> ProductId {
     app.product(name, "2.50", stock).await["id"]
@@ -30,7 +28,6 @@ async fn reserve_is_all_or_nothing() {
     let order = OrderId::generate();
 
     let err = app
-        .api
         .reserve(order, &[line(plenty, 4), line(scarce, 2)])
         .await
         .unwrap_err();
@@ -57,7 +54,6 @@ async fn reserve_is_all_or_nothing() {
 
     let unknown = ProductId::generate();
     let err = app
-        .api
         .reserve(OrderId::generate(), &[line(plenty, 1), line(unknown, 1)])
         .await
         .unwrap_err();
@@ -74,7 +70,7 @@ async fn reserve_is_all_or_nothing() {
     ] {
         assert!(
             matches!(
-                app.api.reserve(OrderId::generate(), &bad).await,
+                app.reserve(OrderId::generate(), &bad).await,
                 Err(ProductError::Invalid(_))
             ),
             "{bad:?}"
@@ -96,9 +92,8 @@ async fn reserve_commit_release_and_return_move_stock_exactly_once() {
     let order = OrderId::generate();
     let lines = [line(a, 3), line(b, 5)];
 
-    app.api.reserve(order, &lines).await.unwrap();
-    app.api
-        .reserve(order, &lines)
+    app.reserve(order, &lines).await.unwrap();
+    app.reserve(order, &lines)
         .await
         .expect("repeating a reservation is a no-op");
     assert_eq!(app.stock_and_reserved(&a.to_string()).await, (7, 3));
@@ -133,7 +128,7 @@ async fn reserve_commit_release_and_return_move_stock_exactly_once() {
     );
 
     let pending = OrderId::generate();
-    app.api.reserve(pending, &[line(a, 2)]).await.unwrap();
+    app.reserve(pending, &[line(a, 2)]).await.unwrap();
     assert!(matches!(
         app.api.return_stock(pending).await,
         Err(ProductError::ReservationClosed { .. })
@@ -166,8 +161,7 @@ async fn release_before_reserve_fences_the_order() {
         .release(order)
         .await
         .expect("releasing an unknown order is fine");
-    app.api
-        .reserve(order, &[line(product, 2)])
+    app.reserve(order, &[line(product, 2)])
         .await
         .expect("a late reservation is a no-op");
     assert_eq!(
@@ -187,8 +181,16 @@ async fn fifty_concurrent_reservations_never_oversell_twenty() {
     let product = product_id(&app, "hot", 20).await;
     let tasks: Vec<_> = (0..50)
         .map(|_| {
-            let api: Arc<dyn ProductApi> = app.api.clone();
-            tokio::spawn(async move { api.reserve(OrderId::generate(), &[line(product, 1)]).await })
+            let (api, caller) = (app.api.clone(), app.caller.clone());
+            tokio::spawn(async move {
+                reserve(
+                    api.as_ref(),
+                    &caller,
+                    OrderId::generate(),
+                    &[line(product, 1)],
+                )
+                .await
+            })
         })
         .collect();
     let mut accepted = 0;
@@ -216,8 +218,10 @@ async fn concurrent_repeats_of_one_reservation_take_stock_once() {
     let order = OrderId::generate();
     let tasks: Vec<_> = (0..10)
         .map(|_| {
-            let api = app.api.clone();
-            tokio::spawn(async move { api.reserve(order, &[line(product, 3)]).await })
+            let (api, caller) = (app.api.clone(), app.caller.clone());
+            tokio::spawn(
+                async move { reserve(api.as_ref(), &caller, order, &[line(product, 3)]).await },
+            )
         })
         .collect();
     for task in tasks {
@@ -239,4 +243,79 @@ async fn lookup_names_prices_and_unknown_ids() {
     assert!(
         matches!(app.api.lookup(&[a, ghost]).await, Err(ProductError::UnknownProducts(ids)) if ids == [ghost])
     );
+}
+
+/// A reservation is part of its caller's transaction: undone when the caller rolls back,
+/// kept when it commits; it runs as the products module's role, and the caller's
+/// connection acts as the caller's own role again once the transaction ends.
+#[tokio::test]
+async fn a_reservation_commits_or_rolls_back_with_its_callers_transaction() {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    use kernel::db::Unit;
+
+    #[derive(diesel::QueryableByName)]
+    struct Acting {
+        #[diesel(sql_type = Text)]
+        role: String,
+        #[diesel(sql_type = Text)]
+        path: String,
+    }
+    const ACTING: &str =
+        "SELECT current_user::text AS role, current_setting('search_path') AS path";
+
+    let app = spawn_app().await;
+    let product = product_id(&app, "shared", 5).await;
+    let mut conn = kernel::db::connect(&app.caller).await.unwrap();
+
+    let undone = OrderId::generate();
+    let outcome: Result<(), ProductError> = kernel::db::transaction(&mut conn, async |conn| {
+        let mut unit = Unit::new(conn, &crate::CALLER);
+        app.api
+            .reserve(&mut unit, undone, &[line(product, 2)])
+            .await?;
+        assert_eq!(unit.acting(), "products");
+        let inside: Acting = diesel::sql_query(ACTING)
+            .get_result(unit.acting_as(&products::SCHEMA).await?)
+            .await
+            .unwrap();
+        assert_eq!(
+            (inside.role.as_str(), inside.path.as_str()),
+            ("emporium_products", "products")
+        );
+        Err(anyhow::anyhow!("the caller's own next statement failed").into())
+    })
+    .await;
+    assert!(outcome.is_err());
+    assert_eq!(app.stock_and_reserved(&product.to_string()).await, (5, 0));
+    assert!(matches!(
+        app.api.reservation(undone).await,
+        Err(ProductError::ReservationNotFound(_))
+    ));
+    let after: Acting = diesel::sql_query(ACTING)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(
+        (after.role.as_str(), after.path.as_str()),
+        ("emporium_caller", "caller")
+    );
+
+    let kept = OrderId::generate();
+    kernel::db::transaction(&mut conn, async |conn| {
+        let mut unit = Unit::new(conn, &crate::CALLER);
+        app.api.reserve(&mut unit, kept, &[line(product, 2)]).await
+    })
+    .await
+    .unwrap();
+    assert_eq!(app.stock_and_reserved(&product.to_string()).await, (3, 2));
+    assert_eq!(
+        app.api.reservation(kept).await.unwrap(),
+        ReservationStatus::Reserved
+    );
+    let after: Acting = diesel::sql_query(ACTING)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(after.role, "emporium_caller");
 }
