@@ -266,6 +266,10 @@ pub struct Modules {
     admin_token: Option<String>,
 }
 
+/// Connections of each log's delivery pool (see `Modules::new`): its subscribers read it
+/// one batch at a time.
+const DELIVERY_POOL_SIZE: usize = 2;
+
 impl Modules {
     pub async fn new(config: &Config, hooks: &Hooks) -> anyhow::Result<Modules> {
         let settings = PoolSettings {
@@ -335,7 +339,35 @@ impl Modules {
             max_pending_orders: config.max_pending_orders,
             faults: hooks.faults.clone(),
         };
-        let source = |schema: &Schema, pool: &Pool| -> Arc<dyn EventSource> {
+        // Delivery reads each log on a small pool of its own. On the module's pool a
+        // subscriber's read queued behind the module's requests: under a burst of
+        // placements each step of the projection waited its turn behind hundreds of them,
+        // and it fell behind for good (the bench's lag phase, at 0.8 of the placement rate).
+        let delivery = PoolSettings {
+            max_size: DELIVERY_POOL_SIZE,
+            ..settings
+        };
+        // Labelled `<schema>.events` in `db_pool_connections`.
+        let log_pools: Vec<(&Schema, &'static str, Pool)> = [
+            (&users::SCHEMA, "users.events"),
+            (&products::SCHEMA, "products.events"),
+            (&payments::SCHEMA, "payments.events"),
+            (&orders::SCHEMA, "orders.events"),
+        ]
+        .into_iter()
+        .map(|(schema, label)| {
+            Ok((
+                schema,
+                label,
+                db::pool(&config.database_url, schema, delivery)?,
+            ))
+        })
+        .collect::<anyhow::Result<_>>()?;
+        let source = |schema: &Schema| -> Arc<dyn EventSource> {
+            let (_, _, pool) = log_pools
+                .iter()
+                .find(|(log, ..)| log.name == schema.name)
+                .expect("every module with a log has a delivery pool");
             Arc::new(PgEventSource {
                 schema: schema.name,
                 pool: pool.clone(),
@@ -345,8 +377,8 @@ impl Modules {
             orders_pool.clone(),
             deps,
             orders::Sources {
-                orders: source(&orders::SCHEMA, &orders_pool),
-                payments: source(&payments::SCHEMA, &payments_pool),
+                orders: source(&orders::SCHEMA),
+                payments: source(&payments::SCHEMA),
             },
             order_settings,
         ));
@@ -354,9 +386,9 @@ impl Modules {
             orders_read::OrderReadSide::new(
                 read_pool.clone(),
                 orders_read::Sources {
-                    orders: source(&orders::SCHEMA, &orders_pool),
-                    users: source(&users::SCHEMA, &users_pool),
-                    products: source(&products::SCHEMA, &products_pool),
+                    orders: source(&orders::SCHEMA),
+                    users: source(&users::SCHEMA),
+                    products: source(&products::SCHEMA),
                 },
             )
             .listen(config.read_database_url(), config.max_read_waiters),
@@ -380,7 +412,14 @@ impl Modules {
                 (orders::SCHEMA.name, orders_pool),
                 (orders_read::SCHEMA.name, read_pool),
                 (payments::GATEWAY_SCHEMA.name, gateway_pool),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                log_pools
+                    .iter()
+                    .map(|(_, label, pool)| (*label, pool.clone())),
+            )
+            .collect(),
             health,
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })

@@ -165,3 +165,62 @@ async fn concurrent_starts_migrate_safely() {
         .await
         .unwrap();
 }
+
+/// Upgrading to the one-transaction placement (migration
+/// `orders/2026-12-01-210000_one_transaction_placement`): it refuses to run while a
+/// placement that a crash interrupted still holds stock (the previous release's sweeper
+/// must release it first), and otherwise drops what failed placements left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_one_transaction_placement_migration_waits_for_interrupted_placements() {
+    const DOWN: &str = include_str!(
+        "../../../../migrations/orders/2026-12-01-210000_one_transaction_placement/down.sql"
+    );
+    let db = crate::database().await;
+    let mut conn = db.connect().await;
+    use diesel_async::SimpleAsyncConnection;
+    conn.batch_execute(DOWN).await.unwrap();
+    conn.batch_execute(
+        "DELETE FROM orders.__diesel_schema_migrations WHERE version = '20261201210000'; \
+         INSERT INTO orders.orders (id, user_id, status, total, version, created_at, updated_at) \
+         VALUES ('00000000-0000-7000-8000-000000000001', gen_random_uuid(), 'placing', 5, 0, now(), now())",
+    )
+    .await
+    .unwrap();
+    let refused = kernel::db::migrate(&db.url, &orders::SCHEMA)
+        .await
+        .unwrap_err();
+    assert!(
+        format!("{refused:#}").contains("interrupted"),
+        "says why: {refused:#}"
+    );
+
+    // Released by the previous release's sweeper: `rejected`, its key freed, its lines left.
+    conn.batch_execute(
+        "UPDATE orders.orders SET status = 'rejected'; \
+         INSERT INTO orders.order_lines (order_id, line, product_id, product_name, quantity, price) \
+         VALUES ('00000000-0000-7000-8000-000000000001', 0, gen_random_uuid(), 'Mug', 1, 5); \
+         INSERT INTO orders.idempotency_keys (key, request, order_id, created_at) \
+         VALUES ('unanswered', '{}', '00000000-0000-7000-8000-000000000001', now())",
+    )
+    .await
+    .unwrap();
+    kernel::db::migrate(&db.url, &orders::SCHEMA)
+        .await
+        .expect("nothing interrupted is left: the migration runs");
+    for table in ["orders", "order_lines", "idempotency_keys"] {
+        let left = db
+            .scalar(&format!("SELECT count(*) AS n FROM orders.{table}"))
+            .await;
+        assert_eq!(
+            left, 0,
+            "orders.{table}: what failed placements left is gone"
+        );
+    }
+    let placing = diesel::sql_query(
+        "INSERT INTO orders.orders (id, user_id, status, total, version, created_at, updated_at) \
+         VALUES (gen_random_uuid(), gen_random_uuid(), 'placing', 5, 0, now(), now())",
+    )
+    .execute(&mut conn)
+    .await;
+    assert!(placing.is_err(), "`placing` is no longer a status");
+}
