@@ -1,11 +1,11 @@
 //! Where a run happened (for the reports of `bench` and `soak`): cores, CPU, memory,
-//! Postgres settings, date and commit.
+//! Postgres settings, date and commit, and the CPU time the machine got.
 
 use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::db::{self, DbUrl};
 
@@ -54,6 +54,45 @@ impl Machine {
     }
 }
 
+/// The machine's CPU time since boot, all cores, in clock ticks (`/proc/stat`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct CpuTimes {
+    pub(crate) total: u64,
+    /// Not idle and not waiting for I/O.
+    pub(crate) busy: u64,
+    /// Taken by the hypervisor for other guests while this machine had work to run.
+    pub(crate) steal: u64,
+}
+
+impl CpuTimes {
+    /// The share (0 to 1) of the time since `earlier` that the hypervisor stole.
+    pub(crate) fn steal_since(&self, earlier: &CpuTimes) -> f64 {
+        let total = self.total.saturating_sub(earlier.total);
+        self.steal.saturating_sub(earlier.steal) as f64 / total.max(1) as f64
+    }
+}
+
+pub(crate) fn cpu_times() -> Result<CpuTimes> {
+    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
+    // user nice system idle iowait irq softirq steal (guest time is within user)
+    let times: Vec<u64> = stat
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("cpu "))
+        .context("no cpu line in /proc/stat")?
+        .split_whitespace()
+        .take(8)
+        .filter_map(|n| n.parse().ok())
+        .collect();
+    let at = |i: usize| times.get(i).copied().unwrap_or(0);
+    let total: u64 = times.iter().sum();
+    Ok(CpuTimes {
+        total,
+        busy: total - at(3) - at(4),
+        steal: at(7),
+    })
+}
+
 /// The machine's cores (what `HTTP_WORKERS` and wrk's threads are sized by).
 pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
@@ -76,5 +115,28 @@ fn commit(root: &Path) -> String {
         }
         Some(commit) => commit,
         None => "unknown".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steal_is_a_share_of_the_time_between_two_readings() {
+        let earlier = CpuTimes {
+            total: 1000,
+            busy: 400,
+            steal: 100,
+        };
+        let later = CpuTimes {
+            total: 1400,
+            busy: 700,
+            steal: 200,
+        };
+        assert_eq!(later.steal_since(&earlier), 0.25);
+        assert_eq!(earlier.steal_since(&earlier), 0.0);
+        let now = cpu_times().unwrap();
+        assert!(now.busy <= now.total && now.steal <= now.total);
     }
 }

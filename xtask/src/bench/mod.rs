@@ -126,6 +126,7 @@ fn measure(
     let catalog = bench.seed(&mut results)?;
     let floor_server = floor.start(bench)?;
     floor.check_agreement(bench, &catalog)?;
+    let before = crate::machine::cpu_times()?;
     for phase in &PHASES {
         let mut measured = Measured::default();
         for (side, round) in schedule(bench.plan.rounds, phase.floor) {
@@ -155,6 +156,7 @@ fn measure(
         }
         results.wrk.insert(phase.name, measured);
     }
+    results.steal = Some(crate::machine::cpu_times()?.steal_since(&before));
     drop(floor_server);
     Floor::drop_schema(bench)?;
     let placements = results.wrk["create"].emporium.per_second();

@@ -40,6 +40,8 @@ pub(super) struct Results {
     pub(super) rss_kib: u64,
     pub(super) pgbench: Option<Pgbench>,
     pub(super) machine: Option<Machine>,
+    /// The share of CPU time the hypervisor stole during the wrk phases.
+    pub(super) steal: Option<f64>,
 }
 
 /// `K=V K=V`, without the admin token.
@@ -198,6 +200,7 @@ impl Results {
             rss_kib: 0,
             pgbench: None,
             machine: None,
+            steal: None,
         }
     }
 
@@ -317,9 +320,15 @@ impl Results {
             let _ = writeln!(out, "| run | |\n|---|---|");
             let _ = writeln!(out, "| date | {} |", m.date);
             let _ = writeln!(out, "| commit | {} |", m.commit);
+            let steal = self.steal.map_or(String::new(), |steal| {
+                format!(
+                    "; {:.0} % of the CPU time stolen by the hypervisor during the wrk phases",
+                    steal * 100.0
+                )
+            });
             let _ = writeln!(
                 out,
-                "| machine | {} cores ({}), {:.1} GiB memory |",
+                "| machine | {} cores ({}), {:.1} GiB memory{steal} |",
                 m.cores, m.cpu, m.memory_gib
             );
             let _ = writeln!(out, "| Postgres | {} |", m.postgres);

@@ -13,6 +13,8 @@ use std::fs;
 
 use anyhow::{Context, Result};
 
+use crate::machine::{CpuTimes, cpu_times};
+
 /// CPU time of the machine and of the soak's processes at the last reading.
 pub(super) struct CpuMeter {
     server: u32,
@@ -25,7 +27,7 @@ pub(super) struct CpuMeter {
 
 impl CpuMeter {
     pub(super) fn new(server: u32) -> Result<CpuMeter> {
-        let (total, busy) = machine()?;
+        let CpuTimes { total, busy, .. } = cpu_times()?;
         Ok(CpuMeter {
             server,
             total,
@@ -54,29 +56,12 @@ impl CpuMeter {
                 ours.insert(pid, now);
             }
         }
-        let (total, busy) = machine()?;
+        let CpuTimes { total, busy, .. } = cpu_times()?;
         let elapsed = total.saturating_sub(self.total).max(1);
         let others = busy.saturating_sub(self.busy).saturating_sub(used);
         (self.total, self.busy, self.ours) = (total, busy, ours);
         Ok((others as f64 / elapsed as f64).min(1.0))
     }
-}
-
-/// All cores' time and the busy part of it (not idle, not waiting for I/O), in ticks.
-fn machine() -> Result<(u64, u64)> {
-    let stat = fs::read_to_string("/proc/stat").context("reading /proc/stat")?;
-    let times: Vec<u64> = stat
-        .lines()
-        .next()
-        .and_then(|line| line.strip_prefix("cpu "))
-        .context("no cpu line in /proc/stat")?
-        .split_whitespace()
-        .take(8)
-        .filter_map(|n| n.parse().ok())
-        .collect();
-    let total: u64 = times.iter().sum();
-    let idle = times.get(3).copied().unwrap_or(0) + times.get(4).copied().unwrap_or(0);
-    Ok((total, total - idle))
 }
 
 /// The user and system time of process `pid`, in ticks; `None` if it is gone.
@@ -98,7 +83,7 @@ mod tests {
         while spin.elapsed() < std::time::Duration::from_millis(50) {}
         assert!(process(std::process::id()).is_some_and(|ticks| ticks > 0));
         assert_eq!(process(u32::MAX), None);
-        let (total, busy) = machine().unwrap();
+        let CpuTimes { total, busy, .. } = cpu_times().unwrap();
         assert!(total >= busy && busy > 0);
     }
 }

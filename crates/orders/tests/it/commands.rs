@@ -529,11 +529,9 @@ async fn idempotency_key_replays_the_first_answer() {
     assert_eq!(placed, 2);
 }
 
-/// A placement cut short after its stock was reserved (a crash before the commit) leaves
-/// nothing of itself on the write side: no order, no line, no event, and its
-/// `Idempotency-Key` free, so a retry with the key places the order once. (That the stock
-/// comes back with it is the app suite's `guarantees.rs`: the fake products here take no
-/// part in the transaction.)
+/// A placement cut short after its reservation (a crash before the commit) leaves no order,
+/// line, event or key; a retry with the key places the order once. (The stock coming back
+/// is `guarantees.rs`'s in the app suite: the fake products take no part in transactions.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placement_cut_short_leaves_nothing_behind() {
     use std::sync::atomic::{AtomicBool, Ordering};
