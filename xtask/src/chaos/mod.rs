@@ -9,8 +9,7 @@
 //! random moment or the moment gateway calls are in flight (seen in the database: a
 //! payment pending whose key the gateway's ledger holds), or crashes Postgres under them
 //! instead. Then it starts what it killed, lets background work settle (projections caught
-//! up, the reconciler and the saga done with every payment, interrupted placements
-//! released) and checks invariants 1-4 (crate `invariants`, the gateway's ledger against
+//! up, the reconciler and the saga done with every payment) and checks invariants 1-4 (crate `invariants`, the gateway's ledger against
 //! the payments included) in the database, and the same facts through the API
 //! (`check.rs`). It prints each round and ends with `N rounds, 0 violations`, or exits
 //! non-zero with the evidence.

@@ -1,5 +1,5 @@
 //! The command side of the contract: placement, transitions, payments, concurrency
-//! control and idempotency (expiry and interrupted placements: `sweeper.rs`).
+//! control and idempotency (expiry: `sweeper.rs`).
 
 use std::sync::Arc;
 
