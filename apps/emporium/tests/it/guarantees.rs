@@ -149,19 +149,23 @@ async fn the_projection_applies_an_event_that_commits_late() {
     }
 }
 
+/// A fault hook that stops every command reaching `at`, as a crash there would.
+fn crash_at(at: &'static str) -> ::orders::FaultHook {
+    Arc::new(move |point| {
+        if point == at {
+            anyhow::bail!("simulated crash at {point}")
+        }
+        Ok(())
+    })
+}
+
 /// A process stops in the middle of a placement, after the products module reserved the
 /// stock and before the commit: the reservation goes with the order, so nothing is left to
 /// release and no sweep is needed; a retry places the order once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_placement_cut_short_after_its_reservation_leaves_the_stock_whole() {
     let db = database().await;
-    let crash: ::orders::FaultHook = Arc::new(|point| {
-        if point == "after_reserve" {
-            anyhow::bail!("simulated crash at {point}")
-        } else {
-            Ok(())
-        }
-    });
+    let crash = crash_at("after_reserve");
     let dying = spawn_on(
         db.clone(),
         Hooks {
@@ -212,13 +216,7 @@ async fn a_placement_cut_short_after_its_reservation_leaves_the_stock_whole() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_between_charge_and_confirm_ends_confirmed_after_restart() {
     let db = database().await;
-    let crash: ::orders::FaultHook = Arc::new(|point| {
-        if point == "after_charge" {
-            anyhow::bail!("simulated crash at {point}")
-        } else {
-            Ok(())
-        }
-    });
+    let crash = crash_at("after_charge");
     let dying = spawn_on(
         db.clone(),
         Hooks {
@@ -286,13 +284,7 @@ async fn a_crash_after_cancel_ends_refunded_with_stock_back_after_restart() {
     invariants::assert_hold(&db).await;
     healthy.stop().await;
 
-    let crash: ::orders::FaultHook = Arc::new(|point| {
-        if point == "after_cancel" {
-            anyhow::bail!("simulated crash at {point}")
-        } else {
-            Ok(())
-        }
-    });
+    let crash = crash_at("after_cancel");
     let dying = spawn_on(
         db.clone(),
         Hooks {

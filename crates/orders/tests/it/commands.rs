@@ -475,18 +475,7 @@ async fn idempotency_key_replays_the_first_answer() {
     let body = json!({"user_id": user, "items": [{"product_id": product, "quantity": 2}]});
     let post = |key: String, body: serde_json::Value| {
         let app = app.clone();
-        async move {
-            let response = app
-                .http
-                .request("POST", "/commands/orders")
-                .header("Idempotency-Key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            (status, response.json::<serde_json::Value>().await.unwrap())
-        }
+        async move { crate::place_with_key(&app.http, &key, &body).await }
     };
     let first = post("key-1".into(), body.clone()).await;
     assert_eq!(first.0, 202);
@@ -552,18 +541,7 @@ async fn a_placement_cut_short_leaves_nothing_behind() {
     .await;
     let (user, product) = app.shop(10);
     let body = json!({"user_id": user, "items": [{"product_id": product, "quantity": 3}]});
-    let post = async || {
-        let response = app
-            .http
-            .request("POST", "/commands/orders")
-            .header("Idempotency-Key", "cut-short")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        (status, response.json::<serde_json::Value>().await.unwrap())
-    };
+    let post = async || crate::place_with_key(&app.http, "cut-short", &body).await;
     let (status, problem) = post().await;
     assert_eq!(
         (status, problem["code"].as_str()),

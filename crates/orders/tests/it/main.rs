@@ -106,6 +106,19 @@ impl EventSource for Silent {
     }
 }
 
+/// `POST /commands/orders` of `body` with `Idempotency-Key: key`: the status and the body.
+async fn place_with_key(http: &Http, key: &str, body: &Value) -> (u16, Value) {
+    let response = http
+        .request("POST", "/commands/orders")
+        .header("Idempotency-Key", key)
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().await.unwrap())
+}
+
 struct TestApp {
     /// Staff holding `admin`, who may do anything with orders: what most tests need. The
     /// rules of who may do what have their own tests (`access.rs`).

@@ -107,15 +107,8 @@ async fn an_idempotency_key_is_forgotten_after_its_ttl() {
     let place = |key: &'static str| {
         let (http, body) = (app.http.clone(), body.clone());
         async move {
-            let response = http
-                .request("POST", "/commands/orders")
-                .header("Idempotency-Key", key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), 202);
-            let answer: serde_json::Value = response.json().await.unwrap();
+            let (status, answer) = crate::place_with_key(&http, key, &body).await;
+            assert_eq!(status, 202);
             answer["order_id"].as_str().unwrap().to_owned()
         }
     };
