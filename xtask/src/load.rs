@@ -3,11 +3,13 @@
 //! load with projection lag probes on top, and a read-model rebuild.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
+
+use crate::seed::Catalog;
 
 /// The emporium API over HTTP/1.1 keep-alive.
 #[derive(Clone)]
@@ -42,7 +44,7 @@ impl Api {
     /// later request carries the access token (`ACCESS_TOKEN_TTL` outlasts the run).
     /// Answers the token, for wrk's scripts.
     pub(crate) async fn log_in_staff(&self) -> Result<String> {
-        let (email, password) = ("staff@bench.example", "bench staff password");
+        let (email, password) = (STAFF_EMAIL, "bench staff password");
         let body = json!({"email": email, "name": "Bench staff", "password": password});
         let user = id(&self.expect("/users", &body, 201).await?, "id")?;
         let path = format!("/users/{user}/roles");
@@ -84,7 +86,7 @@ impl Api {
     }
 
     /// `POST path` that must answer `expected`; its JSON answer.
-    async fn expect(&self, path: &str, body: &Value, expected: u16) -> Result<Value> {
+    pub(crate) async fn expect(&self, path: &str, body: &Value, expected: u16) -> Result<Value> {
         let (status, answer) = self.post(path, body).await?;
         ensure!(
             status == expected,
@@ -112,6 +114,9 @@ async fn answer(
     Ok((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
 }
 
+/// The staff member [`Api::log_in_staff`] registers.
+pub(crate) const STAFF_EMAIL: &str = "staff@bench.example";
+
 /// xorshift64: cheap, and reproducible from its seed.
 pub(crate) struct Rng(u64);
 
@@ -137,196 +142,7 @@ impl Rng {
     }
 }
 
-/// What was seeded: ids, for the load scripts.
-#[derive(Default)]
-pub(crate) struct Catalog {
-    pub(crate) users: Vec<String>,
-    pub(crate) products: Vec<String>,
-    pub(crate) orders: Vec<String>,
-}
-
-impl Catalog {
-    /// The body of a new order: a random user, one to three distinct random products, one
-    /// to three of each (products are seeded with ample stock).
-    pub(crate) fn new_order(&self, rng: &mut Rng) -> Value {
-        let lines = 1 + rng.below(3).min(self.products.len() - 1);
-        let mut items: Vec<Value> = Vec::with_capacity(lines);
-        while items.len() < lines {
-            let product = rng.pick(&self.products);
-            if items.iter().all(|item| item["product_id"] != product) {
-                items.push(json!({"product_id": product, "quantity": 1 + rng.below(3)}));
-            }
-        }
-        json!({"user_id": rng.pick(&self.users), "items": items})
-    }
-}
-
-/// How long one seeding step took, and how many requests it made.
-pub(crate) struct Seeded {
-    pub(crate) what: &'static str,
-    pub(crate) count: usize,
-    pub(crate) requests: u64,
-    pub(crate) elapsed: Duration,
-}
-
-impl Seeded {
-    pub(crate) fn per_second(&self) -> f64 {
-        self.count as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-/// Runs `work(i)` for every `i` in `0..count`, at most `concurrency` at a time; the
-/// results in order of `i`. The first error stops everything.
-async fn concurrently<T, F, Fut>(count: usize, concurrency: usize, work: F) -> Result<Vec<T>>
-where
-    T: Send + 'static,
-    F: Fn(usize) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<T>> + Send,
-{
-    let (work, next) = (Arc::new(work), Arc::new(AtomicUsize::new(0)));
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency.clamp(1, count.max(1)) {
-        let (work, next) = (work.clone(), next.clone());
-        workers.spawn(async move {
-            let mut done = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= count {
-                    return anyhow::Ok(done);
-                }
-                done.push((i, work(i).await?));
-            }
-        });
-    }
-    let mut results = Vec::with_capacity(count);
-    while let Some(finished) = workers.join_next().await {
-        results.extend(finished.context("a seeding task panicked")??);
-    }
-    results.sort_unstable_by_key(|(i, _)| *i);
-    Ok(results.into_iter().map(|(_, result)| result).collect())
-}
-
-/// The email of seeded user `i`; every one has [`USER_PASSWORD`].
-pub(crate) fn user_email(i: usize) -> String {
-    format!("user{i}@bench.example")
-}
-pub(crate) const USER_PASSWORD: &str = "bench password";
-
-/// Seeds `users` users, `products` products with ample stock, then `orders` orders over
-/// them, a fixed share of which is then confirmed, shipped, delivered or cancelled (see
-/// [`lifecycle`]). Everything goes through the API, so the event log is the real one.
-pub(crate) async fn seed(
-    api: &Api,
-    (users, products, orders): (usize, usize, usize),
-    concurrency: usize,
-) -> Result<(Catalog, Vec<Seeded>)> {
-    let mut catalog = Catalog::default();
-    let mut report = Vec::new();
-
-    let started = Instant::now();
-    catalog.users = concurrently(users, concurrency, {
-        let api = api.clone();
-        move |i| {
-            let api = api.clone();
-            async move {
-                let body = json!({"email": user_email(i), "name": format!("Bench User {i}"), "password": USER_PASSWORD});
-                id(&api.expect("/users", &body, 201).await?, "id")
-            }
-        }
-    })
-    .await?;
-    report.push(Seeded {
-        what: "users",
-        count: users,
-        requests: users as u64,
-        elapsed: started.elapsed(),
-    });
-
-    let started = Instant::now();
-    catalog.products = concurrently(products, concurrency, {
-        let api = api.clone();
-        move |i| {
-            let api = api.clone();
-            async move {
-                let body = json!({
-                    "name": format!("Product {i}"),
-                    "description": "seeded by cargo xtask bench",
-                    "price": format!("{}.{:02}", 1 + i % 200, i % 100),
-                    "stock": 1_000_000_000,
-                });
-                id(&api.expect("/products", &body, 201).await?, "id")
-            }
-        }
-    })
-    .await?;
-    report.push(Seeded {
-        what: "products",
-        count: products,
-        requests: products as u64,
-        elapsed: started.elapsed(),
-    });
-
-    let started = Instant::now();
-    let requests = Arc::new(AtomicU64::new(0));
-    let shared = Arc::new(std::mem::take(&mut catalog));
-    let placed = concurrently(orders, concurrency, {
-        let (api, shared, requests) = (api.clone(), shared.clone(), requests.clone());
-        move |i| {
-            let (api, shared, requests) = (api.clone(), shared.clone(), requests.clone());
-            async move {
-                let body = shared.new_order(&mut Rng::new(i as u64));
-                let order = id(
-                    &api.expect("/commands/orders", &body, 202).await?,
-                    "order_id",
-                )?;
-                let steps = lifecycle(i);
-                for command in steps {
-                    let path = format!("/commands/orders/{order}/{command}");
-                    api.expect(&path, &command_body(command), 202).await?;
-                }
-                requests.fetch_add(1 + steps.len() as u64, Ordering::Relaxed);
-                Ok(order)
-            }
-        }
-    })
-    .await?;
-    catalog = Arc::try_unwrap(shared)
-        .ok()
-        .context("a seeding task outlived seeding")?;
-    catalog.orders = placed;
-    report.push(Seeded {
-        what: "orders",
-        count: orders,
-        requests: requests.load(Ordering::Relaxed),
-        elapsed: started.elapsed(),
-    });
-    Ok((catalog, report))
-}
-
-/// What happens to seeded order `i` after it is placed, by `i % 20`: 40 % stay pending,
-/// 10 % are cancelled pending, 10 % confirmed, 5 % confirmed then cancelled (refunded),
-/// 15 % shipped, 20 % delivered.
-fn lifecycle(i: usize) -> &'static [&'static str] {
-    match i % 20 {
-        0..8 => &[],
-        8..10 => &["cancel"],
-        10..12 => &["confirm"],
-        12 => &["confirm", "cancel"],
-        13..16 => &["confirm", "ship"],
-        _ => &["confirm", "ship", "deliver"],
-    }
-}
-
-/// The body of an order command.
-fn command_body(command: &str) -> Value {
-    match command {
-        "confirm" => json!({"payment_token": "tok_visa"}),
-        "cancel" => json!({"reason": "changed my mind"}),
-        _ => json!({}),
-    }
-}
-
-fn id(body: &Value, field: &str) -> Result<String> {
+pub(crate) fn id(body: &Value, field: &str) -> Result<String> {
     body[field]
         .as_str()
         .map(str::to_owned)

@@ -15,6 +15,7 @@ mod machine;
 mod markers;
 mod migration;
 mod rig;
+mod seed;
 mod server;
 mod soak;
 
@@ -94,6 +95,16 @@ enum Task {
         /// Connections of every load phase, and pgbench clients.
         #[arg(long, default_value_t = 16)]
         concurrency: usize,
+        /// Orders of the data set (default 100000, with --smoke 300), with a tenth as many
+        /// customers; 100000 and 1000000 each have their part of BENCHMARKS.md, any other
+        /// size writes only target/bench/.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(20..))]
+        orders: Option<u64>,
+        /// Seed through the API, every order placed and moved along by HTTP requests (about
+        /// 130 orders/s here), instead of the bulk seed, which writes the same rows and
+        /// events by SQL.
+        #[arg(long)]
+        seed_via_api: bool,
     },
     /// A steady mix of every kind of request at half the measured capacity, sampling
     /// memory, p99 per route, pool waits, table sizes and projection lag; fails when
@@ -158,11 +169,15 @@ fn run(task: Task) -> Result<ExitCode> {
             smoke,
             duration,
             concurrency,
+            orders,
+            seed_via_api,
         } => {
             let options = bench::Options {
                 smoke,
                 duration,
                 concurrency,
+                orders: orders.map(|n| n as usize),
+                seed_via_api,
             };
             bench::run(&root, &options)?;
             Ok(ExitCode::SUCCESS)
@@ -179,6 +194,8 @@ fn run(task: Task) -> Result<ExitCode> {
                 smoke: true,
                 duration: None,
                 concurrency: 16,
+                orders: None,
+                seed_via_api: false,
             };
             bench::run(&root, &smoke)?;
             let soaked = soak::run(&root, 1)?;

@@ -18,7 +18,8 @@ use serde_json::{Value, json};
 
 use super::phases::Bench;
 use crate::db;
-use crate::load::{Api, Catalog, Rng};
+use crate::load::{Api, Rng};
+use crate::seed::Catalog;
 use crate::server::Server;
 use crate::server::free_address;
 

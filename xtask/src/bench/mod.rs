@@ -69,7 +69,7 @@ use crate::{apt, cargo, db, succeed};
 use floor::Floor;
 use phases::Bench;
 use plan::Plan;
-use report::{Results, write_benchmarks};
+use report::{Results, markers_for, write_benchmarks};
 use rounds::{Measured, schedule};
 use wrk::{PHASES, Side, run_wrk};
 
@@ -84,6 +84,10 @@ pub(crate) struct Options {
     /// Seconds per load phase (default 10, smoke 2).
     pub(crate) duration: Option<u64>,
     pub(crate) concurrency: usize,
+    /// Orders of the data set (default 100000, smoke 300).
+    pub(crate) orders: Option<usize>,
+    /// Seed through the API instead of in bulk.
+    pub(crate) seed_via_api: bool,
 }
 
 pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
@@ -187,9 +191,16 @@ fn report(root: &Path, bench: &Bench, results: &Results) -> Result<()> {
         let path = bench.rig.out.join("smoke.md");
         fs::write(&path, format!("# Benchmark smoke run\n\n{report}"))?;
         eprintln!("xtask: bench --smoke done; report in {}", path.display());
-    } else {
+    } else if let Some(markers) = markers_for(bench.plan.orders) {
         let path = root.join("BENCHMARKS.md");
-        write_benchmarks(&path, &report)?;
+        write_benchmarks(&path, markers, &report)?;
+        eprintln!("xtask: bench done; report in {}", path.display());
+    } else {
+        let path = bench
+            .rig
+            .out
+            .join(format!("orders-{}.md", bench.plan.orders));
+        fs::write(&path, format!("# Benchmark run\n\n{report}"))?;
         eprintln!("xtask: bench done; report in {}", path.display());
     }
     Ok(())

@@ -11,8 +11,9 @@ use anyhow::{Context, Result, ensure};
 use super::report::Results;
 use super::{ms, plan::Plan};
 use crate::db::{self, DbUrl};
-use crate::load::{self, Catalog, Lag, Rebuild};
+use crate::load::{self, Lag, Rebuild};
 use crate::rig::Rig;
+use crate::seed::{self, Catalog};
 use crate::server::Server;
 
 /// One run: its sizes, and the server, database and client it drives (`target/bench/`).
@@ -57,8 +58,12 @@ impl Bench {
         std::fs::write(self.rig.out.join("token.txt"), format!("{token}\n"))
             .context("writing the token for wrk")?;
         let sizes = (plan.users, plan.products, plan.orders);
-        let (catalog, seeded) =
-            self.block_on(load::seed(&self.rig.api, sizes, plan.concurrency))?;
+        let api = &self.rig.api;
+        let (catalog, seeded) = if plan.seed_via_api {
+            self.block_on(seed::via_api(api, sizes, plan.concurrency))?
+        } else {
+            self.block_on(seed::via_sql(api, &self.rig.url, sizes))?
+        };
         for step in &seeded {
             eprintln!("xtask: seeded {}: {:.0}/s", step.what, step.per_second());
         }

@@ -11,6 +11,8 @@ pub(super) struct Plan {
     pub(super) users: usize,
     pub(super) products: usize,
     pub(super) orders: usize,
+    /// Seed through the API (`seed::via_api`) instead of in bulk (`seed::via_sql`).
+    pub(super) seed_via_api: bool,
     /// How long each server is measured in each wrk phase, and each other load phase's
     /// length.
     pub(super) duration: Duration,
@@ -28,11 +30,13 @@ pub(super) struct Plan {
 impl Plan {
     pub(super) fn new(options: &Options) -> Plan {
         let cores = cores();
-        let (users, products, orders, seconds, round, probes, scale) = if options.smoke {
-            (50, 20, 300, 2, 1, 30, 1)
+        let (orders, products, seconds, round, probes, scale) = if options.smoke {
+            (300, 20, 2, 1, 30, 1)
         } else {
-            (10_000, 1_000, 100_000, 10, 2, 300, 10)
+            (100_000, 1_000, 10, 2, 300, 10)
         };
+        let orders = options.orders.unwrap_or(orders);
+        let users = (orders / 10).max(50);
         let seconds = options.duration.unwrap_or(seconds).max(1);
         let round = round.min(seconds);
         Plan {
@@ -40,6 +44,7 @@ impl Plan {
             users,
             products,
             orders,
+            seed_via_api: options.seed_via_api,
             duration: Duration::from_secs(seconds),
             round: Duration::from_secs(round),
             rounds: (seconds / round) as usize,

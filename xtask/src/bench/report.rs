@@ -13,15 +13,32 @@ use super::pgbench::Pgbench;
 use super::rounds::{Measured, Rounds, schedule};
 use super::wrk::{PHASES, Phase, WrkRun};
 use super::{ms, plan::Plan};
-use crate::load::{self, Lag, Rebuild, Seeded};
+use crate::load::{self, Lag, Rebuild};
 use crate::machine::Machine;
 use crate::markers::Markers;
+use crate::seed::Seeded;
 
-/// The markers around the part of BENCHMARKS.md each run rewrites.
+/// The markers around the part of BENCHMARKS.md a run of the default size (100k orders)
+/// rewrites.
 const MARKERS: Markers = Markers {
     begin: "<!-- bench:begin: written by `cargo xtask bench`; edit outside the markers -->",
     end: "<!-- bench:end -->",
 };
+
+/// The markers around the part a run with `--orders 1000000` rewrites.
+const MARKERS_1M: Markers = Markers {
+    begin: "<!-- bench-1m:begin: written by `cargo xtask bench --orders 1000000`; edit outside the markers -->",
+    end: "<!-- bench-1m:end -->",
+};
+
+/// The markers of a run over `orders` orders, if it has a part of BENCHMARKS.md.
+pub(super) fn markers_for(orders: usize) -> Option<&'static Markers> {
+    match orders {
+        100_000 => Some(&MARKERS),
+        1_000_000 => Some(&MARKERS_1M),
+        _ => None,
+    }
+}
 
 /// Everything a run measured.
 pub(super) struct Results {
@@ -287,15 +304,18 @@ impl Results {
             });
         }
         for seeded in &self.seeded {
+            let how = match seeded.requests {
+                0 => "in bulk, by SQL".to_owned(),
+                n => format!("{:.0} requests/s", n as f64 / seeded.elapsed.as_secs_f64()),
+            };
             rows.push(Row::info(
                 format!("seeding {}", seeded.what),
                 format!(
-                    "{:.0} {}/s ({} in {:.1} s, {:.0} requests/s)",
+                    "{:.0} {}/s ({} in {:.1} s, {how})",
                     seeded.per_second(),
                     seeded.what,
                     seeded.count,
                     seeded.elapsed.as_secs_f64(),
-                    seeded.requests as f64 / seeded.elapsed.as_secs_f64()
                 ),
             ));
         }
@@ -434,13 +454,13 @@ impl Results {
 
 /// Puts `report` between the markers of BENCHMARKS.md, keeping what is around them (the
 /// analysis); creates the file if there is none.
-pub(super) fn write_benchmarks(path: &Path, report: &str) -> Result<()> {
-    MARKERS.write(path, report, |text, marked| match text {
+pub(super) fn write_benchmarks(path: &Path, markers: &Markers, report: &str) -> Result<()> {
+    markers.write(path, report, |text, marked| match text {
         Some(_) => bail!(
             "{} has no bench markers; move it away or add `{}` and `{}`",
             path.display(),
-            MARKERS.begin,
-            MARKERS.end
+            markers.begin,
+            markers.end
         ),
         None => Ok(format!(
             "# Benchmarks\n\n`cargo xtask bench` measures emporium beside Postgres's own limit \
@@ -460,10 +480,10 @@ mod tests {
     #[test]
     fn keeps_the_analysis_around_the_markers() {
         let path = scratch_file("bench-report");
-        write_benchmarks(&path, "first\n").unwrap();
+        write_benchmarks(&path, &MARKERS, "first\n").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         fs::write(&path, text.replace("(Not written yet.)", "analysis")).unwrap();
-        write_benchmarks(&path, "second\n").unwrap();
+        write_benchmarks(&path, &MARKERS, "second\n").unwrap();
         let text = fs::read_to_string(&path).unwrap();
         assert!(text.contains("second") && text.contains("analysis") && !text.contains("first"));
         fs::remove_dir_all(path.parent().unwrap()).unwrap();

@@ -20,7 +20,8 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::sample::Recorder;
-use crate::load::{Api, Rng, USER_PASSWORD, user_email};
+use crate::load::{Api, Rng};
+use crate::seed::{USER_PASSWORD, user_email};
 
 /// One kind of request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

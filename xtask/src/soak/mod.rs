@@ -9,7 +9,7 @@
 //!    keys, failed logins and refresh tokens count for 10 s, the users purger runs every
 //!    5 s, the orders sweeper every second as always, a pending order expires after 30 s),
 //!    so that even a one-minute run purges each of those tables many times.
-//! 2. **Seed** through the API (`load::seed`): 40 customers, each logged in, and 50
+//! 2. **Seed** through the API (`seed::via_api`): 40 customers, each logged in, and 50
 //!    products with ample stock.
 //! 3. **Capacity**: 16 connections send the mix (`mix.rs`: every kind of request that
 //!    fills a bounded table or holds memory) back to back for 5 s, closed loop; the rate
@@ -48,6 +48,7 @@ use crate::db;
 use crate::load::{self, Control, Driven, Rng};
 use crate::machine::{Machine, cores};
 use crate::rig::{Postgres, Rig};
+use crate::seed;
 use crate::server::Server;
 use cpu::CpuMeter;
 use mix::Shop;
@@ -188,7 +189,7 @@ fn soak(root: &Path, rig: &Rig, minutes: u32) -> Result<Run> {
     let (shop, capacity) = rig.block_on(async {
         api.log_in_staff().await?;
         eprintln!("xtask: seeding {CUSTOMERS} customers and {PRODUCTS} products");
-        let (catalog, _) = load::seed(api, (CUSTOMERS, PRODUCTS, 0), CONNECTIONS).await?;
+        let (catalog, _) = seed::via_api(api, (CUSTOMERS, PRODUCTS, 0), CONNECTIONS).await?;
         let shop = Arc::new(Shop::open(api, catalog.users, catalog.products, TTL).await?);
         let client = db::connect(&rig.url).await?;
         let mut cpu = CpuMeter::new(server.pid())?;
