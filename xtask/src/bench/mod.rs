@@ -9,9 +9,10 @@
 //!    sized for the machine. Measures the time from process start to `/health/ready` = 200
 //!    (with the migrations of the empty database, and again at the end on a restart over
 //!    the seeded one).
-//! 2. **Seed** through the API with a concurrent async driver (`load.rs`): users, products
-//!    with ample stock, orders of which a fixed share is confirmed, shipped, delivered or
-//!    cancelled. Then `VACUUM ANALYZE`, as autovacuum would do in a while.
+//! 2. **Seed** (`crate::seed`): users (a tenth of the orders), products with ample stock,
+//!    orders of which a fixed share is confirmed, shipped, delivered or cancelled; in bulk
+//!    by SQL (the same rows and events as through the API), or through the API with
+//!    `--seed-via-api`. Then `VACUUM ANALYZE`, as autovacuum would do in a while.
 //! 3. **The floor** (`floor.rs`): `bench-floor` starts on the same database with
 //!    emporium's worker count and pool size, copies the tables a placement writes into its
 //!    own schema `floor`, and must answer what emporium answers (the same orders, pages,
