@@ -45,7 +45,7 @@ pub mod testing;
 #[cfg(feature = "http")]
 pub mod timing;
 
-pub use config::{DEFAULT_DATABASE_URL, parse_duration, parse_interval};
+pub use config::{DEFAULT_DATABASE_URL, parse_duration, parse_interval, parse_origin};
 pub use event::{Actor, ActorKind, Envelope, NewEvent};
 pub use id::{OrderId, PaymentId, ProductId, UserId};
 pub use money::{Money, MoneyError, MoneyInput};

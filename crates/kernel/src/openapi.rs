@@ -39,8 +39,9 @@ use crate::{FieldError, Problem};
 /// `__path_<handler>` is the type `#[utoipa::path]` generates beside the handler.
 #[derive(Default)]
 pub struct Routes {
-    /// One entry per path, in the order first added; each becomes one `web::resource`.
-    resources: Vec<(String, Vec<actix_web::Route>)>,
+    /// One entry per path, in the order first added, with a route per method (`HEAD`
+    /// beside each `GET`); each becomes one `web::resource` ([`crate::http::methods`]).
+    resources: Vec<(String, Vec<(Method, actix_web::Route)>)>,
     operations: Vec<(Method, String)>,
     paths: Paths,
     schemas: Vec<(String, RefOr<Schema>)>,
@@ -48,8 +49,9 @@ pub struct Routes {
 
 impl Routes {
     /// Serves `handler` at every method and the path that `doc` (the handler's
-    /// `#[utoipa::path]`) declares, and documents it so. Panics when a method and path are
-    /// declared twice.
+    /// `#[utoipa::path]`) declares, and documents it so; a `GET` is served at `HEAD` too
+    /// (undocumented: every `GET` has it). Panics when a method and path are declared
+    /// twice.
     pub fn add<D, F, Args>(mut self, doc: D, handler: F) -> Self
     where
         D: utoipa::Path + OpenApiFactory,
@@ -68,10 +70,13 @@ impl Routes {
                 "{method} {path} is declared twice"
             );
             self.operations.push((method.clone(), path.clone()));
-            let route = web::method(method).to(handler.clone());
+            let mut routes = vec![(method.clone(), web::method(method.clone()).to(handler.clone()))];
+            if method == Method::GET {
+                routes.push((Method::HEAD, web::method(Method::HEAD).to(handler.clone())));
+            }
             match self.resources.iter_mut().find(|(p, _)| *p == path) {
-                Some((_, routes)) => routes.push(route),
-                None => self.resources.push((path.clone(), vec![route])),
+                Some((_, existing)) => existing.extend(routes),
+                None => self.resources.push((path.clone(), routes)),
             }
         }
         self.paths.merge(doc.paths());
@@ -94,8 +99,8 @@ impl Routes {
             .build()
     }
 
-    /// Registers one `web::resource` per path, holding a route per method, so a known path
-    /// asked with another method answers `405`.
+    /// Registers one `web::resource` per path, holding a route per method, `OPTIONS`, and
+    /// `405` with `Allow` for any other method ([`crate::http::methods`]).
     pub fn mount(self, cfg: &mut web::ServiceConfig) {
         for (path, routes) in self.resources {
             cfg.service(resource(&path, routes));
@@ -117,10 +122,8 @@ impl Routes {
     }
 }
 
-fn resource(path: &str, routes: Vec<actix_web::Route>) -> actix_web::Resource {
-    routes
-        .into_iter()
-        .fold(web::resource(path), |resource, route| resource.route(route))
+fn resource(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
+    crate::http::methods::resource(path, routes)
 }
 
 fn actix_method(method: &HttpMethod) -> Method {

@@ -453,7 +453,9 @@ impl TestServer {
             cfg.app_data(authenticator.clone());
             configure(cfg);
         };
-        let server = HttpServer::new(move || crate::http::app(configure.clone()))
+        let server = HttpServer::new(move || {
+            crate::http::app(crate::http::HttpSettings::default(), configure.clone())
+        })
             .workers(2)
             .disable_signals()
             .bind(("127.0.0.1", 0))

@@ -5,6 +5,7 @@ mod audit;
 mod binary;
 mod database;
 mod guarantees;
+mod http;
 mod invariants;
 mod limits;
 mod openapi;

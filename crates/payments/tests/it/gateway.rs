@@ -65,7 +65,7 @@ async fn each_token_writes_its_outcome_and_answers_it() {
             "tok_mastercard",
             |_| {
                 Err(GatewayError::InvalidToken(
-                    "unknown payment token \"tok_mastercard\"".into(),
+                    "unknown token".into(),
                 ))
             },
             None,

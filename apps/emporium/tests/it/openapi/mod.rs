@@ -5,7 +5,7 @@
 //! external asset. `contract.rs` is the support: the registry, requests, and [`Contract`].
 
 mod answers;
-mod contract;
+pub(crate) mod contract;
 mod identity;
 
 use std::collections::{BTreeMap, BTreeSet};
