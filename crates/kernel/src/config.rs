@@ -49,12 +49,16 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
     if text == "*" {
         return Ok(text.to_owned());
     }
-    let invalid = |why: &str| format!("invalid origin {text:?}: {why}; expected scheme://host[:port] or *");
+    let invalid =
+        |why: &str| format!("invalid origin {text:?}: {why}; expected scheme://host[:port] or *");
     let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
     if !matches!(uri.scheme_str(), Some("http" | "https")) {
         return Err(invalid("the scheme must be http or https"));
     }
-    if uri.authority().is_none_or(|a| a.host().is_empty() || a.as_str().contains('@')) {
+    if uri
+        .authority()
+        .is_none_or(|a| a.host().is_empty() || a.as_str().contains('@'))
+    {
         return Err(invalid("no host"));
     }
     if text.ends_with('/') || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
@@ -82,7 +86,12 @@ mod tests {
             ("", false),
         ];
         for (input, valid) in cases {
-            assert_eq!(parse_origin(input).is_ok(), valid, "{input:?}: {:?}", parse_origin(input));
+            assert_eq!(
+                parse_origin(input).is_ok(),
+                valid,
+                "{input:?}: {:?}",
+                parse_origin(input)
+            );
         }
     }
 

@@ -1,7 +1,9 @@
 //! OpenAPI glue shared by every module's routes: [`Routes`], which serves each handler at
 //! the method and path its `#[utoipa::path]` annotation declares, so what a module serves
-//! and what it documents come from one place; and the problem responses every route
-//! shares ([`PayloadTooLarge`], [`UnsupportedMediaType`], [`ServiceUnavailable`]).
+//! and what it documents come from one place; the problem responses every route shares
+//! ([`PayloadTooLarge`], [`UnsupportedMediaType`], [`ServiceUnavailable`],
+//! [`MethodNotAllowed`]); and what a conditional read declares ([`Revalidate`],
+//! [`NotModified`]).
 //!
 //! Why not `utoipa-actix-web`'s `App` wrapper: it collects only handlers written with
 //! actix's route macros (`#[get("/users/{id}")]`), and each of those registers a resource
@@ -18,7 +20,7 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HeaderBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
     Response, ResponseBuilder,
 };
-use utoipa::{PartialSchema, ToResponse, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToResponse, ToSchema};
 use utoipa_actix_web::OpenApiFactory;
 
 use crate::http::PROBLEM_JSON;
@@ -70,7 +72,10 @@ impl Routes {
                 "{method} {path} is declared twice"
             );
             self.operations.push((method.clone(), path.clone()));
-            let mut routes = vec![(method.clone(), web::method(method.clone()).to(handler.clone()))];
+            let mut routes = vec![(
+                method.clone(),
+                web::method(method.clone()).to(handler.clone()),
+            )];
             if method == Method::GET {
                 routes.push((Method::HEAD, web::method(Method::HEAD).to(handler.clone())));
             }
@@ -145,7 +150,11 @@ fn components(schemas: Vec<(String, RefOr<Schema>)>) -> utoipa::openapi::Compone
     let (media_type, media_type_response) = UnsupportedMediaType::response();
     let (unavailable, unavailable_response) = ServiceUnavailable::response();
     let (unauthenticated, unauthenticated_response) = Unauthenticated::response();
+    let (not_modified, not_modified_response) = NotModified::response();
+    let (not_allowed, not_allowed_response) = MethodNotAllowed::response();
     ComponentsBuilder::new()
+        .response(not_modified, not_modified_response)
+        .response(not_allowed, not_allowed_response)
         .response(unauthenticated, unauthenticated_response)
         .schemas_from_iter(schemas)
         .schema(Problem::name(), Problem::schema())
@@ -244,6 +253,70 @@ impl<'s> ToResponse<'s> for ServiceUnavailable {
         .header("Retry-After", retry_after)
         .build();
         ("ServiceUnavailable", response.into())
+    }
+}
+
+fn string_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
+/// The `If-None-Match` request header of a conditional read
+/// (`params(..., kernel::openapi::Revalidate)`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct Revalidate {
+    /// `*` or a comma-separated list of entity tags (`W/"…"` or `"…"`, compared weakly):
+    /// when one is the answer's `ETag`, the answer is `304` without a body. Anything
+    /// else is `400 invalid_header`.
+    #[param(
+        rename = "If-None-Match",
+        nullable = false,
+        pattern = r#"^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$"#
+    )]
+    pub if_none_match: Option<String>,
+}
+
+/// `304 Not Modified`: the `If-None-Match` named the current `ETag`; no body.
+pub struct NotModified;
+
+impl<'s> ToResponse<'s> for NotModified {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let response = ResponseBuilder::new()
+            .description(
+                "Not modified: `If-None-Match` names the current `ETag`, so the copy the \
+                 client holds is current. No body.",
+            )
+            .header(
+                "ETag",
+                string_header("The current `ETag`, as a `200` would send it."),
+            )
+            .header("Cache-Control", string_header("As a `200` would send it."))
+            .build();
+        ("NotModified", response.into())
+    }
+}
+
+/// `405 method_not_allowed` with `Allow`: a method the path does not have. No operation
+/// answers it (a documented method is allowed); the document's components hold it for
+/// reference, and its description says when it is answered.
+pub struct MethodNotAllowed;
+
+impl<'s> ToResponse<'s> for MethodNotAllowed {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let response = problem_response(
+            "`method_not_allowed`: the path exists but does not have this method (`TRACE`, \
+             `CONNECT` and unknown methods included). Every path answers `OPTIONS` (`204`) and \
+             every `GET` answers `HEAD` too.",
+        )
+        .header(
+            "Allow",
+            string_header("The path's methods, e.g. `GET, HEAD, PATCH, OPTIONS`."),
+        )
+        .build();
+        ("MethodNotAllowed", response.into())
     }
 }
 

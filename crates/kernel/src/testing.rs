@@ -456,10 +456,10 @@ impl TestServer {
         let server = HttpServer::new(move || {
             crate::http::app(crate::http::HttpSettings::default(), configure.clone())
         })
-            .workers(2)
-            .disable_signals()
-            .bind(("127.0.0.1", 0))
-            .expect("bind a free port");
+        .workers(2)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind a free port");
         let address = format!("http://{}", server.addrs()[0]);
         let server = server.run();
         let handle = server.handle();

@@ -26,9 +26,9 @@ fn every_error_has_its_status_and_code() {
         ),
         (
             PaymentError::InvalidToken {
-                    token: "x".into(),
-                    reason: "unknown token".into(),
-                },
+                token: "x".into(),
+                reason: "unknown token".into(),
+            },
             422,
             "invalid_payment_token",
         ),

@@ -228,7 +228,7 @@ async fn logs_carry_the_request_id_through_every_module_call() {
 }
 
 /// Starts the binary on `db` with JSON logs at `debug`, waits until it answers.
-async fn serve_logging(
+pub(crate) async fn serve_logging(
     db: &kernel::testing::TestDatabase,
     extra: &[(&str, &str)],
 ) -> (std::process::Child, kernel::testing::Http) {
@@ -262,7 +262,7 @@ async fn serve_logging(
 }
 
 /// SIGTERM, then everything the process wrote.
-async fn stop_and_read(mut child: std::process::Child) -> String {
+pub(crate) async fn stop_and_read(mut child: std::process::Child) -> String {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

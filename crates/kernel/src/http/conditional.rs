@@ -4,8 +4,10 @@
 //!
 //! The `ETag` is a hash of the body, so it changes whenever the representation does,
 //! whatever changed it: a product's `version` does not move when orders reserve its stock,
-//! and an order's read model shows its user's latest name without a new order version. It
-//! is weak (`W/"…"`) because responses are compressed on the way out
+//! and an order's read model shows its user's latest name without a new order version. An
+//! aggregate a client writes with `If-Match: "<version>"` (an order) puts its version in
+//! front ([`versioned_etag`]), so the tag of a read can be sent back as `If-Match`. It is
+//! weak (`W/"…"`) because responses are compressed on the way out
 //! ([`super::compress`]): one validator stands for the identity, gzip and br bytes of the
 //! same representation, as a weak one may (RFC 9110 §8.8.1), and `If-None-Match` compares
 //! weakly anyway.
@@ -65,6 +67,12 @@ pub fn etag(body: &[u8]) -> EntityTag {
     EntityTag::new_weak(hex)
 }
 
+/// The `ETag` of a representation of an aggregate at `version`: `W/"<version>-<hash>"`,
+/// the version first so that a command's `If-Match` can take it.
+pub fn versioned_etag(version: i64, body: &[u8]) -> EntityTag {
+    EntityTag::new_weak(format!("{version}-{}", etag(body).tag()))
+}
+
 /// Whether the request's `If-None-Match` names `tag` (or is `*`: the resource exists, as
 /// it is being answered); `400 invalid_header` when the header is not a list of entity
 /// tags.
@@ -95,6 +103,18 @@ pub fn cached(
 ) -> Result<HttpResponse, Problem> {
     let body = body.into();
     let tag = etag(&body);
+    cached_as(req, caching, content_type, body, tag)
+}
+
+/// [`cached`] with the `ETag` given (one computed once, for a large body that never
+/// changes).
+pub fn cached_as(
+    req: &HttpRequest,
+    caching: Caching,
+    content_type: &str,
+    body: Bytes,
+    tag: EntityTag,
+) -> Result<HttpResponse, Problem> {
     let unchanged = not_modified(req, &tag)?;
     let mut response = if unchanged {
         HttpResponse::NotModified()
@@ -116,9 +136,24 @@ pub fn cached_json<T: serde::Serialize>(
     caching: Caching,
     value: &T,
 ) -> Result<HttpResponse, Problem> {
-    let body = serde_json::to_vec(value)
-        .map_err(|e| super::unexpected(anyhow::Error::new(e).context("serializing an answer")))?;
-    cached(req, caching, "application/json", body)
+    cached(req, caching, "application/json", json(value)?)
+}
+
+/// [`cached_json`] of an aggregate at `version`, tagged by [`versioned_etag`].
+pub fn cached_json_at<T: serde::Serialize>(
+    req: &HttpRequest,
+    caching: Caching,
+    version: i64,
+    value: &T,
+) -> Result<HttpResponse, Problem> {
+    let body = json(value)?;
+    let tag = versioned_etag(version, &body);
+    cached_as(req, caching, "application/json", body.into(), tag)
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, Problem> {
+    serde_json::to_vec(value)
+        .map_err(|e| super::unexpected(anyhow::Error::new(e).context("serializing an answer")))
 }
 
 #[cfg(test)]
@@ -133,6 +168,8 @@ mod tests {
         assert_eq!(a, etag(br#"{"stock":1}"#));
         assert_ne!(a, etag(br#"{"stock":2}"#));
         assert!(a.weak && a.tag().len() == 32, "{a}");
+        let v = versioned_etag(3, br#"{"stock":1}"#);
+        assert_eq!(v.to_string(), format!("W/\"3-{}\"", a.tag()));
     }
 
     #[test]
@@ -163,7 +200,10 @@ mod tests {
     fn cache_control_says_who_may_keep_it() {
         let cases = [
             (Caching::Public(Duration::ZERO), "public, no-cache"),
-            (Caching::Public(Duration::from_secs(30)), "public, max-age=30"),
+            (
+                Caching::Public(Duration::from_secs(30)),
+                "public, max-age=30",
+            ),
             (Caching::Private, "private, no-cache"),
             (Caching::Immutable, "public, max-age=31536000, immutable"),
         ];

@@ -95,10 +95,9 @@ pub async fn compress(
         return Ok(response.map_into_left_body());
     }
     if encoding == ContentEncoding::Identity {
-        response.headers_mut().append(
-            header::VARY,
-            HeaderValue::from_static("accept-encoding"),
-        );
+        response
+            .headers_mut()
+            .append(header::VARY, HeaderValue::from_static("accept-encoding"));
         return Ok(response.map_into_left_body());
     }
     // The encoder sets `Content-Encoding` and `Vary` itself.

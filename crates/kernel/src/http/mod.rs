@@ -12,7 +12,10 @@ mod edge;
 pub(crate) mod methods;
 mod trace;
 
-pub use conditional::{Caching, PublicMaxAge, cached, cached_json, etag, not_modified};
+pub use conditional::{
+    Caching, PublicMaxAge, cached, cached_as, cached_json, cached_json_at, etag, not_modified,
+    versioned_etag,
+};
 pub use edge::{
     CORS_EXPOSED_HEADERS, CORS_MAX_AGE_SECONDS, CORS_REQUEST_HEADERS, HttpSettings,
     MIN_COMPRESSED_BYTES, compress, cors, is_preflight, preferred_encoding,

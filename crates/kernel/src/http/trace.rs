@@ -20,8 +20,12 @@ impl TraceParent {
     pub fn parse(value: &str) -> Option<TraceParent> {
         let value = value.trim();
         let mut fields = value.split('-');
-        let (version, trace_id, parent_id, flags) =
-            (fields.next()?, fields.next()?, fields.next()?, fields.next()?);
+        let (version, trace_id, parent_id, flags) = (
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+            fields.next()?,
+        );
         let hex = |s: &str, len: usize| {
             s.len() == len && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
         };

@@ -1,6 +1,11 @@
 //! HTTP behaviour of the whole app, route by route: methods (`HEAD`, `OPTIONS`, `405` with
-//! `Allow`), CORS, compression, conditional reads (`ETag`, `If-None-Match`,
-//! `Cache-Control`), W3C trace context in the logs, and plain problem details.
+//! `Allow`), W3C trace context in the logs and plain problem details here; compression in
+//! `encoding.rs`, conditional reads (`ETag`, `If-None-Match`, `Cache-Control`) in
+//! `conditional.rs`, CORS in `cors.rs`.
+
+mod conditional;
+mod cors;
+mod encoding;
 
 use std::collections::BTreeSet;
 
@@ -79,7 +84,10 @@ async fn head_answers_every_get_route_as_get_does_without_a_body() {
 async fn options_lists_the_methods_of_every_path() {
     let app = spawn_app().await;
     for (path, methods) in allowed() {
-        let answer = app.http.raw("OPTIONS", &concrete(&path), None, vec![]).await;
+        let answer = app
+            .http
+            .raw("OPTIONS", &concrete(&path), None, vec![])
+            .await;
         assert_eq!(answer.status, 204, "OPTIONS {path}: {:#}", answer.body);
         assert_eq!(allow_header(&answer), methods, "OPTIONS {path}");
     }
@@ -92,7 +100,15 @@ async fn other_methods_are_405_with_allow_and_a_problem() {
     let app = spawn_app().await;
     let documented = operations(&crate::openapi::contract::document());
     for (path, methods) in allowed() {
-        for method in ["TRACE", "DELETE", "PUT", "POST", "PATCH", "GET", "FROBNICATE"] {
+        for method in [
+            "TRACE",
+            "DELETE",
+            "PUT",
+            "POST",
+            "PATCH",
+            "GET",
+            "FROBNICATE",
+        ] {
             if methods.contains(method) {
                 continue;
             }
@@ -128,5 +144,105 @@ async fn an_unaccepted_payment_token_is_named_once() {
     assert_eq!(
         body["errors"],
         json!([{"field": "payment_token", "message": "not accepted by the payment gateway: unknown token"}])
+    );
+}
+
+pub(super) async fn app_with(
+    change: impl FnOnce(&mut emporium::Config) + Send + 'static,
+) -> crate::TestApp {
+    let config = move |url: &str| {
+        let mut config = emporium::Config::for_database(url);
+        change(&mut config);
+        config
+    };
+    crate::spawn_with(crate::database().await, config, emporium::Hooks::default()).await
+}
+
+/// `GET` with these headers: status, headers and the raw body bytes.
+pub(super) async fn fetch(
+    http: &kernel::testing::Http,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let mut request = http.request(method, path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.send().await.expect("request");
+    let (status, headers) = (response.status().as_u16(), response.headers().clone());
+    (status, headers, response.bytes().await.unwrap().to_vec())
+}
+
+pub(super) fn header<'h>(headers: &'h reqwest::header::HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// A valid `traceparent` is on every log line of its request, beside the request id (the
+/// request's own line and the module's); a malformed one is ignored, the request served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_is_carried_into_the_logs_and_a_malformed_one_ignored() {
+    let db = crate::database().await;
+    let (child, http) = crate::binary::serve_logging(&db, &[]).await;
+    let trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = "00f067aa0ba902b7";
+    let product = format!("/products/{}", crate::openapi::contract::NOBODY);
+    let traced = format!("00-{trace}-{parent}-01");
+    for (request_id, traceparent) in [
+        ("traced-request", traced.as_str()),
+        ("untraced-request", "00-garbage-01"),
+    ] {
+        let (status, headers, _) = fetch(
+            &http,
+            "GET",
+            &product,
+            &[("x-request-id", request_id), ("traceparent", traceparent)],
+        )
+        .await;
+        assert_eq!(status, 404, "{request_id}: served as any other");
+        assert_eq!(header(&headers, "x-request-id"), Some(request_id));
+        assert_eq!(header(&headers, "traceparent"), None, "not echoed");
+    }
+    let logs = crate::binary::stop_and_read(child).await;
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect();
+    let of = |id: &str| -> Vec<&serde_json::Value> {
+        lines
+            .iter()
+            .filter(|l| {
+                l["spans"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|s| s["request_id"] == id)
+            })
+            .collect()
+    };
+    let traced = of("traced-request");
+    let names: BTreeSet<&str> = traced
+        .iter()
+        .filter_map(|l| l["span"]["name"].as_str())
+        .collect();
+    assert!(
+        names.contains("request") && names.contains("products.get"),
+        "{names:?}"
+    );
+    for line in &traced {
+        let request = &line["spans"][0];
+        assert_eq!(
+            (&request["trace_id"], &request["parent_id"]),
+            (&json!(trace), &json!(parent)),
+            "{line}"
+        );
+    }
+    let untraced = of("untraced-request");
+    assert!(!untraced.is_empty());
+    assert!(
+        untraced
+            .iter()
+            .all(|l| l["spans"][0].get("trace_id").is_none()),
+        "{untraced:?}"
     );
 }
