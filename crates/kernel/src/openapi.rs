@@ -361,6 +361,10 @@ mod tests {
             (Method::GET, "/things/1", StatusCode::OK),
             (Method::DELETE, "/things/1", StatusCode::NO_CONTENT),
             (Method::POST, "/things/1", StatusCode::METHOD_NOT_ALLOWED),
+            (Method::TRACE, "/things/1", StatusCode::METHOD_NOT_ALLOWED),
+            (Method::HEAD, "/things/1", StatusCode::OK),
+            (Method::OPTIONS, "/things/1", StatusCode::NO_CONTENT),
+            (Method::HEAD, "/admin/things", StatusCode::OK),
             (Method::GET, "/admin/things", StatusCode::OK),
             (Method::GET, "/things", StatusCode::NOT_FOUND),
         ];
@@ -371,6 +375,13 @@ mod tests {
                 .to_request();
             let response = call_service(&app, request).await;
             assert_eq!(response.status(), status, "{method} {path}");
+            if path == "/things/1" && !status.is_success() {
+                assert_eq!(
+                    response.headers().get("allow").map(|v| v.to_str().unwrap()),
+                    Some("GET, HEAD, DELETE, OPTIONS"),
+                    "{method} {path}"
+                );
+            }
         }
 
         let routes = things();
