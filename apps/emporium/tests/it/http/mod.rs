@@ -118,6 +118,24 @@ async fn other_methods_are_405_with_allow_and_a_problem() {
             assert_eq!(allow_header(&answer), methods, "{method} {path}");
         }
     }
+    // CONNECT in origin form, which no HTTP client library sends.
+    let address = app.http.base.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        b"CONNECT /health/live HTTP/1.1\r\nHost: emporium\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut answer = String::new();
+    let read = tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer);
+    tokio::time::timeout(std::time::Duration::from_secs(5), read)
+        .await
+        .expect("an answer to CONNECT")
+        .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert!(answer.contains("allow: GET, HEAD, OPTIONS"), "{answer}");
+    assert!(answer.contains("method_not_allowed"), "{answer}");
     for method in ["TRACE", "FROBNICATE", "GET"] {
         app.http
             .raw(method, "/nowhere", None, vec![])
