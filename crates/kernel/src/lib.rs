@@ -8,7 +8,9 @@
 //! - `db`: Postgres plumbing (database creation, per-module roles and schemas, per-module
 //!   migration history, pools whose connections act as the module's role, transactions);
 //! - `http`: the actix-web mapping of [`Problem`], the JSON/path/query extractor
-//!   configuration every module's routes use, request ids and panics as `500`; `openapi`
+//!   configuration every module's routes use, request ids, trace context and panics as
+//!   `500`, the methods of a path (`HEAD`, `OPTIONS`, `405` with `Allow`), compression,
+//!   CORS, and conditional reads (`ETag`, `304`, `Cache-Control`); `openapi`
 //!   registers each route from its `#[utoipa::path]` annotation; `auth` extracts the
 //!   [`Principal`] from a bearer token through a [`auth::TokenVerifier`] a module supplies;
 //! - `db` or `http`: `context`, who and which request the running work is for (the actor

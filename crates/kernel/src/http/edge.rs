@@ -152,9 +152,10 @@ pub fn preferred_encoding(headers: &HeaderMap) -> ContentEncoding {
         let mut any = None;
         let mut specific = None;
         for value in headers.get_all(header::ACCEPT_ENCODING) {
-            for item in value.to_str().unwrap_or_default().split(',') {
+            let value = value.to_str().unwrap_or_default().to_ascii_lowercase();
+            for item in value.split(',') {
                 let mut parts = item.split(';');
-                let coding = parts.next().unwrap_or_default().trim().to_ascii_lowercase();
+                let coding = parts.next().unwrap_or_default().trim();
                 let q = parts
                     .filter_map(|p| p.trim().strip_prefix("q="))
                     .find_map(|q| q.trim().parse::<f32>().ok())
@@ -191,6 +192,7 @@ mod tests {
             (Some("gzip"), ContentEncoding::Gzip),
             (Some("br;q=0.5, gzip;q=0.8"), ContentEncoding::Gzip),
             (Some("gzip;q=0.5, br"), ContentEncoding::Brotli),
+            (Some("GZIP, BR;Q=0.4"), ContentEncoding::Gzip),
             (Some("*"), ContentEncoding::Brotli),
             (Some("*;q=0.2, gzip;q=0.9"), ContentEncoding::Gzip),
             (Some("br;q=0, gzip;q=0"), ContentEncoding::Identity),
