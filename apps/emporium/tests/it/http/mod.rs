@@ -206,6 +206,7 @@ async fn a_traceparent_is_carried_into_the_logs_and_a_malformed_one_ignored() {
     let parent = "00f067aa0ba902b7";
     let product = format!("/products/{}", crate::openapi::contract::NOBODY);
     let traced = format!("00-{trace}-{parent}-01");
+    let mut answers = Vec::new();
     for (request_id, traceparent) in [
         ("traced-request", traced.as_str()),
         ("untraced-request", "00-garbage-01"),
@@ -217,11 +218,15 @@ async fn a_traceparent_is_carried_into_the_logs_and_a_malformed_one_ignored() {
             &[("x-request-id", request_id), ("traceparent", traceparent)],
         )
         .await;
+        answers.push((request_id, status, headers));
+    }
+    // Stopped before any assertion, so that a failing one leaves no server behind.
+    let logs = crate::binary::stop_and_read(child).await;
+    for (request_id, status, headers) in answers {
         assert_eq!(status, 404, "{request_id}: served as any other");
         assert_eq!(header(&headers, "x-request-id"), Some(request_id));
         assert_eq!(header(&headers, "traceparent"), None, "not echoed");
     }
-    let logs = crate::binary::stop_and_read(child).await;
     let lines: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|line| serde_json::from_str(line).ok())
