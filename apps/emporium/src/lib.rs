@@ -87,6 +87,14 @@ pub struct Config {
     /// at once with what the read model holds.
     #[arg(long, env = "MAX_READ_WAITERS", default_value_t = orders_read::MAX_WAITERS, global = true)]
     pub max_read_waiters: usize,
+    /// Origins whose web pages may call the API from a browser (CORS), comma-separated,
+    /// each scheme://host[:port], or * for any; unset: CORS is off.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', value_parser = kernel::parse_origin, global = true)]
+    pub cors_allowed_origins: Vec<String>,
+    /// How long a browser or a CDN may reuse a catalog read (GET /products...) without
+    /// asking again (e.g. 30s); 0 (the default): it revalidates each time (ETag, 304).
+    #[arg(long, env = "CATALOG_MAX_AGE", default_value = "0s", value_parser = kernel::parse_duration, global = true)]
+    pub catalog_max_age: Duration,
 }
 
 impl Config {
@@ -111,6 +119,8 @@ impl Config {
             idempotency_ttl: Duration::from_secs(24 * 3600),
             max_pending_orders: 20,
             max_read_waiters: orders_read::MAX_WAITERS,
+            cors_allowed_origins: Vec::new(),
+            catalog_max_age: Duration::ZERO,
         }
     }
 
@@ -327,10 +337,15 @@ pub async fn start_with(config: &Config, hooks: Hooks) -> anyhow::Result<Running
     };
     let app_modules = modules.clone();
     let deadline = kernel::http::RequestTimeout(config.request_timeout);
+    let catalog_max_age = kernel::http::PublicMaxAge(config.catalog_max_age);
+    let settings = kernel::http::HttpSettings {
+        cors_allowed_origins: config.cors_allowed_origins.clone(),
+    };
     let mut server = HttpServer::new(move || {
         let modules = app_modules.clone();
-        kernel::http::app(move |cfg| {
-            cfg.app_data(web::Data::new(deadline));
+        kernel::http::app(settings.clone(), move |cfg| {
+            cfg.app_data(web::Data::new(deadline))
+                .app_data(web::Data::new(catalog_max_age));
             modules.configure(cfg);
         })
     })

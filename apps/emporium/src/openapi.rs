@@ -1,5 +1,7 @@
 //! The OpenAPI 3.1 document (`GET /openapi.json`) and the interactive reference (`GET
 //! /docs`, Swagger UI bundled into the binary: no CDN, nothing fetched at build or run time).
+//! Both are conditional reads (`ETag`, `304`); the page links its files with `?v=` and the
+//! bundle's hash, so those are cached for a year and a new build is fetched anew.
 //!
 //! The document is assembled from [`crate::endpoints`], the [`kernel::openapi::Routes`]
 //! the app mounts: every route (the modules', health, metrics, admin, and this document's
@@ -10,11 +12,11 @@
 
 use std::sync::{Arc, LazyLock};
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::EntityTag;
+use actix_web::{HttpRequest, HttpResponse, web};
 use kernel::Problem;
-use kernel::http::PROBLEM_JSON;
-use kernel::openapi::Routes;
+use kernel::http::{Caching, PROBLEM_JSON};
+use kernel::openapi::{NotModified, Revalidate, Routes};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
@@ -88,7 +90,22 @@ a wrong JSON type is `400`, while a missing required field is `422` with a field
 trace, SQL or a connection string. An unknown path is `404 route_not_found`; a known path \
 asked with another method is `405 method_not_allowed`. A `500` is a bug.
 - A request body over 64 KiB is `413`, one that is not JSON `415`; when the database cannot \
-be reached the answer is `503` with `Retry-After`.";
+be reached the answer is `503` with `Retry-After`.
+
+HTTP:
+- Every `GET` also answers `HEAD` (the same head, no body), and every path answers `OPTIONS` \
+with `204` and `Allow`. Any other method on a known path (`TRACE`, `CONNECT`, made-up ones) is \
+`405 method_not_allowed` with `Allow` (the `MethodNotAllowed` response of the components).
+- Answers of 1 KiB or more are compressed by `Accept-Encoding`: `br` or `gzip`, whichever the \
+client prefers (`br` on a tie), with `Vary: Accept-Encoding`.
+- Reads of one resource (products, users, orders, payments) and of the catalog are conditional: \
+they carry a weak `ETag` and a `Cache-Control`, and an `If-None-Match` that names the current \
+`ETag` is answered `304` without a body. The catalog is `public`; everything else `private`.
+- CORS is off unless the server is run with `CORS_ALLOWED_ORIGINS`; then pages of those origins \
+may call the API from a browser (preflights are answered, `ETag`, `Location`, `Retry-After`, \
+`X-Request-Id` and the like are readable; no cookies: send the bearer token).
+- A W3C `traceparent` header is logged with the request (`trace_id`, `parent_id`); a malformed \
+one is ignored. `X-Request-Id` (yours if sane, else a new one) comes back on every answer.";
 
 fn tags() -> Vec<utoipa::openapi::tag::Tag> {
     let tag = |name: &str, description: &str| {
@@ -135,8 +152,10 @@ fn tags() -> Vec<utoipa::openapi::tag::Tag> {
     ]
 }
 
-static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
-    serde_json::to_string(&document()).expect("an OpenAPI document serializes to JSON")
+static DOCUMENT: LazyLock<(web::Bytes, EntityTag)> = LazyLock::new(|| {
+    let text = serde_json::to_vec(&document()).expect("an OpenAPI document serializes to JSON");
+    let tag = kernel::http::etag(&text);
+    (text.into(), tag)
 });
 
 /// The OpenAPI document
@@ -148,12 +167,25 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     path = "/openapi.json",
     tag = "operations",
     operation_id = "openapi",
-    responses((status = 200, description = "This document.", body = Object))
+    params(Revalidate),
+    responses(
+        (status = 200, description = "This document.", body = Object,
+            headers(("ETag" = String, description = "Changes with the document."),
+                ("Cache-Control" = String, description = "`public, no-cache`."))),
+        (status = 304, response = NotModified),
+        (status = 400, description = "`invalid_header`: an `If-None-Match` that is not a list \
+            of entity tags.", body = Problem, content_type = PROBLEM_JSON),
+    )
 )]
-async fn openapi_json() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/json")
-        .body(DOCUMENT.as_str())
+async fn openapi_json(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    let (text, tag) = &*DOCUMENT;
+    kernel::http::cached_as(
+        &req,
+        Caching::Public(std::time::Duration::ZERO),
+        "application/json",
+        text.clone(),
+        tag.clone(),
+    )
 }
 
 /// The API reference
@@ -164,11 +196,19 @@ async fn openapi_json() -> HttpResponse {
     path = "/docs",
     tag = "operations",
     operation_id = "docs",
-    responses((status = 200, description = "The reference page.", body = String,
-        content_type = "text/html"))
+    params(Revalidate),
+    responses(
+        (status = 200, description = "The reference page.", body = String,
+            content_type = "text/html",
+            headers(("ETag" = String, description = "Changes with the page."),
+                ("Cache-Control" = String, description = "`public, no-cache`."))),
+        (status = 304, response = NotModified),
+        (status = 400, description = "`invalid_header`: an `If-None-Match` that is not a list \
+            of entity tags.", body = Problem, content_type = PROBLEM_JSON),
+    )
 )]
-async fn docs() -> Result<HttpResponse, Problem> {
-    swagger_file("index.html")
+async fn docs(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    swagger_file(&req, "index.html")
 }
 
 /// The API reference (trailing slash)
@@ -179,42 +219,79 @@ async fn docs() -> Result<HttpResponse, Problem> {
     path = "/docs/",
     tag = "operations",
     operation_id = "docs_index",
-    responses((status = 200, description = "The reference page.", body = String,
-        content_type = "text/html"))
+    params(Revalidate),
+    responses(
+        (status = 200, description = "The reference page.", body = String,
+            content_type = "text/html",
+            headers(("ETag" = String, description = "Changes with the page."),
+                ("Cache-Control" = String, description = "`public, no-cache`."))),
+        (status = 304, response = NotModified),
+        (status = 400, description = "`invalid_header`: an `If-None-Match` that is not a list \
+            of entity tags.", body = Problem, content_type = PROBLEM_JSON),
+    )
 )]
-async fn docs_index() -> Result<HttpResponse, Problem> {
-    swagger_file("index.html")
+async fn docs_index(req: HttpRequest) -> Result<HttpResponse, Problem> {
+    swagger_file(&req, "index.html")
 }
 
 /// A file of the API reference
 ///
-/// The scripts, styles and icons of the bundled Swagger UI.
+/// The scripts, styles and icons of the bundled Swagger UI. The page asks for them with
+/// `?v=<the bundle's hash>`: so asked, a file is cached for a year (`immutable`), since
+/// another build links another `v`; asked otherwise, it is revalidated each time.
 #[utoipa::path(
     get,
     path = "/docs/{file}",
     tag = "operations",
     operation_id = "docs_file",
-    params(("file" = String, Path, description = "e.g. `swagger-ui-bundle.js`")),
+    params(("file" = String, Path, description = "e.g. `swagger-ui-bundle.js`"),
+        ("v" = Option<String>, Query, description = "The version the page links (any other \
+            query is ignored)."),
+        Revalidate),
     responses(
-        (status = 200, description = "The file, with its content type."),
+        (status = 200, description = "The file, with its content type.",
+            headers(("ETag" = String, description = "Changes with the file."),
+                ("Cache-Control" = String, description = "`public, max-age=31536000, \
+                    immutable` when asked with the page's `v`, else `public, no-cache`."))),
+        (status = 304, response = NotModified),
+        (status = 400, description = "`invalid_header`: an `If-None-Match` that is not a list \
+            of entity tags.", body = Problem, content_type = PROBLEM_JSON),
         (status = 404, description = "`docs_file_not_found`: Swagger UI has no such file.",
             body = Problem, content_type = PROBLEM_JSON),
     )
 )]
-async fn docs_file(file: web::Path<String>) -> Result<HttpResponse, Problem> {
-    swagger_file(&file)
+async fn docs_file(req: HttpRequest, file: web::Path<String>) -> Result<HttpResponse, Problem> {
+    swagger_file(&req, &file)
 }
 
-/// A file of the bundled Swagger UI. The page gets `<base href="/docs/">`, so its relative
-/// links work from `/docs` as well as `/docs/`.
-fn swagger_file(name: &str) -> Result<HttpResponse, Problem> {
-    let config = Arc::new(
+/// The files whose content is the generated configuration, not the bundle's: never
+/// versioned.
+const GENERATED: [&str; 2] = ["index.html", "swagger-initializer.js"];
+
+/// The `v` the page links its files with: a hash of the bundle, so a build with another
+/// Swagger UI links (and browsers fetch) new files.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let bundle = utoipa_swagger_ui::serve("swagger-ui-bundle.js", swagger_config())
+        .ok()
+        .flatten()
+        .map(|f| f.bytes.into_owned())
+        .unwrap_or_default();
+    kernel::http::etag(&bundle).tag()[..12].to_owned()
+});
+
+fn swagger_config() -> Arc<Config<'static>> {
+    Arc::new(
         Config::new([DOCUMENT_PATH])
             .validator_url("none")
             .deep_linking(true)
             .display_request_duration(true),
-    );
-    let file = utoipa_swagger_ui::serve(name, config)
+    )
+}
+
+/// A file of the bundled Swagger UI. The page gets `<base href="/docs/">`, so its relative
+/// links work from `/docs` as well as `/docs/`, and `?v=` on the links to bundled files.
+fn swagger_file(req: &HttpRequest, name: &str) -> Result<HttpResponse, Problem> {
+    let file = utoipa_swagger_ui::serve(name, swagger_config())
         .map_err(|e| kernel::http::unexpected(anyhow::anyhow!("serving Swagger UI {name}: {e}")))?
         .ok_or_else(|| {
             Problem::not_found(
@@ -222,10 +299,7 @@ fn swagger_file(name: &str) -> Result<HttpResponse, Problem> {
                 format!("the API reference has no file {name:?}"),
             )
         })?;
-    let mut response = HttpResponse::Ok();
-    response
-        .content_type(file.content_type)
-        .insert_header((header::CACHE_CONTROL, "no-cache"));
+    let revalidate = Caching::Public(std::time::Duration::ZERO);
     if name == "index.html" {
         let page = String::from_utf8_lossy(&file.bytes)
             .replacen("<head>", "<head>\n    <base href=\"/docs/\">", 1)
@@ -234,7 +308,38 @@ fn swagger_file(name: &str) -> Result<HttpResponse, Problem> {
                 "<title>emporium API</title>",
                 1,
             );
-        return Ok(response.body(page));
+        return kernel::http::cached(req, revalidate, &file.content_type, versioned(&page));
     }
-    Ok(response.body(file.bytes.into_owned()))
+    let immutable = !GENERATED.contains(&name) && req.query_string() == format!("v={}", *VERSION);
+    let caching = if immutable {
+        Caching::Immutable
+    } else {
+        revalidate
+    };
+    kernel::http::cached(req, caching, &file.content_type, file.bytes.into_owned())
+}
+
+/// `page` with `?v=` on each local `href` and `src` but the generated files'.
+fn versioned(page: &str) -> String {
+    let mut out = String::with_capacity(page.len() + 200);
+    let mut rest = page;
+    while let Some(start) = ["href=\"", "src=\""]
+        .iter()
+        .filter_map(|m| rest.find(m).map(|i| i + m.len()))
+        .min()
+    {
+        let Some(end) = rest[start..].find('"').map(|e| start + e) else {
+            break;
+        };
+        let link = &rest[start..end];
+        out.push_str(&rest[..end]);
+        let local = !link.contains(':') && !link.contains('?') && !link.ends_with('/');
+        if local && !GENERATED.iter().any(|g| link.ends_with(g)) {
+            out.push_str("?v=");
+            out.push_str(&VERSION);
+        }
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }

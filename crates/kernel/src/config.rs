@@ -42,9 +42,58 @@ pub fn parse_interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses a CORS origin as a browser sends it in `Origin`: `scheme://host[:port]`, no path
+/// (a trailing slash would never match), or `*` for any origin.
+pub fn parse_origin(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    if text == "*" {
+        return Ok(text.to_owned());
+    }
+    let invalid =
+        |why: &str| format!("invalid origin {text:?}: {why}; expected scheme://host[:port] or *");
+    let uri: http::Uri = text.parse().map_err(|_| invalid("not a URL"))?;
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(invalid("the scheme must be http or https"));
+    }
+    if uri
+        .authority()
+        .is_none_or(|a| a.host().is_empty() || a.as_str().contains('@'))
+    {
+        return Err(invalid("no host"));
+    }
+    if text.ends_with('/') || uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err(invalid("an origin has no path, not even a trailing slash"));
+    }
+    Ok(text.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_origins() {
+        let cases = [
+            ("https://shop.example", true),
+            ("http://localhost:3000", true),
+            (" https://shop.example ", true),
+            ("*", true),
+            ("https://shop.example/", false),
+            ("https://shop.example/path", false),
+            ("shop.example", false),
+            ("ftp://shop.example", false),
+            ("https://user@shop.example", false),
+            ("", false),
+        ];
+        for (input, valid) in cases {
+            assert_eq!(
+                parse_origin(input).is_ok(),
+                valid,
+                "{input:?}: {:?}",
+                parse_origin(input)
+            );
+        }
+    }
 
     #[test]
     fn parses_durations() {

@@ -8,7 +8,9 @@
 //! - `db`: Postgres plumbing (database creation, per-module roles and schemas, per-module
 //!   migration history, pools whose connections act as the module's role, transactions);
 //! - `http`: the actix-web mapping of [`Problem`], the JSON/path/query extractor
-//!   configuration every module's routes use, request ids and panics as `500`; `openapi`
+//!   configuration every module's routes use, request ids, trace context and panics as
+//!   `500`, the methods of a path (`HEAD`, `OPTIONS`, `405` with `Allow`), compression,
+//!   CORS, and conditional reads (`ETag`, `304`, `Cache-Control`); `openapi`
 //!   registers each route from its `#[utoipa::path]` annotation; `auth` extracts the
 //!   [`Principal`] from a bearer token through a [`auth::TokenVerifier`] a module supplies;
 //! - `db` or `http`: `context`, who and which request the running work is for (the actor
@@ -45,7 +47,7 @@ pub mod testing;
 #[cfg(feature = "http")]
 pub mod timing;
 
-pub use config::{DEFAULT_DATABASE_URL, parse_duration, parse_interval};
+pub use config::{DEFAULT_DATABASE_URL, parse_duration, parse_interval, parse_origin};
 pub use event::{Actor, ActorKind, Envelope, NewEvent};
 pub use id::{OrderId, PaymentId, ProductId, UserId};
 pub use money::{Money, MoneyError, MoneyInput};

@@ -1,7 +1,9 @@
 //! OpenAPI glue shared by every module's routes: [`Routes`], which serves each handler at
 //! the method and path its `#[utoipa::path]` annotation declares, so what a module serves
-//! and what it documents come from one place; and the problem responses every route
-//! shares ([`PayloadTooLarge`], [`UnsupportedMediaType`], [`ServiceUnavailable`]).
+//! and what it documents come from one place; the problem responses every route shares
+//! ([`PayloadTooLarge`], [`UnsupportedMediaType`], [`ServiceUnavailable`],
+//! [`MethodNotAllowed`]); and what a conditional read declares ([`Revalidate`],
+//! [`NotModified`]).
 //!
 //! Why not `utoipa-actix-web`'s `App` wrapper: it collects only handlers written with
 //! actix's route macros (`#[get("/users/{id}")]`), and each of those registers a resource
@@ -18,7 +20,7 @@ use utoipa::openapi::{
     ComponentsBuilder, ContentBuilder, HeaderBuilder, OpenApi, OpenApiBuilder, Ref, RefOr,
     Response, ResponseBuilder,
 };
-use utoipa::{PartialSchema, ToResponse, ToSchema};
+use utoipa::{IntoParams, PartialSchema, ToResponse, ToSchema};
 use utoipa_actix_web::OpenApiFactory;
 
 use crate::http::PROBLEM_JSON;
@@ -39,8 +41,9 @@ use crate::{FieldError, Problem};
 /// `__path_<handler>` is the type `#[utoipa::path]` generates beside the handler.
 #[derive(Default)]
 pub struct Routes {
-    /// One entry per path, in the order first added; each becomes one `web::resource`.
-    resources: Vec<(String, Vec<actix_web::Route>)>,
+    /// One entry per path, in the order first added, with a route per method (`HEAD`
+    /// beside each `GET`); each becomes one `web::resource` ([`crate::http::methods`]).
+    resources: Vec<(String, Vec<(Method, actix_web::Route)>)>,
     operations: Vec<(Method, String)>,
     paths: Paths,
     schemas: Vec<(String, RefOr<Schema>)>,
@@ -48,8 +51,9 @@ pub struct Routes {
 
 impl Routes {
     /// Serves `handler` at every method and the path that `doc` (the handler's
-    /// `#[utoipa::path]`) declares, and documents it so. Panics when a method and path are
-    /// declared twice.
+    /// `#[utoipa::path]`) declares, and documents it so; a `GET` is served at `HEAD` too
+    /// (undocumented: every `GET` has it). Panics when a method and path are declared
+    /// twice.
     pub fn add<D, F, Args>(mut self, doc: D, handler: F) -> Self
     where
         D: utoipa::Path + OpenApiFactory,
@@ -68,10 +72,16 @@ impl Routes {
                 "{method} {path} is declared twice"
             );
             self.operations.push((method.clone(), path.clone()));
-            let route = web::method(method).to(handler.clone());
+            let mut routes = vec![(
+                method.clone(),
+                web::method(method.clone()).to(handler.clone()),
+            )];
+            if method == Method::GET {
+                routes.push((Method::HEAD, web::method(Method::HEAD).to(handler.clone())));
+            }
             match self.resources.iter_mut().find(|(p, _)| *p == path) {
-                Some((_, routes)) => routes.push(route),
-                None => self.resources.push((path.clone(), vec![route])),
+                Some((_, existing)) => existing.extend(routes),
+                None => self.resources.push((path.clone(), routes)),
             }
         }
         self.paths.merge(doc.paths());
@@ -94,8 +104,8 @@ impl Routes {
             .build()
     }
 
-    /// Registers one `web::resource` per path, holding a route per method, so a known path
-    /// asked with another method answers `405`.
+    /// Registers one `web::resource` per path, holding a route per method, `OPTIONS`, and
+    /// `405` with `Allow` for any other method ([`crate::http::methods`]).
     pub fn mount(self, cfg: &mut web::ServiceConfig) {
         for (path, routes) in self.resources {
             cfg.service(resource(&path, routes));
@@ -117,10 +127,8 @@ impl Routes {
     }
 }
 
-fn resource(path: &str, routes: Vec<actix_web::Route>) -> actix_web::Resource {
-    routes
-        .into_iter()
-        .fold(web::resource(path), |resource, route| resource.route(route))
+fn resource(path: &str, routes: Vec<(Method, actix_web::Route)>) -> actix_web::Resource {
+    crate::http::methods::resource(path, routes)
 }
 
 fn actix_method(method: &HttpMethod) -> Method {
@@ -142,7 +150,11 @@ fn components(schemas: Vec<(String, RefOr<Schema>)>) -> utoipa::openapi::Compone
     let (media_type, media_type_response) = UnsupportedMediaType::response();
     let (unavailable, unavailable_response) = ServiceUnavailable::response();
     let (unauthenticated, unauthenticated_response) = Unauthenticated::response();
+    let (not_modified, not_modified_response) = NotModified::response();
+    let (not_allowed, not_allowed_response) = MethodNotAllowed::response();
     ComponentsBuilder::new()
+        .response(not_modified, not_modified_response)
+        .response(not_allowed, not_allowed_response)
         .response(unauthenticated, unauthenticated_response)
         .schemas_from_iter(schemas)
         .schema(Problem::name(), Problem::schema())
@@ -244,6 +256,70 @@ impl<'s> ToResponse<'s> for ServiceUnavailable {
     }
 }
 
+fn string_header(description: &str) -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(ObjectBuilder::new().schema_type(Type::String))
+        .description(Some(description))
+        .build()
+}
+
+/// The `If-None-Match` request header of a conditional read
+/// (`params(..., kernel::openapi::Revalidate)`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct Revalidate {
+    /// `*` or a comma-separated list of entity tags (`W/"…"` or `"…"`, compared weakly):
+    /// when one is the answer's `ETag`, the answer is `304` without a body. Anything
+    /// else is `400 invalid_header`.
+    #[param(
+        rename = "If-None-Match",
+        nullable = false,
+        pattern = r#"^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$"#
+    )]
+    pub if_none_match: Option<String>,
+}
+
+/// `304 Not Modified`: the `If-None-Match` named the current `ETag`; no body.
+pub struct NotModified;
+
+impl<'s> ToResponse<'s> for NotModified {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let response = ResponseBuilder::new()
+            .description(
+                "Not modified: `If-None-Match` names the current `ETag`, so the copy the \
+                 client holds is current. No body.",
+            )
+            .header(
+                "ETag",
+                string_header("The current `ETag`, as a `200` would send it."),
+            )
+            .header("Cache-Control", string_header("As a `200` would send it."))
+            .build();
+        ("NotModified", response.into())
+    }
+}
+
+/// `405 method_not_allowed` with `Allow`: a method the path does not have. No operation
+/// answers it (a documented method is allowed); the document's components hold it for
+/// reference, and its description says when it is answered.
+pub struct MethodNotAllowed;
+
+impl<'s> ToResponse<'s> for MethodNotAllowed {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let response = problem_response(
+            "`method_not_allowed`: the path exists but does not have this method (`TRACE`, \
+             `CONNECT` and unknown methods included). Every path answers `OPTIONS` (`204`) and \
+             every `GET` answers `HEAD` too.",
+        )
+        .header(
+            "Allow",
+            string_header("The path's methods, e.g. `GET, HEAD, PATCH, OPTIONS`."),
+        )
+        .build();
+        ("MethodNotAllowed", response.into())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use actix_web::http::{Method, StatusCode};
@@ -285,6 +361,10 @@ mod tests {
             (Method::GET, "/things/1", StatusCode::OK),
             (Method::DELETE, "/things/1", StatusCode::NO_CONTENT),
             (Method::POST, "/things/1", StatusCode::METHOD_NOT_ALLOWED),
+            (Method::TRACE, "/things/1", StatusCode::METHOD_NOT_ALLOWED),
+            (Method::HEAD, "/things/1", StatusCode::OK),
+            (Method::OPTIONS, "/things/1", StatusCode::NO_CONTENT),
+            (Method::HEAD, "/admin/things", StatusCode::OK),
             (Method::GET, "/admin/things", StatusCode::OK),
             (Method::GET, "/things", StatusCode::NOT_FOUND),
         ];
@@ -295,6 +375,13 @@ mod tests {
                 .to_request();
             let response = call_service(&app, request).await;
             assert_eq!(response.status(), status, "{method} {path}");
+            if path == "/things/1" && !status.is_success() {
+                assert_eq!(
+                    response.headers().get("allow").map(|v| v.to_str().unwrap()),
+                    Some("GET, HEAD, DELETE, OPTIONS"),
+                    "{method} {path}"
+                );
+            }
         }
 
         let routes = things();

@@ -453,11 +453,13 @@ impl TestServer {
             cfg.app_data(authenticator.clone());
             configure(cfg);
         };
-        let server = HttpServer::new(move || crate::http::app(configure.clone()))
-            .workers(2)
-            .disable_signals()
-            .bind(("127.0.0.1", 0))
-            .expect("bind a free port");
+        let server = HttpServer::new(move || {
+            crate::http::app(crate::http::HttpSettings::default(), configure.clone())
+        })
+        .workers(2)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .expect("bind a free port");
         let address = format!("http://{}", server.addrs()[0]);
         let server = server.run();
         let handle = server.handle();

@@ -447,7 +447,10 @@ mod tests {
             [
                 PaymentError::Declined { order_id },
                 PaymentError::GatewayUnavailable("timeout".into()),
-                PaymentError::InvalidToken("unknown payment token \"x\"".into()),
+                PaymentError::InvalidToken {
+                    token: "x".into(),
+                    reason: "unknown token".into(),
+                },
             ]
         };
         for (wrapped, own) in payments().into_iter().zip(payments()) {

@@ -1,10 +1,10 @@
 //! `/queries/orders`: [`OrderQueries`] calls, JSON or problem+json out
 //! ([`orders_api::OrderError`] answered as `orders-api` states it).
 
-use actix_web::http::header;
-use actix_web::{HttpResponse, web};
-use kernel::http::PROBLEM_JSON;
-use kernel::openapi::{Routes, ServiceUnavailable, Unauthenticated};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use kernel::http::{Caching, PROBLEM_JSON};
+use kernel::openapi::{NotModified, Revalidate, Routes, ServiceUnavailable, Unauthenticated};
 use kernel::{OrderId, PageRequest, Principal, Problem, UserId};
 use orders_api::{
     OrderError, OrderFilter, OrderPage, OrderQueries, OrderStatus, OrderView, Read, rules,
@@ -40,22 +40,33 @@ struct GetQuery {
 /// `min_version=N` the query waits up to 2 s for the read model to reach version N; if it
 /// does not, an order not yet projected is `404`, and an older version of the order answers
 /// `200` with `X-Read-Model-Stale: true`.
+///
+/// A conditional read: `ETag` is `W/"<version>-<hash>"`, which changes with the version and
+/// with anything else in the answer (a renamed user or product), and `304` answers an
+/// `If-None-Match` that names it. The commands take it as `If-Match` (only its version
+/// counts there).
 #[utoipa::path(
     get,
     path = "/queries/orders/{id}",
     tag = "orders",
     operation_id = "get_order",
     security(("bearer" = [])),
-    params(("id" = OrderId, Path, description = "The order's id."), GetQuery),
+    params(("id" = OrderId, Path, description = "The order's id."), GetQuery, Revalidate),
     responses(
         (status = 200, description = "The order.", body = OrderView,
             headers(
-                ("ETag" = String, description = "The version this view reflects, quoted."),
+                ("ETag" = String, description = "`W/\"<version>-<hash>\"`: the version this \
+                    view reflects, then a hash of the answer. Send it in `If-None-Match`, or \
+                    as `If-Match` of a command."),
+                ("Cache-Control" = String, description = "`private, no-cache`: the caller's \
+                    browser may keep it and revalidate it; a shared cache does not keep it."),
                 ("X-Read-Model-Stale" = String, description = "`true` when `min_version` was \
                     asked and the read model did not reach it within 2 s; absent otherwise."),
             )),
+        (status = 304, response = NotModified),
         (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_query`: \
-            `min_version` is not a non-negative integer, or an unknown parameter.",
+            `min_version` is not a non-negative integer, or an unknown parameter; \
+            `invalid_header`: an `If-None-Match` that is not a list of entity tags.",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 401, response = Unauthenticated),
         (status = 403, description = "`forbidden`: the admin token is not a user.",
@@ -67,6 +78,7 @@ struct GetQuery {
 )]
 async fn get(
     queries: web::Data<dyn OrderQueries>,
+    req: HttpRequest,
     principal: Principal,
     id: web::Path<OrderId>,
     query: web::Query<GetQuery>,
@@ -84,12 +96,14 @@ async fn get(
         // Exactly the answer for an unknown order.
         return Err(kernel::http::problem(OrderError::NotFound(*id)));
     }
-    let mut response = HttpResponse::Ok();
-    response.insert_header((header::ETAG, format!("\"{}\"", view.version)));
+    let mut response = kernel::http::cached_json_at(&req, Caching::Private, view.version, &view)?;
     if stale {
-        response.insert_header(("X-Read-Model-Stale", "true"));
+        response.headers_mut().insert(
+            HeaderName::from_static("x-read-model-stale"),
+            HeaderValue::from_static("true"),
+        );
     }
-    Ok(response.json(view))
+    Ok(response)
 }
 
 #[derive(Deserialize, IntoParams)]

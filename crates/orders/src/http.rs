@@ -39,7 +39,8 @@ fn accepted(answer: Accepted) -> HttpResponse {
         .json(answer)
 }
 
-/// `If-Match: "3"` (or `W/"3"`, or `*` for any version).
+/// `If-Match: "3"` (or `W/"3"`, or `*` for any version), or the `ETag` of `GET
+/// /queries/orders/{id}` (`W/"3-<hash>"`), of which only the version counts.
 fn expected_version(req: &HttpRequest) -> Result<ExpectedVersion, Problem> {
     let Some(value) = req.headers().get(header::IF_MATCH) else {
         return Ok(None);
@@ -59,7 +60,16 @@ fn expected_version(req: &HttpRequest) -> Result<ExpectedVersion, Problem> {
         .strip_prefix('"')
         .and_then(|t| t.strip_suffix('"'))
         .unwrap_or(quoted);
-    bare.parse::<i64>().map(Some).map_err(|_| invalid())
+    let version = match bare.split_once('-') {
+        Some((version, hash))
+            if !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            version
+        }
+        Some(_) => return Err(invalid()),
+        None => bare,
+    };
+    version.parse::<i64>().map(Some).map_err(|_| invalid())
 }
 
 fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
@@ -224,7 +234,8 @@ struct ConfirmBody {
     params(
         ("id" = OrderId, Path, description = "The order's id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
-            at: `\"3\"`, `W/\"3\"` or `*` (any)."),
+            at: `\"3\"`, `W/\"3\"`, `*` (any), or the `ETag` of `GET /queries/orders/{id}` \
+            (`W/\"3-…\"`, whose version counts)."),
     ),
     request_body = ConfirmBody,
     responses(
@@ -300,7 +311,8 @@ async fn confirm(
     params(
         ("id" = OrderId, Path, description = "The order's id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
-            at: `\"3\"`, `W/\"3\"` or `*` (any)."),
+            at: `\"3\"`, `W/\"3\"`, `*` (any), or the `ETag` of `GET /queries/orders/{id}` \
+            (`W/\"3-…\"`, whose version counts)."),
     ),
     responses(
         (status = 202, description = "Shipped: status `shipped`.", body = Accepted,
@@ -348,7 +360,8 @@ async fn ship(
     params(
         ("id" = OrderId, Path, description = "The order's id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
-            at: `\"3\"`, `W/\"3\"` or `*` (any)."),
+            at: `\"3\"`, `W/\"3\"`, `*` (any), or the `ETag` of `GET /queries/orders/{id}` \
+            (`W/\"3-…\"`, whose version counts)."),
     ),
     responses(
         (status = 202, description = "Delivered: status `delivered`.", body = Accepted,
@@ -408,7 +421,8 @@ struct CancelBody {
     params(
         ("id" = OrderId, Path, description = "The order's id."),
         ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
-            at: `\"3\"`, `W/\"3\"` or `*` (any)."),
+            at: `\"3\"`, `W/\"3\"`, `*` (any), or the `ETag` of `GET /queries/orders/{id}` \
+            (`W/\"3-…\"`, whose version counts)."),
     ),
     request_body = CancelBody,
     responses(

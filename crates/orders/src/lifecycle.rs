@@ -18,7 +18,7 @@ fn payment_error(error: PaymentError) -> OrderError {
     match error {
         e @ (PaymentError::Declined { .. }
         | PaymentError::GatewayUnavailable(_)
-        | PaymentError::InvalidToken(_)
+        | PaymentError::InvalidToken { .. }
         | PaymentError::Pending { .. }
         | PaymentError::AlreadyPending { .. }) => OrderError::Payment(e),
         PaymentError::Invalid(errors) => OrderError::Invalid(errors),

@@ -123,9 +123,10 @@ pub enum PaymentError {
         order_id: OrderId,
         payment_id: PaymentId,
     },
-    /// The gateway does not know the payment token. Nothing was recorded.
-    #[error("invalid payment token: {0}")]
-    InvalidToken(String),
+    /// The gateway did not accept the payment token (`reason` is the gateway's, and does
+    /// not repeat the token). Nothing was recorded.
+    #[error("payment token {token:?} was not accepted: {reason}")]
+    InvalidToken { token: String, reason: String },
     #[error("invalid payment input")]
     Invalid(Vec<FieldError>),
     /// Not `transparent`: the cause stays in the `source()` chain, so a
@@ -159,12 +160,15 @@ impl IntoProblem for PaymentError {
                 "payment_pending",
                 format!("{e}; wait until it has settled"),
             ),
-            PaymentError::InvalidToken(reason) => Problem {
-                errors: vec![FieldError::new("payment_token", &reason)],
+            PaymentError::InvalidToken { token, reason } => Problem {
+                errors: vec![FieldError::new(
+                    "payment_token",
+                    format!("not accepted by the payment gateway: {reason}"),
+                )],
                 ..Problem::new(
                     422,
                     "invalid_payment_token",
-                    format!("invalid payment token: {reason}"),
+                    format!("the payment gateway did not accept payment token {token:?}"),
                 )
             },
             PaymentError::Invalid(errors) => Problem::validation(errors),
@@ -386,9 +390,10 @@ pub mod testing {
                 tokens::GATEWAY_ERROR => PaymentStatus::Failed,
                 tokens::TIMEOUT | tokens::TIMEOUT_FAILED => PaymentStatus::Pending,
                 other => {
-                    return Err(PaymentError::InvalidToken(format!(
-                        "unknown payment token {other:?}"
-                    )));
+                    return Err(PaymentError::InvalidToken {
+                        token: other.to_owned(),
+                        reason: "unknown token".to_owned(),
+                    });
                 }
             };
             let now = Utc::now();

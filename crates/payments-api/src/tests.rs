@@ -25,7 +25,10 @@ fn every_error_has_its_status_and_code() {
             "payment_gateway_error",
         ),
         (
-            PaymentError::InvalidToken("unknown payment token \"x\"".into()),
+            PaymentError::InvalidToken {
+                token: "x".into(),
+                reason: "unknown token".into(),
+            },
             422,
             "invalid_payment_token",
         ),

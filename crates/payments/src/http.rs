@@ -2,9 +2,9 @@
 //! happen through the orders module, never over HTTP here. The one place that maps
 //! [`PaymentError`] to HTTP.
 
-use actix_web::{HttpResponse, web};
-use kernel::http::PROBLEM_JSON;
-use kernel::openapi::{Routes, ServiceUnavailable, Unauthenticated};
+use actix_web::{HttpRequest, HttpResponse, web};
+use kernel::http::{Caching, PROBLEM_JSON};
+use kernel::openapi::{NotModified, Revalidate, Routes, ServiceUnavailable, Unauthenticated};
 use kernel::{OrderId, PaymentId, Principal, Problem, UserId};
 use payments_api::{OrderOwners, Payment, PaymentApi, PaymentError};
 use serde::{Deserialize, Serialize};
@@ -45,17 +45,24 @@ async fn sees(
 /// Get a payment
 ///
 /// `support` and `admin` see any payment; a customer the payments of their own orders,
-/// and gets the same `404` for anyone else's as for an unknown id.
+/// and gets the same `404` for anyone else's as for an unknown id. A conditional read:
+/// `ETag`, and `304` for an `If-None-Match` that names it.
 #[utoipa::path(
     get,
     path = "/payments/{id}",
     tag = "payments",
     operation_id = "get_payment",
     security(("bearer" = [])),
-    params(("id" = PaymentId, Path, description = "The payment's id.")),
+    params(("id" = PaymentId, Path, description = "The payment's id."), Revalidate),
     responses(
-        (status = 200, description = "The payment.", body = Payment),
-        (status = 400, description = "`invalid_path`: the id is not a UUID.", body = Problem,
+        (status = 200, description = "The payment.", body = Payment,
+            headers(("ETag" = String, description = "A weak validator (a hash of the answer): \
+                    send it in `If-None-Match`."),
+                ("Cache-Control" = String, description = "`private, no-cache`: the caller's \
+                    browser may keep it and revalidate it; a shared cache does not keep it."))),
+        (status = 304, response = NotModified),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_header`: an \
+            `If-None-Match` that is not a list of entity tags.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 401, response = Unauthenticated),
         (status = 403, description = "`forbidden`: the admin token is not a user.",
@@ -68,6 +75,7 @@ async fn sees(
 async fn get(
     api: web::Data<dyn PaymentApi>,
     owners: web::Data<dyn OrderOwners>,
+    req: HttpRequest,
     principal: Principal,
     id: web::Path<PaymentId>,
 ) -> Result<HttpResponse, Problem> {
@@ -78,7 +86,7 @@ async fn get(
         // Exactly the answer for an unknown payment.
         return Err(kernel::http::problem(PaymentError::NotFound(id)));
     }
-    Ok(HttpResponse::Ok().json(payment))
+    kernel::http::cached_json(&req, Caching::Private, &payment)
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -1,10 +1,11 @@
 //! `/products` routes: JSON in, [`ProductApi`] calls, JSON or problem+json out. The one
 //! place that maps [`ProductError`] to HTTP.
 
-use actix_web::{HttpResponse, web};
-use kernel::http::{JsonBody, PROBLEM_JSON};
+use actix_web::{HttpRequest, HttpResponse, web};
+use kernel::http::{Caching, JsonBody, PROBLEM_JSON};
 use kernel::openapi::{
-    PayloadTooLarge, Routes, ServiceUnavailable, Unauthenticated, UnsupportedMediaType,
+    NotModified, PayloadTooLarge, Revalidate, Routes, ServiceUnavailable, Unauthenticated,
+    UnsupportedMediaType,
 };
 use kernel::{MoneyInput, PageRequest, Principal, Problem, ProductId, Validation};
 use products_api::{NewProduct, Product, ProductApi, ProductChanges, ProductPage};
@@ -104,15 +105,26 @@ async fn create(
 }
 
 /// Get a product
+///
+/// A conditional read: `ETag` and `Cache-Control` (see `CATALOG_MAX_AGE`), `304` for an
+/// `If-None-Match` that names the current `ETag`. The `ETag` changes with anything in the
+/// answer, stock and reservations included.
 #[utoipa::path(
     get,
     path = "/products/{id}",
     tag = "products",
     operation_id = "get_product",
-    params(("id" = ProductId, Path, description = "The product's id.")),
+    params(("id" = ProductId, Path, description = "The product's id."), Revalidate),
     responses(
-        (status = 200, description = "The product.", body = Product),
-        (status = 400, description = "`invalid_path`: the id is not a UUID.", body = Problem,
+        (status = 200, description = "The product.", body = Product,
+            headers(("ETag" = String, description = "A weak validator (a hash of the answer): \
+                    send it in `If-None-Match`."),
+                ("Cache-Control" = String, description = "`public, no-cache` (revalidate \
+                    before each use), or `public, max-age=N` when the server runs with \
+                    `CATALOG_MAX_AGE`; the same for every caller."))),
+        (status = 304, response = NotModified),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_header`: \
+            an `If-None-Match` that is not a list of entity tags.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 404, description = "`product_not_found`.", body = Problem,
             content_type = PROBLEM_JSON),
@@ -121,13 +133,14 @@ async fn create(
 )]
 async fn get(
     api: web::Data<dyn ProductApi>,
+    req: HttpRequest,
     id: web::Path<ProductId>,
 ) -> Result<HttpResponse, Problem> {
     let product = api
         .get(id.into_inner())
         .await
         .map_err(kernel::http::problem)?;
-    Ok(HttpResponse::Ok().json(product))
+    kernel::http::cached_json(&req, Caching::public(&req), &product)
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -144,30 +157,39 @@ struct ListQuery {
 
 /// List the catalog
 ///
-/// Newest first. Any other query parameter is `400`.
+/// Newest first. Any other query parameter is `400`. A conditional read, as `GET
+/// /products/{id}` is.
 #[utoipa::path(
     get,
     path = "/products",
     tag = "products",
     operation_id = "list_products",
-    params(ListQuery),
+    params(ListQuery, Revalidate),
     responses(
-        (status = 200, description = "One page of products.", body = ProductPage),
+        (status = 200, description = "One page of products.", body = ProductPage,
+            headers(("ETag" = String, description = "A weak validator (a hash of the answer): \
+                    send it in `If-None-Match`."),
+                ("Cache-Control" = String, description = "`public, no-cache` (revalidate \
+                    before each use), or `public, max-age=N` when the server runs with \
+                    `CATALOG_MAX_AGE`; the same for every caller."))),
+        (status = 304, response = NotModified),
         (status = 400, description = "`invalid_query`: `page` below 1, `page_size` outside \
             1..=100, `page x page_size` over 10,000, a non-integer value or an unknown \
-            parameter.", body = Problem,
+            parameter; `invalid_header`: an `If-None-Match` that is not a list of entity \
+            tags.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
     )
 )]
 async fn list(
     api: web::Data<dyn ProductApi>,
+    req: HttpRequest,
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, Problem> {
     let page = PageRequest::new(query.page, query.page_size)
         .map_err(|e| Problem::bad_request("invalid_query", e))?;
     let page = api.list(page).await.map_err(kernel::http::problem)?;
-    Ok(HttpResponse::Ok().json(page))
+    kernel::http::cached_json(&req, Caching::public(&req), &page)
 }
 
 /// Changes to a product: any of the fields; an absent or `null` field stays as it is. Stock

@@ -32,6 +32,8 @@ fn help_lists_every_flag() {
         "REFRESH_TOKEN_TTL",
         "AUTH_SIGNING_KEY_FILE",
         "LOGIN_LOCK_WINDOW",
+        "CORS_ALLOWED_ORIGINS",
+        "CATALOG_MAX_AGE",
         "users",
         "keys",
     ] {
@@ -41,12 +43,24 @@ fn help_lists_every_flag() {
 
 #[test]
 fn bad_configuration_fails_with_a_clear_message() {
-    let out = Command::new(BIN)
-        .args(["migrate", "--order-expiry", "soon"])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration"));
+    let cases = [
+        ("--order-expiry", "soon", "invalid duration"),
+        ("--catalog-max-age", "a while", "invalid duration"),
+        (
+            "--cors-allowed-origins",
+            "https://shop.example,https://shop.example/",
+            "an origin has no path",
+        ),
+    ];
+    for (flag, value, message) in cases {
+        let out = Command::new(BIN)
+            .args(["migrate", flag, value])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(message), "{flag} {value}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,7 +242,7 @@ async fn logs_carry_the_request_id_through_every_module_call() {
 }
 
 /// Starts the binary on `db` with JSON logs at `debug`, waits until it answers.
-async fn serve_logging(
+pub(crate) async fn serve_logging(
     db: &kernel::testing::TestDatabase,
     extra: &[(&str, &str)],
 ) -> (std::process::Child, kernel::testing::Http) {
@@ -262,7 +276,7 @@ async fn serve_logging(
 }
 
 /// SIGTERM, then everything the process wrote.
-async fn stop_and_read(mut child: std::process::Child) -> String {
+pub(crate) async fn stop_and_read(mut child: std::process::Child) -> String {
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -2,12 +2,13 @@
 
 mod access;
 mod audit;
-mod binary;
+pub(crate) mod binary;
 mod database;
 mod guarantees;
+mod http;
 mod invariants;
 mod limits;
-mod openapi;
+pub(crate) mod openapi;
 mod operations;
 mod orders;
 mod outages;

@@ -118,7 +118,10 @@ impl PaymentService {
             }
             Ok(Err(GatewayError::InvalidToken(reason))) => {
                 self.forget(id).await?;
-                return Err(PaymentError::InvalidToken(reason));
+                return Err(PaymentError::InvalidToken {
+                    token: token.to_owned(),
+                    reason,
+                });
             }
         };
         let payment = self.settle(id, settlement.clone()).await?;

@@ -106,7 +106,7 @@ async fn a_gateway_failure_is_recorded_failed_and_an_unknown_token_writes_nothin
     for token in ["tok_mastercard", ""] {
         let err = app.api.charge(order, money("5"), token).await.unwrap_err();
         assert!(
-            matches!(err, PaymentError::InvalidToken(_)),
+            matches!(err, PaymentError::InvalidToken { .. }),
             "{token:?}: {err:?}"
         );
         assert_eq!(

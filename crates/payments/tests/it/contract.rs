@@ -16,7 +16,7 @@ fn kind(result: &Result<payments_api::Payment, PaymentError>) -> &'static str {
         Ok(_) => "other payment",
         Err(PaymentError::Declined { .. }) => "declined",
         Err(PaymentError::GatewayUnavailable(_)) => "gateway unavailable",
-        Err(PaymentError::InvalidToken(_)) => "invalid token",
+        Err(PaymentError::InvalidToken { .. }) => "invalid token",
         Err(PaymentError::Invalid(_)) => "invalid",
         Err(PaymentError::NotFound(_)) => "not found",
         Err(PaymentError::Pending { .. }) => "pending",

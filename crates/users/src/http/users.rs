@@ -1,10 +1,11 @@
 //! `/users` routes: JSON in, the rules of [`crate::rules`], [`UserApi`] calls, JSON or
 //! problem+json out.
 
-use actix_web::{HttpResponse, web};
-use kernel::http::{JsonBody, PROBLEM_JSON};
+use actix_web::{HttpRequest, HttpResponse, web};
+use kernel::http::{Caching, JsonBody, PROBLEM_JSON};
 use kernel::openapi::{
-    PayloadTooLarge, Routes, ServiceUnavailable, Unauthenticated, UnsupportedMediaType,
+    NotModified, PayloadTooLarge, Revalidate, Routes, ServiceUnavailable, Unauthenticated,
+    UnsupportedMediaType,
 };
 use kernel::{Principal, Problem, Role, UserId, Validation};
 use serde::Deserialize;
@@ -85,41 +86,60 @@ async fn register(
 
 /// The caller
 ///
-/// The user the access token stands for (a customer or staff alike).
+/// The user the access token stands for (a customer or staff alike). A conditional read:
+/// `ETag`, and `304` for an `If-None-Match` that names it.
 #[utoipa::path(
     get,
     path = "/users/me",
     tag = "users",
     operation_id = "get_me",
     security(("bearer" = [])),
+    params(Revalidate),
     responses(
-        (status = 200, description = "The caller.", body = User),
+        (status = 200, description = "The caller.", body = User,
+            headers(("ETag" = String, description = "A weak validator (a hash of the answer): \
+                    send it in `If-None-Match`."),
+                ("Cache-Control" = String, description = "`private, no-cache`: the caller's \
+                    browser may keep it and revalidate it; a shared cache does not keep it."))),
+        (status = 304, response = NotModified),
+        (status = 400, description = "`invalid_header`: an `If-None-Match` that is not a list \
+            of entity tags.", body = Problem, content_type = PROBLEM_JSON),
         (status = 401, response = Unauthenticated),
         (status = 403, description = "`forbidden`: the admin token is not a user.",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
     )
 )]
-async fn me(api: web::Data<dyn UserApi>, principal: Principal) -> Result<HttpResponse, Problem> {
+async fn me(
+    api: web::Data<dyn UserApi>,
+    req: HttpRequest,
+    principal: Principal,
+) -> Result<HttpResponse, Problem> {
     let id = principal.require_user()?;
     let user = api.get(id).await.map_err(kernel::http::problem)?;
-    Ok(HttpResponse::Ok().json(user))
+    kernel::http::cached_json(&req, Caching::Private, &user)
 }
 
 /// Get a user
 ///
 /// The user themself, `support` or `admin`. Anyone else gets the same `404` as for an
-/// unknown id.
+/// unknown id. A conditional read: `ETag`, and `304` for an `If-None-Match` that names it.
 #[utoipa::path(
     get,
     path = "/users/{id}",
     tag = "users",
     operation_id = "get_user",
     security(("bearer" = [])),
-    params(("id" = UserId, Path, description = "The user's id.")),
+    params(("id" = UserId, Path, description = "The user's id."), Revalidate),
     responses(
-        (status = 200, description = "The user.", body = User),
-        (status = 400, description = "`invalid_path`: the id is not a UUID.", body = Problem,
+        (status = 200, description = "The user.", body = User,
+            headers(("ETag" = String, description = "A weak validator (a hash of the answer): \
+                    send it in `If-None-Match`."),
+                ("Cache-Control" = String, description = "`private, no-cache`: the caller's \
+                    browser may keep it and revalidate it; a shared cache does not keep it."))),
+        (status = 304, response = NotModified),
+        (status = 400, description = "`invalid_path`: the id is not a UUID; `invalid_header`: an \
+            `If-None-Match` that is not a list of entity tags.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 401, response = Unauthenticated),
         (status = 403, description = "`forbidden`: the admin token is not a user.",
@@ -131,13 +151,14 @@ async fn me(api: web::Data<dyn UserApi>, principal: Principal) -> Result<HttpRes
 )]
 async fn get(
     api: web::Data<dyn UserApi>,
+    req: HttpRequest,
     principal: Principal,
     id: web::Path<UserId>,
 ) -> Result<HttpResponse, Problem> {
     let id = id.into_inner();
     rules::may_read(&principal, id)?;
     let user = api.get(id).await.map_err(kernel::http::problem)?;
-    Ok(HttpResponse::Ok().json(user))
+    kernel::http::cached_json(&req, Caching::Private, &user)
 }
 
 /// Changes to a user: any of the fields; an absent or `null` field stays as it is.

@@ -426,6 +426,30 @@ impl<'a> Client<'a> {
         answer
     }
 
+    /// A conditional read of `path` (by this client's caller, unless `headers` name
+    /// another), checked: `200` with an
+    /// `ETag`, `304` without a body for an `If-None-Match` naming it, `400 invalid_header`
+    /// for one that is not a list of entity tags. Answers the `200`.
+    pub(crate) async fn revalidate(&mut self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        let fresh = self.call_with("GET", path, None, headers).await;
+        assert_eq!(fresh.status, 200, "GET {path}: {:#}", fresh.body);
+        let tag = fresh.header("etag").expect("an ETag").to_owned();
+        let conditional = [headers, &[("if-none-match", tag.as_str())]].concat();
+        let again = self.call_with("GET", path, None, &conditional).await;
+        assert_eq!(again.status, 304, "GET {path} with If-None-Match: {tag}");
+        assert_eq!(
+            again.body,
+            Value::String(String::new()),
+            "a 304 has no body"
+        );
+        assert_eq!(again.header("etag"), Some(tag.as_str()));
+        let garbage = [headers, &[("if-none-match", "no-quotes")]].concat();
+        self.call_with("GET", path, None, &garbage)
+            .await
+            .assert_problem(400, "invalid_header");
+        fresh
+    }
+
     /// `413`, `415` and a malformed body (`400`) on a route that takes JSON.
     pub(crate) async fn bad_bodies(&mut self, method: &str, path: &str) {
         let big = format!("{{\"name\": \"{}\"}}", "x".repeat(70 * 1024)).into_bytes();

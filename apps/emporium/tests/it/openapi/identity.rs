@@ -52,6 +52,7 @@ async fn users_answer_as_documented() {
         c.call_with("GET", "/users/me", None, &ada_h).await.status,
         200
     );
+    c.revalidate("/users/me", &ada_h).await;
     c.call("GET", "/users/me", None)
         .await
         .assert_problem(401, "unauthenticated");
@@ -63,6 +64,7 @@ async fn users_answer_as_documented() {
         c.call_with("GET", &user_path, None, &ada_h).await.status,
         200
     );
+    c.revalidate(&user_path, &ada_h).await;
     c.call_with("GET", "/users/not-a-uuid", None, &ada_h)
         .await
         .assert_problem(400, "invalid_path");

@@ -1,7 +1,27 @@
 //! actix-web glue shared by every module's routes: the problem+json response, the
-//! extractor configuration (64 KiB JSON bodies, `400`/`413`/`415` for bad ones) and a
-//! middleware that turns actix's own bare error responses (unknown route, wrong method)
-//! into problem+json.
+//! extractor configuration (64 KiB JSON bodies, `400`/`413`/`415` for bad ones), a
+//! middleware that turns actix's own bare error responses (unknown route, a refused CORS
+//! preflight) into problem+json, and the [`app`] every server runs, with what it wraps
+//! around the routes: [`observe`] (request ids, trace context, deadlines, panics, metrics,
+//! logs), [`compress`], [`cors`]. Beside it: `methods.rs` (`HEAD`, `OPTIONS`, `405` with
+//! `Allow` on every path), `conditional.rs` (`ETag`, `If-None-Match`, `Cache-Control`),
+//! `edge.rs` (CORS, compression), `trace.rs` (`traceparent`).
+
+mod conditional;
+mod edge;
+pub(crate) mod methods;
+mod trace;
+
+pub use conditional::{
+    Caching, PublicMaxAge, cached, cached_as, cached_json, cached_json_at, etag, not_modified,
+    versioned_etag,
+};
+pub use edge::{
+    CORS_EXPOSED_HEADERS, CORS_MAX_AGE_SECONDS, CORS_REQUEST_HEADERS, HttpSettings,
+    MIN_COMPRESSED_BYTES, compress, cors, is_preflight, preferred_encoding,
+};
+pub use methods::allow;
+pub use trace::TraceParent;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::ServiceResponse;
@@ -74,6 +94,19 @@ pub fn problem_responses<B: MessageBody + 'static>() -> ErrorHandlers<B> {
         }
         let status = res.status();
         let problem = match status {
+            StatusCode::BAD_REQUEST if is_preflight(res.request()) => Problem::bad_request(
+                "cors_preflight_refused",
+                format!(
+                    "the CORS preflight of {} from {} is refused: that origin may not call \
+                     this API, or the method or headers it asks for are not allowed",
+                    res.request().path(),
+                    res.request()
+                        .headers()
+                        .get(header::ORIGIN)
+                        .and_then(|o| o.to_str().ok())
+                        .unwrap_or("?")
+                ),
+            ),
             StatusCode::NOT_FOUND => Problem::not_found(
                 "route_not_found",
                 format!("no route for {}", res.request().path()),
@@ -169,10 +202,12 @@ fn query_config() -> web::QueryConfig {
     })
 }
 
-/// The app every server runs (the binary and the tests alike): [`observe`] (request ids,
-/// panics, metrics, logs), problem+json for every error, the extractor configuration,
-/// `configure`'s routes, and `404` problems for unknown paths.
+/// The app every server runs (the binary and the tests alike), from the outside in:
+/// [`observe`] (request ids, trace context, deadlines, panics, metrics, logs), [`compress`],
+/// problem+json for every error, [`cors`] when `settings` names origins, the extractor
+/// configuration, `configure`'s routes, and `404` problems for unknown paths.
 pub fn app<F>(
+    settings: HttpSettings,
     configure: F,
 ) -> actix_web::App<
     impl actix_web::dev::ServiceFactory<
@@ -187,8 +222,14 @@ where
     F: FnOnce(&mut web::ServiceConfig),
 {
     metrics_handle();
+    let origins = settings.cors_allowed_origins;
     actix_web::App::new()
+        .wrap(actix_web::middleware::Condition::new(
+            !origins.is_empty(),
+            cors(&origins),
+        ))
         .wrap(problem_responses())
+        .wrap(actix_web::middleware::from_fn(compress))
         .wrap(actix_web::middleware::from_fn(observe))
         .configure(configure)
         .configure(self::configure)
@@ -236,8 +277,9 @@ impl RequestTimeout {
 }
 
 /// Middleware every app runs outermost: gives each request an id (echoed in
-/// `X-Request-Id`) and a span carrying it, so every log line of the request, in every
-/// module, can be found by it; turns a panic into a logged `500` problem without losing
+/// `X-Request-Id`) and a span carrying it, and the caller's W3C trace (`trace_id`,
+/// `parent_id`) when it sent a valid `traceparent` (an invalid one is ignored), so every
+/// log line of the request, in every module, can be found by either; turns a panic into a logged `500` problem without losing
 /// the worker; abandons it at its deadline ([`RequestTimeout`]: `503
 /// request_timeout`); counts requests and their latency per route pattern; logs one line per
 /// request.
@@ -253,7 +295,23 @@ pub async fn observe(
         .and_then(|v| v.to_str().ok())
         .filter(|id| !id.is_empty() && id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()))
         .map_or_else(|| uuid::Uuid::now_v7().to_string(), str::to_owned);
-    let span = tracing::info_span!("request", request_id = %request_id, method = %req.method(), path = %req.path());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        parent_id = tracing::field::Empty,
+        method = %req.method(),
+        path = %req.path()
+    );
+    let trace = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok())
+        .and_then(TraceParent::parse);
+    if let Some(trace) = trace {
+        span.record("trace_id", trace.trace_id.as_str());
+        span.record("parent_id", trace.parent_id.as_str());
+    }
     let method = req.method().to_string();
     let started = std::time::Instant::now();
     // (The request cannot be cloned before routing, which needs it uniquely: a panic and
