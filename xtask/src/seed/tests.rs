@@ -267,11 +267,11 @@ async fn digest(client: &Client, catalog: &Catalog) -> BTreeMap<String, Vec<Stri
                 // A refund is made by the saga as the cancel's actor or, when that try
                 // does not finish in time, by the payments module's retry as the system:
                 // through the API either may happen, so who is not compared.
-                if value["event_type"] == "payment.refunded" {
-                    if let Some(fields) = value.as_object_mut() {
-                        fields.remove("actor_kind");
-                        fields.remove("actor_id");
-                    }
+                if value["event_type"] == "payment.refunded"
+                    && let Some(fields) = value.as_object_mut()
+                {
+                    fields.remove("actor_kind");
+                    fields.remove("actor_id");
                 }
                 canonical(&normalized(value, &labels))
             })
