@@ -29,6 +29,14 @@ const SCHEMAS: [&str; 6] = [
     "gateway",
     "orders_read",
 ];
+/// The read model's tables, which a rebuild makes again.
+const READ_MODEL: [&str; 5] = [
+    "orders_read.orders",
+    "orders_read.order_items",
+    "orders_read.users",
+    "orders_read.products",
+    "orders_read.order_counts",
+];
 const SKIPPED: [&str; 3] = [
     "__diesel_schema_migrations",
     "signing_keys",
@@ -107,21 +115,15 @@ async fn the_bulk_seed_writes_what_the_api_writes_and_serves_like_it() {
 
     // The projection, replaying the bulk logs, rebuilds the read model the seed wrote.
     let read_model = |digest: &BTreeMap<String, Vec<String>>| -> Vec<Vec<String>> {
-        [
-            "orders_read.orders",
-            "orders_read.order_items",
-            "orders_read.users",
-            "orders_read.products",
-            "orders_read.order_counts",
-        ]
-        .iter()
-        .map(|t| {
-            digest[*t]
-                .iter()
-                .map(|r| r.replace("\"generation\":1", "\"generation\":2"))
-                .collect()
-        })
-        .collect()
+        READ_MODEL
+            .iter()
+            .map(|t| {
+                digest[*t]
+                    .iter()
+                    .map(|r| r.replace("\"generation\":1", "\"generation\":2"))
+                    .collect()
+            })
+            .collect()
     };
     load::start_rebuild(&by_sql.api).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -130,16 +132,7 @@ async fn the_bulk_seed_writes_what_the_api_writes_and_serves_like_it() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rebuilt = digest(&sql_client, &sql_catalog).await;
-    let rebuilt: Vec<Vec<String>> = [
-        "orders_read.orders",
-        "orders_read.order_items",
-        "orders_read.users",
-        "orders_read.products",
-        "orders_read.order_counts",
-    ]
-    .iter()
-    .map(|t| rebuilt[*t].clone())
-    .collect();
+    let rebuilt: Vec<Vec<String>> = READ_MODEL.iter().map(|t| rebuilt[*t].clone()).collect();
     assert_eq!(rebuilt, read_model(&actual));
 
     // Commands on bulk orders: confirm a pending one, cancel a confirmed one (a refund
