@@ -106,6 +106,14 @@ enum Task {
         #[arg(long)]
         seed_via_api: bool,
     },
+    /// Seed a database in bulk as `bench` does (a tenth as many customers as orders, 1000
+    /// products) and keep it, with the bench's wrk scripts, ids and a staff token in
+    /// target/seed/; prints its DATABASE_URL and how to serve and load it, for profiling.
+    Seed {
+        /// Orders of the data set.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(20..))]
+        orders: u64,
+    },
     /// A steady mix of every kind of request at half the measured capacity, sampling
     /// memory, p99 per route, pool waits, table sizes and projection lag; fails when
     /// memory or a table that should stay bounded keeps growing, or p99 drifts up. A run
@@ -180,6 +188,17 @@ fn run(task: Task) -> Result<ExitCode> {
                 seed_via_api,
             };
             bench::run(&root, &options)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Seed { orders } => {
+            let options = bench::Options {
+                smoke: false,
+                duration: None,
+                concurrency: 16,
+                orders: Some(orders as usize),
+                seed_via_api: false,
+            };
+            bench::seed_only(&root, &options)?;
             Ok(ExitCode::SUCCESS)
         }
         Task::Soak { minutes } => soak::run(&root, minutes),
