@@ -8,6 +8,7 @@ mod guarantees;
 mod http;
 mod invariants;
 mod limits;
+mod logs;
 pub(crate) mod openapi;
 mod operations;
 mod orders;
