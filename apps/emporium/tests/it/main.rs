@@ -9,6 +9,7 @@ mod http;
 mod invariants;
 mod limits;
 mod logs;
+mod metrics;
 pub(crate) mod openapi;
 mod operations;
 mod orders;
