@@ -229,8 +229,19 @@ fn run(task: Task) -> Result<ExitCode> {
 fn test(root: &Path, extra: &[String]) -> Result<ExitCode> {
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
-    with_database(root, &args)
+    // The app suite checks `/metrics` with promtool (`apps/emporium/tests/it/metrics.rs`).
+    let promtool = apt::ensure_tool_of(Path::new(PROMTOOL), "prometheus", "prometheus")?;
+    let url = db::ensure(root)?;
+    let status = status(
+        cargo(root, &args)
+            .env("DATABASE_URL", url.as_str())
+            .env("PROMTOOL", promtool),
+    )?;
+    Ok(exit_code(status))
 }
+
+/// Debian's, from its `prometheus` package.
+const PROMTOOL: &str = "/usr/bin/promtool";
 
 /// Runs `cargo <args>` with DATABASE_URL pointing at a Postgres that answers, and passes
 /// on its exit code.
