@@ -12,12 +12,10 @@ use uuid::Uuid;
 
 use crate::{CHANNEL, in_schema};
 
-/// Raw: the log's schema is the writer's, chosen at run time. Every event of the call and
-/// the notification in one statement, one round trip: the rows go in in the order given
-/// (`ORDER BY` the arrays' ordinality, so `seq` follows it), and `pg_notify` (delivered when
-/// the transaction commits) runs once they are in.
-const APPEND: &str = "WITH appended AS ( \
-       INSERT INTO {schema}.events (event_id, event_type, aggregate_id, aggregate_version, \
+/// Raw: the log's schema is the writer's, chosen at run time. Every event of the call in
+/// one statement, one round trip: the rows go in in the order given (`ORDER BY` the
+/// arrays' ordinality, so `seq` follows it).
+const APPEND: &str = "INSERT INTO {schema}.events (event_id, event_type, aggregate_id, aggregate_version, \
          occurred_at, schema_version, actor_kind, actor_id, correlation_id, payload) \
        SELECT e.event_id, e.event_type, e.aggregate_id, e.aggregate_version, e.occurred_at, \
          e.schema_version, e.actor_kind, e.actor_id, e.correlation_id, e.payload \
@@ -25,12 +23,10 @@ const APPEND: &str = "WITH appended AS ( \
          $6::int[], $7::text[], $8::uuid[], $9::text[], $10::jsonb[]) WITH ORDINALITY \
          AS e(event_id, event_type, aggregate_id, aggregate_version, occurred_at, schema_version, \
            actor_kind, actor_id, correlation_id, payload, n) \
-       ORDER BY e.n \
-       RETURNING 1) \
-     SELECT pg_notify($11, $12) FROM (SELECT 1 FROM appended LIMIT 1) AS any_appended";
+       ORDER BY e.n";
 
 /// Appends `events` to `<schema>.events` on `conn`, inside the caller's transaction, and
-/// notifies [`CHANNEL`] (on commit). Each carries the actor and correlation id of the
+/// [`signal`](crate::signal)s [`CHANNEL`] (once it commits). Each carries the actor and correlation id of the
 /// running work (`kernel::context`). Returns the envelopes written.
 pub async fn append(
     conn: &mut AsyncPgConnection,
@@ -91,9 +87,7 @@ pub async fn append(
                     .map(|e| e.correlation_id.as_deref())
                     .collect::<Vec<_>>(),
             )
-            .bind::<Array<Jsonb>, _>(written.iter().map(|e| &e.payload).collect::<Vec<_>>())
-            .bind::<Text, _>(CHANNEL)
-            .bind::<Text, _>(schema),
+            .bind::<Array<Jsonb>, _>(written.iter().map(|e| &e.payload).collect::<Vec<_>>()),
     )
     .execute(conn)
     .await
@@ -101,5 +95,6 @@ pub async fn append(
         let types: Vec<&str> = written.iter().map(|e| e.event_type.as_str()).collect();
         format!("appending {} to {schema}.events", types.join(", "))
     })?;
+    crate::signal(CHANNEL);
     Ok(written)
 }

@@ -1,16 +1,13 @@
-//! The tasks that keep delivering: one `LISTEN` connection per process turns commits into
-//! wake-ups, and one task per subscriber cycles through its sources, polling as a fallback
-//! and backing off after failures (the loops log and never die).
+//! The tasks that keep delivering: one task per subscriber cycles through its sources,
+//! woken by the event logs' commits (`wake.rs`), polling as a fallback and backing off
+//! after failures (the loops log and never die).
 
 use std::time::Duration;
 
-use anyhow::Context;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures_util::StreamExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{CHANNEL, StepOutcome, Subscription};
+use crate::{CHANNEL, Listener, StepOutcome, Subscription};
 
 /// Delivery settings.
 #[derive(Clone, Copy, Debug)]
@@ -30,9 +27,11 @@ impl Default for DispatchSettings {
     }
 }
 
-/// Running delivery: a listener and one task per subscription. Dropping it stops them.
+/// Running delivery: the event logs' wake-ups and one task per subscriber. Dropping it
+/// stops them.
 pub struct Dispatcher {
     tasks: Vec<JoinHandle<()>>,
+    _wake: Listener,
 }
 
 impl Dispatcher {
@@ -46,12 +45,8 @@ impl Dispatcher {
         for subscription in &subscriptions {
             subscription.register().await?;
         }
-        let (wake_tx, wake_rx) = watch::channel(0u64);
-        let mut tasks = vec![tokio::spawn(listen(
-            listen_url.to_owned(),
-            CHANNEL,
-            wake_tx,
-        ))];
+        let wake = Listener::start(listen_url, CHANNEL);
+        let mut tasks = Vec::new();
         let mut by_subscriber: Vec<Vec<Subscription>> = Vec::new();
         for subscription in subscriptions {
             let same = |group: &&mut Vec<Subscription>| {
@@ -64,9 +59,9 @@ impl Dispatcher {
             }
         }
         for group in by_subscriber {
-            tasks.push(tokio::spawn(deliver(group, wake_rx.clone(), settings)));
+            tasks.push(tokio::spawn(deliver(group, wake.subscribe(), settings)));
         }
-        Ok(Dispatcher { tasks })
+        Ok(Dispatcher { tasks, _wake: wake })
     }
 
     pub fn stop(&self) {
@@ -79,71 +74,6 @@ impl Dispatcher {
 impl Drop for Dispatcher {
     fn drop(&mut self) {
         self.stop();
-    }
-}
-
-/// A `LISTEN` on one channel, as a counter that moves with every notification (and after
-/// every reconnection, since notifications may have been missed meanwhile). Dropping it
-/// stops listening.
-pub struct Listener {
-    moved: watch::Receiver<u64>,
-    task: JoinHandle<()>,
-}
-
-impl Listener {
-    /// Listens on `channel` of the database at `url` (its own connection, reconnected
-    /// with backoff after failures).
-    pub fn start(url: &str, channel: &'static str) -> Listener {
-        let (wake, moved) = watch::channel(0u64);
-        let task = tokio::spawn(listen(url.to_owned(), channel, wake));
-        Listener { moved, task }
-    }
-
-    /// A receiver that sees every later notification.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.moved.clone()
-    }
-}
-
-impl Drop for Listener {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Turns notifications on `channel` into wake-ups; reconnects after failures.
-async fn listen(url: String, channel: &'static str, wake: watch::Sender<u64>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let result: anyhow::Result<()> = async {
-            let mut conn = AsyncPgConnection::establish(&url)
-                .await
-                .context("listener connect")?;
-            // Raw: `LISTEN` has no DSL.
-            diesel::sql_query(format!("LISTEN {channel}"))
-                .execute(&mut conn)
-                .await
-                .context("LISTEN")?;
-            let mut notifications = std::pin::pin!(conn.notifications_stream());
-            while let Some(notification) = notifications.next().await {
-                notification.context("listener")?;
-                wake.send_modify(|n| *n = n.wrapping_add(1));
-                backoff = Duration::from_millis(100);
-            }
-            anyhow::Ok(())
-        }
-        .await;
-        if let Err(error) = result {
-            tracing::warn!(
-                channel,
-                error = format!("{error:#}"),
-                "listener lost its connection; polling until it is back"
-            );
-        }
-        // Whatever was missed while disconnected, the subscriptions' polling finds.
-        wake.send_modify(|n| *n = n.wrapping_add(1));
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -3,7 +3,7 @@
 //!
 //! - **Append.** [`append`] inserts into `<schema>.events` on the caller's connection, so
 //!   the events commit or roll back with the state change (transactional outbox), and
-//!   `pg_notify`s [`CHANNEL`] on commit.
+//!   [`signal`]s [`CHANNEL`], which wakes the subscribers once it commits.
 //! - **Watermark.** Events are ordered by `(xid, seq)`: the writing transaction's id, then
 //!   insertion order. A reader returns only events whose `xid` is below
 //!   `pg_snapshot_xmin(pg_current_snapshot())`, the oldest transaction still running, so
@@ -24,13 +24,14 @@
 //!   opens, holding nothing: no transaction of delivery waits on anything but its own
 //!   statements. An event is applied only after its effects succeeded; they must be
 //!   idempotent (at least once, possibly in two processes at once).
-//! - **Wake-up.** One `LISTEN` connection per process wakes every subscription; polling
-//!   covers lost notifications and outages.
+//! - **Wake-up.** A commit that appended wakes every subscription of its process at once,
+//!   and those of other processes by a `NOTIFY` sent after it, outside its transaction
+//!   (`wake.rs` says why); polling covers lost wake-ups and outages.
 //!
 //! Files by concern: [`append`](append()) (the outbox write), `read.rs` (positions, the
 //! watermark, [`EventSource`]), `subscription.rs` ([`Subscriber`], [`Subscription`] and one
 //! step of delivery), `checkpoints.rs` (positions at rest, subscriber locks, the handover
-//! a rebuild needs), `dispatcher.rs` (the tasks that keep delivering), `dead_letters.rs` (parked
+//! a rebuild needs), `dispatcher.rs` (the tasks that keep delivering), `wake.rs` (wake-ups after commit), `dead_letters.rs` (parked
 //! events, and their handover to a rebuilt subscriber).
 //!
 //! Its SQL is raw throughout, and that is the rule's exception, not a lapse: every log
@@ -48,15 +49,17 @@ mod dead_letters;
 mod dispatcher;
 mod read;
 mod subscription;
+mod wake;
 
 pub use append::append;
 pub use checkpoints::{forget_checkpoints, hand_over_checkpoints, lock_subscriber};
 pub use dead_letters::{DeadLetter, dead_letters, forget_dead_letters, hand_over_dead_letters};
-pub use dispatcher::{DispatchSettings, Dispatcher, Listener};
+pub use dispatcher::{DispatchSettings, Dispatcher};
 pub use read::{
     BACKLOG_CAP, Backlog, EventSource, LoggedEvent, PgEventSource, Position, backlog_statement,
 };
 pub use subscription::{StepOutcome, Subscriber, Subscription, SubscriptionStatus};
+pub use wake::{Listener, signal};
 
 /// The event-log tables (`events`, `checkpoints`, `dead_letters`), applied into every
 /// schema that keeps a log or a subscriber's checkpoints, before the schema's own
@@ -64,7 +67,7 @@ pub use subscription::{StepOutcome, Subscriber, Subscription, SubscriptionStatus
 pub const MIGRATIONS: diesel_migrations::EmbeddedMigrations =
     diesel_migrations::embed_migrations!("../../migrations/eventlog");
 
-/// The `NOTIFY` channel every event log signals on commit.
+/// The channel every event log [`signal`]s on commit.
 pub const CHANNEL: &str = "emporium_events";
 
 /// Failures of one event before it is parked as a dead letter.

@@ -106,13 +106,7 @@ impl Subscriber for OrderProjection {
         batch.apply(conn, generation).await?;
         if self.generation.is_none() {
             // Wakes every instance's read-your-writes waiters, once this commits.
-            kernel::db::prepared(
-                diesel::sql_query("SELECT pg_notify($1, '')")
-                    .bind::<diesel::sql_types::Text, _>(crate::MOVED),
-            )
-            .execute(conn)
-            .await
-            .map_err(|e| anyhow::anyhow!(e).context("notifying the read model's move"))?;
+            eventlog::signal(crate::MOVED);
         }
         Ok(true)
     }

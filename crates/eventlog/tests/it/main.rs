@@ -8,6 +8,7 @@ mod connections;
 mod dead_letters;
 mod effects;
 mod tidy;
+mod wake;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

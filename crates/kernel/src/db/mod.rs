@@ -364,12 +364,65 @@ pub async fn delete_older(
     Ok(total)
 }
 
-/// Runs `work` in one transaction: commits on `Ok`, rolls back on `Err`.
+/// What runs once the transaction [`transaction`] opened has committed.
+type Hooks = std::cell::RefCell<Vec<Box<dyn FnOnce() + Send>>>;
+
+tokio::task_local! {
+    /// The hooks of the outermost [`transaction`] of this task, while it runs.
+    static AFTER_COMMIT: Hooks;
+}
+
+/// Runs `hook` once the transaction of the caller's [`transaction`] has committed (the
+/// outermost one, when they nest), or never if it rolls back; outside any, at once (a
+/// statement without a transaction has committed when it returns).
+///
+/// What it is for: telling other tasks that something is there to read (the event log's
+/// wake-ups), which before the commit would be too early, and inside the transaction, as a
+/// `NOTIFY`, would hold every other notifying commit of the cluster behind this one's WAL
+/// flush (Postgres serializes them under one lock). A hook must be quick and must not fail:
+/// it runs on the committing task, after the commit, and nothing waits for it.
+pub fn after_commit(hook: impl FnOnce() + Send + 'static) {
+    let mut hook = Some(hook);
+    let _ = AFTER_COMMIT.try_with(|hooks| {
+        if let Some(hook) = hook.take() {
+            hooks.borrow_mut().push(Box::new(hook));
+        }
+    });
+    if let Some(hook) = hook {
+        hook();
+    }
+}
+
+/// Runs `work` in one transaction: commits on `Ok`, rolls back on `Err`; then, after a
+/// commit, what [`after_commit`] was given inside it.
 ///
 /// Unlike diesel's own `transaction`, the error type needs no `From<diesel::Error>`, so a
 /// module's `-api` error enum (which knows nothing of diesel) can cross it; database
 /// failures become its `Unexpected(anyhow::Error)` variant.
 pub async fn transaction<R, E, F>(conn: &mut AsyncPgConnection, work: F) -> Result<R, E>
+where
+    F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<R, E>,
+    E: From<anyhow::Error>,
+{
+    if AFTER_COMMIT.try_with(|_| ()).is_ok() {
+        // Nested (a savepoint): the outermost transaction runs the hooks once it commits.
+        return in_transaction(conn, work).await;
+    }
+    let (result, hooks) = AFTER_COMMIT
+        .scope(Hooks::default(), async {
+            let result = in_transaction(conn, work).await;
+            (result, AFTER_COMMIT.with(Hooks::take))
+        })
+        .await;
+    if result.is_ok() {
+        for hook in hooks {
+            hook();
+        }
+    }
+    result
+}
+
+async fn in_transaction<R, E, F>(conn: &mut AsyncPgConnection, work: F) -> Result<R, E>
 where
     F: AsyncFnOnce(&mut AsyncPgConnection) -> Result<R, E>,
     E: From<anyhow::Error>,
