@@ -14,12 +14,23 @@ pub(crate) fn ensure_installed(binary: &Path, package: &str) -> Result<PathBuf> 
     if binary.is_file() {
         return Ok(binary.to_owned());
     }
+    install(package, &binary.display().to_string())?;
+    ensure!(
+        binary.is_file(),
+        "{package} is installed but {} is not",
+        binary.display()
+    );
+    Ok(binary.to_owned())
+}
+
+/// Installs Debian's `package` (as root, with apt), or fails saying that `what` is
+/// missing and how to install it.
+pub(crate) fn install(package: &str, what: &str) -> Result<()> {
     let apt = env::split_paths(&env::var_os("PATH").unwrap_or_default())
         .any(|dir| dir.join("apt-get").is_file());
     if !(is_root()? && apt) {
         bail!(
-            "{} is missing: install Debian's {package} package (sudo apt-get install {package})",
-            binary.display()
+            "{what} is missing: install Debian's {package} package (sudo apt-get install {package})"
         );
     }
     eprintln!("xtask: installing {package} with apt-get");
@@ -28,13 +39,7 @@ pub(crate) fn ensure_installed(binary: &Path, package: &str) -> Result<PathBuf> 
         Command::new("apt-get")
             .args(["install", "-y", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
-    ensure!(
-        binary.is_file(),
-        "{package} is installed but {} is not",
-        binary.display()
-    );
-    Ok(binary.to_owned())
+    )
 }
 
 fn is_root() -> Result<bool> {

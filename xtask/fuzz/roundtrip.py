@@ -1,0 +1,2 @@
+import emporium_client  # noqa: F401
+print("imported")
