@@ -14,7 +14,7 @@
 //!   `integer` is a value, not a spelling, so a document that says `integer` allows both.
 
 use serde::Deserializer;
-use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaType, Type};
 
 /// The characters `str::trim` removes (Unicode `White_Space`), as a regex class.
 pub const WHITESPACE: &str =
@@ -49,7 +49,7 @@ pub fn line_pattern(max: usize) -> String {
 }
 
 /// The schema of [`line`], described.
-pub fn line_schema(max: usize, description: &str) -> Object {
+pub fn line_schema(max: usize, description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
@@ -58,6 +58,13 @@ pub fn line_schema(max: usize, description: &str) -> Object {
             "{description} 1 to {max} characters after trimming whitespace at either end; \
              no control characters."
         )))
+}
+
+/// `schema` (of a string) allowing `null` too: a field of a PATCH, where `null` leaves it as
+/// it is.
+pub fn or_null(schema: ObjectBuilder) -> Object {
+    schema
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
         .build()
 }
 

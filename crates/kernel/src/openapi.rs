@@ -268,13 +268,13 @@ fn string_header(description: &str) -> utoipa::openapi::header::Header {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct Revalidate {
-    /// `*` or a comma-separated list of entity tags (`W/"…"` or `"…"`, compared weakly):
-    /// when one is the answer's `ETag`, the answer is `304` without a body. Anything
-    /// else is `400 invalid_header`.
+    /// `*` or a comma-separated list of entity tags (`W/"…"` or `"…"` around visible ASCII
+    /// but `"`, compared weakly): when one is the answer's `ETag`, the answer is `304`
+    /// without a body. Anything else is `400 invalid_header`.
     #[param(
         rename = "If-None-Match",
         nullable = false,
-        pattern = r#"^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$"#
+        pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#
     )]
     pub if_none_match: Option<String>,
 }
@@ -410,6 +410,16 @@ mod tests {
         ] {
             assert!(components.responses.contains_key(response), "{response}");
         }
+    }
+
+    #[test]
+    fn if_none_match_is_documented_as_parsed() {
+        use utoipa::IntoParams;
+        let params = serde_json::to_value(Revalidate::into_params(|| None)).unwrap();
+        assert_eq!(
+            params[0]["schema"]["pattern"],
+            crate::http::IF_NONE_MATCH_PATTERN
+        );
     }
 
     #[test]
