@@ -1,10 +1,19 @@
 """schemathesis hooks of `cargo xtask fuzz` (xtask/src/fuzz/mod.rs).
 
-Generated ids are random UUIDs, which name nothing: a request on one order, user,
-product or payment would only ever answer 404. In half of the positive cases these hooks
-put an id the seed made (target/fuzz/seed.json) where the generated one was a valid UUID,
-so that the rest of the request reaches the code behind the 404. Negative cases, and ids
-that are not UUIDs, are left as generated: they must be refused as they are.
+They change only schema-valid (positive) requests, into other schema-valid requests, just
+before they are sent (schemathesis re-classifies a changed request); negative ones go as
+generated, to be refused as they are.
+
+- Ids: a generated UUID names nothing, so a request on one order, user, product or
+  payment would only ever answer 404. Half of the time a valid UUID in a path (and in
+  `GET /payments?order_id=`) becomes an id the seed made (target/fuzz/seed.json), so the
+  rest of the request reaches the code behind the 404. A new order's lines get distinct
+  seeded products and its `user_id` a seeded customer: an unknown product or user is a
+  `422` the document states but cannot rule out by shape.
+- A confirm pays with `tok_visa`: which tokens the payment gateway knows is the gateway's
+  business (any other well-formed token is `422 invalid_payment_token`, as documented).
+- Lists: `page x page_size` is at most 10,000 (documented; a rule between two parameters
+  that JSON Schema cannot state), so `page` is lowered to keep to it.
 """
 
 import json
@@ -25,12 +34,13 @@ KINDS = (
     ("/queries/orders/", "orders"),
     ("/payments/", "payments"),
 )
+MAX_DEPTH = 10_000
 
 
 def _is_uuid(value):
     try:
         uuid.UUID(str(value))
-    except ValueError:
+    except (ValueError, TypeError):
         return False
     return True
 
@@ -40,28 +50,40 @@ def _positive(case):
     return meta is not None and meta.generation.mode.is_positive
 
 
+def _int(value):
+    try:
+        return int(value)
+    except (ValueError, TypeError):
+        return None
+
+
 @schemathesis.hook
-def map_case(ctx, case):
+def before_call(ctx, case, kwargs):
     if not _positive(case):
-        return case
+        return
     path = case.operation.path
-    params = case.path_parameters or {}
-    if "id" in params and _is_uuid(params["id"]) and random.random() < 0.5:
+    params = case.path_parameters
+    if params and _is_uuid(params.get("id")) and random.random() < 0.5:
         for prefix, kind in KINDS:
             if path.startswith(prefix):
                 params["id"] = random.choice(SEED[kind])
                 break
-    query = case.query or {}
-    if "order_id" in query and _is_uuid(query["order_id"]) and random.random() < 0.5:
-        query["order_id"] = random.choice(SEED["orders"])
+    query = case.query
+    if query:
+        if _is_uuid(query.get("order_id")) and random.random() < 0.5:
+            query["order_id"] = random.choice(SEED["orders"])
+        page, size = _int(query.get("page")), _int(query.get("page_size", 20))
+        if page is not None and size and page * size > MAX_DEPTH:
+            query["page"] = max(1, MAX_DEPTH // size)
     body = case.body
-    if path == "/commands/orders" and isinstance(body, dict):
-        # Each line another seeded product (the same product twice is refused), and the
-        # order for a seeded customer or the caller.
+    if not isinstance(body, dict):
+        return
+    if path == "/commands/orders":
         products = random.sample(SEED["order_products"], len(SEED["order_products"]))
         for line, product in zip(body.get("items") or [], products):
             if isinstance(line, dict) and _is_uuid(line.get("product_id")):
                 line["product_id"] = product
         if _is_uuid(body.get("user_id")):
             body["user_id"] = random.choice(SEED["users"])
-    return case
+    if path.endswith("/confirm") and isinstance(body.get("payment_token"), str):
+        body["payment_token"] = "tok_visa"

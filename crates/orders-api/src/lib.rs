@@ -259,8 +259,10 @@ pub struct OrderView {
     pub id: OrderId,
     pub user_id: UserId,
     /// The user's latest name (null until the read model has seen the user).
+    #[schema(required = true)]
     pub user_name: Option<String>,
     /// The user's latest email (null until the read model has seen the user).
+    #[schema(required = true)]
     pub user_email: Option<String>,
     pub items: Vec<OrderItemView>,
     /// The number of lines.
@@ -272,6 +274,7 @@ pub struct OrderView {
     #[schema(examples("Pending"))]
     pub status_display: String,
     /// Null unless cancelled; `expired` when the system cancelled an unconfirmed order.
+    #[schema(required = true)]
     pub cancel_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

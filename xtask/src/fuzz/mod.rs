@@ -102,6 +102,7 @@ fn fuzz(root: &Path, rig: &Rig, venv: &python::Venv) -> Result<ExitCode> {
         .args(["--workers", "2", "--seed", "1", "--no-color"])
         .arg("--report-dir")
         .arg(rig.out.join("report"))
+        .current_dir(&rig.out)
         .env("PYTHONPATH", &files)
         .env("SCHEMATHESIS_HOOKS", "hooks")
         .env("FUZZ_SEED", &seed_file)
