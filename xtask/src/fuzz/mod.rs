@@ -74,10 +74,18 @@ fn fuzz(root: &Path, rig: &Rig, venv: &python::Venv) -> Result<ExitCode> {
     let _ = fs::remove_dir_all(&client);
     crate::succeed(
         venv.command("openapi-python-client")
-            .args(["generate", "--meta", "none", "--overwrite", "--url"])
+            .args(["generate", "--meta", "none", "--overwrite", "--config"])
+            .arg(files.join("client.yaml"))
+            .arg("--url")
             .arg(format!("{base}/openapi.json"))
             .arg("--output-path")
             .arg(client.join("emporium_client")),
+    )?;
+    // Every generated module compiles, not only those the flow imports.
+    crate::succeed(
+        Command::new(venv.python())
+            .args(["-m", "compileall", "-q"])
+            .arg(&client),
     )?;
     crate::succeed(
         Command::new(venv.python())
