@@ -7,6 +7,7 @@
 mod answers;
 pub(crate) mod contract;
 mod identity;
+mod shapes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -259,6 +260,33 @@ async fn the_document_names_exactly_the_registered_routes() {
         "answered but not documented: {undocumented:?}; documented but not answered: {absent:?}"
     );
 
+    // The document and its page are served, and not listed as operations of the API.
+    let unlisted: BTreeSet<(String, String)> = emporium::endpoints()
+        .iter()
+        .flat_map(|(_, routes)| {
+            routes
+                .unlisted_operations()
+                .map(|(m, p)| (m.to_string(), p.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for path in ["/openapi.json", "/docs", "/docs/", "/docs/{file}"] {
+        assert!(
+            unlisted.contains(&("GET".to_owned(), path.to_owned())),
+            "{path}: {unlisted:?}"
+        );
+        assert!(!documented_paths.contains(path), "{path} is listed");
+        let answer = probe(
+            &app,
+            "GET",
+            &concrete(path).replace("placeholder", "index.css"),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "GET {path}");
+        let trace = probe(&app, "TRACE", &concrete(path)).await;
+        assert_eq!(trace.status, 405, "TRACE {path}");
+    }
+
     // And paths nobody registered are unknown, as they should be.
     for path in [
         "/",
@@ -298,7 +326,16 @@ async fn docs_serves_the_bundled_swagger_ui() {
             answer.header("content-type")
         );
         let html = answer.body.as_str().expect("HTML text");
-        assert!(html.contains("<base href=\"/docs/\">"), "{html}");
+        // The base is relative: behind a path prefix the page's links stay under it.
+        let base = if page == "/docs" { "docs/" } else { "./" };
+        assert!(html.contains(&format!("<base href=\"{base}\">")), "{html}");
+        let behind = reqwest::Url::parse(&format!("https://shop.example/prefix{page}")).unwrap();
+        let resolved = behind.join(base).unwrap();
+        assert_eq!(resolved.path(), "/prefix/docs/", "{page}");
+        assert_eq!(
+            resolved.join("../openapi.json").unwrap().path(),
+            "/prefix/openapi.json"
+        );
         let assets = attributes(html, &["href", "src"]);
         assert!(
             assets.iter().any(|a| a.contains("swagger-ui-bundle.js")),
@@ -324,7 +361,7 @@ async fn docs_serves_the_bundled_swagger_ui() {
     let initializer = app.http.get("/docs/swagger-initializer.js").await;
     let script = initializer.body.as_str().expect("a script");
     assert!(
-        script.contains("\"url\": \"/openapi.json\""),
+        script.contains("\"url\": \"../openapi.json\""),
         "Swagger UI reads /openapi.json: {script}"
     );
     assert!(
