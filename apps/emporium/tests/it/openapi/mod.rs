@@ -142,13 +142,16 @@ fn money_is_a_decimal_string_and_ids_are_uuids() {
     assert_eq!(schemas["Money"]["type"], "string");
     assert_eq!(schemas["Money"]["pattern"], r"^\d+\.\d{2}$");
     assert_eq!(schemas["Money"]["examples"], json!(["19.99"]));
-    let input_types: Vec<&Value> = schemas["MoneyInput"]["oneOf"]
+    let price = &schemas["NewProduct"]["properties"]["price"]["oneOf"];
+    let input_types: Vec<&Value> = price
         .as_array()
-        .expect("MoneyInput is a oneOf")
+        .expect("a price is a oneOf")
         .iter()
         .map(|s| &s["type"])
         .collect();
     assert_eq!(input_types, [&json!("string"), &json!("number")]);
+    assert!(price[0]["pattern"].is_string(), "{price}");
+    assert_eq!(price[1]["multipleOf"], 0.01, "{price}");
     for id in ["UserId", "ProductId", "OrderId", "PaymentId"] {
         assert_eq!(
             (&schemas[id]["type"], &schemas[id]["format"]),
@@ -342,12 +345,19 @@ async fn docs_serves_the_bundled_swagger_ui() {
             "{assets:?}"
         );
         let mut sizes = BTreeMap::new();
-        for asset in assets.iter().filter(|a| a.as_str() != "/docs/") {
+        for asset in assets.iter().filter(|a| a.as_str() != base) {
             assert!(
                 !asset.contains("//") && !asset.contains(':'),
                 "{page} loads an external asset: {asset}"
             );
-            let url = format!("/docs/{}", asset.trim_start_matches("./"));
+            let at = reqwest::Url::parse(&format!("http://emporium{page}"))
+                .and_then(|u| u.join(base))
+                .and_then(|u| u.join(asset))
+                .unwrap();
+            let url = match at.query() {
+                Some(query) => format!("{}?{query}", at.path()),
+                None => at.path().to_owned(),
+            };
             let file = send_raw(&app, "GET", &url, None, &[]).await;
             assert_eq!(file.status, 200, "{url}");
             let plain = url.split('?').next().unwrap_or_default().to_owned();
