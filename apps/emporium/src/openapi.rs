@@ -96,7 +96,11 @@ a wrong JSON type is `400`, while a missing required field is `422` with a field
 - Ids are UUIDs (v7, time-ordered) rendered as strings; a malformed id in a path is \
 `400 invalid_path`.
 - Money is an exact decimal, never a float: answers render it as a string with two decimals \
-(`\"19.99\"`); requests accept a string or a JSON number with at most two decimal places.
+(`\"19.99\"`); requests accept a string of digits with at most two decimal places (no sign, \
+exponent, spaces or leading zero) or a JSON number that is a multiple of 0.01.
+- Every constraint the server enforces is in the schemas (lengths, ranges, `pattern`s of \
+fields and headers); an integer may be written as an integral number (`5.0`), as JSON \
+Schema's `integer` allows.
 - Timestamps are RFC 3339 in UTC.
 - Every error is `application/problem+json` (RFC 9457) with a stable machine-readable `code`; \
 `errors` lists the invalid fields of a `422 validation_failed`. No error body carries a stack \
@@ -108,7 +112,7 @@ be reached the answer is `503` with `Retry-After`.
 HTTP:
 - Every `GET` also answers `HEAD` (the same head, no body), and every path answers `OPTIONS` \
 with `204` and `Allow`. Any other method on a known path (`TRACE`, `CONNECT`, made-up ones) is \
-`405 method_not_allowed` with `Allow` (the `MethodNotAllowed` response of the components).
+`405 method_not_allowed` with `Allow`, declared on every operation.
 - Answers of 1 KiB or more are compressed by `Accept-Encoding`: `br` or `gzip`, whichever the \
 client prefers (`br` on a tie), with `Vary: Accept-Encoding`.
 - Reads of one resource (products, users, orders, payments) and of the catalog are conditional: \
@@ -157,8 +161,9 @@ fn tags() -> Vec<utoipa::openapi::tag::Tag> {
         ),
         tag(
             "operations",
-            "Health, metrics, projection administration, and this document with its \
-             reference page. Everything under `/admin` needs `Authorization: Bearer \
+            "Health, metrics and projection administration (this document, \
+             `/openapi.json`, and its reference page, `/docs`, are served beside them). \
+             Everything under `/admin` needs `Authorization: Bearer \
              <ADMIN_TOKEN>`: a missing or wrong token is `401`; without `ADMIN_TOKEN` \
              configured the admin routes answer `403`.",
         ),
