@@ -111,7 +111,13 @@ async fn prices_accept_strings_and_numbers_with_two_decimals_at_most() {
 async fn stock_must_be_an_integer_within_bounds() {
     let app = spawn_app().await;
     // An integral number is the integer it is (JSON Schema's `integer`).
-    for stock in [json!(0), json!(1), json!(1_000_000_000), json!(20.0), json!(1e9)] {
+    for stock in [
+        json!(0),
+        json!(1),
+        json!(1_000_000_000),
+        json!(20.0),
+        json!(1e9),
+    ] {
         assert_eq!(
             app.http
                 .post(
