@@ -108,14 +108,16 @@ struct ItemBody {
             content_type = PROBLEM_JSON),
         (status = 409, description = "`user_inactive`, `too_many_pending_orders` (the \
             customer holds `MAX_PENDING_ORDERS`, default 20, pending orders), \
-            `insufficient_stock` (names the product), `idempotency_key_reused` (the key was used with another body) or \
+            `insufficient_stock` (names the product), `total_too_large` (the total at the \
+            catalog's prices now is over 9,999,999,999.99, the most one payment charges), \
+            `idempotency_key_reused` (the key was used with another body) or \
             `idempotency_key_in_use` (a request with this key is still running).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed`: a missing field, no items or more \
-            than 100, a quantity outside 1..=10,000, the same product twice, or a total over \
-            9,999,999,999.99, the most one payment charges (see `errors`); `unknown_user`; \
+            than 100, a quantity outside 1..=10,000, or the same product twice (see `errors`); \
+            `unknown_user`; \
             `unknown_product`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
