@@ -110,6 +110,14 @@ enum Task {
         #[arg(long)]
         seed_via_api: bool,
     },
+    /// Seed a database in bulk as `bench` does (a tenth as many customers as orders, 1000
+    /// products) and keep it, with the bench's wrk scripts, ids and a staff token in
+    /// target/seed/; prints its DATABASE_URL and how to serve and load it, for profiling.
+    Seed {
+        /// Orders of the data set.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(20..))]
+        orders: u64,
+    },
     /// A steady mix of every kind of request at half the measured capacity, sampling
     /// memory, p99 per route, pool waits, table sizes and projection lag; fails when
     /// memory or a table that should stay bounded keeps growing, or p99 drifts up. A run
@@ -187,6 +195,17 @@ fn run(task: Task) -> Result<ExitCode> {
             bench::run(&root, &options)?;
             Ok(ExitCode::SUCCESS)
         }
+        Task::Seed { orders } => {
+            let options = bench::Options {
+                smoke: false,
+                duration: None,
+                concurrency: 16,
+                orders: Some(orders as usize),
+                seed_via_api: false,
+            };
+            bench::seed_only(&root, &options)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::Soak { minutes } => soak::run(&root, minutes),
         Task::Ci => {
             check::run(&root)?;
@@ -219,8 +238,19 @@ fn run(task: Task) -> Result<ExitCode> {
 fn test(root: &Path, extra: &[String]) -> Result<ExitCode> {
     let mut args = vec!["test", "--workspace"];
     args.extend(extra.iter().map(String::as_str));
-    with_database(root, &args)
+    // The app suite checks `/metrics` with promtool (`apps/emporium/tests/it/metrics.rs`).
+    let promtool = apt::ensure_tool_of(Path::new(PROMTOOL), "prometheus", "prometheus")?;
+    let url = db::ensure(root)?;
+    let status = status(
+        cargo(root, &args)
+            .env("DATABASE_URL", url.as_str())
+            .env("PROMTOOL", promtool),
+    )?;
+    Ok(exit_code(status))
 }
+
+/// Debian's, from its `prometheus` package.
+const PROMTOOL: &str = "/usr/bin/promtool";
 
 /// Runs `cargo <args>` with DATABASE_URL pointing at a Postgres that answers, and passes
 /// on its exit code.

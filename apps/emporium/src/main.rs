@@ -16,6 +16,11 @@ struct Cli {
     /// `json` or `pretty` (default: pretty on a terminal, else json).
     #[arg(long, env = "LOG_FORMAT", global = true)]
     log_format: Option<LogFormat>,
+    /// Also log a line when each span closes (a module call, a request), with its busy
+    /// and idle time (LOG_SPANS: 1, true, yes or on).
+    #[arg(long, env = "LOG_SPANS", global = true,
+        value_parser = clap::builder::BoolishValueParser::new())]
+    log_spans: bool,
 }
 
 #[derive(Subcommand)]
@@ -66,7 +71,7 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    init_logs(cli.log_format);
+    init_logs(cli.log_format, cli.log_spans);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate { schema } => emporium::migrate(&cli.config, schema.as_deref()).await,
         Command::Serve => serve(&cli.config).await,
@@ -115,7 +120,7 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn init_logs(format: Option<LogFormat>) {
+fn init_logs(format: Option<LogFormat>, spans: bool) {
     // tokio-postgres logs every statement's parameters at debug (password hashes, token
     // hashes): held at info whatever RUST_LOG says.
     let quiet = "tokio_postgres=info".parse().expect("a static directive");
@@ -127,13 +132,22 @@ fn init_logs(format: Option<LogFormat>) {
         Some(LogFormat::Pretty) => false,
         None => !std::io::stdout().is_terminal(),
     };
-    // A line when each span closes (with its time), so a search by request id shows every
-    // module call the request made, not only the ones that logged something.
+    // `LOG_SPANS`: a line when each span closes, with its time, so a search by request id
+    // shows every module call the request made, not only the ones that logged something.
+    // Off by default: they were most of the lines.
+    let span_events = if spans {
+        tracing_subscriber::fmt::format::FmtSpan::CLOSE
+    } else {
+        tracing_subscriber::fmt::format::FmtSpan::NONE
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE);
+        .with_span_events(span_events);
     if json {
-        builder.json().init()
+        builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(kernel::logs::FlatJson)
+            .init()
     } else {
         builder.init()
     }

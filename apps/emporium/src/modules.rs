@@ -142,7 +142,7 @@ impl Modules {
             max_size: DELIVERY_POOL_SIZE,
             ..settings
         };
-        // Labelled `<schema>.events` in `db_pool_connections`.
+        // Labelled `<schema>.events` in `emporium_db_pool_*`.
         let log_pools: Vec<(&Schema, &'static str, Pool)> = [
             (&users::SCHEMA, "users.events"),
             (&products::SCHEMA, "products.events"),

@@ -258,7 +258,8 @@ async fn projections(modules: web::Data<Modules>) -> Result<HttpResponse, Proble
 ///
 /// Prometheus text format: request counts and latency histograms per route pattern,
 /// command and query durations, event-log backlog per module, projection lag in events and
-/// seconds, dead-lettered events, and pool usage per module.
+/// seconds, dead-lettered events, pool usage per module, the process's CPU, memory and
+/// file descriptors, and the build.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -271,14 +272,15 @@ async fn projections(modules: web::Data<Modules>) -> Result<HttpResponse, Proble
     )
 )]
 async fn metrics(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
+    let process = gauges::described();
     let projections = statuses(&modules).await?;
     let mut backlog: BTreeMap<&'static str, i64> = BTreeMap::new();
     for projection in &projections {
-        metrics::gauge!("projection_lag_events", "projection" => projection.name)
+        metrics::gauge!(gauges::LAG_EVENTS, "projection" => projection.name)
             .set(projection.lag_events as f64);
-        metrics::gauge!("projection_lag_seconds", "projection" => projection.name)
+        metrics::gauge!(gauges::LAG_SECONDS, "projection" => projection.name)
             .set(projection.lag_seconds);
-        metrics::gauge!("dead_letters", "subscriber" => projection.name)
+        metrics::gauge!(gauges::DEAD_LETTERS, "subscriber" => projection.name)
             .set(projection.dead_letters as f64);
         for source in &projection.sources {
             let worst = backlog.entry(source.source).or_default();
@@ -286,21 +288,69 @@ async fn metrics(modules: web::Data<Modules>) -> Result<HttpResponse, Problem> {
         }
     }
     for (module, events) in backlog {
-        metrics::gauge!("event_log_backlog", "module" => module).set(events as f64);
+        metrics::gauge!(gauges::BACKLOG, "module" => module).set(events as f64);
     }
     for (module, status) in modules.pool_status() {
         let in_use = status.size.saturating_sub(status.available);
-        metrics::gauge!("db_pool_connections", "module" => module, "state" => "in_use")
+        metrics::gauge!(gauges::POOL_CONNECTIONS, "module" => module, "state" => "in_use")
             .set(in_use as f64);
-        metrics::gauge!("db_pool_connections", "module" => module, "state" => "idle")
+        metrics::gauge!(gauges::POOL_CONNECTIONS, "module" => module, "state" => "idle")
             .set(status.available as f64);
-        metrics::gauge!("db_pool_connections", "module" => module, "state" => "max")
-            .set(status.max_size as f64);
-        metrics::gauge!("db_pool_waiting", "module" => module).set(status.waiting as f64);
+        metrics::gauge!(gauges::POOL_MAX, "module" => module).set(status.max_size as f64);
+        metrics::gauge!(gauges::POOL_WAITING, "module" => module).set(status.waiting as f64);
     }
+    process.collect();
     let handle = kernel::http::metrics_handle();
     handle.run_upkeep();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(handle.render()))
+}
+
+/// The gauges `/metrics` reads at scrape time, each named and described once here.
+mod gauges {
+    use std::sync::OnceLock;
+
+    pub(super) const LAG_EVENTS: &str = "emporium_projection_lag_events";
+    pub(super) const LAG_SECONDS: &str = "emporium_projection_lag_seconds";
+    pub(super) const DEAD_LETTERS: &str = "emporium_dead_letters";
+    pub(super) const BACKLOG: &str = "emporium_event_log_backlog";
+    pub(super) const POOL_CONNECTIONS: &str = "emporium_db_pool_connections";
+    pub(super) const POOL_MAX: &str = "emporium_db_pool_max_connections";
+    pub(super) const POOL_WAITING: &str = "emporium_db_pool_waiting";
+    const BUILD_INFO: &str = "emporium_build_info";
+
+    /// The commit the binary was built from (`build.rs`), else `unknown`.
+    const COMMIT: &str = match option_env!("EMPORIUM_COMMIT") {
+        Some(commit) => commit,
+        None => "unknown",
+    };
+
+    /// The process collector, after every gauge here (and the process's) is described
+    /// and the build info set, once per process.
+    pub(super) fn described() -> &'static metrics_process::Collector {
+        static COLLECTOR: OnceLock<metrics_process::Collector> = OnceLock::new();
+        COLLECTOR.get_or_init(|| {
+            // Descriptions reach only an installed recorder.
+            kernel::http::metrics_handle();
+            let described = [
+                (LAG_EVENTS, "Events of a projection's sources not applied by it yet."),
+                (LAG_SECONDS, "Age of the oldest event a projection has not applied yet; 0 when caught up."),
+                (DEAD_LETTERS, "Events parked for a subscriber after failing repeatedly."),
+                (BACKLOG, "Events of a module's log not applied yet by its slowest subscriber."),
+                (POOL_CONNECTIONS, "Open connections of a pool, by state (in_use, idle); module is a schema, or <schema>.events for a log's delivery pool."),
+                (POOL_MAX, "The most connections a pool may open."),
+                (POOL_WAITING, "Requests waiting for a connection of a pool."),
+                (BUILD_INFO, "Always 1; the labels say which version and commit is running."),
+            ];
+            for (name, help) in described {
+                metrics::describe_gauge!(name, help);
+            }
+            metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => COMMIT)
+                .set(1.0);
+            let collector = metrics_process::Collector::default();
+            collector.describe();
+            collector
+        })
+    }
 }

@@ -13,6 +13,8 @@
 //!   CORS, and conditional reads (`ETag`, `304`, `Cache-Control`); `openapi`
 //!   registers each route from its `#[utoipa::path]` annotation; `auth` extracts the
 //!   [`Principal`] from a bearer token through a [`auth::TokenVerifier`] a module supplies;
+//! - `logs`: [`logs::FlatJson`], the JSON log line (flat: every span field at the top
+//!   level, each key once);
 //! - `db` or `http`: `context`, who and which request the running work is for (the actor
 //!   and correlation id every appended event carries);
 //! - `testing`: fresh databases cloned from a migrated template, and a server on port 0.
@@ -39,6 +41,8 @@ pub mod context;
 pub mod db;
 #[cfg(feature = "http")]
 pub mod http;
+#[cfg(feature = "logs")]
+pub mod logs;
 #[cfg(feature = "http")]
 pub mod openapi;
 #[cfg(any(feature = "db", feature = "http"))]

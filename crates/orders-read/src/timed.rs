@@ -1,5 +1,5 @@
-//! Durations of every query, by name, for `/metrics` (`query_duration_seconds`), and a
-//! span for each.
+//! Durations of every query, by name, for `/metrics`
+//! (`emporium_query_duration_seconds`), and a span for each.
 
 use std::sync::Arc;
 
@@ -11,10 +11,11 @@ use orders_api::{OrderError, OrderFilter, OrderPage, OrderQueries, Read};
 /// Wraps the read model's queries with timing.
 pub(crate) struct Timed<T>(pub(crate) Arc<T>);
 
-const TIMING: Timing = Timing {
-    histogram: "query_duration_seconds",
-    label: "query",
-};
+static TIMING: Timing = Timing::new(
+    "emporium_query_duration_seconds",
+    "query",
+    "Time an order read-model query took, by query and outcome (ok or error).",
+);
 
 async fn time<R>(
     name: &'static str,

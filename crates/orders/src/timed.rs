@@ -1,5 +1,5 @@
-//! Durations of every command, by name, for `/metrics` (`command_duration_seconds`), and
-//! a span for each.
+//! Durations of every command, by name, for `/metrics`
+//! (`emporium_command_duration_seconds`), and a span for each.
 
 use std::sync::Arc;
 
@@ -11,10 +11,11 @@ use orders_api::{Accepted, ExpectedVersion, NewOrder, OrderCommands, OrderError,
 /// Wraps the command handler with timing.
 pub(crate) struct Timed<T>(pub(crate) Arc<T>);
 
-const TIMING: Timing = Timing {
-    histogram: "command_duration_seconds",
-    label: "command",
-};
+static TIMING: Timing = Timing::new(
+    "emporium_command_duration_seconds",
+    "command",
+    "Time an order command took, by command and outcome (ok or error).",
+);
 
 async fn time<R>(
     name: &'static str,

@@ -115,6 +115,42 @@ pub(crate) fn run(root: &Path, options: &Options) -> Result<()> {
     report(root, &bench, &measured?)
 }
 
+/// `cargo xtask seed`: the data set of a run of `options`' size seeded in bulk into a
+/// database of its own, which is kept, with the wrk scripts, ids and staff token beside it
+/// in `target/seed/`; prints how to serve it and load it, for profiling one route or flow
+/// by hand.
+pub(crate) fn seed_only(root: &Path, options: &Options) -> Result<()> {
+    let bench = Bench {
+        rig: Rig::new(root, "seed", ADMIN_TOKEN, Postgres::Shared)?,
+        plan: Plan::new(options),
+    };
+    let (server, _) = bench.start("server.log")?;
+    bench.seed(&mut Results::new(&bench.plan))?;
+    drop(server);
+    let rig = &bench.rig;
+    for phase in &PHASES {
+        wrk::write_script(&rig.out, phase)?;
+    }
+    let env: Vec<String> = bench
+        .plan
+        .server_env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    println!("DATABASE_URL={}", rig.url);
+    eprintln!(
+        "xtask: seeded and kept; serve it with\n  DATABASE_URL={} {} {} serve\n\
+         load it with a script of {}, e.g.\n  wrk -t16 -c16 -d10s -s {}/create_confirm.lua http://127.0.0.1:8080/\n\
+         and drop it with `dropdb` when done",
+        rig.url,
+        env.join(" "),
+        rig.binary.display(),
+        rig.out.display(),
+        rig.out.display(),
+    );
+    Ok(())
+}
+
 /// Every phase, against the servers and databases of `bench`; pgbench in a database of
 /// its own.
 fn measure(

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -152,6 +152,16 @@ impl WrkRun {
     }
 }
 
+/// Writes `phase`'s script (the prelude, then the phase's own) as `<out>/<phase>.lua`,
+/// reading its ids and token from `out`; its path.
+pub(super) fn write_script(out: &Path, phase: &Phase) -> Result<PathBuf> {
+    let script = out.join(format!("{}.lua", phase.name));
+    let prelude = PRELUDE.replace("{dir}", &out.display().to_string());
+    fs::write(&script, prelude + phase.script)
+        .with_context(|| format!("writing {}", script.display()))?;
+    Ok(script)
+}
+
 /// One round of `phase` against `side` at `address`; its output in
 /// `<out>/<phase>-<side>-<round>.txt`.
 pub(super) fn run_wrk(
@@ -162,10 +172,7 @@ pub(super) fn run_wrk(
     out: &Path,
     phase: &Phase,
 ) -> Result<WrkRun> {
-    let script = out.join(format!("{}.lua", phase.name));
-    let prelude = PRELUDE.replace("{dir}", &out.display().to_string());
-    fs::write(&script, prelude + phase.script)
-        .with_context(|| format!("writing {}", script.display()))?;
+    let script = write_script(out, phase)?;
     let connections = plan.concurrency;
     let threads = if phase.per_connection {
         connections

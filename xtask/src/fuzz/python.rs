@@ -40,7 +40,7 @@ impl Venv {
                 .is_ok_and(|s| s.success())
         };
         if !make() {
-            apt::install("python3-venv", "python3 -m venv")?;
+            apt::package("python3-venv", "python3 -m venv")?;
             succeed(
                 Command::new("python3")
                     .args(["-m", "venv", "--clear"])

@@ -101,10 +101,11 @@ pub(super) struct Sample {
     /// The window's length (the first may be shorter).
     pub(super) length: Duration,
     pub(super) rss_kib: u64,
-    /// Requests waiting for a connection, summed over the module pools (`db_pool_waiting`).
+    /// Requests waiting for a connection, summed over the module pools
+    /// (`emporium_db_pool_waiting`).
     pub(super) pool_waiting: f64,
-    /// The largest projection backlog (`projection_lag_events`), and the age of the oldest
-    /// unapplied event (`projection_lag_seconds`).
+    /// The largest projection backlog (`emporium_projection_lag_events`), and the age of
+    /// the oldest unapplied event (`emporium_projection_lag_seconds`).
     pub(super) lag_events: f64,
     pub(super) lag_seconds: f64,
     pub(super) dead_letters: f64,
@@ -199,14 +200,14 @@ pub(super) async fn measure(
         skipped: 0,
         length,
         rss_kib,
-        pool_waiting: series("db_pool_waiting").iter().sum(),
-        lag_events: series("projection_lag_events")
+        pool_waiting: series("emporium_db_pool_waiting").iter().sum(),
+        lag_events: series("emporium_projection_lag_events")
             .into_iter()
             .fold(0.0, f64::max),
-        lag_seconds: series("projection_lag_seconds")
+        lag_seconds: series("emporium_projection_lag_seconds")
             .into_iter()
             .fold(0.0, f64::max),
-        dead_letters: series("dead_letters").iter().sum(),
+        dead_letters: series("emporium_dead_letters").iter().sum(),
         bounded: rows[..BOUNDED.len()].to_vec(),
         growing: rows[BOUNDED.len()..counts.len()].to_vec(),
         bounded_bytes: rows[counts.len()..].to_vec(),
@@ -260,13 +261,13 @@ mod tests {
 
     #[test]
     fn reads_every_series_of_a_gauge() {
-        let text = "# TYPE db_pool_waiting gauge\n\
-                    db_pool_waiting{module=\"users\"} 2\n\
-                    db_pool_waiting{module=\"orders\"} 1\n\
-                    db_pool_waiting_total 7\n\
-                    projection_lag_events{projection=\"orders_read\"} 12\n";
-        assert_eq!(gauges(text, "db_pool_waiting"), [2.0, 1.0]);
-        assert_eq!(gauges(text, "projection_lag_events"), [12.0]);
-        assert!(gauges(text, "dead_letters").is_empty());
+        let text = "# TYPE emporium_db_pool_waiting gauge\n\
+                    emporium_db_pool_waiting{module=\"users\"} 2\n\
+                    emporium_db_pool_waiting{module=\"orders\"} 1\n\
+                    emporium_db_pool_waiting_total 7\n\
+                    emporium_projection_lag_events{projection=\"orders_read\"} 12\n";
+        assert_eq!(gauges(text, "emporium_db_pool_waiting"), [2.0, 1.0]);
+        assert_eq!(gauges(text, "emporium_projection_lag_events"), [12.0]);
+        assert!(gauges(text, "emporium_dead_letters").is_empty());
     }
 }

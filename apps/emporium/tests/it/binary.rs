@@ -28,6 +28,7 @@ fn help_lists_every_flag() {
         "ADMIN_TOKEN",
         "ORDER_EXPIRY",
         "LOG_FORMAT",
+        "LOG_SPANS",
         "ACCESS_TOKEN_TTL",
         "REFRESH_TOKEN_TTL",
         "AUTH_SIGNING_KEY_FILE",
@@ -144,33 +145,12 @@ async fn migrate_subcommand_exits_zero() {
     );
 }
 
-/// A log search by request id shows the request's whole path through the modules.
+/// With `LOG_SPANS`, a log search by request id shows the request's whole path through
+/// the modules: a line as each module call's span closes, with its time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn logs_carry_the_request_id_through_every_module_call() {
+async fn with_log_spans_logs_carry_the_request_id_through_every_module_call() {
     let db = crate::database().await;
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .arg("serve")
-        .env("DATABASE_URL", &db.url)
-        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let http = kernel::testing::Http::new(format!("http://127.0.0.1:{port}"));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while http
-        .client
-        .get(format!("{}/health/ready", http.base))
-        .send()
-        .await
-        .is_err()
-    {
-        assert!(Instant::now() < deadline, "server never answered");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (served, http) = serve_logging(&db, &[("RUST_LOG", "info"), ("LOG_SPANS", "1")]).await;
     let user = http
         .post(
             "/users",
@@ -208,24 +188,20 @@ async fn logs_carry_the_request_id_through_every_module_call() {
         .send()
         .await
         .unwrap();
+    let output = stop_and_read(served).await;
     assert_eq!(placed.status(), 202);
-    Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
-        child.wait().unwrap();
-        text
-    })
-    .await
-    .unwrap();
-    let spans: Vec<String> = output
+    let closes: Vec<serde_json::Value> = output
         .lines()
-        .filter(|line| line.contains("trace-me-please"))
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .filter_map(|entry| entry["span"]["name"].as_str().map(str::to_owned))
+        .filter(|entry| entry["request_id"] == "trace-me-please" && entry["message"] == "close")
+        .collect();
+    assert!(
+        closes.iter().all(|entry| entry["time.busy"].is_string()),
+        "{closes:?}"
+    );
+    let spans: Vec<&str> = closes
+        .iter()
+        .filter_map(|entry| entry["span"].as_str())
         .collect();
     for module_call in [
         "users.get",
@@ -235,17 +211,25 @@ async fn logs_carry_the_request_id_through_every_module_call() {
         "request",
     ] {
         assert!(
-            spans.iter().any(|s| s == module_call),
+            spans.contains(&module_call),
             "no {module_call} line with the request id in {spans:?}"
         );
     }
+}
+
+/// A running binary whose stdout and stderr are read as it writes them (a pipe that
+/// nobody drains fills, and then the server blocks in the middle of a request).
+pub(crate) struct Served {
+    child: std::process::Child,
+    stdout: std::thread::JoinHandle<String>,
+    stderr: std::thread::JoinHandle<String>,
 }
 
 /// Starts the binary on `db` with JSON logs at `debug`, waits until it answers.
 pub(crate) async fn serve_logging(
     db: &kernel::testing::TestDatabase,
     extra: &[(&str, &str)],
-) -> (std::process::Child, kernel::testing::Http) {
+) -> (Served, kernel::testing::Http) {
     let port = free_port();
     let mut command = Command::new(BIN);
     command
@@ -259,7 +243,21 @@ pub(crate) async fn serve_logging(
     for (name, value) in extra {
         command.env(name, value);
     }
-    let child = command.spawn().unwrap();
+    let mut child = command.spawn().unwrap();
+    let drain = |mut pipe: Box<dyn std::io::Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut pipe, &mut text).unwrap();
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let mut served = Served {
+        child,
+        stdout,
+        stderr,
+    };
     let http = kernel::testing::Http::new(format!("http://127.0.0.1:{port}"));
     let deadline = Instant::now() + Duration::from_secs(20);
     while http
@@ -270,23 +268,29 @@ pub(crate) async fn serve_logging(
         .is_err()
     {
         assert!(Instant::now() < deadline, "server never answered");
+        if let Some(exit) = served.child.try_wait().unwrap() {
+            panic!("server exited ({exit}): {}", served.stderr.join().unwrap());
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    (child, http)
+    (served, http)
 }
 
 /// SIGTERM, then everything the process wrote.
-pub(crate) async fn stop_and_read(mut child: std::process::Child) -> String {
+pub(crate) async fn stop_and_read(served: Served) -> String {
+    let (stdout, stderr) = stop_and_read_apart(served).await;
+    stdout + &stderr
+}
+
+/// SIGTERM, then what the process wrote to stdout (the log) and to stderr.
+pub(crate) async fn stop_and_read_apart(mut served: Served) -> (String, String) {
     Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &served.child.id().to_string()])
         .status()
         .unwrap();
     tokio::task::spawn_blocking(move || {
-        let mut text = String::new();
-        std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut text).unwrap();
-        std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut text).unwrap();
-        child.wait().unwrap();
-        text
+        served.child.wait().unwrap();
+        (served.stdout.join().unwrap(), served.stderr.join().unwrap())
     })
     .await
     .unwrap()
@@ -297,7 +301,7 @@ async fn no_password_or_token_reaches_the_logs_or_the_events() {
     use serde_json::json;
     let db = crate::database().await;
     let admin_token = "log-test-admin-token-42";
-    let (child, http) = serve_logging(&db, &[("ADMIN_TOKEN", admin_token)]).await;
+    let (served, http) = serve_logging(&db, &[("ADMIN_TOKEN", admin_token)]).await;
     let (password, new_password) = ("first secret password", "second secret password");
     let user = http
         .post(
@@ -348,7 +352,7 @@ async fn no_password_or_token_reaches_the_logs_or_the_events() {
     http.with_bearer(&format!("{access}x"))
         .get("/users/me")
         .await;
-    let logs = stop_and_read(child).await;
+    let logs = stop_and_read(served).await;
     assert!(logs.contains("logged in"), "the logs were captured: {logs}");
 
     #[derive(diesel::QueryableByName)]
@@ -387,7 +391,7 @@ async fn no_password_or_token_reaches_the_logs_or_the_events() {
 async fn users_grant_and_keys_rotate_work_on_the_database() {
     use serde_json::json;
     let db = crate::database().await;
-    let (child, http) = serve_logging(&db, &[]).await;
+    let (served, http) = serve_logging(&db, &[]).await;
     let registered = http
         .post(
             "/users",
@@ -450,5 +454,5 @@ async fn users_grant_and_keys_rotate_work_on_the_database() {
     .unwrap();
     assert_eq!(header["kid"], jwks["keys"][0]["kid"], "the new key signs");
     assert_eq!(http.with_bearer(&token).get("/users/me").await.status, 200);
-    stop_and_read(child).await;
+    stop_and_read(served).await;
 }

@@ -8,6 +8,8 @@ mod guarantees;
 mod http;
 mod invariants;
 mod limits;
+mod logs;
+mod metrics;
 pub(crate) mod openapi;
 mod operations;
 mod orders;

@@ -1,5 +1,5 @@
-//! Operating emporium: panics, request ids, admin auth and projection status, metrics,
-//! rebuilds (database outages: `outages.rs`).
+//! Operating emporium: panics, request ids, admin auth and projection status, rebuilds
+//! (metrics: `metrics.rs`; logs: `logs.rs`; database outages: `outages.rs`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,47 +184,6 @@ async fn admin_routes_need_the_token() {
         "user, product and order events: {read}"
     );
     assert_eq!(read["status"], "running");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_speak_prometheus() {
-    let app = spawn_app().await;
-    let user = app.user("metrics@example.com").await;
-    let product = app.product("Metric", "1.00", 5).await;
-    let order = app.placed(&user, &[(&product, 1)]).await;
-    app.http
-        .get(&format!("/queries/orders/{order}?min_version=1"))
-        .await;
-    app.as_user(&user).get(&format!("/users/{user}")).await;
-    let answer = app
-        .http
-        .client
-        .get(format!("{}/metrics", app.http.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(answer.status(), 200);
-    assert!(
-        answer.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
-    let text = answer.text().await.unwrap();
-    for expected in [
-        r#"http_requests_total{method="POST",route="/users",status="201"}"#,
-        r#"http_request_duration_seconds_bucket{method="GET",route="/users/{id}",le="0.005"}"#,
-        r#"command_duration_seconds_count{command="place",outcome="ok"}"#,
-        r#"query_duration_seconds_count{query="get_order",outcome="ok"}"#,
-        r#"projection_lag_events{projection="orders_read"}"#,
-        r#"projection_lag_seconds{projection="orders_saga"}"#,
-        r#"event_log_backlog{module="orders"}"#,
-        r#"dead_letters{subscriber="orders_read"}"#,
-        r#"db_pool_connections{module="users",state="max"}"#,
-    ] {
-        assert!(text.contains(expected), "missing {expected} in:\n{text}");
-    }
-    assert!(!text.contains(&user), "raw paths never become labels");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -395,14 +395,20 @@ fn record(method: &str, route: &str, status: u16, elapsed: std::time::Duration) 
         _ => "other",
     };
     let (method, route) = (method.to_owned(), route.to_owned());
-    metrics::counter!("http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
         .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(elapsed);
+    metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route).record(elapsed);
 }
 
+/// Every request answered, by method, route pattern and status.
+const REQUESTS: &str = "emporium_http_requests_total";
+/// Every request's time from arrival to its answer, by method and route pattern.
+const REQUEST_DURATION: &str = "emporium_http_request_duration_seconds";
+
 /// The process-wide Prometheus registry (the `metrics` facade's recorder), installed on
-/// first use.
+/// first use, with the HELP text of the request metrics. Whoever describes a metric of
+/// their own calls this first: a description given before a recorder is installed is
+/// lost.
 pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandle {
     static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
         std::sync::OnceLock::new();
@@ -418,6 +424,15 @@ pub fn metrics_handle() -> &'static metrics_exporter_prometheus::PrometheusHandl
         // Another recorder may be installed by an embedding program; then ours renders
         // nothing but the app still works.
         let _ = metrics::set_global_recorder(recorder);
+        metrics::describe_counter!(
+            REQUESTS,
+            "HTTP requests answered, by method, route pattern (`unmatched` for no route) and status."
+        );
+        metrics::describe_histogram!(
+            REQUEST_DURATION,
+            metrics::Unit::Seconds,
+            "Time from a request's arrival to its answer, by method and route pattern."
+        );
         handle
     })
 }
