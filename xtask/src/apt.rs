@@ -24,21 +24,7 @@ fn install(binary: &Path, package: &str, unwanted: Option<&str>) -> Result<PathB
     if binary.is_file() {
         return Ok(binary.to_owned());
     }
-    let apt = env::split_paths(&env::var_os("PATH").unwrap_or_default())
-        .any(|dir| dir.join("apt-get").is_file());
-    if !(is_root()? && apt) {
-        bail!(
-            "{} is missing: install Debian's {package} package (sudo apt-get install {package})",
-            binary.display()
-        );
-    }
-    eprintln!("xtask: installing {package} with apt-get");
-    succeed(Command::new("apt-get").arg("update"))?;
-    succeed(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends", package])
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    self::package(package, &binary.display().to_string())?;
     ensure!(
         binary.is_file(),
         "{package} is installed but {} is not",
@@ -56,6 +42,25 @@ fn install(binary: &Path, package: &str, unwanted: Option<&str>) -> Result<PathB
         }
     }
     Ok(binary.to_owned())
+}
+
+/// Installs Debian's `package` (as root, with apt), or fails saying that `what` is
+/// missing and how to install it.
+pub(crate) fn package(package: &str, what: &str) -> Result<()> {
+    let apt = env::split_paths(&env::var_os("PATH").unwrap_or_default())
+        .any(|dir| dir.join("apt-get").is_file());
+    if !(is_root()? && apt) {
+        bail!(
+            "{what} is missing: install Debian's {package} package (sudo apt-get install {package})"
+        );
+    }
+    eprintln!("xtask: installing {package} with apt-get");
+    succeed(Command::new("apt-get").arg("update"))?;
+    succeed(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends", package])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
 }
 
 fn is_root() -> Result<bool> {

@@ -13,8 +13,8 @@ use std::{env, fs};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use crate::server::{Server, free_address, get, target_directory};
-use crate::{apt, cargo, db, describe, succeed};
+use crate::server::{Server, build_debug, free_address, get};
+use crate::{apt, db, describe};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// How long the page may take to load `/openapi.json` and render, in virtual time.
@@ -23,9 +23,7 @@ const RENDER_BUDGET_MS: u32 = 10_000;
 pub(crate) fn run(root: &Path) -> Result<()> {
     let chromium = apt::ensure_installed(Path::new(CHROMIUM), "chromium")?;
     let database_url = db::ensure(root)?;
-    eprintln!("xtask: cargo build -p emporium");
-    succeed(&mut cargo(root, &["build", "-p", "emporium"]))?;
-    let binary = target_directory(root)?.join("debug").join("emporium");
+    let binary = build_debug(root)?;
 
     let address = free_address()?;
     let log = root.join("target").join("docs-check.log");

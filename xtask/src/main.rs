@@ -10,6 +10,7 @@ mod chaos;
 mod check;
 mod db;
 mod docs;
+mod fuzz;
 mod load;
 mod machine;
 mod markers;
@@ -69,6 +70,9 @@ enum Task {
     /// Load the API reference (/docs) in headless Chromium and check that it renders every
     /// operation; leaves a screenshot in target/docs.png.
     DocsCheck,
+    /// The OpenAPI document against the server: schemathesis (`--checks all`) on a debug
+    /// build with seeded data, and a flow through a client generated from the document.
+    Fuzz,
     /// Crash the running system (kill -9 the server or two servers, at a random moment or
     /// while payment gateway calls are in flight; crash Postgres) under a mixed load, round
     /// after round, and check the contract's invariants after each has settled.
@@ -124,7 +128,7 @@ enum Task {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
         minutes: u32,
     },
-    /// `check`, `test`, `docs-check`, `bench --smoke`, `soak --minutes 1`, `chaos --rounds
+    /// `check`, `test`, `fuzz`, `docs-check`, `bench --smoke`, `soak --minutes 1`, `chaos --rounds
     /// 3`: what CI runs.
     Ci,
 }
@@ -169,6 +173,7 @@ fn run(task: Task) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Task::Chaos { rounds, seed } => chaos::run(&root, rounds, seed),
+        Task::Fuzz => fuzz::run(&root),
         Task::DocsCheck => {
             docs::run(&root)?;
             Ok(ExitCode::SUCCESS)
@@ -207,6 +212,10 @@ fn run(task: Task) -> Result<ExitCode> {
             let tested = test(&root, &[])?;
             if tested != ExitCode::SUCCESS {
                 return Ok(tested);
+            }
+            let fuzzed = fuzz::run(&root)?;
+            if fuzzed != ExitCode::SUCCESS {
+                return Ok(fuzzed);
             }
             docs::run(&root)?;
             let smoke = bench::Options {

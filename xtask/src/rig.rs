@@ -1,5 +1,5 @@
 //! A release build of emporium serving a fresh database of its own: what `bench` and `soak`
-//! measure. It builds the binary, finds a Postgres ([`Postgres`]: the shared one, or a
+//! measure (or a debug build: what `fuzz` checks). It builds the binary, finds a Postgres ([`Postgres`]: the shared one, or a
 //! private cluster), makes the run's database (named with the process id, so that two runs
 //! against one Postgres, a full one and CI's, do not drop each other's), picks a free port,
 //! and starts the server with a run's environment, timing it to ready.
@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::db::{self, DbUrl};
 use crate::load::Api;
-use crate::server::{Server, build_release, free_address};
+use crate::server::{Server, build_debug, build_release, free_address};
 
 /// Which Postgres a run's database lives on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -51,9 +51,29 @@ impl Rig {
         admin_token: &str,
         postgres: Postgres,
     ) -> Result<Rig> {
+        Rig::with_binary(root, command, admin_token, postgres, build_release(root)?)
+    }
+
+    /// [`Rig::new`] with a debug build: for a run that checks behaviour, not speed (it
+    /// shares the build of `cargo test`'s dependencies).
+    pub(crate) fn debug(
+        root: &Path,
+        command: &str,
+        admin_token: &str,
+        postgres: Postgres,
+    ) -> Result<Rig> {
+        Rig::with_binary(root, command, admin_token, postgres, build_debug(root)?)
+    }
+
+    fn with_binary(
+        root: &Path,
+        command: &str,
+        admin_token: &str,
+        postgres: Postgres,
+        binary: PathBuf,
+    ) -> Result<Rig> {
         let out = root.join("target").join(command);
         fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-        let binary = build_release(root)?;
         let (postgres, cluster) = match postgres {
             Postgres::Shared => (db::ensure(root)?, None),
             Postgres::Private => {

@@ -22,6 +22,13 @@ pub(crate) fn build_release(root: &Path) -> Result<PathBuf> {
     Ok(target_directory(root)?.join("release").join("emporium"))
 }
 
+/// `cargo build -p emporium`; the binary's path.
+pub(crate) fn build_debug(root: &Path) -> Result<PathBuf> {
+    eprintln!("xtask: cargo build -p emporium");
+    succeed(&mut cargo(root, &["build", "-p", "emporium"]))?;
+    Ok(target_directory(root)?.join("debug").join("emporium"))
+}
+
 /// `127.0.0.1:<a port nothing listens on now>`.
 pub(crate) fn free_address() -> Result<String> {
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();

@@ -18,12 +18,16 @@ use kernel::Problem;
 use kernel::http::{Caching, PROBLEM_JSON};
 use kernel::openapi::{NotModified, Revalidate, Routes};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::server::ServerBuilder;
 use utoipa::openapi::tag::TagBuilder;
 use utoipa::openapi::{InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_swagger_ui::Config;
 
-/// Where the document is served; the reference page reads it from here.
+/// Where the document is served.
 pub const DOCUMENT_PATH: &str = "/openapi.json";
+/// The document as the reference page fetches it: relative to the page's base
+/// (`<prefix>/docs/`), so that a path prefix in front of the server is kept.
+const DOCUMENT_FROM_DOCS: &str = "../openapi.json";
 
 /// The whole API: every route of [`crate::endpoints`] (the modules', health, metrics, admin, and
 /// the document with its reference page).
@@ -37,6 +41,13 @@ pub fn document() -> OpenApi {
                 .build(),
         )
         .tags(Some(tags()))
+        .servers(Some([ServerBuilder::new()
+            .url(".")
+            .description(Some(
+                "Where this document is served from: the API's paths are relative to the \
+                 document's own location, so a path prefix in front of the server is kept.",
+            ))
+            .build()]))
         .build();
     for (_, routes) in crate::endpoints() {
         document.merge(routes.openapi());
@@ -63,13 +74,15 @@ pub fn document() -> OpenApi {
 }
 
 /// The document's own routes: [`document`] at `/openapi.json` and the reference page at
-/// `/docs`.
+/// `/docs`. They are served, not listed in the document: they are not operations of the
+/// API, and a client generated from it has no use for them. Every link between them is
+/// relative, so they work behind a path prefix too.
 pub(crate) fn endpoints() -> Routes {
     Routes::default()
-        .add(__path_openapi_json, openapi_json)
-        .add(__path_docs, docs)
-        .add(__path_docs_index, docs_index)
-        .add(__path_docs_file, docs_file)
+        .unlisted(__path_openapi_json, openapi_json)
+        .unlisted(__path_docs, docs)
+        .unlisted(__path_docs_index, docs_index)
+        .unlisted(__path_docs_file, docs_file)
 }
 
 const DESCRIPTION: &str = "\
@@ -83,7 +96,11 @@ a wrong JSON type is `400`, while a missing required field is `422` with a field
 - Ids are UUIDs (v7, time-ordered) rendered as strings; a malformed id in a path is \
 `400 invalid_path`.
 - Money is an exact decimal, never a float: answers render it as a string with two decimals \
-(`\"19.99\"`); requests accept a string or a JSON number with at most two decimal places.
+(`\"19.99\"`); requests accept a string of digits with at most two decimal places (no sign, \
+exponent, spaces or leading zero) or a JSON number that is a multiple of 0.01.
+- Every constraint the server enforces is in the schemas (lengths, ranges, `pattern`s of \
+fields and headers); an integer may be written as an integral number (`5.0`), as JSON \
+Schema's `integer` allows.
 - Timestamps are RFC 3339 in UTC.
 - Every error is `application/problem+json` (RFC 9457) with a stable machine-readable `code`; \
 `errors` lists the invalid fields of a `422 validation_failed`. No error body carries a stack \
@@ -95,7 +112,7 @@ be reached the answer is `503` with `Retry-After`.
 HTTP:
 - Every `GET` also answers `HEAD` (the same head, no body), and every path answers `OPTIONS` \
 with `204` and `Allow`. Any other method on a known path (`TRACE`, `CONNECT`, made-up ones) is \
-`405 method_not_allowed` with `Allow` (the `MethodNotAllowed` response of the components).
+`405 method_not_allowed` with `Allow`, declared on every operation.
 - Answers of 1 KiB or more are compressed by `Accept-Encoding`: `br` or `gzip`, whichever the \
 client prefers (`br` on a tie), with `Vary: Accept-Encoding`.
 - Reads of one resource (products, users, orders, payments) and of the catalog are conditional: \
@@ -144,8 +161,9 @@ fn tags() -> Vec<utoipa::openapi::tag::Tag> {
         ),
         tag(
             "operations",
-            "Health, metrics, projection administration, and this document with its \
-             reference page. Everything under `/admin` needs `Authorization: Bearer \
+            "Health, metrics and projection administration (this document, \
+             `/openapi.json`, and its reference page, `/docs`, are served beside them). \
+             Everything under `/admin` needs `Authorization: Bearer \
              <ADMIN_TOKEN>`: a missing or wrong token is `401`; without `ADMIN_TOKEN` \
              configured the admin routes answer `403`.",
         ),
@@ -208,7 +226,7 @@ async fn openapi_json(req: HttpRequest) -> Result<HttpResponse, Problem> {
     )
 )]
 async fn docs(req: HttpRequest) -> Result<HttpResponse, Problem> {
-    swagger_file(&req, "index.html")
+    swagger_page(&req, "docs/")
 }
 
 /// The API reference (trailing slash)
@@ -231,7 +249,7 @@ async fn docs(req: HttpRequest) -> Result<HttpResponse, Problem> {
     )
 )]
 async fn docs_index(req: HttpRequest) -> Result<HttpResponse, Problem> {
-    swagger_file(&req, "index.html")
+    swagger_page(&req, "./")
 }
 
 /// A file of the API reference
@@ -281,35 +299,47 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
 
 fn swagger_config() -> Arc<Config<'static>> {
     Arc::new(
-        Config::new([DOCUMENT_PATH])
+        Config::new([DOCUMENT_FROM_DOCS])
             .validator_url("none")
             .deep_linking(true)
             .display_request_duration(true),
     )
 }
 
-/// A file of the bundled Swagger UI. The page gets `<base href="/docs/">`, so its relative
-/// links work from `/docs` as well as `/docs/`, and `?v=` on the links to bundled files.
-fn swagger_file(req: &HttpRequest, name: &str) -> Result<HttpResponse, Problem> {
-    let file = utoipa_swagger_ui::serve(name, swagger_config())
+/// The reference page with `<base href="{base}">`: `docs/` at `/docs`, `./` at `/docs/`,
+/// so that its relative links (the files, the document) resolve under `<prefix>/docs/`
+/// either way, and `?v=` on the links to bundled files.
+fn swagger_page(req: &HttpRequest, base: &str) -> Result<HttpResponse, Problem> {
+    let file = bundled("index.html")?;
+    let page = String::from_utf8_lossy(&file.bytes)
+        .replacen("<head>", &format!("<head>\n    <base href=\"{base}\">"), 1)
+        .replacen(
+            "<title>Swagger UI</title>",
+            "<title>emporium API</title>",
+            1,
+        );
+    let revalidate = Caching::Public(std::time::Duration::ZERO);
+    kernel::http::cached(req, revalidate, &file.content_type, versioned(&page))
+}
+
+fn bundled(name: &str) -> Result<utoipa_swagger_ui::SwaggerFile<'static>, Problem> {
+    utoipa_swagger_ui::serve(name, swagger_config())
         .map_err(|e| kernel::http::unexpected(anyhow::anyhow!("serving Swagger UI {name}: {e}")))?
         .ok_or_else(|| {
             Problem::not_found(
                 "docs_file_not_found",
                 format!("the API reference has no file {name:?}"),
             )
-        })?;
-    let revalidate = Caching::Public(std::time::Duration::ZERO);
+        })
+}
+
+/// A file of the bundled Swagger UI (`index.html` is [`swagger_page`]).
+fn swagger_file(req: &HttpRequest, name: &str) -> Result<HttpResponse, Problem> {
     if name == "index.html" {
-        let page = String::from_utf8_lossy(&file.bytes)
-            .replacen("<head>", "<head>\n    <base href=\"/docs/\">", 1)
-            .replacen(
-                "<title>Swagger UI</title>",
-                "<title>emporium API</title>",
-                1,
-            );
-        return kernel::http::cached(req, revalidate, &file.content_type, versioned(&page));
+        return swagger_page(req, "./");
     }
+    let file = bundled(name)?;
+    let revalidate = Caching::Public(std::time::Duration::ZERO);
     let immutable = !GENERATED.contains(&name) && req.query_string() == format!("v={}", *VERSION);
     let caching = if immutable {
         Caching::Immutable

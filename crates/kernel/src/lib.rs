@@ -27,6 +27,7 @@
 mod config;
 mod event;
 mod id;
+pub mod input;
 mod money;
 mod page;
 mod principal;

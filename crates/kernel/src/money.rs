@@ -27,15 +27,35 @@ pub enum MoneyError {
 impl Money {
     pub const ZERO: Money = Money(Decimal::ZERO);
 
-    /// Parses `"19.99"`, `"5"`, `"0.5"`; rejects text, negatives and a third decimal place.
+    /// Parses an amount as text: [`Money::TEXT_PATTERN`] exactly (`"19.99"`, `"5"`,
+    /// `"0.5"`): no sign, no exponent, no whitespace, no leading zero, at most two decimal
+    /// places and 15 digits before the point.
     pub fn parse(text: &str) -> Result<Money, MoneyError> {
-        let trimmed = text.trim();
-        let value: Decimal = trimmed
-            .parse()
-            .or_else(|_| Decimal::from_scientific(trimmed))
-            .map_err(|_| MoneyError::NotANumber(text.to_owned()))?;
+        let not_a_number = || MoneyError::NotANumber(text.to_owned());
+        if let Some(rest) = text.strip_prefix('-') {
+            return match Money::parse(rest) {
+                Ok(amount) if !amount.is_zero() => Err(MoneyError::Negative(-amount.0)),
+                _ => Err(not_a_number()),
+            };
+        }
+        let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+        let digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+        let whole_ok = digits(whole)
+            && (whole == "0" || (!whole.is_empty() && !whole.starts_with('0')))
+            && whole.len() <= 15;
+        let fraction_ok = digits(fraction) && (text.contains('.') != fraction.is_empty());
+        if !whole_ok || !fraction_ok {
+            return Err(not_a_number());
+        }
+        let value: Decimal = text.parse().map_err(|_| not_a_number())?;
+        if fraction.len() > 2 {
+            return Err(MoneyError::TooPrecise(value));
+        }
         Money::from_decimal(value)
     }
+
+    /// The shape [`Money::parse`] takes, as a JSON Schema `pattern`.
+    pub const TEXT_PATTERN: &str = r"^(0|[1-9][0-9]{0,14})(\.[0-9]{1,2})?$";
 
     /// Accepts a decimal with at most two significant decimal places (`1.500` is fine).
     pub fn from_decimal(value: Decimal) -> Result<Money, MoneyError> {
@@ -96,17 +116,31 @@ impl<'de> Deserialize<'de> for Money {
 /// a deserialization failure; a JSON type that can never be money (bool, object) still
 /// fails to deserialize.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MoneyInput(String);
+pub enum MoneyInput {
+    /// A JSON string: [`Money::parse`].
+    Text(String),
+    /// A JSON number, as the shortest decimal that reads back as the same number: any
+    /// number of at most two decimal places, in any spelling (`19.9`, `1.99e1`, `20.0`).
+    Number(String),
+}
 
 impl MoneyInput {
     pub fn parse(&self) -> Result<Money, MoneyError> {
-        Money::parse(&self.0)
+        match self {
+            MoneyInput::Text(text) => Money::parse(text),
+            MoneyInput::Number(text) => {
+                let value = text
+                    .parse::<Decimal>()
+                    .map_err(|_| MoneyError::NotANumber(text.clone()))?;
+                Money::from_decimal(value)
+            }
+        }
     }
 }
 
 impl From<&str> for MoneyInput {
     fn from(value: &str) -> Self {
-        MoneyInput(value.to_owned())
+        MoneyInput::Text(value.to_owned())
     }
 }
 
@@ -120,18 +154,18 @@ impl<'de> Deserialize<'de> for MoneyInput {
                 f.write_str("a decimal amount as a string or a number")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<MoneyInput, E> {
-                Ok(MoneyInput(v.to_owned()))
+                Ok(MoneyInput::Text(v.to_owned()))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<MoneyInput, E> {
-                Ok(MoneyInput(v.to_string()))
+                Ok(MoneyInput::Number(v.to_string()))
             }
             fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<MoneyInput, E> {
-                Ok(MoneyInput(v.to_string()))
+                Ok(MoneyInput::Number(v.to_string()))
             }
             fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<MoneyInput, E> {
                 // `{}` prints the shortest text that reads back as the same f64, which for
                 // any amount a client types (<= 15 significant digits) is what it typed.
-                Ok(MoneyInput(format!("{v}")))
+                Ok(MoneyInput::Number(format!("{v}")))
             }
         }
         deserializer.deserialize_any(Visitor)
@@ -160,28 +194,69 @@ impl utoipa::ToSchema for Money {
     }
 }
 
-/// The OpenAPI schema of an amount in a request: a string or a number.
+/// The OpenAPI schema of an amount in a request: a string of [`Money::TEXT_PATTERN`], or a
+/// number of cents (`multipleOf: 0.01`), zero or more.
 impl utoipa::PartialSchema for MoneyInput {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::Schema::OneOf(MoneyInput::schema_within(
+            None,
+            "An exact decimal amount, zero or more",
+        ))
+        .into()
+    }
+}
+
+impl MoneyInput {
+    /// The schema of an amount: zero or more with no `max`; more than zero and at most
+    /// `max` (a power of ten: `1000000000`) with one. The string branch's `pattern` states
+    /// the bounds exactly as the number branch's `minimum`/`maximum` do.
+    pub fn schema_within(max: Option<u64>, description: &str) -> utoipa::openapi::schema::OneOf {
         use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Type};
+        let (pattern, number) = match max {
+            None => (
+                Money::TEXT_PATTERN.to_owned(),
+                ObjectBuilder::new().minimum(Some(0)),
+            ),
+            Some(max) => {
+                let text = max.to_string();
+                assert!(
+                    text.len() > 1 && text[1..].bytes().all(|b| b == b'0') && text.starts_with('1'),
+                    "{max} is not a power of ten"
+                );
+                // Below `max`: fewer digits than it, not zero; `max` itself; nothing above.
+                let pattern = format!(
+                    r"^([1-9][0-9]{{0,{}}}(\.[0-9]{{1,2}})?|0\.(0[1-9]|[1-9][0-9]?)|{max}(\.0{{1,2}})?)$",
+                    text.len() - 2
+                );
+                (
+                    pattern,
+                    ObjectBuilder::new()
+                        .exclusive_minimum(Some(0))
+                        .maximum(Some(max)),
+                )
+            }
+        };
         OneOfBuilder::new()
             .item(
                 ObjectBuilder::new()
                     .schema_type(Type::String)
+                    .pattern(Some(pattern))
                     .examples(["19.99"]),
             )
             .item(
-                ObjectBuilder::new()
+                number
                     .schema_type(Type::Number)
+                    .multiple_of(Some(0.01))
                     .examples([19.99]),
             )
-            .description(Some(
-                "An exact decimal amount as a string (`\"19.99\"`) or a JSON number (`19.99`), \
-                 with at most two decimal places. More places, a negative amount or a \
-                 non-numeric string is `422 validation_failed`; another JSON type (`true`, \
-                 `{}`) is `400 invalid_body`. Answers always render amounts as strings.",
-            ))
-            .into()
+            .description(Some(format!(
+                "{description}, as a string (`\"19.99\"`: digits without a sign, an exponent, \
+                 spaces or a leading zero, then at most two decimal places) or a JSON number \
+                 (`19.99`) with at most two decimal places. Another shape is \
+                 `422 validation_failed`; another JSON type (`true`, `{{}}`) is \
+                 `400 invalid_body`. Answers always render amounts as strings."
+            )))
+            .build()
     }
 }
 
@@ -197,15 +272,23 @@ mod tests {
 
     #[test]
     fn parses_exact_amounts() {
-        let cases: [(&str, Result<&str, ()>); 12] = [
+        let cases: [(&str, Result<&str, ()>); 20] = [
             ("19.99", Ok("19.99")),
             ("5", Ok("5.00")),
             ("0.5", Ok("0.50")),
-            ("1.500", Ok("1.50")),
-            (" 7.10 ", Ok("7.10")),
             ("0", Ok("0.00")),
-            ("-0", Ok("0.00")),
-            ("1e2", Ok("100.00")),
+            ("0.00", Ok("0.00")),
+            ("999999999999999.99", Ok("999999999999999.99")),
+            ("1.500", Err(())),
+            (" 7.10 ", Err(())),
+            ("09.90", Err(())),
+            ("-0", Err(())),
+            ("+1", Err(())),
+            ("1e2", Err(())),
+            ("1.", Err(())),
+            (".5", Err(())),
+            ("1,5", Err(())),
+            ("1000000000000000", Err(())),
             ("19.999", Err(())),
             ("-1", Err(())),
             ("abc", Err(())),
@@ -226,14 +309,22 @@ mod tests {
         assert!(serde_json::from_str::<Money>("0.001").is_err());
         assert!(serde_json::from_str::<MoneyInput>("true").is_err());
         assert!(serde_json::from_str::<MoneyInput>("{}").is_err());
-        assert_eq!(
-            serde_json::from_str::<MoneyInput>("1e3")
+        let number = |json: &str| {
+            serde_json::from_str::<MoneyInput>(json)
                 .unwrap()
                 .parse()
-                .unwrap()
-                .to_string(),
-            "1000.00"
+                .map(|m| m.to_string())
+                .ok()
+        };
+        assert_eq!(number("1e3").as_deref(), Some("1000.00"));
+        assert_eq!(
+            number("1.500").as_deref(),
+            Some("1.50"),
+            "a number's value counts"
         );
+        assert_eq!(number("20.0").as_deref(), Some("20.00"));
+        assert_eq!(number("19.999"), None);
+        assert_eq!(number("-1"), None);
     }
 
     #[test]

@@ -155,6 +155,10 @@ pub enum OrderError {
     IdempotencyKeyReused(String),
     #[error("a request with idempotency key {0:?} is still running")]
     IdempotencyKeyInUse(String),
+    /// The order's total, at the catalog's prices now, is more than one payment charges
+    /// ([`payments_api::max_charge`]): a rule of the catalog's state, as stock is.
+    #[error("the order's total {total} is over {most}, the most one payment charges")]
+    TotalTooLarge { total: Money, most: Money },
     /// The customer already holds the most pending orders they may (`MAX_PENDING_ORDERS`).
     #[error("user {user_id} already holds {max} pending orders; confirm or cancel one first")]
     TooManyPendingOrders { user_id: UserId, max: u32 },
@@ -198,6 +202,7 @@ impl IntoProblem for OrderError {
             e @ OrderError::IdempotencyKeyInUse(_) => {
                 Problem::conflict("idempotency_key_in_use", e)
             }
+            e @ OrderError::TotalTooLarge { .. } => Problem::conflict("total_too_large", e),
             e @ OrderError::TooManyPendingOrders { .. } => {
                 Problem::conflict("too_many_pending_orders", e)
             }
@@ -259,8 +264,10 @@ pub struct OrderView {
     pub id: OrderId,
     pub user_id: UserId,
     /// The user's latest name (null until the read model has seen the user).
+    #[schema(required = true)]
     pub user_name: Option<String>,
     /// The user's latest email (null until the read model has seen the user).
+    #[schema(required = true)]
     pub user_email: Option<String>,
     pub items: Vec<OrderItemView>,
     /// The number of lines.
@@ -272,6 +279,7 @@ pub struct OrderView {
     #[schema(examples("Pending"))]
     pub status_display: String,
     /// Null unless cancelled; `expired` when the system cancelled an unconfirmed order.
+    #[schema(required = true)]
     pub cancel_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

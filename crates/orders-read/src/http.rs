@@ -30,8 +30,9 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[into_params(parameter_in = Query)]
 struct GetQuery {
     /// Read-your-writes: wait (up to 2 s) until the read model holds this version or later.
-    #[param(minimum = 0)]
-    min_version: Option<u32>,
+    /// A version as commands answer it (int64, 0 or more); anything else is `400`.
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
+    min_version: Option<i64>,
 }
 
 /// Get an order
@@ -84,8 +85,14 @@ async fn get(
     query: web::Query<GetQuery>,
 ) -> Result<HttpResponse, Problem> {
     let scope = rules::read_scope(&principal)?;
+    if let Some(version) = query.min_version.filter(|v| *v < 0) {
+        return Err(Problem::bad_request(
+            "invalid_query",
+            format!("min_version must be 0 or more, got {version}"),
+        ));
+    }
     let read = queries
-        .get(*id, query.min_version.map(i64::from))
+        .get(*id, query.min_version)
         .await
         .map_err(kernel::http::problem)?;
     let (view, stale) = match read {
@@ -118,10 +125,10 @@ struct ListQuery {
     #[param(value_type = Option<OrderStatus>)]
     status: Option<String>,
     /// From 1; default 1; `page x page_size` at most 10,000.
-    #[param(minimum = 1)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10_000)]
     page: Option<u32>,
     /// 1 to 100; default 20.
-    #[param(minimum = 1, maximum = 100)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     page_size: Option<u32>,
 }
 

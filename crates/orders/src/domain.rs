@@ -166,20 +166,15 @@ impl Order {
     }
 }
 
-/// A cancellation reason: 1 to 500 characters after trimming.
+/// A cancellation reason: [`kernel::input::line`] of at most [`Reason::MAX_CHARS`].
 #[derive(Debug, Clone)]
 pub(crate) struct Reason(String);
 
 impl Reason {
+    pub(crate) const MAX_CHARS: usize = 500;
+
     pub(crate) fn parse(raw: &str) -> Result<Reason, String> {
-        let reason = raw.trim();
-        let chars = reason.chars().count();
-        if chars == 0 || chars > 500 {
-            return Err(format!(
-                "must be 1 to 500 characters after trimming, got {chars}"
-            ));
-        }
-        Ok(Reason(reason.to_owned()))
+        kernel::input::line(raw, Self::MAX_CHARS).map(Reason)
     }
 }
 

@@ -170,10 +170,7 @@ impl OrderCommandHandler {
         }
         let most = payments_api::max_charge();
         if total.amount() > most.amount() {
-            return Err(OrderError::Invalid(vec![kernel::FieldError::new(
-                "items",
-                format!("the order's total {total} is over {most}, the most one payment charges"),
-            )]));
+            return Err(OrderError::TotalTooLarge { total, most });
         }
         Ok((user, lines, total))
     }

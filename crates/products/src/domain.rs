@@ -10,21 +10,19 @@ use kernel::db::text::{from_text, to_text};
 use products_api::{MAX_STOCK, ReservationStatus};
 use rust_decimal::Decimal;
 
+/// The longest product name, in characters after trimming.
+pub(crate) const NAME_CHARS: usize = 200;
+/// The longest description, in characters.
+pub(crate) const DESCRIPTION_CHARS: usize = 5000;
+/// The highest price, in whole units.
+pub(crate) const MAX_PRICE: u64 = 1_000_000_000;
+
+/// [`kernel::input::line`] of at most [`NAME_CHARS`].
 pub(crate) struct ProductName(String);
 
 impl ProductName {
     pub(crate) fn parse(raw: &str) -> Result<Self, String> {
-        let name = raw.trim();
-        let chars = name.chars().count();
-        if chars == 0 || chars > 200 {
-            return Err(format!(
-                "must be 1 to 200 characters after trimming, got {chars}"
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".to_owned());
-        }
-        Ok(ProductName(name.to_owned()))
+        kernel::input::line(raw, NAME_CHARS).map(ProductName)
     }
 
     pub(crate) fn into_inner(self) -> String {
@@ -32,15 +30,12 @@ impl ProductName {
     }
 }
 
+/// [`kernel::input::text`] of at most [`DESCRIPTION_CHARS`].
 pub(crate) struct Description(String);
 
 impl Description {
     pub(crate) fn parse(raw: &str) -> Result<Self, String> {
-        let chars = raw.chars().count();
-        if chars > 5000 {
-            return Err(format!("must be at most 5000 characters, got {chars}"));
-        }
-        Ok(Description(raw.to_owned()))
+        kernel::input::text(raw, DESCRIPTION_CHARS).map(Description)
     }
 
     pub(crate) fn into_inner(self) -> String {
@@ -56,7 +51,7 @@ impl Price {
         if money.is_zero() {
             return Err("must be greater than 0".to_owned());
         }
-        if money.amount() > Decimal::from(1_000_000_000) {
+        if money.amount() > Decimal::from(MAX_PRICE) {
             return Err(format!("must be at most 1000000000.00, got {money}"));
         }
         Ok(Price(money))

@@ -10,9 +10,10 @@ use kernel::openapi::{
 use kernel::{MoneyInput, PageRequest, Principal, Problem, ProductId, Validation};
 use products_api::{NewProduct, Product, ProductApi, ProductChanges, ProductPage};
 use serde::Deserialize;
+use utoipa::openapi::schema::{Object, ObjectBuilder, OneOf, OneOfBuilder, Schema, Type};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::rules;
+use crate::{domain, rules};
 
 /// The `/products` routes, each served at the method and path its `#[utoipa::path]`
 /// declares (and so documented).
@@ -35,18 +36,63 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 #[schema(as = NewProduct)]
 struct CreateBody {
-    /// 1 to 200 characters after trimming.
-    #[schema(required = true, value_type = String, examples("Mug"))]
+    #[schema(required = true, schema_with = name_schema)]
     name: Option<String>,
-    /// At most 5,000 characters; defaults to `""`.
-    #[schema(examples("Stoneware, 350 ml"))]
+    #[schema(schema_with = description_schema)]
     description: Option<String>,
-    /// More than 0 and at most 1,000,000,000.00.
-    #[schema(required = true, value_type = MoneyInput)]
+    #[schema(required = true, schema_with = price_schema)]
     price: Option<MoneyInput>,
-    /// 0 to 1,000,000,000; defaults to 0.
-    #[schema(minimum = 0, maximum = 1_000_000_000, examples(20))]
+    /// 0 to 1,000,000,000; defaults to 0. An integral number (`20.0`) is the integer it is.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 1_000_000_000, examples(20))]
+    #[serde(default, deserialize_with = "kernel::input::integer")]
     stock: Option<i64>,
+}
+
+fn name_schema() -> Object {
+    kernel::input::line_schema(domain::NAME_CHARS, "The product's name.")
+        .examples(["Mug"])
+        .build()
+}
+
+fn new_name_schema() -> Object {
+    kernel::input::or_null(kernel::input::line_schema(
+        domain::NAME_CHARS,
+        "A new name.",
+    ))
+}
+
+fn description_schema() -> Object {
+    kernel::input::or_null(
+        kernel::input::text_schema(
+            domain::DESCRIPTION_CHARS,
+            "What the product is; absent or `null` is `\"\"` at creation and leaves it as it \
+             is in a change.",
+        )
+        .examples(["Stoneware, 350 ml"]),
+    )
+}
+
+fn price() -> OneOf {
+    MoneyInput::schema_within(
+        Some(domain::MAX_PRICE),
+        "The price: more than 0 and at most 1,000,000,000.00",
+    )
+}
+
+fn price_schema() -> Schema {
+    Schema::OneOf(price())
+}
+
+fn new_price_schema() -> Schema {
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .item(Schema::OneOf(price()))
+            .description(Some(
+                "A new price (for new orders); `null` leaves it as it is.",
+            ))
+            .build(),
+    )
 }
 
 /// Create a product
@@ -148,10 +194,10 @@ async fn get(
 #[into_params(parameter_in = Query)]
 struct ListQuery {
     /// From 1; default 1; `page x page_size` at most 10,000.
-    #[param(minimum = 1)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 10_000)]
     page: Option<u32>,
     /// 1 to 100; default 20.
-    #[param(minimum = 1, maximum = 100)]
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     page_size: Option<u32>,
 }
 
@@ -198,12 +244,11 @@ async fn list(
 #[serde(deny_unknown_fields)]
 #[schema(as = ProductChanges)]
 struct UpdateBody {
-    /// 1 to 200 characters after trimming.
+    #[schema(schema_with = new_name_schema)]
     name: Option<String>,
-    /// At most 5,000 characters.
+    #[schema(schema_with = description_schema)]
     description: Option<String>,
-    /// More than 0 and at most 1,000,000,000.00.
-    #[schema(value_type = Option<MoneyInput>)]
+    #[schema(schema_with = new_price_schema)]
     price: Option<MoneyInput>,
 }
 
@@ -269,8 +314,9 @@ async fn update(
 #[serde(deny_unknown_fields)]
 #[schema(as = Restock)]
 struct RestockBody {
-    /// 1 to 1,000,000,000.
+    /// 1 to 1,000,000,000. An integral number (`5.0`) is the integer it is.
     #[schema(required = true, value_type = i64, minimum = 1, maximum = 1_000_000_000, examples(5))]
+    #[serde(default, deserialize_with = "kernel::input::integer")]
     quantity: Option<i64>,
 }
 

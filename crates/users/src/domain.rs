@@ -2,14 +2,32 @@
 
 use std::fmt;
 
-/// A trimmed, lower-case email address of plausible shape.
+/// A trimmed, lower-case email address of plausible shape: [`email_pattern`] exactly.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Email(String);
 
+/// What [`Email::parse`] accepts, as the OpenAPI document's `pattern`: whitespace at either
+/// end (trimmed); at most 254 characters besides; a local part of 1 to 64 letters,
+/// digits, dots and ``!#$%&'*+/=?^_`{|}~-`` that neither starts nor ends with a dot nor
+/// holds two in a row; `@`; two or more dot-separated labels of 1 to 63 of `A-Za-z0-9-`, none
+/// starting or ending with `-`, the last with a letter. ASCII only (any case).
+pub(crate) fn email_pattern() -> String {
+    let ws = kernel::input::WHITESPACE;
+    let atom = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]";
+    let label = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?";
+    format!(
+        r"^{ws}*(?=[!-~]{{1,254}}{ws}*$){atom}(?:{atom}|\.(?!\.)){{0,63}}(?<!\.)@(?:{label}\.)+(?=[A-Za-z0-9-]*[A-Za-z]){label}{ws}*$"
+    )
+}
+
 impl Email {
     pub(crate) fn parse(raw: &str) -> Result<Email, String> {
-        let email = raw.trim().to_lowercase();
+        let trimmed = raw.trim();
         let invalid = |why: &str| Err(format!("{raw:?} is not a valid email address: {why}"));
+        if !trimmed.is_ascii() {
+            return invalid("only ASCII characters are allowed");
+        }
+        let email = trimmed.to_ascii_lowercase();
         if email.len() < 3 || email.len() > 254 {
             return invalid("length must be 3 to 254 characters");
         }
@@ -59,7 +77,7 @@ impl fmt::Display for Email {
     }
 }
 
-/// A display name: 1 to 200 characters after trimming, no control characters.
+/// A display name: [`kernel::input::line`] of at most [`UserName::MAX_CHARS`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct UserName(String);
 
@@ -67,18 +85,7 @@ impl UserName {
     pub(crate) const MAX_CHARS: usize = 200;
 
     pub(crate) fn parse(raw: &str) -> Result<UserName, String> {
-        let name = raw.trim();
-        let chars = name.chars().count();
-        if chars == 0 || chars > Self::MAX_CHARS {
-            return Err(format!(
-                "must be 1 to {} characters after trimming, got {chars}",
-                Self::MAX_CHARS
-            ));
-        }
-        if name.chars().any(char::is_control) {
-            return Err("must not contain control characters".to_owned());
-        }
-        Ok(UserName(name.to_owned()))
+        kernel::input::line(raw, Self::MAX_CHARS).map(UserName)
     }
 
     pub(crate) fn as_str(&self) -> &str {

@@ -14,7 +14,7 @@
 
 use std::time::Duration;
 
-use actix_web::http::header::{self, EntityTag, Header, IfNoneMatch};
+use actix_web::http::header::{self, EntityTag};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use sha2::Digest;
@@ -74,22 +74,59 @@ pub fn versioned_etag(version: i64, body: &[u8]) -> EntityTag {
 }
 
 /// Whether the request's `If-None-Match` names `tag` (or is `*`: the resource exists, as
-/// it is being answered); `400 invalid_header` when the header is not a list of entity
-/// tags.
+/// it is being answered); `400 invalid_header` when the header is not `*` or a list of
+/// entity tags exactly as [`IF_NONE_MATCH_PATTERN`] says.
 pub fn not_modified(req: &HttpRequest, tag: &EntityTag) -> Result<bool, Problem> {
-    if !req.headers().contains_key(header::IF_NONE_MATCH) {
+    let Some(value) = req.headers().get(header::IF_NONE_MATCH) else {
         return Ok(false);
-    }
+    };
     let invalid = || {
         Problem::bad_request(
             "invalid_header",
-            "If-None-Match must be * or a list of entity tags such as W/\"1f2e…\" or \"3\"",
+            "If-None-Match must be * or a comma-separated list of entity tags such as \
+             W/\"1f2e…\" or \"3\" (visible ASCII but '\"' inside the quotes)",
         )
     };
-    match IfNoneMatch::parse(req).map_err(|_| invalid())? {
-        IfNoneMatch::Any => Ok(true),
-        IfNoneMatch::Items(tags) if tags.is_empty() => Err(invalid()),
-        IfNoneMatch::Items(tags) => Ok(tags.iter().any(|t| t.weak_eq(tag))),
+    let text = value.to_str().map_err(|_| invalid())?;
+    if text == "*" {
+        return Ok(true);
+    }
+    let tags = entity_tags(text).ok_or_else(invalid)?;
+    Ok(tags.iter().any(|t| t.weak_eq(tag)))
+}
+
+/// What [`not_modified`] takes, as the OpenAPI document's `pattern`: `*`, or entity tags
+/// (`"…"` or `W/"…"` around `!` and `#` to `~`) separated by a comma with optional spaces
+/// or tabs around it.
+pub const IF_NONE_MATCH_PATTERN: &str = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#;
+
+/// The entity tags of a list as [`IF_NONE_MATCH_PATTERN`] has them, or `None`.
+fn entity_tags(text: &str) -> Option<Vec<EntityTag>> {
+    let ows = |s: &str| s.trim_start_matches([' ', '\t']).len();
+    let mut tags = Vec::new();
+    let mut rest = text;
+    loop {
+        let (weak, quoted) = match rest.strip_prefix("W/") {
+            Some(quoted) => (true, quoted),
+            None => (false, rest),
+        };
+        let inner = quoted.strip_prefix('"')?;
+        let end = inner.find('"')?;
+        let opaque = &inner[..end];
+        if !opaque
+            .bytes()
+            .all(|b| b == b'!' || (b'#'..=b'~').contains(&b))
+        {
+            return None;
+        }
+        tags.push(EntityTag::new(weak, opaque.to_owned()));
+        rest = &inner[end + 1..];
+        if rest.is_empty() {
+            return Some(tags);
+        }
+        let after = &rest[rest.len() - ows(rest)..];
+        rest = after.strip_prefix(',')?;
+        rest = &rest[rest.len() - ows(rest)..];
     }
 }
 
@@ -182,7 +219,14 @@ mod tests {
             (format!("\"other\", {tag}"), Ok(true)),
             ("*".to_owned(), Ok(true)),
             ("\"other\"".to_owned(), Ok(false)),
+            ("\"a,b\" ,\tW/\"\"".to_owned(), Ok(false)),
             ("not-quoted".to_owned(), Err(400)),
+            ("0".to_owned(), Err(400)),
+            ("\"a\",".to_owned(), Err(400)),
+            ("\"a\" \"b\"".to_owned(), Err(400)),
+            ("\"a b\"".to_owned(), Err(400)),
+            ("w/\"a\"".to_owned(), Err(400)),
+            ("*, \"a\"".to_owned(), Err(400)),
             ("".to_owned(), Err(400)),
         ];
         for (header, expected) in cases {

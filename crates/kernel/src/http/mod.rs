@@ -13,8 +13,8 @@ pub(crate) mod methods;
 mod trace;
 
 pub use conditional::{
-    Caching, PublicMaxAge, cached, cached_as, cached_json, cached_json_at, etag, not_modified,
-    versioned_etag,
+    Caching, IF_NONE_MATCH_PATTERN, PublicMaxAge, cached, cached_as, cached_json, cached_json_at,
+    etag, not_modified, versioned_etag,
 };
 pub use edge::{
     CORS_EXPOSED_HEADERS, CORS_MAX_AGE_SECONDS, CORS_REQUEST_HEADERS, HttpSettings,

@@ -6,6 +6,10 @@ use kernel::openapi::{PayloadTooLarge, Routes, ServiceUnavailable, UnsupportedMe
 use kernel::{Problem, Validation};
 use serde::Deserialize;
 use utoipa::ToSchema;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AdditionalProperties, KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, Type,
+};
 
 use crate::auth::{Auth, Jwks, TokenPair};
 
@@ -17,23 +21,75 @@ pub(super) fn endpoints(routes: Routes) -> Routes {
 }
 
 /// A token request: `password` (with `email` and `password`) or `refresh_token` (with
-/// `refresh_token`).
-#[derive(Deserialize, ToSchema)]
+/// `refresh_token`); the other grant's fields may be absent or `null`, nothing else.
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-#[schema(as = TokenRequest)]
 struct TokenBody {
-    /// `password` or `refresh_token`.
-    #[schema(required = true, value_type = String, pattern = "^(password|refresh_token)$",
-        examples("password"))]
     grant_type: Option<String>,
-    /// For `password`.
-    #[schema(format = Email, examples("ada@example.com"))]
     email: Option<String>,
-    /// For `password`.
-    #[schema(format = Password)]
     password: Option<String>,
-    /// For `refresh_token`: the refresh token of the last pair.
     refresh_token: Option<String>,
+}
+
+impl utoipa::ToSchema for TokenBody {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "TokenRequest".into()
+    }
+}
+
+/// The two grants, each a closed object (see [`TokenBody`]).
+impl utoipa::PartialSchema for TokenBody {
+    fn schema() -> RefOr<Schema> {
+        let string = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        let null = || ObjectBuilder::new().schema_type(Type::Null);
+        let grant = |name: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([name]))
+        };
+        let password = ObjectBuilder::new()
+            .title(Some("PasswordGrant"))
+            .property("grant_type", grant("password"))
+            .property(
+                "email",
+                string("The user's email (any text: a wrong one is `401`).")
+                    .examples(["ada@example.com"]),
+            )
+            .property(
+                "password",
+                string("The user's password.")
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Password))),
+            )
+            .property("refresh_token", null())
+            .required("grant_type")
+            .required("email")
+            .required("password")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let refresh = ObjectBuilder::new()
+            .title(Some("RefreshGrant"))
+            .property("grant_type", grant("refresh_token"))
+            .property(
+                "refresh_token",
+                string("The refresh token of the last pair (any text: a wrong one is `401`)."),
+            )
+            .property("email", null())
+            .property("password", null())
+            .required("grant_type")
+            .required("refresh_token")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new()
+            .item(password)
+            .item(refresh)
+            .description(Some(
+                "A password login, or a refresh. A field of the other grant may be absent or \
+                 `null`, not set.",
+            ))
+            .into()
+    }
 }
 
 /// Log in, or refresh
@@ -60,7 +116,7 @@ struct TokenBody {
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed`: a missing or unknown `grant_type`, \
-            or a field its grant needs (see `errors`).", body = Problem,
+            a field its grant needs, or one of the other grant's (see `errors`).", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 429, description = "`too_many_attempts`: 5 failed logins for this email \
             within the window.", body = Problem, content_type = PROBLEM_JSON,
@@ -76,6 +132,9 @@ async fn token(
     let grant = v.require("grant_type", body.grant_type);
     let pair = match grant.as_deref() {
         Some("password") => {
+            if body.refresh_token.is_some() {
+                v.push("refresh_token", "is not allowed with grant_type password");
+            }
             let email = v.require("email", body.email);
             let password = v.require("password", body.password);
             v.finish().map_err(Problem::validation)?;
@@ -83,6 +142,11 @@ async fn token(
                 .await
         }
         Some("refresh_token") => {
+            for (field, value) in [("email", &body.email), ("password", &body.password)] {
+                if value.is_some() {
+                    v.push(field, "is not allowed with grant_type refresh_token");
+                }
+            }
             let token = v.require("refresh_token", body.refresh_token);
             v.finish().map_err(Problem::validation)?;
             auth.refresh(&token.unwrap_or_default()).await

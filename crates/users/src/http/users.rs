@@ -11,6 +11,7 @@ use kernel::{Principal, Problem, Role, UserId, Validation};
 use serde::Deserialize;
 use users_api::{NewUser, User, UserApi, UserChanges};
 use utoipa::ToSchema;
+use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
 
 use crate::rules::{self, Wants};
 
@@ -23,16 +24,51 @@ pub(super) fn endpoints(routes: Routes) -> Routes {
         .add(__path_set_roles, set_roles)
 }
 
+fn email(description: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(crate::domain::email_pattern()))
+        .description(Some(format!(
+            "{description} At most 254 characters besides whitespace at either end (trimmed): \
+             a local part of 1 to 64 ASCII letters, digits and `!#$%&'*+/=?^_{{|}}~.-` (and \
+             the backtick), without a dot at either end or two in a row; `@`; a domain of two \
+             or more labels of letters, digits and `-` (1 to 63, no `-` at either end), the \
+             last with a letter. Stored lower-case; unique."
+        )))
+        .examples(["ada@example.com"])
+}
+
+fn email_schema() -> Object {
+    email("A valid address.").build()
+}
+
+fn new_email_schema() -> Object {
+    kernel::input::or_null(email(
+        "A new address (with `current_password`, for oneself).",
+    ))
+}
+
+fn name_schema() -> Object {
+    kernel::input::line_schema(crate::domain::UserName::MAX_CHARS, "A display name.")
+        .examples(["Ada Lovelace"])
+        .build()
+}
+
+fn new_name_schema() -> Object {
+    kernel::input::or_null(kernel::input::line_schema(
+        crate::domain::UserName::MAX_CHARS,
+        "A new display name.",
+    ))
+}
+
 /// A new user.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = NewUser)]
 struct RegisterBody {
-    /// A valid address; trimmed and stored lower-case; unique.
-    #[schema(required = true, value_type = String, format = Email, examples("ada@example.com"))]
+    #[schema(required = true, schema_with = email_schema)]
     email: Option<String>,
-    /// 1 to 200 characters after trimming; no control characters.
-    #[schema(required = true, value_type = String, examples("Ada Lovelace"))]
+    #[schema(required = true, schema_with = name_schema)]
     name: Option<String>,
     /// 10 to 256 characters; never stored (argon2id), logged or echoed.
     #[schema(required = true, value_type = String, format = Password, min_length = 10, max_length = 256)]
@@ -166,10 +202,9 @@ async fn get(
 #[serde(deny_unknown_fields)]
 #[schema(as = UserChanges)]
 struct UpdateBody {
-    /// A valid address, unique; stored lower-case.
-    #[schema(format = Email)]
+    #[schema(schema_with = new_email_schema)]
     email: Option<String>,
-    /// 1 to 200 characters after trimming.
+    #[schema(schema_with = new_name_schema)]
     name: Option<String>,
     /// `false` stops the user from placing orders and revokes their refresh tokens;
     /// `support` and `admin` only.

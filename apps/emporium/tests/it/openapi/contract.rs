@@ -335,7 +335,14 @@ impl Contract {
         let mut all = Vec::new();
         for (method, template) in self.templates.iter().filter(|(_, t)| self.covers(t)) {
             let responses = &self.doc["paths"][template][method.to_lowercase()]["responses"];
-            for status in responses.as_object().expect("responses").keys() {
+            for (status, response) in responses.as_object().expect("responses") {
+                // The answers of routing itself, declared on every operation, are the
+                // routing tests' (`http/mod.rs`): another method, a path of no route.
+                let shared = ["RouteNotFound", "MethodNotAllowed"]
+                    .map(|name| format!("#/components/responses/{name}"));
+                if shared.iter().any(|r| response["$ref"] == *r) {
+                    continue;
+                }
                 let status: u16 = status.parse().expect("a numeric status");
                 let key = (method.clone(), template.clone(), status);
                 if !self.seen.contains(&key) {

@@ -7,6 +7,7 @@
 mod answers;
 pub(crate) mod contract;
 mod identity;
+mod shapes;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -141,13 +142,16 @@ fn money_is_a_decimal_string_and_ids_are_uuids() {
     assert_eq!(schemas["Money"]["type"], "string");
     assert_eq!(schemas["Money"]["pattern"], r"^\d+\.\d{2}$");
     assert_eq!(schemas["Money"]["examples"], json!(["19.99"]));
-    let input_types: Vec<&Value> = schemas["MoneyInput"]["oneOf"]
+    let price = &schemas["NewProduct"]["properties"]["price"]["oneOf"];
+    let input_types: Vec<&Value> = price
         .as_array()
-        .expect("MoneyInput is a oneOf")
+        .expect("a price is a oneOf")
         .iter()
         .map(|s| &s["type"])
         .collect();
     assert_eq!(input_types, [&json!("string"), &json!("number")]);
+    assert!(price[0]["pattern"].is_string(), "{price}");
+    assert_eq!(price[1]["multipleOf"], 0.01, "{price}");
     for id in ["UserId", "ProductId", "OrderId", "PaymentId"] {
         assert_eq!(
             (&schemas[id]["type"], &schemas[id]["format"]),
@@ -259,6 +263,33 @@ async fn the_document_names_exactly_the_registered_routes() {
         "answered but not documented: {undocumented:?}; documented but not answered: {absent:?}"
     );
 
+    // The document and its page are served, and not listed as operations of the API.
+    let unlisted: BTreeSet<(String, String)> = emporium::endpoints()
+        .iter()
+        .flat_map(|(_, routes)| {
+            routes
+                .unlisted_operations()
+                .map(|(m, p)| (m.to_string(), p.to_owned()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for path in ["/openapi.json", "/docs", "/docs/", "/docs/{file}"] {
+        assert!(
+            unlisted.contains(&("GET".to_owned(), path.to_owned())),
+            "{path}: {unlisted:?}"
+        );
+        assert!(!documented_paths.contains(path), "{path} is listed");
+        let answer = probe(
+            &app,
+            "GET",
+            &concrete(path).replace("placeholder", "index.css"),
+        )
+        .await;
+        assert_eq!(answer.status, 200, "GET {path}");
+        let trace = probe(&app, "TRACE", &concrete(path)).await;
+        assert_eq!(trace.status, 405, "TRACE {path}");
+    }
+
     // And paths nobody registered are unknown, as they should be.
     for path in [
         "/",
@@ -298,19 +329,35 @@ async fn docs_serves_the_bundled_swagger_ui() {
             answer.header("content-type")
         );
         let html = answer.body.as_str().expect("HTML text");
-        assert!(html.contains("<base href=\"/docs/\">"), "{html}");
+        // The base is relative: behind a path prefix the page's links stay under it.
+        let base = if page == "/docs" { "docs/" } else { "./" };
+        assert!(html.contains(&format!("<base href=\"{base}\">")), "{html}");
+        let behind = reqwest::Url::parse(&format!("https://shop.example/prefix{page}")).unwrap();
+        let resolved = behind.join(base).unwrap();
+        assert_eq!(resolved.path(), "/prefix/docs/", "{page}");
+        assert_eq!(
+            resolved.join("../openapi.json").unwrap().path(),
+            "/prefix/openapi.json"
+        );
         let assets = attributes(html, &["href", "src"]);
         assert!(
             assets.iter().any(|a| a.contains("swagger-ui-bundle.js")),
             "{assets:?}"
         );
         let mut sizes = BTreeMap::new();
-        for asset in assets.iter().filter(|a| a.as_str() != "/docs/") {
+        for asset in assets.iter().filter(|a| a.as_str() != base) {
             assert!(
                 !asset.contains("//") && !asset.contains(':'),
                 "{page} loads an external asset: {asset}"
             );
-            let url = format!("/docs/{}", asset.trim_start_matches("./"));
+            let at = reqwest::Url::parse(&format!("http://emporium{page}"))
+                .and_then(|u| u.join(base))
+                .and_then(|u| u.join(asset))
+                .unwrap();
+            let url = match at.query() {
+                Some(query) => format!("{}?{query}", at.path()),
+                None => at.path().to_owned(),
+            };
             let file = send_raw(&app, "GET", &url, None, &[]).await;
             assert_eq!(file.status, 200, "{url}");
             let plain = url.split('?').next().unwrap_or_default().to_owned();
@@ -324,7 +371,7 @@ async fn docs_serves_the_bundled_swagger_ui() {
     let initializer = app.http.get("/docs/swagger-initializer.js").await;
     let script = initializer.body.as_str().expect("a script");
     assert!(
-        script.contains("\"url\": \"/openapi.json\""),
+        script.contains("\"url\": \"../openapi.json\""),
         "Swagger UI reads /openapi.json: {script}"
     );
     assert!(

@@ -1,5 +1,8 @@
 //! `/commands/orders`: JSON in, [`OrderCommands`] calls, `202` or problem+json out
-//! (each error answered as `orders-api` states it).
+//! (each error answered as `orders-api` states it); `headers.rs` parses `If-Match` and
+//! `Idempotency-Key`.
+
+mod headers;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -9,9 +12,11 @@ use kernel::openapi::{
 };
 use kernel::{OrderId, Principal, Problem, ProductId, UserId, Validation};
 use orders_api::rules;
-use orders_api::{Accepted, ExpectedVersion, NewOrder, NewOrderLine, OrderCommands};
+use orders_api::{Accepted, NewOrder, NewOrderLine, OrderCommands};
 use serde::Deserialize;
 use utoipa::ToSchema;
+
+use headers::{IdempotencyKey, IfMatch, expected_version, idempotency_key};
 
 /// The order command routes, each served at the method and path its `#[utoipa::path]` declares (and
 /// so documented).
@@ -39,56 +44,6 @@ fn accepted(answer: Accepted) -> HttpResponse {
         .json(answer)
 }
 
-/// `If-Match: "3"` (or `W/"3"`, or `*` for any version), or the `ETag` of `GET
-/// /queries/orders/{id}` (`W/"3-<hash>"`), of which only the version counts.
-fn expected_version(req: &HttpRequest) -> Result<ExpectedVersion, Problem> {
-    let Some(value) = req.headers().get(header::IF_MATCH) else {
-        return Ok(None);
-    };
-    let invalid = || {
-        Problem::bad_request(
-            "invalid_header",
-            "If-Match must be an order version such as \"3\"",
-        )
-    };
-    let text = value.to_str().map_err(|_| invalid())?.trim();
-    if text == "*" {
-        return Ok(None);
-    }
-    let quoted = text.strip_prefix("W/").unwrap_or(text);
-    let bare = quoted
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .unwrap_or(quoted);
-    let version = match bare.split_once('-') {
-        Some((version, hash))
-            if !hash.is_empty() && hash.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            version
-        }
-        Some(_) => return Err(invalid()),
-        None => bare,
-    };
-    version.parse::<i64>().map(Some).map_err(|_| invalid())
-}
-
-fn idempotency_key(req: &HttpRequest) -> Result<Option<String>, Problem> {
-    let Some(value) = req.headers().get("Idempotency-Key") else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.len() <= 255);
-    key.map(|k| Some(k.to_owned())).ok_or_else(|| {
-        Problem::bad_request(
-            "invalid_header",
-            "Idempotency-Key must be 1 to 255 visible ASCII characters",
-        )
-    })
-}
-
 /// A new order. Prices come from the catalog; a client cannot set them.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -111,8 +66,9 @@ struct ItemBody {
     /// An existing product.
     #[schema(required = true, value_type = ProductId)]
     product_id: Option<ProductId>,
-    /// 1 to 10,000.
+    /// 1 to 10,000. An integral number (`2.0`) is the integer it is.
     #[schema(required = true, value_type = i64, minimum = 1, maximum = 10_000, examples(2))]
+    #[serde(default, deserialize_with = "kernel::input::integer")]
     quantity: Option<i64>,
 }
 
@@ -135,10 +91,7 @@ struct ItemBody {
     tag = "orders",
     operation_id = "place_order",
     security(("bearer" = [])),
-    params(
-        ("Idempotency-Key" = Option<String>, Header, nullable = false, max_length = 255,
-            description = "1 to 255 visible ASCII characters; makes a retry safe."),
-    ),
+    params(IdempotencyKey),
     request_body = PlaceBody,
     responses(
         (status = 202, description = "Placed: status `pending`, version 1.", body = Accepted,
@@ -155,14 +108,16 @@ struct ItemBody {
             content_type = PROBLEM_JSON),
         (status = 409, description = "`user_inactive`, `too_many_pending_orders` (the \
             customer holds `MAX_PENDING_ORDERS`, default 20, pending orders), \
-            `insufficient_stock` (names the product), `idempotency_key_reused` (the key was used with another body) or \
+            `insufficient_stock` (names the product), `total_too_large` (the total at the \
+            catalog's prices now is over 9,999,999,999.99, the most one payment charges), \
+            `idempotency_key_reused` (the key was used with another body) or \
             `idempotency_key_in_use` (a request with this key is still running).",
             body = Problem, content_type = PROBLEM_JSON),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
         (status = 422, description = "`validation_failed`: a missing field, no items or more \
-            than 100, a quantity outside 1..=10,000, the same product twice, or a total over \
-            9,999,999,999.99, the most one payment charges (see `errors`); `unknown_user`; \
+            than 100, a quantity outside 1..=10,000, or the same product twice (see `errors`); \
+            `unknown_user`; \
             `unknown_product`.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 503, response = ServiceUnavailable),
@@ -203,15 +158,20 @@ async fn place(
     Ok(accepted(answer))
 }
 
+/// The longest payment token.
+const TOKEN_CHARS: usize = 255;
+
 /// How to pay for an order.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = ConfirmOrder)]
 struct ConfirmBody {
-    /// A token of the payment gateway. The built-in simulated gateway knows `tok_visa`
-    /// (succeeds), `tok_declined` (`402`) and `tok_gateway_error` (`502`); any other token
-    /// is `422`.
-    #[schema(required = true, value_type = String, examples("tok_visa"))]
+    /// A token of the payment gateway: 1 to 255 visible ASCII characters (no space),
+    /// else `422 validation_failed`. The built-in simulated gateway knows `tok_visa`
+    /// (succeeds), `tok_declined` (`402`), `tok_gateway_error` (`502`), `tok_timeout` and
+    /// `tok_timeout_failed` (`504`); any other token is `422 invalid_payment_token`.
+    #[schema(required = true, value_type = String, pattern = r"^[!-~]{1,255}$",
+        examples("tok_visa"))]
     payment_token: Option<String>,
 }
 
@@ -233,9 +193,7 @@ struct ConfirmBody {
     security(("bearer" = [])),
     params(
         ("id" = OrderId, Path, description = "The order's id."),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
-            at: `\"3\"`, `W/\"3\"`, `*` (any), or the `ETag` of `GET /queries/orders/{id}` \
-            (`W/\"3-…\"`, whose version counts)."),
+        IfMatch,
     ),
     request_body = ConfirmBody,
     responses(
@@ -267,7 +225,8 @@ struct ConfirmBody {
             version; nothing changed.", body = Problem, content_type = PROBLEM_JSON),
         (status = 413, response = PayloadTooLarge),
         (status = 415, response = UnsupportedMediaType),
-        (status = 422, description = "`validation_failed`: no `payment_token`; \
+        (status = 422, description = "`validation_failed`: no `payment_token`, or one \
+            that is not 1 to 255 visible ASCII characters; \
             `invalid_payment_token`: the gateway does not know the token.", body = Problem,
             content_type = PROBLEM_JSON),
         (status = 502, description = "`payment_gateway_error`: the gateway failed; nothing was \
@@ -290,7 +249,12 @@ async fn confirm(
     let scope = rules::command_scope(&principal)?;
     let expected = expected_version(&req)?;
     let mut validation = Validation::default();
-    let token = validation.require("payment_token", body.payment_token);
+    let token = validation
+        .require("payment_token", body.payment_token)
+        .and_then(|t| {
+            let shaped = kernel::input::visible_ascii(&t, TOKEN_CHARS).map(|_| ());
+            validation.check("payment_token", shaped).map(|()| t)
+        });
     validation.finish().map_err(Problem::validation)?;
     let answer = commands
         .confirm(*id, token.unwrap_or_default(), expected, scope)
@@ -310,9 +274,7 @@ async fn confirm(
     security(("bearer" = ["fulfilment", "admin"])),
     params(
         ("id" = OrderId, Path, description = "The order's id."),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
-            at: `\"3\"`, `W/\"3\"`, `*` (any), or the `ETag` of `GET /queries/orders/{id}` \
-            (`W/\"3-…\"`, whose version counts)."),
+        IfMatch,
     ),
     responses(
         (status = 202, description = "Shipped: status `shipped`.", body = Accepted,
@@ -359,9 +321,7 @@ async fn ship(
     security(("bearer" = ["fulfilment", "admin"])),
     params(
         ("id" = OrderId, Path, description = "The order's id."),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
-            at: `\"3\"`, `W/\"3\"`, `*` (any), or the `ETag` of `GET /queries/orders/{id}` \
-            (`W/\"3-…\"`, whose version counts)."),
+        IfMatch,
     ),
     responses(
         (status = 202, description = "Delivered: status `delivered`.", body = Accepted,
@@ -397,13 +357,21 @@ async fn deliver(
     Ok(accepted(answer))
 }
 
+fn reason_schema() -> utoipa::openapi::schema::Object {
+    kernel::input::line_schema(
+        crate::domain::Reason::MAX_CHARS,
+        "Why the order is cancelled.",
+    )
+    .examples(["changed my mind"])
+    .build()
+}
+
 /// Why an order is cancelled.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(as = CancelOrder)]
 struct CancelBody {
-    /// 1 to 500 characters after trimming.
-    #[schema(required = true, value_type = String, examples("changed my mind"))]
+    #[schema(required = true, schema_with = reason_schema)]
     reason: Option<String>,
 }
 
@@ -420,9 +388,7 @@ struct CancelBody {
     security(("bearer" = [])),
     params(
         ("id" = OrderId, Path, description = "The order's id."),
-        ("If-Match" = Option<String>, Header, nullable = false, description = "The version the order must be \
-            at: `\"3\"`, `W/\"3\"`, `*` (any), or the `ETag` of `GET /queries/orders/{id}` \
-            (`W/\"3-…\"`, whose version counts)."),
+        IfMatch,
     ),
     request_body = CancelBody,
     responses(

@@ -26,6 +26,8 @@ use utoipa_actix_web::OpenApiFactory;
 use crate::http::PROBLEM_JSON;
 use crate::{FieldError, Problem};
 
+mod answers;
+
 /// A module's routes, each registered from its `#[utoipa::path]` annotation.
 ///
 /// ```text
@@ -45,6 +47,9 @@ pub struct Routes {
     /// beside each `GET`); each becomes one `web::resource` ([`crate::http::methods`]).
     resources: Vec<(String, Vec<(Method, actix_web::Route)>)>,
     operations: Vec<(Method, String)>,
+    /// Served but not operations of the API, so not in the document: the document itself
+    /// and its reference page.
+    unlisted: Vec<(Method, String)>,
     paths: Paths,
     schemas: Vec<(String, RefOr<Schema>)>,
 }
@@ -61,32 +66,60 @@ impl Routes {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        let path = D::path();
         for method in D::methods() {
             let method = actix_method(&method);
-            assert!(
-                !self
-                    .operations
-                    .iter()
-                    .any(|(m, p)| *m == method && *p == path),
-                "{method} {path} is declared twice"
-            );
-            self.operations.push((method.clone(), path.clone()));
-            let mut routes = vec![(
-                method.clone(),
-                web::method(method.clone()).to(handler.clone()),
-            )];
-            if method == Method::GET {
-                routes.push((Method::HEAD, web::method(Method::HEAD).to(handler.clone())));
-            }
-            match self.resources.iter_mut().find(|(p, _)| *p == path) {
-                Some((_, existing)) => existing.extend(routes),
-                None => self.resources.push((path.clone(), routes)),
-            }
+            self.operations.push((method.clone(), D::path()));
+            self.serve(method, D::path(), handler.clone());
         }
         self.paths.merge(doc.paths());
         doc.schemas(&mut self.schemas);
         self
+    }
+
+    /// Serves `handler` as [`Routes::add`] does, but documents nothing: for what is not an
+    /// operation of the API (the document itself, its reference page). `doc` still says
+    /// the path and methods.
+    pub fn unlisted<D, F, Args>(mut self, _doc: D, handler: F) -> Self
+    where
+        D: utoipa::Path + OpenApiFactory,
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        for method in D::methods() {
+            let method = actix_method(&method);
+            self.unlisted.push((method.clone(), D::path()));
+            self.serve(method, D::path(), handler.clone());
+        }
+        self
+    }
+
+    fn serve<F, Args>(&mut self, method: Method, path: String, handler: F)
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        let declared = (self.operations.iter().chain(&self.unlisted))
+            .filter(|(m, p)| *m == method && *p == path)
+            .count();
+        assert!(declared == 1, "{method} {path} is declared twice");
+        let mut routes = vec![(
+            method.clone(),
+            web::method(method.clone()).to(handler.clone()),
+        )];
+        if method == Method::GET {
+            routes.push((Method::HEAD, web::method(Method::HEAD).to(handler)));
+        }
+        match self.resources.iter_mut().find(|(p, _)| *p == path) {
+            Some((_, existing)) => existing.extend(routes),
+            None => self.resources.push((path, routes)),
+        }
+    }
+
+    /// What [`Routes::unlisted`] serves, `(method, path)`, in the order added.
+    pub fn unlisted_operations(&self) -> impl Iterator<Item = (&Method, &str)> {
+        self.unlisted.iter().map(|(m, p)| (m, p.as_str()))
     }
 
     /// Every `(method, path)` these routes serve, in the order added: what [`Routes::mount`]
@@ -98,8 +131,10 @@ impl Routes {
     /// These routes' part of the OpenAPI document: their paths, the schemas they use and
     /// the shared problem responses.
     pub fn openapi(&self) -> OpenApi {
+        let mut paths = self.paths.clone();
+        answers::complete(&mut paths);
         OpenApiBuilder::new()
-            .paths(self.paths.clone())
+            .paths(paths)
             .components(Some(components(self.schemas.clone())))
             .build()
     }
@@ -146,23 +181,26 @@ fn actix_method(method: &HttpMethod) -> Method {
 
 /// `schemas` plus what every route shares: [`Problem`] and the shared responses.
 fn components(schemas: Vec<(String, RefOr<Schema>)>) -> utoipa::openapi::Components {
-    let (too_large, too_large_response) = PayloadTooLarge::response();
-    let (media_type, media_type_response) = UnsupportedMediaType::response();
-    let (unavailable, unavailable_response) = ServiceUnavailable::response();
-    let (unauthenticated, unauthenticated_response) = Unauthenticated::response();
-    let (not_modified, not_modified_response) = NotModified::response();
-    let (not_allowed, not_allowed_response) = MethodNotAllowed::response();
-    ComponentsBuilder::new()
-        .response(not_modified, not_modified_response)
-        .response(not_allowed, not_allowed_response)
-        .response(unauthenticated, unauthenticated_response)
+    let shared = [
+        (304, NotModified::response()),
+        (405, MethodNotAllowed::response()),
+        (404, RouteNotFound::response()),
+        (401, Unauthenticated::response()),
+        (413, PayloadTooLarge::response()),
+        (415, UnsupportedMediaType::response()),
+        (503, ServiceUnavailable::response()),
+    ];
+    let mut builder = ComponentsBuilder::new()
         .schemas_from_iter(schemas)
         .schema(Problem::name(), Problem::schema())
-        .schema(FieldError::name(), FieldError::schema())
-        .response(too_large, too_large_response)
-        .response(media_type, media_type_response)
-        .response(unavailable, unavailable_response)
-        .build()
+        .schema(FieldError::name(), FieldError::schema());
+    for (status, (name, mut response)) in shared {
+        if let RefOr::T(response) = &mut response {
+            answers::add_example(status, response);
+        }
+        builder = builder.response(name, response);
+    }
+    builder.build()
 }
 
 /// A problem+json response: `description`, body [`Problem`].
@@ -268,13 +306,13 @@ fn string_header(description: &str) -> utoipa::openapi::header::Header {
 #[derive(IntoParams)]
 #[into_params(parameter_in = Header)]
 pub struct Revalidate {
-    /// `*` or a comma-separated list of entity tags (`W/"…"` or `"…"`, compared weakly):
-    /// when one is the answer's `ETag`, the answer is `304` without a body. Anything
-    /// else is `400 invalid_header`.
+    /// `*` or a comma-separated list of entity tags (`W/"…"` or `"…"` around visible ASCII
+    /// but `"`, compared weakly): when one is the answer's `ETag`, the answer is `304`
+    /// without a body. Anything else is `400 invalid_header`.
     #[param(
         rename = "If-None-Match",
         nullable = false,
-        pattern = r#"^\s*(\*|(W/)?"[^"]*"(\s*,\s*(W/)?"[^"]*")*)\s*$"#
+        pattern = r#"^(\*|(W/)?"[!#-~]*"([ \t]*,[ \t]*(W/)?"[!#-~]*")*)$"#
     )]
     pub if_none_match: Option<String>,
 }
@@ -299,9 +337,20 @@ impl<'s> ToResponse<'s> for NotModified {
     }
 }
 
-/// `405 method_not_allowed` with `Allow`: a method the path does not have. No operation
-/// answers it (a documented method is allowed); the document's components hold it for
-/// reference, and its description says when it is answered.
+/// `404 route_not_found`: a path that names no route. Every operation declares it (a
+/// path parameter holding a `/` makes another path).
+pub struct RouteNotFound;
+
+impl<'s> ToResponse<'s> for RouteNotFound {
+    fn response() -> (&'s str, RefOr<Response>) {
+        let response = problem_response(answers::ROUTE_NOT_FOUND_TEXT).build();
+        (answers::ROUTE_NOT_FOUND, response.into())
+    }
+}
+
+/// `405 method_not_allowed` with `Allow`: a method the path does not have. Every operation
+/// declares it by reference (it is what the operation's path answers to the other
+/// methods).
 pub struct MethodNotAllowed;
 
 impl<'s> ToResponse<'s> for MethodNotAllowed {
@@ -316,7 +365,7 @@ impl<'s> ToResponse<'s> for MethodNotAllowed {
             string_header("The path's methods, e.g. `GET, HEAD, PATCH, OPTIONS`."),
         )
         .build();
-        ("MethodNotAllowed", response.into())
+        (answers::METHOD_NOT_ALLOWED, response.into())
     }
 }
 
@@ -410,6 +459,16 @@ mod tests {
         ] {
             assert!(components.responses.contains_key(response), "{response}");
         }
+    }
+
+    #[test]
+    fn if_none_match_is_documented_as_parsed() {
+        use utoipa::IntoParams;
+        let params = serde_json::to_value(Revalidate::into_params(|| None)).unwrap();
+        assert_eq!(
+            params[0]["schema"]["pattern"],
+            crate::http::IF_NONE_MATCH_PATTERN
+        );
     }
 
     #[test]
