@@ -98,7 +98,8 @@ struct SourceStatus {
     lag_events: i64,
     /// Failed attempts at the next event.
     attempts: i32,
-    /// Why the next event failed, if it did.
+    /// Why the next event failed, if it did (always sent, `null` when it did not).
+    #[schema(required = true)]
     last_error: Option<String>,
 }
 
