@@ -66,11 +66,7 @@ impl Routes {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        for method in D::methods() {
-            let method = actix_method(&method);
-            self.operations.push((method.clone(), D::path()));
-            self.serve(method, D::path(), handler.clone());
-        }
+        self.serve_declared::<D, _, _>(true, handler);
         self.paths.merge(doc.paths());
         doc.schemas(&mut self.schemas);
         self
@@ -86,12 +82,29 @@ impl Routes {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
+        self.serve_declared::<D, _, _>(false, handler);
+        self
+    }
+
+    /// Serves `handler` at every method of `D`'s path, recorded as an operation when
+    /// `listed`, else as unlisted.
+    fn serve_declared<D, F, Args>(&mut self, listed: bool, handler: F)
+    where
+        D: utoipa::Path,
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
         for method in D::methods() {
             let method = actix_method(&method);
-            self.unlisted.push((method.clone(), D::path()));
+            let record = if listed {
+                &mut self.operations
+            } else {
+                &mut self.unlisted
+            };
+            record.push((method.clone(), D::path()));
             self.serve(method, D::path(), handler.clone());
         }
-        self
     }
 
     fn serve<F, Args>(&mut self, method: Method, path: String, handler: F)
