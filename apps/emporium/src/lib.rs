@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::{HttpServer, web};
 use anyhow::Context;
-use eventlog::{DispatchSettings, Dispatcher};
+use eventlog::{DispatchSettings, Dispatcher, PublishSettings, Publishers};
 use kernel::db::{self, PoolSettings, Schema};
 use kernel::openapi::Routes;
 
@@ -95,6 +95,10 @@ pub struct Config {
     /// asking again (e.g. 30s); 0 (the default): it revalidates each time (ETag, 304).
     #[arg(long, env = "CATALOG_MAX_AGE", default_value = "0s", value_parser = kernel::parse_duration, global = true)]
     pub catalog_max_age: Duration,
+    /// NATS server whose JetStream receives every module's events (stream EMPORIUM,
+    /// subjects emporium.<module>.<event_type>); unset: events stay in the database.
+    #[arg(long, env = "NATS_URL", global = true)]
+    pub nats_url: Option<String>,
 }
 
 impl Config {
@@ -121,6 +125,7 @@ impl Config {
             max_read_waiters: orders_read::MAX_WAITERS,
             cors_allowed_origins: Vec::new(),
             catalog_max_age: Duration::ZERO,
+            nats_url: None,
         }
     }
 
@@ -258,6 +263,8 @@ pub fn endpoints() -> Vec<(Mount, Routes)> {
 /// stopped when dropped.
 pub struct Background {
     _dispatcher: Dispatcher,
+    /// With `NATS_URL`: each log's publisher to JetStream.
+    _publishers: Option<Publishers>,
     sweeper: tokio::task::JoinHandle<()>,
     reconciler: tokio::task::JoinHandle<()>,
     cleaner: tokio::task::JoinHandle<()>,
@@ -279,7 +286,7 @@ pub const CLIENT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Starts delivering events to every subscriber, the sweeper, the payment reconciler, the
 /// read model's cleaner (which finishes deleting generations a rebuild retired) and the
 /// users module's purger (expired refresh tokens, stale failed logins; every
-/// `PURGE_INTERVAL`).
+/// `PURGE_INTERVAL`), and with `NATS_URL` each module log's publisher.
 pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Result<Background> {
     let subscriptions = modules.subscriptions();
     let dispatcher = Dispatcher::start(
@@ -288,8 +295,20 @@ pub async fn start_background(config: &Config, modules: &Modules) -> anyhow::Res
         DispatchSettings::default(),
     )
     .await?;
+    let publishers = match &config.nats_url {
+        Some(url) => Some(
+            Publishers::start(
+                modules.published_logs(),
+                PublishSettings::new(url.clone()),
+                dispatcher.wake(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     Ok(Background {
         _dispatcher: dispatcher,
+        _publishers: publishers,
         sweeper: modules.orders.spawn_sweeper(),
         reconciler: modules.payment_service.clone().spawn_reconciler(
             payments::ReconcilerSettings {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use actix_web::middleware::from_fn;
 use actix_web::web;
-use eventlog::{EventSource, PgEventSource};
+use eventlog::{EventSource, PgEventSource, PublishedLog};
 use kernel::db::{self, Pool, PoolSettings, Schema};
 use orders_api::{OrderCommands, OrderQueries};
 use payments_api::PaymentApi;
@@ -58,6 +58,7 @@ pub struct Modules {
     /// One connection per database for `/health/ready`, apart from the serving pools, so
     /// that busy pools do not make the process look unready.
     pub(crate) health: Vec<(&'static str, Pool)>,
+    published_logs: Vec<PublishedLog>,
     admin_token: Option<String>,
 }
 
@@ -158,6 +159,24 @@ impl Modules {
             ))
         })
         .collect::<anyhow::Result<_>>()?;
+        // Each publisher's leader holds a session lock on a connection of its own.
+        let leader = PoolSettings {
+            max_size: 1,
+            ..settings
+        };
+        let published_logs = match config.nats_url {
+            Some(_) => log_pools
+                .iter()
+                .map(|(schema, _, pool)| {
+                    Ok(PublishedLog {
+                        schema: schema.name,
+                        pool: pool.clone(),
+                        leader: db::pool(&config.database_url, schema, leader)?,
+                    })
+                })
+                .collect::<anyhow::Result<_>>()?,
+            None => Vec::new(),
+        };
         let source = |schema: &Schema| -> Arc<dyn EventSource> {
             let (_, _, pool) = log_pools
                 .iter()
@@ -216,6 +235,7 @@ impl Modules {
             )
             .collect(),
             health,
+            published_logs,
             admin_token: config.admin_token.clone().filter(|t| !t.is_empty()),
         })
     }
@@ -249,6 +269,11 @@ impl Modules {
         let mut subscriptions = self.orders_read.subscriptions();
         subscriptions.extend(self.orders.subscriptions());
         subscriptions
+    }
+
+    /// The module logs published to NATS JetStream: every one with `NATS_URL`, else none.
+    pub fn published_logs(&self) -> Vec<PublishedLog> {
+        self.published_logs.clone()
     }
 
     /// Usage of each module's pool.

@@ -130,6 +130,10 @@ async fn statuses(modules: &Modules) -> Result<Vec<ProjectionStatus>, Problem> {
             .map_err(kernel::http::unexpected)?;
         by_name.entry(status.subscriber).or_default().push(status);
     }
+    for log in modules.published_logs() {
+        let status = log.status().await.map_err(kernel::http::unexpected)?;
+        by_name.entry(status.subscriber).or_default().push(status);
+    }
     let rebuilding = modules
         .orders_read
         .rebuild_progress()
@@ -347,6 +351,10 @@ mod gauges {
             for (name, help) in described {
                 metrics::describe_gauge!(name, help);
             }
+            metrics::describe_counter!(
+                eventlog::PUBLISHED,
+                "Events this process published to NATS JetStream and saw acknowledged, by module log."
+            );
             metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"), "commit" => COMMIT)
                 .set(1.0);
             let collector = metrics_process::Collector::default();

@@ -31,7 +31,7 @@ impl Default for DispatchSettings {
 /// stops them.
 pub struct Dispatcher {
     tasks: Vec<JoinHandle<()>>,
-    _wake: Listener,
+    wake: Listener,
 }
 
 impl Dispatcher {
@@ -61,7 +61,13 @@ impl Dispatcher {
         for group in by_subscriber {
             tasks.push(tokio::spawn(deliver(group, wake.subscribe(), settings)));
         }
-        Ok(Dispatcher { tasks, _wake: wake })
+        Ok(Dispatcher { tasks, wake })
+    }
+
+    /// The wake-ups of the event logs' channel, for other tasks that read the logs (the
+    /// publishers).
+    pub fn wake(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
     }
 
     pub fn stop(&self) {

@@ -32,7 +32,9 @@
 //! watermark, [`EventSource`]), `subscription.rs` ([`Subscriber`], [`Subscription`] and one
 //! step of delivery), `checkpoints.rs` (positions at rest, subscriber locks, the handover
 //! a rebuild needs), `dispatcher.rs` (the tasks that keep delivering), `wake.rs` (wake-ups after commit), `dead_letters.rs` (parked
-//! events, and their handover to a rebuilt subscriber).
+//! events, and their handover to a rebuilt subscriber), `publish.rs` (each log published
+//! to NATS JetStream by one leader, [`Publishers`]) over `jetstream.rs` (the stream, a
+//! batch sent and acknowledged).
 //!
 //! Its SQL is raw throughout, and that is the rule's exception, not a lapse: every log
 //! lives in a schema chosen at run time (each module's own), which diesel's static
@@ -47,6 +49,8 @@ mod append;
 mod checkpoints;
 mod dead_letters;
 mod dispatcher;
+mod jetstream;
+mod publish;
 mod read;
 mod subscription;
 mod wake;
@@ -55,6 +59,8 @@ pub use append::append;
 pub use checkpoints::{forget_checkpoints, hand_over_checkpoints, lock_subscriber};
 pub use dead_letters::{DeadLetter, dead_letters, forget_dead_letters, hand_over_dead_letters};
 pub use dispatcher::{DispatchSettings, Dispatcher};
+pub use jetstream::{PublishSettings, STREAM, StreamSettings, subject};
+pub use publish::{PUBLISHED, PUBLISHER, PublishedLog, Publishers};
 pub use read::{
     BACKLOG_CAP, Backlog, EventSource, LoggedEvent, PgEventSource, Position, backlog_statement,
 };

@@ -83,7 +83,7 @@ struct EventRow {
 }
 
 /// Reads up to `limit` events after `after`, only below the watermark, in log order.
-async fn read(
+pub(crate) async fn read(
     conn: &mut AsyncPgConnection,
     schema: &str,
     after: Position,

@@ -112,6 +112,28 @@ impl SubscriptionStatus {
     }
 }
 
+/// Where the checkpoint `key` in `schema` of `pool` stands on `source`.
+pub(crate) async fn status_of(
+    pool: &Pool,
+    schema: &str,
+    key: Key<'static>,
+    source: &dyn EventSource,
+) -> anyhow::Result<SubscriptionStatus> {
+    let mut conn = connect(pool).await?;
+    let checkpoint = checkpoints::status(&mut conn, schema, key).await?;
+    drop(conn);
+    let backlog = source.backlog(checkpoint.position()).await?;
+    Ok(SubscriptionStatus {
+        subscriber: key.0,
+        source: key.1,
+        applied: checkpoint.applied,
+        backlog,
+        attempts: checkpoint.attempts,
+        last_error: checkpoint.last_error,
+        dead_letters: checkpoint.dead_letters,
+    })
+}
+
 impl Subscription {
     fn key(&self) -> Key<'static> {
         (self.subscriber.name(), self.source.name())
@@ -123,19 +145,7 @@ impl Subscription {
 
     /// Where this subscription stands now.
     pub async fn status(&self) -> anyhow::Result<SubscriptionStatus> {
-        let mut conn = connect(&self.pool).await?;
-        let checkpoint = checkpoints::status(&mut conn, self.schema, self.key()).await?;
-        drop(conn);
-        let backlog = self.source.backlog(checkpoint.position()).await?;
-        Ok(SubscriptionStatus {
-            subscriber: self.subscriber.name(),
-            source: self.source.name(),
-            applied: checkpoint.applied,
-            backlog,
-            attempts: checkpoint.attempts,
-            last_error: checkpoint.last_error,
-            dead_letters: checkpoint.dead_letters,
-        })
+        status_of(&self.pool, self.schema, self.key(), self.source.as_ref()).await
     }
 
     /// Creates the checkpoint row if missing.

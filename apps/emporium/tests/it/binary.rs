@@ -35,6 +35,7 @@ fn help_lists_every_flag() {
         "LOGIN_LOCK_WINDOW",
         "CORS_ALLOWED_ORIGINS",
         "CATALOG_MAX_AGE",
+        "NATS_URL",
         "users",
         "keys",
     ] {

@@ -553,10 +553,10 @@ async fn invariants_hold_after_a_randomized_run() {
 }
 
 /// xorshift64: a seeded, reproducible sequence.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;

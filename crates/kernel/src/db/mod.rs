@@ -317,6 +317,12 @@ pub async fn connect(pool: &Pool) -> anyhow::Result<Connection> {
     })
 }
 
+/// Takes `conn` out of its pool for good and closes it: what a connection holding session
+/// state (a session advisory lock) must end with, instead of going back to the pool.
+pub fn detach(conn: Connection) {
+    drop(deadpool::managed::Object::take(conn));
+}
+
 /// `SELECT 1` through the pool, within `timeout`.
 pub async fn ping(pool: &Pool, timeout: Duration) -> anyhow::Result<()> {
     let check = async {
