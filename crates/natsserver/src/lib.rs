@@ -18,6 +18,8 @@ use anyhow::{Context, Result, bail};
 pub struct NatsServer {
     base: PathBuf,
     port: u16,
+    /// Its HTTP monitoring port (`/connz`, `/jsz`).
+    monitor: u16,
     child: Option<Child>,
 }
 
@@ -35,9 +37,11 @@ impl NatsServer {
             None => TcpListener::bind("127.0.0.1:0")?.local_addr()?.port(),
         };
         fs::write(&port_file, format!("{port}\n"))?;
+        let monitor = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let mut server = NatsServer {
             base,
             port,
+            monitor,
             child: None,
         };
         server.spawn(&binary)?;
@@ -52,6 +56,8 @@ impl NatsServer {
                 "127.0.0.1",
                 "-p",
                 &self.port.to_string(),
+                "-m",
+                &self.monitor.to_string(),
                 "-js",
                 "-sd",
             ])
@@ -78,6 +84,12 @@ impl NatsServer {
     /// `nats://127.0.0.1:<port>`.
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// `http://127.0.0.1:<monitoring port>`: `/connz` lists the connections with their
+    /// message counts.
+    pub fn monitoring_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.monitor)
     }
 
     pub fn running(&self) -> bool {

@@ -4,7 +4,6 @@
 //! killed and started again mid-run loses nothing and never makes the shop unready.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use diesel::sql_types::{BigInt, Integer, Text};
 use diesel_async::RunQueryDsl;
