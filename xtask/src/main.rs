@@ -240,6 +240,9 @@ fn test(root: &Path, extra: &[String]) -> Result<ExitCode> {
     args.extend(extra.iter().map(String::as_str));
     // The app suite checks `/metrics` with promtool (`apps/emporium/tests/it/metrics.rs`).
     let promtool = apt::ensure_tool_of(Path::new(PROMTOOL), "prometheus", "prometheus")?;
+    // The publisher's tests start nats-servers of their own (crate `natsserver`): installed
+    // here once, not by tests racing each other to apt.
+    apt::ensure_installed(Path::new(NATS_SERVER), "nats-server")?;
     let url = db::ensure(root)?;
     let status = status(
         cargo(root, &args)
@@ -251,6 +254,8 @@ fn test(root: &Path, extra: &[String]) -> Result<ExitCode> {
 
 /// Debian's, from its `prometheus` package.
 const PROMTOOL: &str = "/usr/bin/promtool";
+/// Debian's, from its `nats-server` package.
+pub(crate) const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
 /// Runs `cargo <args>` with DATABASE_URL pointing at a Postgres that answers, and passes
 /// on its exit code.

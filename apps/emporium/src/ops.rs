@@ -54,7 +54,8 @@ struct ProjectionList {
     projections: Vec<ProjectionStatus>,
 }
 
-/// One projection (or the order saga), summed over the event logs it reads.
+/// One projection (or the order saga, or with `NATS_URL` the publisher `nats_publisher`),
+/// summed over the event logs it reads.
 #[derive(Serialize, ToSchema)]
 struct ProjectionStatus {
     #[schema(value_type = String, examples("orders_read"))]

@@ -121,8 +121,10 @@ impl Drop for NatsServer {
 
 /// `nats-server` on the PATH, or installed with apt (Debian's package `nats-server`).
 fn binary() -> Result<PathBuf> {
+    // Debian's package puts it in /usr/sbin, which a user's PATH may lack.
     let find = || {
         env::split_paths(&env::var_os("PATH").unwrap_or_default())
+            .chain([PathBuf::from("/usr/sbin")])
             .map(|dir| dir.join("nats-server"))
             .find(|path| path.is_file())
     };

@@ -12,6 +12,11 @@ use kernel::testing::TestDatabase;
 use natsserver::NatsServer;
 use serde_json::{Value, json};
 
+/// The README's consumer in another service, run here as its user would.
+#[path = "../../../../crates/eventlog/examples/consume_stream.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod consume_stream;
+
 use crate::guarantees::Rng;
 use crate::{TestApp, database, spawn_with};
 
@@ -275,6 +280,30 @@ async fn every_event_reaches_the_stream_once_in_log_order() {
             .await;
         assert!(events > 0, "the run wrote to the {log} log");
     }
+    // The example consumer reads the orders module's events, each once, then nothing new.
+    let idle = std::time::Duration::from_millis(500);
+    let orders = consume_stream::consume(&nats.url(), "shipping", "emporium.orders.>", idle)
+        .await
+        .unwrap();
+    let logged = db.scalar("SELECT count(*) AS n FROM orders.events").await;
+    assert_eq!(
+        orders.len() as i64,
+        logged,
+        "the consumer got every order event"
+    );
+    assert!(orders.iter().all(|e| {
+        e.subject.starts_with("emporium.orders.order.")
+            && e.envelope["event_type"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("order."))
+    }));
+    let again = consume_stream::consume(&nats.url(), "shipping", "emporium.orders.>", idle)
+        .await
+        .unwrap();
+    assert!(
+        again.is_empty(),
+        "a durable consumer resumes after what it acknowledged"
+    );
     // Published events are counted by log.
     let metrics = app.http.get("/metrics").await;
     let text = metrics.body.as_str().unwrap_or_default().to_owned();
