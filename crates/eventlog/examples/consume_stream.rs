@@ -78,6 +78,8 @@ pub async fn consume(
     }
 }
 
+// An example's output is its point.
+#[allow(clippy::print_stdout)]
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let url = std::env::var("NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
