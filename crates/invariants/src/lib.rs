@@ -10,6 +10,8 @@
 
 use std::time::Duration;
 
+pub mod stream;
+
 // The spellings of the states this SQL reads, written once and formatted in. This crate
 // depends on nothing (`cargo xtask`, which links it, builds without the modules), so it
 // cannot call the types' `as_str`; `tests::spellings_are_the_types` holds each order and
