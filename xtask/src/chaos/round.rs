@@ -64,7 +64,11 @@ impl Chaos {
                     Moment::GatewayCalls => "the moment gateway calls were in flight",
                 };
                 let numbers: Vec<String> = killed.iter().map(usize::to_string).collect();
-                let what = format!("killed instance(s) {} with -9 {moment}", numbers.join(", "));
+                let what = format!(
+                    "killed instance(s) {} of 0-{} with -9 {moment}",
+                    numbers.join(", "),
+                    plan.instances - 1
+                );
                 (what, in_flight, after, killed)
             }
             Crash::Postgres => {
@@ -118,10 +122,10 @@ impl Chaos {
             counts.slow.load(Ordering::SeqCst),
         );
         let each: Vec<String> = instances.sent().iter().map(u64::to_string).collect();
-        let restarted = if killed.is_empty() {
-            String::new()
-        } else {
-            format!(" ({survivors} kept serving; the killed ready again {restart_took:.1?} later)")
+        let restarted = match survivors {
+            _ if killed.is_empty() => String::new(),
+            0 => format!(" (restarted, ready in {restart_took:.1?})"),
+            n => format!(" ({n} served on alone; restarted, ready in {restart_took:.1?})"),
         };
         println!(
             "round {round}: {} instance(s); {what} after {crashed_after:.1?}{restarted}, \
