@@ -73,9 +73,10 @@ enum Task {
     /// The OpenAPI document against the server: schemathesis (`--checks all`) on a debug
     /// build with seeded data, and a flow through a client generated from the document.
     Fuzz,
-    /// Crash the running system (kill -9 the server or two servers, at a random moment or
-    /// while payment gateway calls are in flight; crash Postgres) under a mixed load, round
-    /// after round, and check the contract's invariants after each has settled.
+    /// Crash the running system (one to three servers on one database: kill -9 one, two or
+    /// all of them, at a random moment or while payment gateway calls are in flight, the
+    /// others serving on; or crash Postgres) under a mixed load spread over the servers,
+    /// round after round, and check the contract's invariants after each has settled.
     Chaos {
         /// How many rounds.
         #[arg(long, default_value_t = 20)]

@@ -1,6 +1,6 @@
 //! After a round: settle, then check the contract's invariants (crate `invariants`) in the
 //! database, the gateway's ledger against the payments included, and the same facts
-//! through the API.
+//! through the API of every instance.
 
 use std::time::{Duration, Instant};
 
@@ -19,13 +19,14 @@ pub(super) const SETTLE_LIMIT: Duration = Duration::from_secs(90);
 
 /// Waits until background work has settled (projections caught up, no payment pending,
 /// no refund unconfirmed) and the invariants hold, or [`SETTLE_LIMIT`] is up; then checks
-/// them once more, in the database and through the API. The violations, and how long
-/// settling took.
+/// them once more, in the database and through the API, each read asked of the next of
+/// `bases` in turn. The violations, and how long settling took.
 pub(super) async fn settle_and_check(
     url: &DbUrl,
-    base: &str,
+    bases: &[String],
     shop: &Shop,
 ) -> Result<(Vec<String>, Duration)> {
+    let base = bases.first().context("no instance to check through")?;
     let client = db::connect(url).await.context("connecting for checks")?;
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -46,7 +47,7 @@ pub(super) async fn settle_and_check(
                 ));
             }
             if found.is_empty() {
-                found.extend(api_agrees(&client, &http, base, shop).await?);
+                found.extend(api_agrees(&client, &http, bases, shop).await?);
             }
             return Ok((found, started.elapsed()));
         }
@@ -96,15 +97,18 @@ async fn lag(http: &reqwest::Client, base: &str) -> Result<i64> {
 }
 
 /// The same facts through the API: every product's stock, and every order the drivers
-/// placed, as the read model answers them, equal the database's write model.
+/// placed, as the read model answers them, equal the database's write model, whichever
+/// instance answers (each read asks the next of `bases`).
 async fn api_agrees(
     client: &tokio_postgres::Client,
     http: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     shop: &Shop,
 ) -> Result<Vec<String>> {
     let mut found = Vec::new();
+    let mut next = bases.iter().cycle();
     for product in &shop.products {
+        let base = next.next().context("no instance")?;
         let answer: Value = http
             .get(format!("{base}/products/{product}"))
             .send()
@@ -125,6 +129,7 @@ async fn api_agrees(
     }
     let orders = shop.orders.lock().await.clone();
     for (order, _) in orders {
+        let base = next.next().context("no instance")?;
         let row = client
             .query_opt(
                 "SELECT status, version FROM orders.orders WHERE id = $1::text::uuid",

@@ -1,9 +1,10 @@
 //! The load of a chaos round: drivers sending a concurrent, random mix of every command
 //! (orders placed, confirmed with every gateway token, shipped, delivered, cancelled;
-//! restocks; renames) until told to stop.
+//! restocks; renames) until told to stop, each request to an instance picked at random
+//! among those serving ([`Instances`], as a load balancer would).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -37,10 +38,63 @@ pub(super) struct Counts {
     pub(super) slow: AtomicU64,
 }
 
-/// One load driver: random commands until told to stop. Failures are expected (a server
-/// dies under it); they are counted, not fatal.
+/// The instances of a round as the load sees them: each one's base URL while it serves,
+/// and the requests sent to each.
+pub(super) struct Instances {
+    /// By instance number; `None` while it is down (killed, not yet started again).
+    serving: Mutex<Vec<Option<String>>>,
+    sent: Vec<AtomicU64>,
+}
+
+impl Instances {
+    pub(super) fn new(bases: Vec<String>) -> Instances {
+        Instances {
+            sent: bases.iter().map(|_| AtomicU64::new(0)).collect(),
+            serving: Mutex::new(bases.into_iter().map(Some).collect()),
+        }
+    }
+
+    /// One of those serving, at random, counted as sent to; `None` while none serves.
+    fn pick(&self, rng: &mut Rng) -> Option<String> {
+        let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        let up: Vec<usize> = (0..serving.len())
+            .filter(|&i| serving[i].is_some())
+            .collect();
+        if up.is_empty() {
+            return None;
+        }
+        let instance = up[rng.below(up.len())];
+        self.sent[instance].fetch_add(1, Ordering::Relaxed);
+        serving[instance].clone()
+    }
+
+    /// Instance `instance` is down: no request goes to it any more.
+    pub(super) fn down(&self, instance: usize) {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())[instance] = None;
+    }
+
+    /// Instance `instance` serves (again) at `base`.
+    pub(super) fn up(&self, instance: usize, base: String) {
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())[instance] = Some(base);
+    }
+
+    /// The base URL of each instance serving, by instance number.
+    pub(super) fn serving(&self) -> Vec<String> {
+        let serving = self.serving.lock().unwrap_or_else(|e| e.into_inner());
+        serving.iter().flatten().cloned().collect()
+    }
+
+    /// Requests sent to each instance so far, by instance number.
+    pub(super) fn sent(&self) -> Vec<u64> {
+        self.sent.iter().map(|n| n.load(Ordering::SeqCst)).collect()
+    }
+}
+
+/// One load driver: random commands, each to an instance serving, until told to stop.
+/// Failures are expected (a server dies under it); they are counted, not fatal. While no
+/// instance serves it waits.
 pub(super) async fn drive(
-    base: String,
+    instances: Arc<Instances>,
     shop: Arc<Shop>,
     mut rng: Rng,
     stop: Arc<AtomicBool>,
@@ -51,6 +105,10 @@ pub(super) async fn drive(
         .build()
         .expect("http client");
     while !stop.load(Ordering::SeqCst) {
+        let Some(base) = instances.pick(&mut rng) else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
         counts.sent.fetch_add(1, Ordering::Relaxed);
         let pick = rng.next() % 100;
         let orders_known = shop.orders.lock().await.len();

@@ -124,6 +124,52 @@ async fn the_read_model_can_live_in_another_database() {
     );
 }
 
+/// Two instances with the read model in another database: each reads with `min_version`,
+/// fresh, what the other wrote (the waiter woken by the projection of whichever instance
+/// applied it); the projection's checkpoints are in the read database, none in the write
+/// one; and when one instance stops, the other projects on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_a_read_model_in_another_database() {
+    let (write, read) = (crate::database().await, crate::database().await);
+    let config = |read_url: String| {
+        move |url: &str| Config {
+            read_database_url: Some(read_url),
+            ..Config::for_database(url)
+        }
+    };
+    let first = spawn_with(write.clone(), config(read.url.clone()), Hooks::default()).await;
+    let second = spawn_with(write.clone(), config(read.url.clone()), Hooks::default()).await;
+    let user = first.user("shared@example.com").await;
+    let product = first.product("Shared", "2.00", 5).await;
+    let fresh = async |app: &crate::TestApp, order: &str, version: i64| {
+        let view = app
+            .http
+            .get(&format!("/queries/orders/{order}?min_version={version}"))
+            .await;
+        (
+            view.status,
+            view.header("x-read-model-stale").map(str::to_owned),
+            view.body["version"].as_i64(),
+        )
+    };
+    for (writer, reader) in [(&first, &second), (&second, &first)] {
+        let order = writer.placed(&user, &[(&product, 1)]).await;
+        assert_eq!(fresh(reader, &order, 1).await, (200, None, Some(1)));
+        let cancelled = reader
+            .command(&order, "cancel", json!({"reason": "changed my mind"}))
+            .await;
+        assert_eq!(cancelled.status, 202, "{:#}", cancelled.body);
+        let version = cancelled.body["version"].as_i64().unwrap();
+        assert_eq!(fresh(writer, &order, version).await, (200, None, Some(version)));
+    }
+    let checkpoints = "SELECT count(*) AS n FROM orders_read.checkpoints";
+    assert!(read.scalar(checkpoints).await > 0);
+    assert_eq!(write.scalar(checkpoints).await, 0);
+    first.stop().await;
+    let order = second.placed(&user, &[(&product, 1)]).await;
+    assert_eq!(fresh(&second, &order, 1).await, (200, None, Some(1)));
+}
+
 /// Pools of one connection: the saga reads the orders log through the pool its own
 /// transaction is on, and still confirms an order whose payment was captured (the
 /// request stopped after the charge, so only the saga can confirm it) and commits its
