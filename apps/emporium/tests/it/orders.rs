@@ -160,7 +160,10 @@ async fn two_instances_share_a_read_model_in_another_database() {
             .await;
         assert_eq!(cancelled.status, 202, "{:#}", cancelled.body);
         let version = cancelled.body["version"].as_i64().unwrap();
-        assert_eq!(fresh(writer, &order, version).await, (200, None, Some(version)));
+        assert_eq!(
+            fresh(writer, &order, version).await,
+            (200, None, Some(version))
+        );
     }
     let checkpoints = "SELECT count(*) AS n FROM orders_read.checkpoints";
     assert!(read.scalar(checkpoints).await > 0);
