@@ -168,14 +168,19 @@ async fn every_event_names_its_cause_and_the_steps_it_caused_keep_its_request_id
             step("order.cancelled", "user", Some(&staff), Some("req-cancel")),
         ]
     );
-    // The refund is the cancel's step (whether the request or the saga took it).
+    // The refund is the cancel's step (whether the request or the saga took it), or the
+    // capture's when the saga saw the capture only after the cancel (a slow machine): it
+    // then refunds a cancelled order's payment as that event's step.
     let payments = trail(&app, "payments").await;
     assert_eq!(
         payments[0],
         step("payment.captured", "user", Some(&user), Some("req-confirm"))
     );
     assert_eq!(payments[1].0, "payment.refunded");
-    assert_eq!(payments[1].3.as_deref(), Some("req-cancel"), "{payments:?}");
+    assert!(
+        matches!(payments[1].3.as_deref(), Some("req-cancel" | "req-confirm")),
+        "{payments:?}"
+    );
     // Stock moves of the products module, caused by the same requests.
     let products = trail(&app, "products").await;
     assert!(
