@@ -46,7 +46,7 @@ pub async fn append(
             aggregate_id: event.aggregate_id,
             aggregate_version: event.aggregate_version,
             occurred_at: now,
-            schema_version: 1,
+            schema_version: event.schema_version,
             actor,
             correlation_id: correlation_id.clone(),
             payload: event.payload.clone(),

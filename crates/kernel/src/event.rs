@@ -2,18 +2,26 @@
 //! (plain data; the Postgres event log that stores and delivers it is `crates/eventlog`).
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize};
+
+use crate::contract::Payload;
 use uuid::Uuid;
 
 /// `{"event_id", "event_type", "aggregate_id", "aggregate_version", "occurred_at",
 /// "schema_version", "actor", "correlation_id", "payload"}`, as the contract defines it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Envelope {
+    /// Unique per event; the `Nats-Msg-Id` of its message.
+    #[schema(value_type = String, format = "uuid")]
     pub event_id: Uuid,
     pub event_type: String,
+    /// The order, payment, product or user the event is about.
+    #[schema(value_type = String, format = "uuid")]
     pub aggregate_id: Uuid,
+    /// The aggregate's version after the event: 1, 2, ... per aggregate.
     pub aggregate_version: i64,
     pub occurred_at: DateTime<Utc>,
+    /// The version of the payload's shape (see the event type).
     pub schema_version: i32,
     /// Who caused the event (the audit trail). Envelopes stored before it existed read as
     /// `system`.
@@ -23,14 +31,18 @@ pub struct Envelope {
     /// modules take because of it; `None` for the system's own work (such as expiry).
     #[serde(default)]
     pub correlation_id: Option<String>,
+    /// The event type's payload, at `schema_version`.
+    #[schema(value_type = Object)]
     pub payload: serde_json::Value,
 }
 
 /// Who caused an event: `{"kind": "user" | "admin_token" | "system", "id": <user id or
 /// null>}`. A request made without credentials (a registration) is a `user` with no id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Actor {
     pub kind: ActorKind,
+    /// The user's id for `user` (null for a caller without credentials), else null.
+    #[schema(value_type = Option<String>, format = "uuid")]
     pub id: Option<Uuid>,
 }
 
@@ -59,7 +71,7 @@ impl Actor {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorKind {
     User,
@@ -92,13 +104,15 @@ impl std::str::FromStr for ActorKind {
 }
 
 impl Envelope {
-    /// The payload as the type its event type promises.
-    pub fn payload<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
-        serde_json::from_value(self.payload.clone()).map_err(|e| {
+    /// The payload as the type its event type promises, upcast from the version it was
+    /// written at ([`Payload::read`]).
+    pub fn payload<T: Payload>(&self) -> anyhow::Result<T> {
+        T::read(self.schema_version, self.payload.clone()).map_err(|e| {
             anyhow::anyhow!(
-                "event {} ({}) has a malformed payload: {e}",
+                "event {} ({} v{}) has a malformed payload: {e:#}",
                 self.event_id,
-                self.event_type
+                self.event_type,
+                self.schema_version
             )
         })
     }
@@ -110,11 +124,13 @@ pub struct NewEvent {
     pub event_type: &'static str,
     pub aggregate_id: Uuid,
     pub aggregate_version: i64,
+    pub schema_version: i32,
     pub payload: serde_json::Value,
 }
 
 impl NewEvent {
-    pub fn new<T: Serialize>(
+    /// `payload` at its type's [`Payload::SCHEMA_VERSION`].
+    pub fn new<T: Payload>(
         event_type: &'static str,
         aggregate_id: impl Into<Uuid>,
         version: i64,
@@ -124,6 +140,7 @@ impl NewEvent {
             event_type,
             aggregate_id: aggregate_id.into(),
             aggregate_version: version,
+            schema_version: T::SCHEMA_VERSION,
             payload: serde_json::to_value(payload).expect("event payloads serialize"),
         }
     }

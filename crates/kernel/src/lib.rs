@@ -2,7 +2,7 @@
 //!
 //! Always available (and all an `-api` crate may use): typed ids, [`Money`], pagination,
 //! the [`Problem`] error shape with [`IntoProblem`] (each `-api` error states its own
-//! answer), the event [`Envelope`], the caller ([`Principal`], [`Role`], with the guards
+//! answer), the event [`Envelope`] and the event contracts ([`contract`]), the caller ([`Principal`], [`Role`], with the guards
 //! each module's rules use), and duration parsing, each with its OpenAPI schema.
 //! Behind features:
 //! - `db`: Postgres plumbing (database creation, per-module roles and schemas, per-module
@@ -25,6 +25,7 @@
 //! and the app's configuration (which modules exist, which schemas there are).
 
 mod config;
+pub mod contract;
 mod event;
 mod id;
 pub mod input;
@@ -53,6 +54,7 @@ pub mod testing;
 pub mod timing;
 
 pub use config::{DEFAULT_DATABASE_URL, parse_duration, parse_interval, parse_origin};
+pub use contract::{Contract, Log, Payload, Subscribes};
 pub use event::{Actor, ActorKind, Envelope, NewEvent};
 pub use id::{OrderId, PaymentId, ProductId, UserId};
 pub use money::{Money, MoneyError, MoneyInput};

@@ -27,7 +27,7 @@ use orders_api::OrderQueries;
 pub use cleanup::CLEANUP_EVERY;
 pub use http::{endpoints, routes};
 /// Public so the read side's own suite can drive it with events directly.
-pub use projection::OrderProjection;
+pub use projection::{OrderProjection, SUBSCRIBES};
 pub use queries::{LIST_TOTAL, MAX_WAITERS, OrderReadModel, READ_YOUR_WRITES_WAIT};
 pub use rebuild::{Progress as RebuildProgress, RebuildError};
 pub use waits::MOVED;

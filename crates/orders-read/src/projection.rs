@@ -26,7 +26,7 @@ use diesel::sql_types::{
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use eventlog::Subscriber;
-use kernel::Envelope;
+use kernel::{Envelope, Subscribes};
 use orders_api::{OrderStatus, events as order_events};
 use products_api::events as product_events;
 use users_api::events as user_events;
@@ -39,6 +39,35 @@ use crate::states::{GenerationState, StoredStatus};
 pub(crate) const NAME: &str = "orders_read";
 /// The name a rebuild runs under while it builds a generation.
 pub(crate) const REBUILD_NAME: &str = "orders_read_rebuild";
+
+/// What the projection reads: the event catalog's entry, and the filter [`Batch::add`]
+/// applies (an event of another type passes by; a type listed here without an arm there is
+/// an error, so the two cannot drift apart).
+pub const SUBSCRIBES: Subscribes = Subscribes {
+    subscriber: NAME,
+    summary: "Projects orders, with their users' and products' latest names, into the read \
+              model that queries answer from.",
+    sources: &[
+        (
+            "users",
+            &[user_events::USER_REGISTERED, user_events::USER_UPDATED],
+        ),
+        (
+            "products",
+            &[product_events::PRODUCT_CREATED, product_events::PRODUCT_UPDATED],
+        ),
+        (
+            "orders",
+            &[
+                order_events::ORDER_CREATED,
+                order_events::ORDER_CONFIRMED,
+                order_events::ORDER_SHIPPED,
+                order_events::ORDER_DELIVERED,
+                order_events::ORDER_CANCELLED,
+            ],
+        ),
+    ],
+};
 
 /// The projection of order, user and product events into the read model.
 pub struct OrderProjection {
@@ -92,7 +121,7 @@ impl Subscriber for OrderProjection {
     async fn apply_batch(
         &self,
         conn: &mut AsyncPgConnection,
-        _source: &str,
+        source: &str,
         events: &[&Envelope],
     ) -> anyhow::Result<bool> {
         let generation = match self.generation {
@@ -101,7 +130,9 @@ impl Subscriber for OrderProjection {
         };
         let mut batch = Batch::default();
         for event in events {
-            batch.add(event)?;
+            if SUBSCRIBES.handles(source, &event.event_type) {
+                batch.add(event)?;
+            }
         }
         batch.apply(conn, generation).await?;
         if self.generation.is_none() {
@@ -178,20 +209,27 @@ impl Batch {
         };
         match event.event_type.as_str() {
             user_events::USER_REGISTERED | user_events::USER_UPDATED => {
-                let user: user_events::UserUpdated = event.payload()?;
+                let (name, email) = if event.event_type == user_events::USER_REGISTERED {
+                    let user: user_events::UserRegistered = event.payload()?;
+                    (user.name, user.email)
+                } else {
+                    let user: user_events::UserUpdated = event.payload()?;
+                    (user.name, user.email)
+                };
                 let seen = UserSeen {
                     version,
-                    name: user.name,
-                    email: user.email,
+                    name,
+                    email,
                 };
                 keep_newest(&mut self.users, id, seen, |u| u.version);
             }
             product_events::PRODUCT_CREATED | product_events::PRODUCT_UPDATED => {
-                let product: product_events::ProductUpdated = event.payload()?;
-                let seen = ProductSeen {
-                    version,
-                    name: product.name,
+                let name = if event.event_type == product_events::PRODUCT_CREATED {
+                    event.payload::<product_events::ProductCreated>()?.name
+                } else {
+                    event.payload::<product_events::ProductUpdated>()?.name
                 };
+                let seen = ProductSeen { version, name };
                 keep_newest(&mut self.products, id, seen, |p| p.version);
             }
             order_events::ORDER_CREATED => {
@@ -209,7 +247,7 @@ impl Batch {
                 let cancelled: order_events::OrderCancelled = event.payload()?;
                 self.status(id, status(OrderStatus::Cancelled, Some(cancelled.reason)));
             }
-            _ => {}
+            other => anyhow::bail!("{other} is in SUBSCRIBES but the projection has no arm for it"),
         }
         Ok(())
     }

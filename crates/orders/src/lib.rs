@@ -33,6 +33,7 @@ use orders_api::OrderCommands;
 
 pub use commands::{Dependencies, FaultHook, OrderCommandHandler};
 pub use http::{endpoints, routes};
+pub use saga::SUBSCRIBES;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/orders");
 

@@ -51,6 +51,7 @@ struct PricedLine {
     product_name: String,
     quantity: i64,
     price: Money,
+    subtotal: Money,
 }
 
 /// `ttl` as a span of time (a TTL beyond what chrono spans is a century).
@@ -166,6 +167,7 @@ impl OrderCommandHandler {
                 product_name: product.name,
                 quantity: line.quantity,
                 price: product.price,
+                subtotal,
             });
         }
         let most = payments_api::max_charge();
@@ -273,6 +275,7 @@ impl OrderCommandHandler {
                     product_name: l.product_name,
                     quantity: l.quantity,
                     price: l.price,
+                    subtotal: l.subtotal,
                 })
                 .collect(),
             total,

@@ -24,7 +24,7 @@
 use async_trait::async_trait;
 use diesel_async::AsyncPgConnection;
 use eventlog::Subscriber;
-use kernel::{Envelope, OrderId, PaymentId, db};
+use kernel::{Envelope, OrderId, PaymentId, Subscribes, db};
 use orders_api::events as order_events;
 use orders_api::{OrderError, OrderStatus};
 use payments_api::events as payment_events;
@@ -34,6 +34,23 @@ use crate::store::{load, load_for_update, save};
 
 /// The saga's subscriber name (and checkpoint key).
 pub(crate) const NAME: &str = "orders_saga";
+
+/// What the saga reacts to: the event catalog's entry, and the filter its
+/// [`Subscriber::effects`] and [`Subscriber::apply`] apply (an event of another type passes
+/// by; a type listed here without an arm there is an error).
+pub const SUBSCRIBES: Subscribes = Subscribes {
+    subscriber: NAME,
+    summary: "Drives the steps across modules: confirms a paid order (or refunds a payment \
+              nobody wants), commits a confirmed order's stock, and refunds and releases a \
+              cancelled one's.",
+    sources: &[
+        ("payments", &[payment_events::PAYMENT_CAPTURED]),
+        (
+            "orders",
+            &[order_events::ORDER_CONFIRMED, order_events::ORDER_CANCELLED],
+        ),
+    ],
+};
 
 pub(crate) struct OrderSaga {
     pub(crate) handler: OrderCommandHandler,
@@ -86,7 +103,10 @@ impl Subscriber for OrderSaga {
         NAME
     }
 
-    async fn effects(&self, _source: &str, event: &Envelope) -> anyhow::Result<()> {
+    async fn effects(&self, source: &str, event: &Envelope) -> anyhow::Result<()> {
+        if !SUBSCRIBES.handles(source, &event.event_type) {
+            return Ok(());
+        }
         let order_id = event.aggregate_id.into();
         match event.event_type.as_str() {
             payment_events::PAYMENT_CAPTURED => {
@@ -95,17 +115,19 @@ impl Subscriber for OrderSaga {
             }
             order_events::ORDER_CONFIRMED => self.handler.commit_stock(order_id).await,
             order_events::ORDER_CANCELLED => self.handler.compensate(order_id).await,
-            _ => Ok(()),
+            other => anyhow::bail!("{other} is in SUBSCRIBES but the saga has no arm for it"),
         }
     }
 
     async fn apply(
         &self,
         conn: &mut AsyncPgConnection,
-        _source: &str,
+        source: &str,
         event: &Envelope,
     ) -> anyhow::Result<()> {
-        if event.event_type == payment_events::PAYMENT_CAPTURED {
+        if SUBSCRIBES.handles(source, &event.event_type)
+            && event.event_type == payment_events::PAYMENT_CAPTURED
+        {
             let captured: payment_events::PaymentCaptured = event.payload()?;
             self.confirm_if_pending(conn, captured.order_id, captured.payment_id)
                 .await?;

@@ -179,7 +179,7 @@ const INSERT_LINES: &str =
 /// JSON support is a feature too).
 const INSERT_EVENT: &str = "INSERT INTO floor.events
     (event_id, event_type, aggregate_id, aggregate_version, occurred_at, schema_version, payload)
-    VALUES ($1, 'order.created', $2, 1, now(), 1, $3::text::jsonb)";
+    VALUES ($1, 'order.created', $2, 1, now(), 2, $3::text::jsonb)";
 /// Delivered on commit, as emporium's outbox does, on a channel no emporium process
 /// listens to.
 const NOTIFY: &str = "SELECT pg_notify('bench_floor', 'floor')";

@@ -6,6 +6,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError, web};
 use serde::Deserialize;
 use serde_json::json;
+use rust_decimal::Decimal;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
@@ -272,8 +273,11 @@ async fn place(pool: web::Data<Pool>, body: web::Bytes) -> Answer {
     .await?;
     let items: Vec<_> = (0..lines.len())
         .map(|i| {
+            let price: Decimal = prices[i].parse().expect("a numeric from Postgres");
+            let subtotal = price * Decimal::from(quantities[i]);
             json!({"product_id": lines[i].product_id, "product_name": names[i],
-                   "quantity": quantities[i], "price": prices[i]})
+                   "quantity": quantities[i], "price": prices[i],
+                   "subtotal": format!("{subtotal:.2}")})
         })
         .collect();
     let payload = json!({"user_id": user.0, "user_name": user_name, "user_email": user_email,

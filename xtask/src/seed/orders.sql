@@ -57,11 +57,12 @@ SELECT pg_temp.uuid7(st.at),
        CASE st.command WHEN 'place' THEN 'order.created' WHEN 'confirm' THEN 'order.confirmed'
            WHEN 'cancel' THEN 'order.cancelled' WHEN 'ship' THEN 'order.shipped'
            ELSE 'order.delivered' END,
-       o.id, st.k, st.at, 1,
+       o.id, st.k, st.at, CASE st.command WHEN 'place' THEN 2 ELSE 1 END,
        CASE st.command
            WHEN 'place' THEN jsonb_build_object(
                'items', (SELECT jsonb_agg(jsonb_build_object('price', p.price::text,
-                             'quantity', l.quantity, 'product_id', p.id, 'product_name', p.name)
+                             'quantity', l.quantity, 'product_id', p.id, 'product_name', p.name,
+                             'subtotal', (p.price * l.quantity)::text)
                              ORDER BY l.line)
                          FROM seed_plan_lines l JOIN seed_products p ON p.idx = l.product_idx
                          WHERE l.i = o.i),

@@ -113,7 +113,11 @@ async fn the_projection_applies_an_event_that_commits_late() {
         users_api::events::USER_UPDATED,
         early.parse::<uuid::Uuid>().unwrap(),
         2,
-        &json!({"email": "early@example.com", "name": "Renamed Early", "active": true}),
+        &users_api::events::UserUpdated {
+            email: "early@example.com".into(),
+            name: "Renamed Early".into(),
+            active: true,
+        },
     );
     eventlog::append(&mut a, "users", &[renamed]).await.unwrap();
     // Writer B (an ordinary request) commits after A began.

@@ -31,12 +31,7 @@ async fn an_append_on_a_lost_connection_is_unavailable() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let event = NewEvent::new(
-        "test.happened",
-        uuid::Uuid::now_v7(),
-        1,
-        &serde_json::json!({}),
-    );
+    let event = test_event(1, serde_json::json!({}));
     let error = eventlog::append(&mut conn, "ledger", &[event])
         .await
         .expect_err("the connection is gone");

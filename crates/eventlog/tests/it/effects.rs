@@ -96,7 +96,7 @@ async fn effects_run_outside_the_transaction_and_gate_their_event() {
             .into_iter()
             .map(|(n, poison)| {
                 let payload = serde_json::json!({"n": n, "poison": poison});
-                NewEvent::new("test.happened", uuid::Uuid::now_v7(), 1, &payload)
+                test_event(1, payload)
             })
             .collect();
         // One transaction, as a command appends: the three become visible together (each

@@ -99,12 +99,7 @@ impl Fixture {
     }
 
     async fn append(&self, conn: &mut AsyncPgConnection, n: i64, poison: bool) {
-        let event = NewEvent::new(
-            "test.happened",
-            uuid::Uuid::now_v7(),
-            1,
-            &serde_json::json!({"n": n, "poison": poison}),
-        );
+        let event = test_event(1, serde_json::json!({"n": n, "poison": poison}));
         eventlog::append(conn, "ledger", &[event]).await.unwrap();
     }
 
@@ -189,12 +184,7 @@ async fn two_dispatchers_apply_each_event_once() {
                 let mut conn = db::connect(&pool).await.unwrap();
                 for i in 0..50 {
                     let n = w * 1000 + i;
-                    let event = NewEvent::new(
-                        "test.happened",
-                        uuid::Uuid::now_v7(),
-                        1,
-                        &serde_json::json!({"n": n}),
-                    );
+                    let event = test_event(1, serde_json::json!({"n": n}));
                     eventlog::append(&mut conn, "ledger", &[event])
                         .await
                         .unwrap();
@@ -331,12 +321,7 @@ async fn events_appended_together_keep_their_order() {
     let events: Vec<NewEvent> = order
         .iter()
         .map(|n| {
-            NewEvent::new(
-                "test.happened",
-                uuid::Uuid::now_v7(),
-                *n,
-                &serde_json::json!({"n": n, "poison": false}),
-            )
+            test_event(*n, serde_json::json!({"n": n, "poison": false}))
         })
         .collect();
     let written = db::transaction(&mut conn, async |conn| {
@@ -364,4 +349,16 @@ async fn events_appended_together_keep_their_order() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A `test.happened` event at version `version` of a new aggregate, with `payload` (these
+/// tests are about the log, not about any module's contract).
+pub fn test_event(version: i64, payload: serde_json::Value) -> NewEvent {
+    NewEvent {
+        event_type: "test.happened",
+        aggregate_id: uuid::Uuid::now_v7(),
+        aggregate_version: version,
+        schema_version: 1,
+        payload,
+    }
 }

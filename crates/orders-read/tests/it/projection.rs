@@ -185,12 +185,7 @@ impl History {
         products.truncate(1 + self.rng.below(products.len()));
         let items: Vec<order_events::OrderLine> = products
             .iter()
-            .map(|&product| order_events::OrderLine {
-                product_id: ProductId::from(product),
-                product_name: format!("Lamp as placed {}", self.rng.pick(&NAMES)),
-                quantity: 1 + self.rng.below(3) as i64,
-                price: Money::parse("12.50").expect("a price"),
-            })
+            .map(|&product| order_events::OrderLine::new(ProductId::from(product), format!("Lamp as placed {}", self.rng.pick(&NAMES)), 1 + self.rng.below(3) as i64, Money::parse("12.50").expect("a price")).expect("a line"))
             .collect();
         let placed_as = *self.rng.pick(&NAMES);
         let payload = order_events::OrderCreated {
