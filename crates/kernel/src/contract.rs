@@ -124,8 +124,9 @@ impl Log {
     }
 }
 
-/// A subscriber's name (its checkpoint key), what it is, and the event types it acts on,
-/// per source log. Events of other types pass it by.
+/// A subscriber's name (its checkpoint key), what it does, and the event types it acts on,
+/// per source log (a module). Events of other types pass it by. Event types are unique
+/// across modules, so the type alone decides ([`Subscribes::handles`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Subscribes {
     pub subscriber: &'static str,
@@ -135,11 +136,11 @@ pub struct Subscribes {
 }
 
 impl Subscribes {
-    /// Whether it acts on `event_type` from the log of `module`.
-    pub fn handles(&self, module: &str, event_type: &str) -> bool {
+    /// Whether it acts on events of `event_type`.
+    pub fn handles(&self, event_type: &str) -> bool {
         self.sources
             .iter()
-            .any(|(source, types)| *source == module && types.contains(&event_type))
+            .any(|(_, types)| types.contains(&event_type))
     }
 }
 
@@ -247,5 +248,138 @@ pub fn check_golden(log: &Log, dir: &Path) -> Result<(), String> {
         Ok(())
     } else {
         Err(failures.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+
+    use super::*;
+
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    struct Happened {
+        n: i64,
+    }
+
+    impl Payload for Happened {
+        fn sample() -> Self {
+            Happened { n: 7 }
+        }
+    }
+
+    /// The same event type, once its shape changed: `n` became `count`, version 2.
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[schema(as = Happened)]
+    struct Renamed {
+        count: i64,
+    }
+
+    impl Payload for Renamed {
+        const SCHEMA_VERSION: i32 = 2;
+        fn upcast(_: i32, payload: Value) -> anyhow::Result<Value> {
+            Ok(json!({"count": payload["n"]}))
+        }
+        fn sample() -> Self {
+            Renamed { count: 7 }
+        }
+    }
+
+    /// Renamed without a bump.
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[schema(as = Happened)]
+    struct Unbumped {
+        count: i64,
+    }
+
+    impl Payload for Unbumped {
+        fn sample() -> Self {
+            Unbumped { count: 7 }
+        }
+    }
+
+    /// Renamed with a bump, but no upcaster.
+    #[derive(Serialize, Deserialize, utoipa::ToSchema)]
+    #[schema(as = Happened)]
+    struct NoUpcaster {
+        count: i64,
+    }
+
+    impl Payload for NoUpcaster {
+        const SCHEMA_VERSION: i32 = 2;
+        fn sample() -> Self {
+            NoUpcaster { count: 7 }
+        }
+    }
+
+    fn log(contract: Contract) -> Log {
+        Log {
+            module: "tests",
+            events: Box::leak(Box::new([contract])),
+        }
+    }
+
+    fn golden_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "emporium-golden-{name}-{}-{:?}",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The golden file `check_golden` would write for `contract`.
+    fn write_golden(dir: &Path, contract: &Contract) {
+        let golden = json!({
+            "schema_version": contract.schema_version,
+            "schemas": shape(contract.schema_json()),
+            "sample": (contract.sample)(),
+        });
+        let path = dir.join(format!("t.v{}.json", contract.schema_version));
+        std::fs::write(path, golden.to_string()).unwrap();
+    }
+
+    #[test]
+    fn a_change_of_shape_needs_a_bump_and_an_upcaster() {
+        let v1 = Contract::of::<Happened>("t", "t");
+        let dir = golden_dir("shape");
+        write_golden(&dir, &v1);
+        assert_eq!(check_golden(&log(v1), &dir), Ok(()));
+
+        let unbumped = check_golden(&log(Contract::of::<Unbumped>("t", "t")), &dir).unwrap_err();
+        assert!(unbumped.contains("changed") && unbumped.contains("still 1"), "{unbumped}");
+
+        let v2 = Contract::of::<Renamed>("t", "t");
+        let missing = check_golden(&log(v2), &dir).unwrap_err();
+        assert!(missing.contains("t.v2.json: missing"), "{missing}");
+        write_golden(&dir, &v2);
+        assert_eq!(check_golden(&log(v2), &dir), Ok(()));
+
+        let stuck = check_golden(&log(Contract::of::<NoUpcaster>("t", "t")), &dir).unwrap_err();
+        assert!(stuck.contains("t.v1.json: the sample of version 1 no longer reads"), "{stuck}");
+
+        std::fs::write(dir.join("t.v3.json"), "{}").unwrap();
+        let unknown = check_golden(&log(v2), &dir).unwrap_err();
+        assert!(unknown.contains("t.v3.json: no such event type or version"), "{unknown}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn words_and_field_order_are_not_shape() {
+        let a = json!({"description": "x", "properties": {"b": {"title": "t"}}, "required": ["b", "a"]});
+        let b = json!({"properties": {"b": {"examples": [1]}}, "required": ["a", "b"]});
+        assert_eq!(shape(a), shape(b));
+    }
+
+    #[test]
+    fn payloads_read_at_their_version_or_through_the_upcaster_only() {
+        assert_eq!(Renamed::read(1, json!({"n": 3})).unwrap().count, 3);
+        assert_eq!(Renamed::read(2, json!({"count": 4})).unwrap().count, 4);
+        let newer = Renamed::read(3, json!({"count": 4})).map(|_| ()).unwrap_err();
+        assert!(newer.to_string().contains("newer"), "{newer}");
+        let none = NoUpcaster::read(1, json!({"n": 3})).map(|_| ()).unwrap_err();
+        assert!(none.to_string().contains("no upcaster"), "{none}");
     }
 }

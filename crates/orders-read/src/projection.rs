@@ -121,7 +121,7 @@ impl Subscriber for OrderProjection {
     async fn apply_batch(
         &self,
         conn: &mut AsyncPgConnection,
-        source: &str,
+        _source: &str,
         events: &[&Envelope],
     ) -> anyhow::Result<bool> {
         let generation = match self.generation {
@@ -130,7 +130,7 @@ impl Subscriber for OrderProjection {
         };
         let mut batch = Batch::default();
         for event in events {
-            if SUBSCRIBES.handles(source, &event.event_type) {
+            if SUBSCRIBES.handles(&event.event_type) {
                 batch.add(event)?;
             }
         }

@@ -103,8 +103,8 @@ impl Subscriber for OrderSaga {
         NAME
     }
 
-    async fn effects(&self, source: &str, event: &Envelope) -> anyhow::Result<()> {
-        if !SUBSCRIBES.handles(source, &event.event_type) {
+    async fn effects(&self, _source: &str, event: &Envelope) -> anyhow::Result<()> {
+        if !SUBSCRIBES.handles(&event.event_type) {
             return Ok(());
         }
         let order_id = event.aggregate_id.into();
@@ -122,10 +122,10 @@ impl Subscriber for OrderSaga {
     async fn apply(
         &self,
         conn: &mut AsyncPgConnection,
-        source: &str,
+        _source: &str,
         event: &Envelope,
     ) -> anyhow::Result<()> {
-        if SUBSCRIBES.handles(source, &event.event_type)
+        if SUBSCRIBES.handles(&event.event_type)
             && event.event_type == payment_events::PAYMENT_CAPTURED
         {
             let captured: payment_events::PaymentCaptured = event.payload()?;

@@ -11,6 +11,7 @@ mod rebuild;
 mod renames;
 mod tidy;
 mod totals;
+mod versions;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,4 +197,17 @@ async fn miscounted(conn: &mut diesel_async::AsyncPgConnection) -> String {
         .await
         .unwrap();
     rows.rows
+}
+
+/// The number `sql` selects as `n` (a `bigint`).
+async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let count: Count = diesel_async::RunQueryDsl::get_result(diesel::sql_query(sql), conn)
+        .await
+        .unwrap();
+    count.n
 }

@@ -57,6 +57,29 @@ impl Rng {
 const NAMES: [&str; 4] = ["Ann", "Bob", "Cyd", "Dee"];
 const REASONS: [&str; 2] = ["changed my mind", "expired"];
 
+/// A product's first event (`product.created`) or a later one (`product.updated`), named
+/// `name`, with its payload.
+pub(crate) fn product_payload(created: bool, name: &str) -> (&'static str, serde_json::Value) {
+    let (description, price) = ("a lamp".to_owned(), Money::parse("12.50").expect("a price"));
+    let name = name.to_owned();
+    if created {
+        let payload = product_events::ProductCreated {
+            name,
+            description,
+            price,
+            stock: 10,
+        };
+        (product_events::PRODUCT_CREATED, serde_json::to_value(payload).unwrap())
+    } else {
+        let payload = product_events::ProductUpdated {
+            name,
+            description,
+            price,
+        };
+        (product_events::PRODUCT_UPDATED, serde_json::to_value(payload).unwrap())
+    }
+}
+
 /// An event as one of the three logs delivers it.
 #[derive(Clone)]
 struct Delivery {
@@ -160,17 +183,9 @@ impl History {
         let mut made = Vec::new();
         for _ in 0..count {
             let (id, version) = self.products[index];
-            let payload = product_events::ProductUpdated {
-                name: format!("Lamp {}", self.rng.pick(&NAMES)),
-                description: "a lamp".to_owned(),
-                price: Money::parse("12.50").expect("a price"),
-            };
-            let kind = if version == 0 {
-                product_events::PRODUCT_CREATED
-            } else {
-                product_events::PRODUCT_UPDATED
-            };
-            self.names.insert(id, payload.name.clone());
+            let name = format!("Lamp {}", self.rng.pick(&NAMES));
+            let (kind, payload) = product_payload(version == 0, &name);
+            self.names.insert(id, name);
             made.push(self.envelope(kind, id, version + 1, payload));
             self.products[index].1 += 1;
         }

@@ -31,12 +31,15 @@ fn user_event(kind: &'static str, id: UserId, version: i64, name: &str) -> NewEv
 }
 
 fn product_event(kind: &'static str, id: ProductId, version: i64, name: &str) -> NewEvent {
-    let payload = product_events::ProductUpdated {
-        name: name.to_owned(),
-        description: "a lamp".to_owned(),
-        price: Money::parse("12.50").unwrap(),
-    };
-    NewEvent::new(kind, id, version, &payload)
+    let created = kind == product_events::PRODUCT_CREATED;
+    let (event_type, payload) = crate::projection::product_payload(created, name);
+    NewEvent {
+        event_type,
+        aggregate_id: id.into(),
+        aggregate_version: version,
+        schema_version: 1,
+        payload,
+    }
 }
 
 /// Publishes `count` orders of `user` for `product` in one transaction, placed under the
