@@ -6,6 +6,7 @@
 
 mod apt;
 mod bench;
+mod catalog;
 mod chaos;
 mod check;
 mod db;
@@ -67,6 +68,14 @@ enum Task {
     },
     /// Formatting, clippy, and the module boundary rules.
     Check,
+    /// Write the event catalog (docs/asyncapi.json, docs/events.md) and the module diagram
+    /// in ARCHITECTURE.md from the code; `--check` fails instead when one is stale.
+    Docs {
+        #[arg(long)]
+        check: bool,
+    },
+    /// Validate docs/asyncapi.json with the AsyncAPI parser (@asyncapi/parser, from npm).
+    Asyncapi,
     /// Load the API reference (/docs) in headless Chromium and check that it renders every
     /// operation; leaves a screenshot in target/docs.png.
     DocsCheck,
@@ -129,8 +138,8 @@ enum Task {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
         minutes: u32,
     },
-    /// `check`, `test`, `fuzz`, `docs-check`, `bench --smoke`, `soak --minutes 1`, `chaos --rounds
-    /// 3`: what CI runs.
+    /// `check`, `docs --check`, `asyncapi`, `test`, `fuzz`, `docs-check`, `bench --smoke`,
+    /// `soak --minutes 1`, `chaos --rounds 3`: what CI runs.
     Ci,
 }
 
@@ -175,6 +184,14 @@ fn run(task: Task) -> Result<ExitCode> {
         }
         Task::Chaos { rounds, seed } => chaos::run(&root, rounds, seed),
         Task::Fuzz => fuzz::run(&root),
+        Task::Docs { check } => {
+            catalog::docs(&root, check)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Task::Asyncapi => {
+            catalog::validate(&root)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Task::DocsCheck => {
             docs::run(&root)?;
             Ok(ExitCode::SUCCESS)
@@ -210,6 +227,8 @@ fn run(task: Task) -> Result<ExitCode> {
         Task::Soak { minutes } => soak::run(&root, minutes),
         Task::Ci => {
             check::run(&root)?;
+            catalog::docs(&root, true)?;
+            catalog::validate(&root)?;
             let tested = test(&root, &[])?;
             if tested != ExitCode::SUCCESS {
                 return Ok(tested);

@@ -13,6 +13,7 @@ use eventlog::{DispatchSettings, Dispatcher, PublishSettings, Publishers};
 use kernel::db::{self, PoolSettings, Schema};
 use kernel::openapi::Routes;
 
+pub mod asyncapi;
 mod health;
 mod modules;
 pub mod openapi;
@@ -256,6 +257,7 @@ pub fn endpoints() -> Vec<(Mount, Routes)> {
         (Mount::Open, ops::endpoints()),
         (Mount::Admin, ops::admin()),
         (Mount::Open, openapi::endpoints()),
+        (Mount::Open, asyncapi::endpoints()),
     ]
 }
 

@@ -1,5 +1,5 @@
 //! `emporium serve` (default), `emporium migrate`, `emporium users grant`, `emporium keys
-//! rotate`.
+//! rotate`, `emporium asyncapi`.
 
 use std::io::IsTerminal;
 
@@ -44,6 +44,8 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Print the event catalog (AsyncAPI 3, as `GET /asyncapi.json` serves it) and exit.
+    Asyncapi,
 }
 
 #[derive(Subcommand)]
@@ -83,6 +85,10 @@ async fn main() -> anyhow::Result<()> {
         } => {
             let kid = emporium::rotate_key(&cli.config).await?;
             tracing::info!(kid, "new signing key");
+            Ok(())
+        }
+        Command::Asyncapi => {
+            print!("{}", emporium::asyncapi::text());
             Ok(())
         }
     }

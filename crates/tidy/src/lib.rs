@@ -273,6 +273,31 @@ impl Workspace {
             .with_context(|| format!("no crate {name} in the workspace"))
     }
 
+    /// The module crates (`-api` and implementation crates), each with the module crates
+    /// it depends on (normal dependencies only), by name: the module diagram's arrows.
+    pub fn module_graph(&self) -> Vec<(String, Vec<String>)> {
+        let is_module = |p: &Package| matches!(self.kind(p), Kind::Api | Kind::Module);
+        let mut graph: Vec<(String, Vec<String>)> = self
+            .packages
+            .iter()
+            .filter(|p| is_module(p))
+            .map(|p| {
+                let mut deps: Vec<String> = p
+                    .dependencies
+                    .iter()
+                    .filter(|d| d.kind.is_none())
+                    .filter(|d| self.packages.iter().any(|q| q.name == d.name && is_module(q)))
+                    .map(|d| d.name.clone())
+                    .collect();
+                deps.sort();
+                deps.dedup();
+                (p.name.clone(), deps)
+            })
+            .collect();
+        graph.sort();
+        graph
+    }
+
     fn kind(&self, package: &Package) -> Kind {
         if package.name.ends_with("-api") {
             Kind::Api
