@@ -40,6 +40,7 @@ enum Call {
     Health,
     Metrics,
     OpenApi,
+    AsyncApi,
     Jwks,
     ListProducts,
     GetProduct,
@@ -64,7 +65,7 @@ enum Call {
 
 /// The table: each route's answer to each of [`CALLERS`].
 #[rustfmt::skip]
-const TABLE: [(Call, [u16; 13]); 23] = {
+const TABLE: [(Call, [u16; 13]); 24] = {
     use Call::*;
     const ANYONE: [u16; 13] = [200; 13];
     const CATALOG: [u16; 13] = [401, 403, 403, 403, 200, 403, 403, 200, 403, 401, 401, 401, 401];
@@ -74,6 +75,7 @@ const TABLE: [(Call, [u16; 13]); 23] = {
         (Health, ANYONE),
         (Metrics, ANYONE),
         (OpenApi, ANYONE),
+        (AsyncApi, ANYONE),
         (Jwks, ANYONE),
         (ListProducts, ANYONE),
         (GetProduct, ANYONE),
@@ -168,6 +170,7 @@ impl Shop {
             Call::Health => http.get("/health/live").await,
             Call::Metrics => http.get("/metrics").await,
             Call::OpenApi => http.get("/openapi.json").await,
+            Call::AsyncApi => http.get("/asyncapi.json").await,
             Call::Jwks => http.get("/.well-known/jwks.json").await,
             Call::ListProducts => http.get("/products").await,
             Call::GetProduct => http.get(&format!("/products/{product}")).await,

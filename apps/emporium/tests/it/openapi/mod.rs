@@ -19,6 +19,25 @@ use contract::{
     send_raw,
 };
 
+/// `/asyncapi.json` is the catalog the code makes, and the one committed in
+/// `docs/asyncapi.json` (which `cargo xtask docs --check` keeps current, and
+/// `cargo xtask asyncapi` validates).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_served_event_catalog_is_the_code_s_own_and_the_committed_one() {
+    let app = spawn_app().await;
+    let served = app.http.get("/asyncapi.json").await;
+    assert_eq!(served.status, 200);
+    assert_eq!(served.header("content-type"), Some("application/json"));
+    assert_eq!(served.body["asyncapi"], "3.0.0");
+    assert_eq!(served.body, emporium::asyncapi::document());
+    let committed = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/asyncapi.json");
+    let committed = std::fs::read_to_string(committed).expect("docs/asyncapi.json");
+    assert!(
+        committed == emporium::asyncapi::text(),
+        "docs/asyncapi.json is stale: run `cargo xtask docs`"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_document_is_openapi_3_1_and_the_code_s_own() {
     let app = spawn_app().await;
@@ -273,7 +292,7 @@ async fn the_document_names_exactly_the_registered_routes() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    for path in ["/openapi.json", "/docs", "/docs/", "/docs/{file}"] {
+    for path in ["/openapi.json", "/asyncapi.json", "/docs", "/docs/", "/docs/{file}"] {
         assert!(
             unlisted.contains(&("GET".to_owned(), path.to_owned())),
             "{path}: {unlisted:?}"
