@@ -21,7 +21,7 @@ use std::path::Path;
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
 
-use crate::{cargo, succeed};
+use crate::{apt, cargo, succeed};
 
 const ASYNCAPI: &str = "docs/asyncapi.json";
 const EVENTS: &str = "docs/events.md";
@@ -72,6 +72,8 @@ pub(crate) fn docs(root: &Path, check: bool) -> Result<()> {
 
 /// Validates `docs/asyncapi.json` with the real AsyncAPI parser.
 pub(crate) fn validate(root: &Path) -> Result<()> {
+    let node = apt::ensure_installed(Path::new("/usr/bin/node"), "nodejs")?;
+    let npm = apt::ensure_installed(Path::new("/usr/bin/npm"), "npm")?;
     let dir = root.join("target").join("asyncapi");
     fs::create_dir_all(&dir)?;
     // What was installed, so a change of the pins installs again.
@@ -80,7 +82,7 @@ pub(crate) fn validate(root: &Path) -> Result<()> {
     if fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
         eprintln!("xtask: npm install {wanted}");
         succeed(
-            std::process::Command::new("npm")
+            std::process::Command::new(npm)
                 .args(["install", "--no-save", "--no-audit", "--no-fund"])
                 .args(PACKAGES)
                 .current_dir(&dir),
@@ -90,7 +92,7 @@ pub(crate) fn validate(root: &Path) -> Result<()> {
     }
     fs::write(dir.join("validate.mjs"), VALIDATE)?;
     succeed(
-        std::process::Command::new("node")
+        std::process::Command::new(node)
             .arg(dir.join("validate.mjs"))
             .arg(root.join(ASYNCAPI)),
     )
@@ -157,7 +159,9 @@ fn events_md(catalog: &Value) -> Result<String> {
             anchor = name.replace('.', ""),
         )?;
     }
-    md.push_str("\n## Subscribers\n\n| subscriber | crate | reads | what it does |\n|---|---|---|---|\n");
+    md.push_str(
+        "\n## Subscribers\n\n| subscriber | crate | reads | what it does |\n|---|---|---|---|\n",
+    );
     for subscriber in catalog["x-subscribers"].as_array().into_iter().flatten() {
         let reads: Vec<String> = subscriber["sources"]
             .as_array()
@@ -183,7 +187,8 @@ fn events_md(catalog: &Value) -> Result<String> {
     for message in messages(catalog) {
         let name = message["name"].as_str().unwrap_or_default();
         let sample = &message["examples"][0]["payload"];
-        let payload = reference(&schemas[format!("{name}.envelope")]["allOf"][1]["properties"]["payload"]);
+        let payload =
+            reference(&schemas[format!("{name}.envelope")]["allOf"][1]["properties"]["payload"]);
         writeln!(
             md,
             "\n## {name}\n\n{}\n\nModule `{}`, subject `{}`, `schema_version` {}. Subscribers: {}.\n\n\
@@ -207,7 +212,11 @@ fn events_md(catalog: &Value) -> Result<String> {
                 md,
                 "| `{field}` | {} | {} | {} |",
                 type_of(property, schemas),
-                if required.contains(&field.as_str()) { "yes" } else { "no" },
+                if required.contains(&field.as_str()) {
+                    "yes"
+                } else {
+                    "no"
+                },
                 one_line(property["description"].as_str().unwrap_or_default()),
             )?;
         }
@@ -290,7 +299,10 @@ fn diagram(root: &Path, catalog: &Value) -> Result<String> {
     // One dashed arrow per producer and subscribing crate, labelled with the event types.
     let mut flows: Vec<(String, String, Vec<String>)> = Vec::new();
     for message in messages(catalog) {
-        let producer = message["x-producer"].as_str().unwrap_or_default().to_owned();
+        let producer = message["x-producer"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         for subscriber in message["x-subscribers"].as_array().into_iter().flatten() {
             let subscriber = subscriber.as_str().unwrap_or_default();
             let target = if subscriber == "nats_publisher" {
@@ -325,7 +337,10 @@ fn with_diagram(architecture: &str, diagram: &str) -> Result<String> {
     let end = architecture
         .find(DIAGRAM_END)
         .with_context(|| format!("{ARCHITECTURE} has no line {DIAGRAM_END}"))?;
-    ensure!(start < end, "the diagram markers of {ARCHITECTURE} are out of order");
+    ensure!(
+        start < end,
+        "the diagram markers of {ARCHITECTURE} are out of order"
+    );
     Ok(format!(
         "{}{DIAGRAM_START}\n{diagram}{}",
         &architecture[..start],

@@ -282,10 +282,7 @@ mod tests {
         let created = &document["components"]["messages"]["order.created"];
         assert_eq!(created["x-producer"], "orders");
         assert_eq!(created["x-schema-version"], 2);
-        assert_eq!(
-            created["x-subscribers"],
-            json!(["orders_read", PUBLISHER])
-        );
+        assert_eq!(created["x-subscribers"], json!(["orders_read", PUBLISHER]));
         let captured = &document["components"]["messages"]["payment.captured"];
         assert_eq!(captured["x-subscribers"], json!(["orders_saga", PUBLISHER]));
         let restocked = &document["components"]["messages"]["product.restocked"];

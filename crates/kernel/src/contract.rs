@@ -44,7 +44,8 @@ pub trait Payload: Serialize + DeserializeOwned + utoipa::ToSchema + 'static {
     fn read(version: i32, payload: Value) -> anyhow::Result<Self> {
         let payload = match version {
             v if v == Self::SCHEMA_VERSION => payload,
-            v if v < Self::SCHEMA_VERSION && v >= 1 => Self::upcast(v, payload)?,
+            v if v < 1 => anyhow::bail!("schema_version {v}: versions start at 1"),
+            v if v < Self::SCHEMA_VERSION => Self::upcast(v, payload)?,
             v => anyhow::bail!(
                 "schema_version {v} is newer than {} (written by a newer release)",
                 Self::SCHEMA_VERSION
@@ -89,7 +90,12 @@ impl Contract {
     pub fn schema_json(&self) -> Value {
         let schemas: serde_json::Map<String, Value> = (self.schemas)()
             .into_iter()
-            .map(|(name, schema)| (name, serde_json::to_value(schema).expect("schemas serialize")))
+            .map(|(name, schema)| {
+                (
+                    name,
+                    serde_json::to_value(schema).expect("schemas serialize"),
+                )
+            })
             .collect();
         Value::Object(schemas)
     }
@@ -349,7 +355,10 @@ mod tests {
         assert_eq!(check_golden(&log(v1), &dir), Ok(()));
 
         let unbumped = check_golden(&log(Contract::of::<Unbumped>("t", "t")), &dir).unwrap_err();
-        assert!(unbumped.contains("changed") && unbumped.contains("still 1"), "{unbumped}");
+        assert!(
+            unbumped.contains("changed") && unbumped.contains("still 1"),
+            "{unbumped}"
+        );
 
         let v2 = Contract::of::<Renamed>("t", "t");
         let missing = check_golden(&log(v2), &dir).unwrap_err();
@@ -358,11 +367,17 @@ mod tests {
         assert_eq!(check_golden(&log(v2), &dir), Ok(()));
 
         let stuck = check_golden(&log(Contract::of::<NoUpcaster>("t", "t")), &dir).unwrap_err();
-        assert!(stuck.contains("t.v1.json: the sample of version 1 no longer reads"), "{stuck}");
+        assert!(
+            stuck.contains("t.v1.json: the sample of version 1 no longer reads"),
+            "{stuck}"
+        );
 
         std::fs::write(dir.join("t.v3.json"), "{}").unwrap();
         let unknown = check_golden(&log(v2), &dir).unwrap_err();
-        assert!(unknown.contains("t.v3.json: no such event type or version"), "{unknown}");
+        assert!(
+            unknown.contains("t.v3.json: no such event type or version"),
+            "{unknown}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
@@ -377,9 +392,13 @@ mod tests {
     fn payloads_read_at_their_version_or_through_the_upcaster_only() {
         assert_eq!(Renamed::read(1, json!({"n": 3})).unwrap().count, 3);
         assert_eq!(Renamed::read(2, json!({"count": 4})).unwrap().count, 4);
-        let newer = Renamed::read(3, json!({"count": 4})).map(|_| ()).unwrap_err();
+        let newer = Renamed::read(3, json!({"count": 4}))
+            .map(|_| ())
+            .unwrap_err();
         assert!(newer.to_string().contains("newer"), "{newer}");
-        let none = NoUpcaster::read(1, json!({"n": 3})).map(|_| ()).unwrap_err();
+        let none = NoUpcaster::read(1, json!({"n": 3}))
+            .map(|_| ())
+            .unwrap_err();
         assert!(none.to_string().contains("no upcaster"), "{none}");
     }
 }

@@ -54,7 +54,10 @@ pub const SUBSCRIBES: Subscribes = Subscribes {
         ),
         (
             "products",
-            &[product_events::PRODUCT_CREATED, product_events::PRODUCT_UPDATED],
+            &[
+                product_events::PRODUCT_CREATED,
+                product_events::PRODUCT_UPDATED,
+            ],
         ),
         (
             "orders",

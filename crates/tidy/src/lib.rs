@@ -286,7 +286,11 @@ impl Workspace {
                     .dependencies
                     .iter()
                     .filter(|d| d.kind.is_none())
-                    .filter(|d| self.packages.iter().any(|q| q.name == d.name && is_module(q)))
+                    .filter(|d| {
+                        self.packages
+                            .iter()
+                            .any(|q| q.name == d.name && is_module(q))
+                    })
                     .map(|d| d.name.clone())
                     .collect();
                 deps.sort();

@@ -4,9 +4,9 @@
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError, web};
+use rust_decimal::Decimal;
 use serde::Deserialize;
 use serde_json::json;
-use rust_decimal::Decimal;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 

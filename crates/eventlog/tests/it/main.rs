@@ -320,9 +320,7 @@ async fn events_appended_together_keep_their_order() {
     let order: Vec<i64> = vec![5, 3, 9, 1, 7, 2, 8, 4, 6, 10];
     let events: Vec<NewEvent> = order
         .iter()
-        .map(|n| {
-            test_event(*n, serde_json::json!({"n": n, "poison": false}))
-        })
+        .map(|n| test_event(*n, serde_json::json!({"n": n, "poison": false})))
         .collect();
     let written = db::transaction(&mut conn, async |conn| {
         eventlog::append(conn, "ledger", &events).await

@@ -28,7 +28,9 @@ async fn place_many(app: &TestApp) -> Vec<OrderId> {
                 user_id: user,
                 user_name: "Buyer".to_owned(),
                 user_email: "buyer@example.com".to_owned(),
-                items: vec![events::OrderLine::new(product, "Lamp".to_owned(), 1, price).expect("a line")],
+                items: vec![
+                    events::OrderLine::new(product, "Lamp".to_owned(), 1, price).expect("a line"),
+                ],
                 total: price,
             };
             NewEvent::new(events::ORDER_CREATED, id, 1, &order)

@@ -142,7 +142,15 @@ impl TestApp {
             user_id: user.parse().unwrap(),
             user_name: "Buyer".to_owned(),
             user_email: "buyer@example.com".to_owned(),
-            items: vec![events::OrderLine::new(product.parse().unwrap(), "Lamp".to_owned(), quantity, price).expect("a line")],
+            items: vec![
+                events::OrderLine::new(
+                    product.parse().unwrap(),
+                    "Lamp".to_owned(),
+                    quantity,
+                    price,
+                )
+                .expect("a line"),
+            ],
             total: price.checked_mul(quantity as u32).unwrap(),
         };
         self.publish(NewEvent::new(events::ORDER_CREATED, id, 1, &created))

@@ -69,14 +69,20 @@ pub(crate) fn product_payload(created: bool, name: &str) -> (&'static str, serde
             price,
             stock: 10,
         };
-        (product_events::PRODUCT_CREATED, serde_json::to_value(payload).unwrap())
+        (
+            product_events::PRODUCT_CREATED,
+            serde_json::to_value(payload).unwrap(),
+        )
     } else {
         let payload = product_events::ProductUpdated {
             name,
             description,
             price,
         };
-        (product_events::PRODUCT_UPDATED, serde_json::to_value(payload).unwrap())
+        (
+            product_events::PRODUCT_UPDATED,
+            serde_json::to_value(payload).unwrap(),
+        )
     }
 }
 
@@ -200,7 +206,15 @@ impl History {
         products.truncate(1 + self.rng.below(products.len()));
         let items: Vec<order_events::OrderLine> = products
             .iter()
-            .map(|&product| order_events::OrderLine::new(ProductId::from(product), format!("Lamp as placed {}", self.rng.pick(&NAMES)), 1 + self.rng.below(3) as i64, Money::parse("12.50").expect("a price")).expect("a line"))
+            .map(|&product| {
+                order_events::OrderLine::new(
+                    ProductId::from(product),
+                    format!("Lamp as placed {}", self.rng.pick(&NAMES)),
+                    1 + self.rng.below(3) as i64,
+                    Money::parse("12.50").expect("a price"),
+                )
+                .expect("a line")
+            })
             .collect();
         let placed_as = *self.rng.pick(&NAMES);
         let payload = order_events::OrderCreated {

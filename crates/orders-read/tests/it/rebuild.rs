@@ -17,7 +17,10 @@ fn created(id: OrderId) -> NewEvent {
         user_id: UserId::generate(),
         user_name: "Buyer".to_owned(),
         user_email: "buyer@example.com".to_owned(),
-        items: vec![events::OrderLine::new(kernel::ProductId::generate(), "Lamp".to_owned(), 1, price).expect("a line")],
+        items: vec![
+            events::OrderLine::new(kernel::ProductId::generate(), "Lamp".to_owned(), 1, price)
+                .expect("a line"),
+        ],
         total: price,
     };
     NewEvent::new(events::ORDER_CREATED, id, 1, &created)

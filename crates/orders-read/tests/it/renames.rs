@@ -54,7 +54,10 @@ async fn place_many(app: &TestApp, user: UserId, product: ProductId, count: usiz
             user_id: user,
             user_name: "Placed As".to_owned(),
             user_email: "placed@example.com".to_owned(),
-            items: vec![events::OrderLine::new(product, "Lamp as placed".to_owned(), 1, price).expect("a line")],
+            items: vec![
+                events::OrderLine::new(product, "Lamp as placed".to_owned(), 1, price)
+                    .expect("a line"),
+            ],
             total: price,
         };
         created.push(NewEvent::new(events::ORDER_CREATED, id, 1, &order));

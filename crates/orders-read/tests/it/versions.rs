@@ -47,12 +47,19 @@ async fn orders_created_at_version_1_and_2_read_alike_live_and_after_a_rebuild()
     publish(
         &app.log,
         &ORDER_LOG,
-        &[created_v1(old, user, product), created_v2(new, user, product)],
+        &[
+            created_v1(old, user, product),
+            created_v2(new, user, product),
+        ],
     )
     .await;
     let mut conn = app.db.connect().await;
     let versions = "SELECT count(DISTINCT schema_version) AS n FROM order_events.events";
-    assert_eq!(crate::count(&mut conn, versions).await, 2, "the log holds both versions");
+    assert_eq!(
+        crate::count(&mut conn, versions).await,
+        2,
+        "the log holds both versions"
+    );
     drop(conn);
 
     let expect = |view: &serde_json::Value, subtotal: &str, total: &str| {
@@ -67,6 +74,10 @@ async fn orders_created_at_version_1_and_2_read_alike_live_and_after_a_rebuild()
     expect(&app.view(&old.to_string(), 1).await, "37.50", "37.50");
     expect(&app.view(&new.to_string(), 1).await, "8.50", "8.50");
     let mut conn = app.db.connect().await;
-    let parked = crate::count(&mut conn, "SELECT count(*) AS n FROM orders_read.dead_letters").await;
+    let parked = crate::count(
+        &mut conn,
+        "SELECT count(*) AS n FROM orders_read.dead_letters",
+    )
+    .await;
     assert_eq!(parked, 0, "no event was parked");
 }

@@ -457,7 +457,13 @@ async fn operations_answer_as_documented() {
     let mut c = Client::new(&app, Part::Operations);
     c.call("GET", "/health/live", None).await;
     c.call("GET", "/health/ready", None).await;
-    for path in ["/openapi.json", "/asyncapi.json", "/docs", "/docs/", "/docs/swagger-ui.css"] {
+    for path in [
+        "/openapi.json",
+        "/asyncapi.json",
+        "/docs",
+        "/docs/",
+        "/docs/swagger-ui.css",
+    ] {
         let fresh = send(&app, "GET", path, None, &[]).await;
         assert_eq!(fresh.status, 200, "GET {path}");
         let tag = fresh.header("etag").expect("an ETag");

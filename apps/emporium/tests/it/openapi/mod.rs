@@ -292,7 +292,13 @@ async fn the_document_names_exactly_the_registered_routes() {
                 .collect::<Vec<_>>()
         })
         .collect();
-    for path in ["/openapi.json", "/asyncapi.json", "/docs", "/docs/", "/docs/{file}"] {
+    for path in [
+        "/openapi.json",
+        "/asyncapi.json",
+        "/docs",
+        "/docs/",
+        "/docs/{file}",
+    ] {
         assert!(
             unlisted.contains(&("GET".to_owned(), path.to_owned())),
             "{path}: {unlisted:?}"
