@@ -88,7 +88,9 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Asyncapi => {
-            print!("{}", emporium::asyncapi::text());
+            // The document is the command's output (logs go to stdout too, but it logs nothing).
+            use std::io::Write;
+            std::io::stdout().write_all(emporium::asyncapi::text().as_bytes())?;
             Ok(())
         }
     }
