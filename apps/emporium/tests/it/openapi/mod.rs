@@ -38,6 +38,37 @@ async fn the_served_event_catalog_is_the_code_s_own_and_the_committed_one() {
     );
 }
 
+/// The catalog's subscribers are the ones the process runs: each with the logs it reads,
+/// as `/admin/projections` lists them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_names_every_subscriber_the_process_runs() {
+    let app = spawn_app().await;
+    let answer = app.http.get("/admin/projections").await;
+    assert_eq!(answer.status, 200, "{:#}", answer.body);
+    let running: BTreeSet<(String, String)> = answer.body["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| {
+            let name = p["name"].as_str().unwrap().to_owned();
+            p["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(move |s| (name.clone(), s["source"].as_str().unwrap().to_owned()))
+        })
+        .collect();
+    let catalog: BTreeSet<(String, String)> = emporium::asyncapi::SUBSCRIBERS
+        .iter()
+        .flat_map(|(_, s)| {
+            s.sources
+                .iter()
+                .map(|(module, _)| (s.subscriber.to_owned(), (*module).to_owned()))
+        })
+        .collect();
+    assert_eq!(running, catalog);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_served_document_is_openapi_3_1_and_the_code_s_own() {
     let app = spawn_app().await;
