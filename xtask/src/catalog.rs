@@ -28,9 +28,11 @@ const EVENTS: &str = "docs/events.md";
 const ARCHITECTURE: &str = "ARCHITECTURE.md";
 const DIAGRAM_START: &str = "<!-- module-diagram:start (cargo xtask docs writes this) -->";
 const DIAGRAM_END: &str = "<!-- module-diagram:end -->";
-/// The parser CI validates the document with, and the JSON Schema validator for its
-/// examples; pinned.
-const PACKAGES: [&str; 3] = ["@asyncapi/parser@3.6.6", "ajv@8.20.0", "ajv-formats@2.1.1"];
+/// The parser CI validates the document with and the JSON Schema validator for its
+/// examples: `package.json` pins them, `package-lock.json` everything they pull in, and
+/// `npm ci` installs exactly that.
+const PACKAGE: &str = include_str!("catalog/package.json");
+const LOCK: &str = include_str!("catalog/package-lock.json");
 const VALIDATE: &str = include_str!("catalog/validate.mjs");
 
 /// Writes the three files, or with `check` fails unless each is current.
@@ -76,19 +78,21 @@ pub(crate) fn validate(root: &Path) -> Result<()> {
     let npm = apt::ensure_installed(Path::new("/usr/bin/npm"), "npm")?;
     let dir = root.join("target").join("asyncapi");
     fs::create_dir_all(&dir)?;
-    // What was installed, so a change of the pins installs again.
-    let stamp = dir.join("installed");
-    let wanted = PACKAGES.join(" ");
-    if fs::read_to_string(&stamp).ok().as_deref() != Some(wanted.as_str()) {
-        eprintln!("xtask: npm install {wanted}");
+    // Installed again when the lock changes (what `npm ci` installed is its copy).
+    let installed = dir.join("node_modules").join(".emporium-lock.json");
+    if fs::read_to_string(&installed).ok().as_deref() != Some(LOCK) {
+        fs::write(dir.join("package.json"), PACKAGE)?;
+        fs::write(dir.join("package-lock.json"), LOCK)?;
+        eprintln!(
+            "xtask: npm ci (the AsyncAPI parser and Ajv, xtask/src/catalog/package-lock.json)"
+        );
         succeed(
             std::process::Command::new(npm)
-                .args(["install", "--no-save", "--no-audit", "--no-fund"])
-                .args(PACKAGES)
+                .args(["ci", "--no-audit", "--no-fund"])
                 .current_dir(&dir),
         )
         .context("installing the AsyncAPI parser (needs node and npm)")?;
-        fs::write(&stamp, &wanted)?;
+        fs::write(&installed, LOCK)?;
     }
     fs::write(dir.join("validate.mjs"), VALIDATE)?;
     succeed(
@@ -200,28 +204,17 @@ fn events_md(catalog: &Value) -> Result<String> {
             list(&message["x-subscribers"]),
         )?;
         let schema = &schemas[&payload];
-        let required: Vec<&str> = schema["required"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        field_rows(&mut md, schema, schemas)?;
         let properties = schema["properties"].as_object();
-        for (field, property) in properties.into_iter().flatten() {
-            writeln!(
-                md,
-                "| `{field}` | {} | {} | {} |",
-                type_of(property, schemas),
-                if required.contains(&field.as_str()) {
-                    "yes"
-                } else {
-                    "no"
-                },
-                one_line(property["description"].as_str().unwrap_or_default()),
-            )?;
-        }
         if properties.is_none_or(|p| p.is_empty()) {
             md.push_str("| (none) | | | |\n");
+        }
+        for (name, nested) in nested_objects(schema, schemas) {
+            writeln!(
+                md,
+                "\n`{name}`:\n\n| field | type | required | meaning |\n|---|---|---|---|"
+            )?;
+            field_rows(&mut md, nested, schemas)?;
         }
         writeln!(
             md,
@@ -230,6 +223,53 @@ fn events_md(catalog: &Value) -> Result<String> {
         )?;
     }
     Ok(md)
+}
+
+/// The object schemas `schema`'s fields refer to (directly or as array items), by name.
+fn nested_objects<'a>(schema: &Value, schemas: &'a Value) -> Vec<(String, &'a Value)> {
+    let mut nested: Vec<(String, &Value)> = Vec::new();
+    for property in schema["properties"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(_, p)| p)
+    {
+        for candidate in [property, &property["items"]] {
+            let name = reference(candidate);
+            let target = &schemas[&name];
+            if !name.is_empty()
+                && target["type"] == "object"
+                && !nested.iter().any(|(n, _)| *n == name)
+            {
+                nested.push((name, target));
+            }
+        }
+    }
+    nested
+}
+
+/// One table row per field of an object schema.
+fn field_rows(md: &mut String, schema: &Value, schemas: &Value) -> Result<()> {
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    for (field, property) in schema["properties"].as_object().into_iter().flatten() {
+        let required = if required.contains(&field.as_str()) {
+            "yes"
+        } else {
+            "no"
+        };
+        writeln!(
+            md,
+            "| `{field}` | {} | {required} | {} |",
+            type_of(property, schemas),
+            one_line(property["description"].as_str().unwrap_or_default()),
+        )?;
+    }
+    Ok(())
 }
 
 /// `$ref`'s schema name, or "".

@@ -56,7 +56,10 @@ pub fn document() -> Value {
             let channel = format!("{}.{event_type}", log.module);
             let payload = (contract.payload)().into_owned();
             if let Value::Object(referred) = contract.schema_json() {
-                schemas.extend(referred);
+                for (name, schema) in referred {
+                    // One name, one schema: the unit test holds every reuse of a name equal.
+                    schemas.entry(name).or_insert(schema);
+                }
             }
             let envelope = format!("{event_type}.envelope");
             schemas.insert(
@@ -113,6 +116,7 @@ pub fn document() -> Value {
                     }],
                     "x-producer": log.module,
                     "x-schema-version": contract.schema_version,
+                    "x-reads-versions": (1..=contract.schema_version).collect::<Vec<_>>(),
                     "x-subscribers": subscribers,
                 }),
             );
@@ -200,7 +204,9 @@ Versions: `schema_version` is the version of the payload's shape. A change of sh
 and every subscriber still reads each older version (an upcaster per bump), so a log that holds \
 both replays. A consumer should do the same, or read `schema_version` before the payload.
 
-`x-producer` names the module that writes a message; `x-subscribers` the subscribers in the \
+`x-producer` names the module that writes a message; `x-schema-version` the version this \
+release writes, `x-reads-versions` every version it reads (the older shapes are in the golden \
+files of the module's `-api` crate, `tests/it/golden/`); `x-subscribers` the subscribers in the \
 process that act on it (the read model's projection `orders_read`, the order saga \
 `orders_saga`, and the publisher `nats_publisher`, which takes every event).";
 
@@ -273,6 +279,27 @@ async fn asyncapi_json(req: HttpRequest) -> Result<HttpResponse, Problem> {
 mod tests {
     use super::*;
 
+    /// The catalog keeps one schema per name: two payload types of one name (in two
+    /// modules, say) would make one of them wrong.
+    #[test]
+    fn a_schema_name_means_one_schema_across_every_log() {
+        let mut seen: std::collections::BTreeMap<String, Value> = Default::default();
+        for log in LOGS {
+            for contract in log.events {
+                let Value::Object(schemas) = contract.schema_json() else {
+                    panic!("{}: schemas are an object", contract.event_type);
+                };
+                for (name, schema) in schemas {
+                    let first = seen.entry(name.clone()).or_insert_with(|| schema.clone());
+                    assert_eq!(*first, schema, "two schemas named {name}");
+                }
+            }
+        }
+        for name in ["Envelope", "Actor", "ActorKind"] {
+            assert!(!seen.contains_key(name), "a payload schema is named {name}");
+        }
+    }
+
     #[test]
     fn every_event_type_is_a_channel_with_its_message_and_its_subscribers() {
         let document = document();
@@ -291,6 +318,7 @@ mod tests {
             document["channels"]["orders.order.created"]["address"],
             "emporium.orders.order.created"
         );
+        assert_eq!(created["x-reads-versions"], json!([1, 2]));
         // Every `$ref` names something the document holds.
         let text = document.to_string();
         for reference in text.split("\"$ref\":\"#/").skip(1) {

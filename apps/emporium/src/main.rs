@@ -73,6 +73,13 @@ enum LogFormat {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Command::Asyncapi) = cli.command {
+        // The document is the command's whole output: answered before logging (to stdout)
+        // starts.
+        use std::io::Write;
+        std::io::stdout().write_all(emporium::asyncapi::text().as_bytes())?;
+        return Ok(());
+    }
     init_logs(cli.log_format, cli.log_spans);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate { schema } => emporium::migrate(&cli.config, schema.as_deref()).await,
@@ -87,12 +94,7 @@ async fn main() -> anyhow::Result<()> {
             tracing::info!(kid, "new signing key");
             Ok(())
         }
-        Command::Asyncapi => {
-            // The document is the command's output (logs go to stdout too, but it logs nothing).
-            use std::io::Write;
-            std::io::stdout().write_all(emporium::asyncapi::text().as_bytes())?;
-            Ok(())
-        }
+        Command::Asyncapi => unreachable!("answered before logging starts"),
     }
 }
 

@@ -2,9 +2,11 @@
 //!
 //! Always available (and all an `-api` crate may use): typed ids, [`Money`], pagination,
 //! the [`Problem`] error shape with [`IntoProblem`] (each `-api` error states its own
-//! answer), the event [`Envelope`] and the event contracts ([`contract`]), the caller ([`Principal`], [`Role`], with the guards
-//! each module's rules use), and duration parsing, each with its OpenAPI schema.
+//! answer), the event [`Envelope`] and the event contracts ([`contract`]), the caller
+//! ([`Principal`], [`Role`], with the guards each module's rules use), and duration
+//! parsing, each with its OpenAPI schema.
 //! Behind features:
+//! - `golden`: [`contract::check_golden`], the golden test of a module's event contracts;
 //! - `db`: Postgres plumbing (database creation, per-module roles and schemas, per-module
 //!   migration history, pools whose connections act as the module's role, transactions);
 //! - `http`: the actix-web mapping of [`Problem`], the JSON/path/query extractor

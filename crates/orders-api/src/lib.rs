@@ -416,9 +416,10 @@ pub mod events {
                 .and_then(Value::as_array_mut)
                 .ok_or_else(|| anyhow::anyhow!("order.created v1 without items"))?;
             for item in items {
+                // As version 1 was read: `Money` takes its text or a number of cents.
                 let quantity = item["quantity"].as_i64();
-                let price = item["price"].as_str().map(Money::parse);
-                let (Some(quantity), Some(Ok(price))) = (quantity, price) else {
+                let price = serde_json::from_value::<Money>(item["price"].clone());
+                let (Some(quantity), Ok(price)) = (quantity, price) else {
                     anyhow::bail!("order.created v1 line without a quantity or a price: {item}");
                 };
                 let subtotal = u32::try_from(quantity)
@@ -498,7 +499,31 @@ pub mod events {
 
 #[cfg(test)]
 mod tests {
+    use kernel::Payload;
+
     use super::*;
+
+    #[test]
+    fn order_created_version_1_reads_with_each_lines_subtotal() {
+        let v1 = serde_json::json!({
+            "user_id": "01936a2e-7c00-7000-8000-000000000001", "user_name": "A",
+            "user_email": "a@example.com", "total": "42.50",
+            "items": [
+                {"product_id": "01936a2e-7c00-7000-8000-000000000010", "product_name": "Lamp",
+                 "quantity": 3, "price": "12.50"},
+                {"product_id": "01936a2e-7c00-7000-8000-000000000011", "product_name": "Cup",
+                 "quantity": 1, "price": 5},
+            ],
+        });
+        let read = events::OrderCreated::read(1, v1.clone()).unwrap();
+        let subtotals: Vec<String> = read.items.iter().map(|l| l.subtotal.to_string()).collect();
+        assert_eq!(subtotals, ["37.50", "5.00"]);
+        // Version 2 must carry its subtotals: nothing fills them in.
+        assert!(events::OrderCreated::read(2, v1).is_err());
+        let mut overflowing = serde_json::json!({"items": [{"quantity": -1, "price": "1.00"}]});
+        let error = events::OrderCreated::upcast(1, overflowing.take()).unwrap_err();
+        assert!(error.to_string().contains("out of range"), "{error}");
+    }
 
     #[test]
     fn every_error_states_its_status_and_code() {

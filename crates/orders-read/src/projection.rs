@@ -519,3 +519,51 @@ async fn statuses(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOGS: [kernel::Log; 3] = [user_events::LOG, product_events::LOG, order_events::LOG];
+
+    /// `SUBSCRIBES` (the catalog's entry, and the filter) names exactly the event types
+    /// [`Batch::add`] has an arm for, of every log the projection reads: each type's sample
+    /// is added without the filter, and fails exactly when it is not listed.
+    #[test]
+    fn the_projection_reads_exactly_the_types_it_subscribes_to() {
+        for log in LOGS {
+            for contract in log.events {
+                let event_type = contract.event_type;
+                let event = Envelope {
+                    event_id: Uuid::now_v7(),
+                    event_type: event_type.to_owned(),
+                    aggregate_id: Uuid::now_v7(),
+                    aggregate_version: 2,
+                    occurred_at: Utc::now(),
+                    schema_version: contract.schema_version,
+                    actor: kernel::Actor::SYSTEM,
+                    correlation_id: None,
+                    payload: (contract.sample)(),
+                };
+                let added = Batch::default().add(&event);
+                assert_eq!(
+                    added.is_ok(),
+                    SUBSCRIBES.handles(event_type),
+                    "{event_type}: {added:?}"
+                );
+            }
+        }
+        for (module, types) in SUBSCRIBES.sources {
+            let log = LOGS
+                .into_iter()
+                .find(|log| log.module == *module)
+                .unwrap_or_else(|| panic!("no log {module}"));
+            for event_type in *types {
+                assert!(
+                    log.contract(event_type).is_some(),
+                    "{module} has no {event_type}"
+                );
+            }
+        }
+    }
+}

@@ -97,6 +97,26 @@ impl OrderSaga {
     }
 }
 
+/// The saga's step for an event of `event_type`, if it takes one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// `payment.captured`: confirm a pending order, or refund a payment nobody wants.
+    Captured,
+    /// `order.confirmed`: commit the reserved stock.
+    CommitStock,
+    /// `order.cancelled`: refund any payment, give the stock back.
+    Compensate,
+}
+
+fn step_of(event_type: &str) -> Option<Step> {
+    match event_type {
+        payment_events::PAYMENT_CAPTURED => Some(Step::Captured),
+        order_events::ORDER_CONFIRMED => Some(Step::CommitStock),
+        order_events::ORDER_CANCELLED => Some(Step::Compensate),
+        _ => None,
+    }
+}
+
 #[async_trait]
 impl Subscriber for OrderSaga {
     fn name(&self) -> &'static str {
@@ -108,14 +128,17 @@ impl Subscriber for OrderSaga {
             return Ok(());
         }
         let order_id = event.aggregate_id.into();
-        match event.event_type.as_str() {
-            payment_events::PAYMENT_CAPTURED => {
+        match step_of(&event.event_type) {
+            Some(Step::Captured) => {
                 let captured: payment_events::PaymentCaptured = event.payload()?;
                 self.refund_if_unwanted(captured.order_id).await
             }
-            order_events::ORDER_CONFIRMED => self.handler.commit_stock(order_id).await,
-            order_events::ORDER_CANCELLED => self.handler.compensate(order_id).await,
-            other => anyhow::bail!("{other} is in SUBSCRIBES but the saga has no arm for it"),
+            Some(Step::CommitStock) => self.handler.commit_stock(order_id).await,
+            Some(Step::Compensate) => self.handler.compensate(order_id).await,
+            None => anyhow::bail!(
+                "{} is in SUBSCRIBES but the saga takes no step for it",
+                event.event_type
+            ),
         }
     }
 
@@ -126,7 +149,7 @@ impl Subscriber for OrderSaga {
         event: &Envelope,
     ) -> anyhow::Result<()> {
         if SUBSCRIBES.handles(&event.event_type)
-            && event.event_type == payment_events::PAYMENT_CAPTURED
+            && step_of(&event.event_type) == Some(Step::Captured)
         {
             let captured: payment_events::PaymentCaptured = event.payload()?;
             self.confirm_if_pending(conn, captured.order_id, captured.payment_id)
@@ -146,5 +169,38 @@ impl Subscriber for OrderSaga {
         Ok(events
             .iter()
             .all(|event| event.event_type != payment_events::PAYMENT_CAPTURED))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `SUBSCRIBES` (the catalog's entry, and the filter) names exactly the event types the
+    /// saga takes a step for, of every log it could read.
+    #[test]
+    fn the_saga_steps_for_exactly_the_types_it_subscribes_to() {
+        for log in [payment_events::LOG, order_events::LOG] {
+            for contract in log.events {
+                let event_type = contract.event_type;
+                assert_eq!(
+                    step_of(event_type).is_some(),
+                    SUBSCRIBES.handles(event_type),
+                    "{event_type}"
+                );
+            }
+        }
+        for (module, types) in SUBSCRIBES.sources {
+            let log = [payment_events::LOG, order_events::LOG]
+                .into_iter()
+                .find(|log| log.module == *module)
+                .unwrap_or_else(|| panic!("no log {module}"));
+            for event_type in *types {
+                assert!(
+                    log.contract(event_type).is_some(),
+                    "{module} has no {event_type}"
+                );
+            }
+        }
     }
 }

@@ -215,7 +215,7 @@ async fn same_placement(
         answer
     };
     let mut differences = vec![differ("answer", &without_id(&e.1), &without_id(&f.1))];
-    for (what, sql) in [("order", PLACED_ORDER), ("outbox payload", PLACED_EVENT)] {
+    for (what, sql) in [("order", PLACED_ORDER), ("outbox event", PLACED_EVENT)] {
         let mut found = Vec::new();
         for (schema, id) in [("orders", &ids[0]), ("floor", &ids[1])] {
             let row = client
@@ -249,8 +249,9 @@ const PLACED_ORDER: &str = "SELECT json_build_object('status', o.status, 'total'
      'quantity', l.quantity, 'price', l.price) ORDER BY l.line) \
      FROM {schema}.order_lines l WHERE l.order_id = o.id))::text \
      FROM {schema}.orders o WHERE o.id = $1::text::uuid";
-/// A placed order's `order.created` payload.
-const PLACED_EVENT: &str = "SELECT payload::text FROM {schema}.events \
+/// A placed order's `order.created`: its payload and the `schema_version` it is labelled with.
+const PLACED_EVENT: &str = "SELECT json_build_object('schema_version', schema_version, \
+     'payload', payload)::text FROM {schema}.events \
      WHERE aggregate_id = $1::text::uuid AND event_type = 'order.created'";
 
 /// The floor's stock of `products`, in their order.

@@ -1,3 +1,5 @@
-//! orders-api's integration tests: the boundary rules an `-api` crate keeps.
+//! orders-api's integration tests: the boundary rules an `-api` crate keeps, and its event
+//! contracts against their golden files.
 
+mod golden;
 mod tidy;

@@ -134,7 +134,7 @@ impl TestApp {
         publish(&self.log, &ORDER_LOG, &[event]).await;
     }
 
-    /// Publishes `order.created` (version 1) as a placement would; the order's id.
+    /// Publishes `order.created` (aggregate version 1) as a placement would; the order's id.
     async fn placed(&self, user: &str, product: &str, quantity: i64) -> String {
         let id = OrderId::generate();
         let price = Money::parse("12.50").unwrap();

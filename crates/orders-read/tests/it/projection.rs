@@ -145,7 +145,15 @@ impl History {
             aggregate_id: id,
             aggregate_version: version,
             occurred_at: self.clock,
-            schema_version: 1,
+            // As the writer labels it: the version its module's contract writes now.
+            schema_version: [
+                user_events::LOG,
+                product_events::LOG,
+                orders_api::events::LOG,
+            ]
+            .iter()
+            .find_map(|log| log.contract(event_type))
+            .map_or(1, |contract| contract.schema_version),
             actor: kernel::Actor::SYSTEM,
             correlation_id: None,
             payload: serde_json::to_value(payload).expect("payloads serialize"),

@@ -1,7 +1,8 @@
 //! A log that holds `order.created` at version 1 (lines without a subtotal, as written
 //! before version 2) and at version 2: the live projection reads both, and so does a
-//! rebuild that replays the whole log, each line's subtotal coming from the upcaster for
-//! version 1 and from the event for version 2.
+//! rebuild that replays the whole log; without the upcaster, the version 1 event would
+//! fail and be parked. (The read model computes each line's subtotal itself; the
+//! upcaster's subtotals are unit-tested in `orders-api`.)
 
 use kernel::{Money, NewEvent, OrderId, Payload, ProductId, UserId};
 use orders_api::events;

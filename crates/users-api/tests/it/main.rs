@@ -1,3 +1,5 @@
-//! users-api's integration tests: the boundary rules an `-api` crate keeps.
+//! users-api's integration tests: the boundary rules an `-api` crate keeps, and its event
+//! contracts against their golden files.
 
+mod golden;
 mod tidy;
