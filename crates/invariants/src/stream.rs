@@ -1,17 +1,27 @@
 //! Invariant 4 against NATS JetStream (with `NATS_URL`): every event of every module's log
 //! is in stream `EMPORIUM` exactly once, under `emporium.<module>.<event_type>` with
 //! `Nats-Msg-Id` = its id, in log order per module, and the stream holds nothing else.
-//! The caller reads the logs (with [`log_events`]) and the stream its own way; this is
-//! the verdict, so the app suite and `cargo xtask chaos` judge alike.
+//! The caller reads the logs (with [`log_events`]) and the stream (crate `natsserver`'s
+//! `stream_messages` reads one back); this is the verdict, so the app suite and
+//! `cargo xtask chaos` judge alike.
 
 use std::collections::HashMap;
+
+/// The contract's stream (`eventlog::STREAM`, which this crate may not link; held to it
+/// by `tests::the_stream_is_the_publishers`).
+pub const STREAM: &str = "EMPORIUM";
 
 /// The module logs that are published.
 pub const MODULE_LOGS: [&str; 4] = ["users", "products", "orders", "payments"];
 
-/// A query for `module`'s log in log order: text columns `event_id` and `event_type`.
+/// A query for `module`'s log in log order: text columns `event_id` and `event_type`, and
+/// for whoever also compares the messages' bodies with the envelopes, `aggregate_id`
+/// (text), `aggregate_version` (bigint) and `payload` (text, JSON).
 pub fn log_events(module: &str) -> String {
-    format!("SELECT event_id::text AS event_id, event_type FROM {module}.events ORDER BY xid, seq")
+    format!(
+        "SELECT event_id::text AS event_id, event_type, aggregate_id::text AS aggregate_id, \
+         aggregate_version, payload::text AS payload FROM {module}.events ORDER BY xid, seq"
+    )
 }
 
 /// One event of a log.
@@ -125,6 +135,11 @@ mod tests {
             subject: subject.into(),
             msg_id: id.into(),
         }
+    }
+
+    #[test]
+    fn the_stream_is_the_publishers() {
+        assert_eq!(STREAM, eventlog::STREAM);
     }
 
     #[test]

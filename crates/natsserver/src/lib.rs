@@ -4,7 +4,8 @@
 //!
 //! The server keeps its JetStream store in `<base>/store`, logs to `<base>/log` and keeps
 //! its port in `<base>/port`, so a restart reuses both: what it stored survives a kill.
-//! It listens on 127.0.0.1 only. Knows nothing of emporium.
+//! It listens on 127.0.0.1 only. [`stream_messages`] reads a stream back, whole (`stream.rs`),
+//! for whoever judges what it holds. Knows nothing of emporium.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
@@ -13,6 +14,10 @@ use std::time::{Duration, Instant};
 use std::{env, fs};
 
 use anyhow::{Context, Result, bail};
+
+mod stream;
+
+pub use stream::{StoredMessage, stream_messages};
 
 /// A private NATS server; killed when dropped.
 pub struct NatsServer {

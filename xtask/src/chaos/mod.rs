@@ -10,17 +10,25 @@
 //! all of them, at a random moment or the moment gateway calls are in flight (seen in the
 //! database: a payment pending whose key the gateway's ledger holds), or crashes Postgres
 //! under them instead (`round.rs`). The instances left keep serving the load; the killed
-//! ones are started again under it. Then it lets background work settle (projections
-//! caught up, the reconciler and the saga done with every payment) and checks invariants
+//! ones are started again under it. It also starts a private `nats-server` (`natsserver`,
+//! store in `target/chaos/nats`): from round 2 on the servers get `NATS_URL`, and every
+//! other round `kill -9`s NATS at a random moment of the load too, besides the crash, and
+//! starts it again on its store a random while later, under the load. Then it lets
+//! background work settle (projections caught up, the reconciler and the saga done with
+//! every payment, with NATS the publisher caught up with every log) and checks invariants
 //! 1-4 (crate `invariants`, the gateway's ledger against the payments included) in the
-//! database, and the same facts through the API of every instance (`check.rs`). It prints
-//! each round (how many instances ran, which were killed, the requests each served) and
-//! ends with `N rounds, 0 violations`, or exits non-zero with the evidence.
+//! database, and the same facts through the API of every instance (`check.rs`); with NATS
+//! also invariant 4 against the whole stream: every event so far in it once, in log order,
+//! under its subject and `Nats-Msg-Id`, its body the envelope (`stream.rs`). It prints
+//! each round (how many instances ran, whether NATS ran and was killed, which servers were
+//! killed, the requests each served) and ends with `N rounds, 0 violations`, or exits
+//! non-zero with the evidence.
 
 mod check;
 mod load;
 mod plan;
 mod round;
+mod stream;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -77,21 +85,27 @@ pub(crate) fn run(root: &Path, rounds: u32, seed: Option<u64>) -> Result<ExitCod
     // `max_connections` takes a restart.
     postgres.stop()?;
     postgres.start()?;
+    let nats = natsserver::NatsServer::start(work.join("nats"))?;
     let seed = seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(1, |d| d.as_nanos() as u64)
             | 1
     });
-    println!("chaos: seed {seed}, {rounds} rounds, database {url}");
+    println!(
+        "chaos: seed {seed}, {rounds} rounds, database {url}, NATS {} (for rounds 2 on)",
+        nats.url()
+    );
     let chaos = Chaos {
         launcher: Launcher {
             binary,
             work,
             url: url.clone(),
+            nats_url: None,
         },
         url,
         postgres,
+        nats: Arc::new(std::sync::Mutex::new(nats)),
         rng: Rng::new(seed),
         totals: Totals::default(),
     };
@@ -106,12 +120,14 @@ pub(crate) fn run(root: &Path, rounds: u32, seed: Option<u64>) -> Result<ExitCod
     };
     println!(
         "chaos: {} requests ({} confirms with a slow token), {} failed; {} gateway calls in \
-         flight at the crashes; {} payments left unsettled by them{after}; {:.0?}",
+         flight at the crashes; {} payments left unsettled by them{after}; NATS killed {} \
+         time(s); {:.0?}",
         totals.sent,
         totals.slow,
         totals.failed,
         totals.in_flight,
         totals.unsettled,
+        totals.nats_kills,
         started.elapsed()
     );
     if violations.is_empty() {
@@ -133,6 +149,8 @@ struct Chaos {
     launcher: Launcher,
     url: DbUrl,
     postgres: pgcluster::Cluster,
+    /// The run's NATS, in `target/chaos/nats`; shared with the task that kills it.
+    nats: Arc<std::sync::Mutex<natsserver::NatsServer>>,
     rng: Rng,
     totals: Totals,
 }
@@ -147,6 +165,7 @@ struct Totals {
     in_flight: i64,
     /// Payments pending, or with a refund unconfirmed, right after each crash.
     unsettled: i64,
+    nats_kills: u32,
 }
 
 /// The shop the load works on: ids known to the drivers.
@@ -227,6 +246,8 @@ struct Launcher {
     binary: PathBuf,
     work: PathBuf,
     url: DbUrl,
+    /// The servers' `NATS_URL`: none until the first round with NATS, then for good.
+    nats_url: Option<String>,
 }
 
 impl Launcher {
@@ -240,7 +261,7 @@ impl Launcher {
     /// waited for until each is ready.
     fn start_all(&self, names: &[String]) -> Result<Vec<(Server, String)>> {
         let timeout = format!("{}ms", GATEWAY_TIMEOUT.as_millis());
-        let env = [
+        let mut env = vec![
             ("ADMIN_TOKEN", TOKEN),
             ("ACCESS_TOKEN_TTL", "1h"),
             // A few customers place most of the load.
@@ -250,6 +271,9 @@ impl Launcher {
             ("DB_POOL_SIZE", "4"),
             ("RUST_LOG", "warn"),
         ];
+        if let Some(nats_url) = &self.nats_url {
+            env.push(("NATS_URL", nats_url));
+        }
         let mut started = Vec::new();
         for name in names {
             let address = free_address()?;

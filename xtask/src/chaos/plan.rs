@@ -1,7 +1,7 @@
-//! The round plan: how many instances each round runs on the one database, and what it
-//! breaks. Fixed by the round's number (the seed picks only the moments and which
-//! instances die), so that a few consecutive rounds, CI's three among them, try every
-//! kind of crash.
+//! The round plan: how many instances each round runs on the one database, what it
+//! breaks, and whether they publish to NATS. Fixed by the round's number (the seed picks
+//! only the moments and which instances die), so that a few consecutive rounds, CI's
+//! three among them, try every kind of crash.
 
 /// One round's plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -9,6 +9,22 @@ pub(super) struct Plan {
     /// Server processes started on the database, the load spread over them.
     pub(super) instances: usize,
     pub(super) crash: Crash,
+    pub(super) nats: Nats,
+}
+
+/// What a round does with NATS. Round 1 runs without it; from round 2 on every round
+/// passes `NATS_URL` (the publishers then catch up the logs from their start, under
+/// load), since a later round without publishers would write events the stream lacks
+/// and invariant 4 says that with `NATS_URL` set every event reaches the stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Nats {
+    /// No `NATS_URL`: the servers publish nothing.
+    Off,
+    /// `NATS_URL` set; NATS runs throughout.
+    On,
+    /// `NATS_URL` set, and NATS `kill -9`ed at a random moment of the load and started
+    /// again on its store after a random while, the load still on. Besides the crash.
+    Killed,
 }
 
 /// What a round breaks.
@@ -35,15 +51,23 @@ impl Plan {
     /// leaves instances serving, a kill of every instance, and three instances (so
     /// `--rounds 3` tries each, a kill amid gateway calls among them). Within any six: one,
     /// two and all three of three instances killed, each kind of kill at each moment, and
-    /// one, two and three instances.
+    /// one, two and three instances. NATS as [`Nats`] says, killed in every odd round
+    /// from the third: with a Postgres crash, a kill of all, a kill that leaves some.
     pub(super) fn of_round(round: u32) -> Plan {
+        let nats = match round {
+            ..=1 => Nats::Off,
+            _ if round.is_multiple_of(2) => Nats::On,
+            _ => Nats::Killed,
+        };
         let servers = |instances, kill, when| Plan {
             instances,
             crash: Crash::Servers { kill, when },
+            nats,
         };
         let postgres = |instances| Plan {
             instances,
             crash: Crash::Postgres,
+            nats,
         };
         match round % 6 {
             1 => servers(3, 1, Moment::GatewayCalls),
@@ -61,6 +85,11 @@ impl Plan {
             Crash::Servers { kill, .. } => Some(self.instances - kill),
             Crash::Postgres => None,
         }
+    }
+
+    /// Whether its servers get `NATS_URL`.
+    pub(super) fn publishes(self) -> bool {
+        self.nats != Nats::Off
     }
 }
 
@@ -123,5 +152,38 @@ mod tests {
             )),
             "--rounds 3 kills amid gateway calls: {ci:?}"
         );
+        assert!(
+            ci.iter().any(|p| p.nats == Nats::Killed),
+            "--rounds 3 kills NATS: {ci:?}"
+        );
+    }
+
+    #[test]
+    fn nats_once_configured_stays_and_is_killed_within_three_rounds() {
+        let plans: Vec<Plan> = (1..=24).map(Plan::of_round).collect();
+        let first = plans.iter().position(|p| p.publishes()).unwrap();
+        assert!(first < 2, "NATS comes within CI's rounds: {plans:?}");
+        assert!(plans[first..].iter().all(|p| p.publishes()), "{plans:?}");
+        for three in plans[first..].windows(3) {
+            assert!(three.iter().any(|p| p.nats == Nats::Killed), "{three:?}");
+        }
+        let killed: Vec<Crash> = plans
+            .iter()
+            .filter(|p| p.nats == Nats::Killed)
+            .map(|p| p.crash)
+            .collect();
+        assert!(
+            killed.contains(&Crash::Postgres),
+            "NATS and Postgres killed"
+        );
+        for survive in [false, true] {
+            assert!(
+                plans
+                    .iter()
+                    .any(|p| p.nats == Nats::Killed
+                        && p.survivors().is_some_and(|n| (n > 0) == survive)),
+                "NATS killed with servers, some left serving: {survive}"
+            );
+        }
     }
 }

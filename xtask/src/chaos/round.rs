@@ -1,16 +1,17 @@
-//! One round: start its instances, spread the load over them, crash what the plan says,
-//! let the instances left serve alone a moment, start the killed ones again under the
-//! load, then settle and check.
+//! One round: start its instances, spread the load over them, crash what the plan says
+//! (and NATS too, if it says so), let the instances left serve alone a moment, start the
+//! killed ones again under the load, then settle and check.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use natsserver::NatsServer;
 
 use super::check::{scalar, settle_and_check};
 use super::load::{Counts, Instances, drive};
-use super::plan::{Crash, Moment, Plan};
+use super::plan::{Crash, Moment, Nats, Plan};
 use super::{Chaos, GATEWAY_TIMEOUT, IN_FLIGHT_WAIT, SLOW_CALL, Shop};
 use crate::db;
 use crate::load::Rng;
@@ -29,6 +30,11 @@ impl Chaos {
         plan: Plan,
         shop: &Arc<Shop>,
     ) -> Result<Vec<String>> {
+        if plan.publishes() && self.launcher.nats_url.is_none() {
+            let url = self.nats.lock().expect("NATS is not poisoned").url();
+            self.launcher.nats_url = Some(url);
+        }
+        let nats_url = self.launcher.nats_url.clone();
         let names: Vec<String> = (0..plan.instances)
             .map(|i| format!("round{round}-server{i}"))
             .collect();
@@ -48,6 +54,15 @@ impl Chaos {
             })
             .collect();
         let began = Instant::now();
+        let nats_kill = (plan.nats == Nats::Killed).then(|| {
+            let at = Duration::from_millis(300 + self.rng.next() % 1700);
+            let down = Duration::from_millis(500 + self.rng.next() % 2500);
+            (
+                tokio::spawn(kill_nats(self.nats.clone(), at, down)),
+                at,
+                down,
+            )
+        });
         let (what, in_flight, crashed_after, killed) = match plan.crash {
             Crash::Servers { kill, when } => {
                 let in_flight = self.until(when, &probe, &in_flight_now).await;
@@ -111,6 +126,15 @@ impl Chaos {
             }
         }
         let restart_took = restarting.elapsed();
+        let nats = match nats_kill {
+            Some((task, at, down)) => {
+                task.await?.context("killing and restarting NATS")?;
+                self.totals.nats_kills += 1;
+                format!(", NATS killed with -9 after {at:.1?} and started again {down:.1?} later")
+            }
+            None if nats_url.is_some() => ", NATS on".to_owned(),
+            None => ", no NATS".to_owned(),
+        };
         tokio::time::sleep(AFTER_RESTART).await;
         stop.store(true, Ordering::SeqCst);
         for driver in drivers {
@@ -128,7 +152,7 @@ impl Chaos {
             n => format!(" ({n} served on alone; restarted, ready in {restart_took:.1?})"),
         };
         println!(
-            "round {round}: {} instance(s); {what} after {crashed_after:.1?}{restarted}, \
+            "round {round}: {} instance(s){nats}; {what} after {crashed_after:.1?}{restarted}, \
              {in_flight} gateway call(s) in flight; {sent} requests ({} by instance; {slow} \
              confirms with a slow token), {failed} failed (connection lost, 503, or a 5xx \
              bug); {unsettled} payment(s) left pending or mid-refund",
@@ -142,11 +166,18 @@ impl Chaos {
         totals.in_flight += in_flight;
         totals.unsettled += unsettled;
         let bases = instances.serving();
-        let (found, took) = settle_and_check(&self.url, &bases, shop).await?;
+        let settled = settle_and_check(&self.url, &bases, shop, nats_url.as_deref()).await?;
+        let (found, took) = (settled.found, settled.took);
         drop(servers);
         let verdict = if found.is_empty() {
+            let stream = settled.streamed.map_or(String::new(), |(n, read)| {
+                format!(
+                    ", and against the stream ({n} messages, each event once in log order; \
+                     read and judged in {read:.1?})"
+                )
+            });
             format!(
-                "invariants hold, through each of {} instance(s)",
+                "invariants hold, through each of {} instance(s){stream}",
                 bases.len()
             )
         } else {
@@ -193,6 +224,19 @@ impl Chaos {
         picked.sort_unstable();
         picked
     }
+}
+
+/// `kill -9`s NATS after `at`, and starts it again on its store `down` later.
+async fn kill_nats(nats: Arc<Mutex<NatsServer>>, at: Duration, down: Duration) -> Result<()> {
+    // Off the runtime: both wait for the process.
+    let with = |act: fn(&mut NatsServer) -> Result<()>| {
+        let nats = nats.clone();
+        tokio::task::spawn_blocking(move || act(&mut nats.lock().expect("NATS is not poisoned")))
+    };
+    tokio::time::sleep(at).await;
+    with(NatsServer::kill).await??;
+    tokio::time::sleep(down).await;
+    with(NatsServer::restart).await?
 }
 
 /// [`scalar`], or 0 when the database does not answer (a count for the figures only).
