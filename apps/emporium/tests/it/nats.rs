@@ -53,35 +53,16 @@ pub(crate) struct Published {
 
 /// Every message of stream `EMPORIUM`, in stream order.
 pub(crate) async fn stream_messages(nats_url: &str) -> Vec<Published> {
-    let client = async_nats::connect(nats_url)
+    natsserver::stream_messages(nats_url, eventlog::STREAM)
         .await
-        .expect("connect to NATS");
-    let context = async_nats::jetstream::new(client);
-    let mut stream = context
-        .get_stream(eventlog::STREAM)
-        .await
-        .expect("the stream");
-    let last = stream
-        .info()
-        .await
-        .expect("stream info")
-        .state
-        .last_sequence;
-    let mut messages = Vec::new();
-    for sequence in 1..=last {
-        let message = stream.get_raw_message(sequence).await.expect("a message");
-        let msg_id = message
-            .headers
-            .get(async_nats::header::NATS_MESSAGE_ID)
-            .map(|v| v.as_str().to_owned())
-            .unwrap_or_default();
-        messages.push(Published {
-            subject: message.subject.to_string(),
-            msg_id,
+        .expect("reading the stream")
+        .into_iter()
+        .map(|message| Published {
+            subject: message.subject,
+            msg_id: message.msg_id,
             body: serde_json::from_slice(&message.payload).expect("a JSON body"),
-        });
-    }
-    messages
+        })
+        .collect()
 }
 
 #[derive(diesel::QueryableByName)]
