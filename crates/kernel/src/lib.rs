@@ -35,6 +35,7 @@ mod money;
 mod page;
 mod principal;
 mod problem;
+mod unit;
 
 #[cfg(feature = "http")]
 pub mod auth;
@@ -65,3 +66,4 @@ pub use page::{PageRequest, PageRequestError};
 pub use panic::catch_panic;
 pub use principal::{Principal, Role, UnknownRole};
 pub use problem::{FieldError, IntoProblem, Problem, Unavailable, Validation};
+pub use unit::Unit;

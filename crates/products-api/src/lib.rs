@@ -6,7 +6,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::db::Unit;
+use kernel::Unit;
 use kernel::{FieldError, IntoProblem, Money, OrderId, PageRequest, Problem, ProductId};
 use serde::{Deserialize, Serialize};
 
@@ -206,7 +206,7 @@ pub trait ProductApi: Send + Sync {
     async fn lookup(&self, ids: &[ProductId]) -> Result<Vec<ProductSummary>, ProductError>;
 
     /// Moves every line's quantity from `stock` to `reserved` for `order_id`, as part of
-    /// the caller's transaction `unit` (see [`kernel::db::Unit`]): it commits or rolls back
+    /// the caller's transaction `unit` (see [`kernel::Unit`]): it commits or rolls back
     /// with the caller's own writes. A line that lacks stock is
     /// [`ProductError::InsufficientStock`]; the caller then rolls its transaction back,
     /// and nothing stays reserved. Concurrent reservations never oversell (each product's

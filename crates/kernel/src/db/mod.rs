@@ -33,12 +33,11 @@ use crate::Unavailable;
 mod errors;
 mod prepared;
 pub mod text;
-mod unit;
 
+pub use crate::unit::Unit;
 pub(crate) use errors::is_unavailable_cause;
 pub use errors::{DbContext, db_error, is_unavailable, unique_violation};
 pub use prepared::{Prepared, prepared};
-pub use unit::Unit;
 
 pub use diesel_async::AsyncPgConnection as PgConnection;
 

@@ -13,17 +13,29 @@
 //!
 //! The callee runs only statements: the rule that no transaction waits on anything outside
 //! the database (ARCHITECTURE.md) holds for a unit as for any transaction.
+//!
+//! The type is always there, so that an `-api` trait can name it in a signature and stay
+//! free of the database: without the `db` feature it is an opaque handle nobody can make
+//! or open; its connection and methods exist with `db`, which only the implementations
+//! (and the app) enable.
 
+#[cfg(feature = "db")]
 use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 
-use super::{DbContext, Schema};
+#[cfg(feature = "db")]
+use crate::db::{DbContext, Schema};
 
 /// An open transaction on one connection, acting as one module's role at a time.
 pub struct Unit<'c> {
+    #[cfg(feature = "db")]
     conn: &'c mut AsyncPgConnection,
+    #[cfg(feature = "db")]
     acting: &'static str,
+    #[cfg(not(feature = "db"))]
+    _opaque: std::marker::PhantomData<&'c mut ()>,
 }
 
+#[cfg(feature = "db")]
 impl<'c> Unit<'c> {
     /// `conn` holds an open transaction and acts as `schema`'s role (it is a connection of
     /// that schema's pool).
