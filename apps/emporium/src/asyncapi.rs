@@ -295,6 +295,9 @@ mod tests {
                 }
             }
         }
+        for (_, subscriber) in SUBSCRIBERS {
+            assert_eq!(subscriber.unknown_in(&LOGS), Vec::<String>::new());
+        }
         for name in ["Envelope", "Actor", "ActorKind"] {
             assert!(!seen.contains_key(name), "a payload schema is named {name}");
         }

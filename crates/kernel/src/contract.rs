@@ -147,6 +147,24 @@ impl Subscribes {
             .iter()
             .any(|(_, types)| types.contains(&event_type))
     }
+
+    /// What it names that `logs` do not hold: a source log that is not among them, or an
+    /// event type its log does not declare; one line each (none: every name is real).
+    pub fn unknown_in(&self, logs: &[Log]) -> Vec<String> {
+        let mut unknown = Vec::new();
+        for (module, types) in self.sources {
+            match logs.iter().find(|log| log.module == *module) {
+                None => unknown.push(format!("{}: no log {module}", self.subscriber)),
+                Some(log) => unknown.extend(
+                    types
+                        .iter()
+                        .filter(|t| log.contract(t).is_none())
+                        .map(|t| format!("{}: the {module} log has no {t}", self.subscriber)),
+                ),
+            }
+        }
+        unknown
+    }
 }
 
 /// A schema's shape: what a payload must look like, without the words about it
@@ -409,6 +427,25 @@ mod tests {
             |kind| json!({"properties": {"description": {"type": kind}, "title": {"type": kind}}});
         assert_eq!(shape(field("string")), field("string"));
         assert_ne!(shape(field("string")), shape(field("integer")));
+    }
+
+    #[test]
+    fn a_subscriber_names_only_logs_and_types_that_exist() {
+        let logs = [log(Contract::of::<Happened>("t", "t"))];
+        let subscribes = |sources| Subscribes {
+            subscriber: "s",
+            summary: "",
+            sources,
+        };
+        assert!(
+            subscribes(&[("tests", &["t"])])
+                .unknown_in(&logs)
+                .is_empty()
+        );
+        assert_eq!(
+            subscribes(&[("tests", &["u"]), ("other", &["t"])]).unknown_in(&logs),
+            ["s: the tests log has no u", "s: no log other"]
+        );
     }
 
     #[test]
