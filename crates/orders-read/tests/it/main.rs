@@ -206,16 +206,3 @@ async fn miscounted(conn: &mut diesel_async::AsyncPgConnection) -> String {
         .unwrap();
     rows.rows
 }
-
-/// The number `sql` selects as `n` (a `bigint`).
-async fn count(conn: &mut diesel_async::AsyncPgConnection, sql: &str) -> i64 {
-    #[derive(diesel::QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    let count: Count = diesel_async::RunQueryDsl::get_result(diesel::sql_query(sql), conn)
-        .await
-        .unwrap();
-    count.n
-}

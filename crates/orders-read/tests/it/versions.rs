@@ -54,14 +54,12 @@ async fn orders_created_at_version_1_and_2_read_alike_live_and_after_a_rebuild()
         ],
     )
     .await;
-    let mut conn = app.db.connect().await;
     let versions = "SELECT count(DISTINCT schema_version) AS n FROM order_events.events";
     assert_eq!(
-        crate::count(&mut conn, versions).await,
+        app.db.scalar(versions).await,
         2,
         "the log holds both versions"
     );
-    drop(conn);
 
     let expect = |view: &serde_json::Value, subtotal: &str, total: &str| {
         assert_eq!(view["items"][0]["subtotal"], subtotal, "{view:#}");
@@ -74,11 +72,9 @@ async fn orders_created_at_version_1_and_2_read_alike_live_and_after_a_rebuild()
     app.side.rebuild().await.unwrap();
     expect(&app.view(&old.to_string(), 1).await, "37.50", "37.50");
     expect(&app.view(&new.to_string(), 1).await, "8.50", "8.50");
-    let mut conn = app.db.connect().await;
-    let parked = crate::count(
-        &mut conn,
-        "SELECT count(*) AS n FROM orders_read.dead_letters",
-    )
-    .await;
+    let parked = app
+        .db
+        .scalar("SELECT count(*) AS n FROM orders_read.dead_letters")
+        .await;
     assert_eq!(parked, 0, "no event was parked");
 }
