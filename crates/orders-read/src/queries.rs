@@ -10,20 +10,19 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::expression::functions::declare_sql_function;
 use diesel::prelude::*;
-use diesel::sql_types::{Integer, Nullable, Text, Uuid as SqlUuid};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel::sql_types::{BigInt, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::RunQueryDsl;
 use kernel::db::{self, DbContext, Pool};
 use kernel::{Money, OrderId, PageRequest};
 use orders_api::{
-    OrderError, OrderFilter, OrderItemView, OrderPage, OrderQueries, OrderView, Read,
+    OrderError, OrderFilter, OrderItemView, OrderPage, OrderQueries, OrderStatus, OrderView, Read,
 };
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::schema::{generations, order_items, orders, products, users};
-use crate::states::{GenerationState, StoredStatus};
+use crate::states::StoredStatus;
 use crate::waits::Waits;
 
 /// How long `min_version` waits for the read model at most.
@@ -52,237 +51,196 @@ impl OrderReadModel {
     }
 }
 
-/// Raw: a list's total, summed from the counts the read model's triggers keep
-/// (`orders_read.order_counts`, see its migration): at most five rows of one generation,
-/// however many orders match. `$1` the generation (the live one if null), `$2` the user (every
-/// user's if null), `$3` the status (all five if null).
-pub const LIST_TOTAL: &str = "SELECT coalesce(sum(n), 0)::bigint AS n FROM orders_read.order_counts \
-     WHERE generation = coalesce($1, (SELECT id FROM orders_read.generations WHERE state = 'live')) \
-       AND user_id = coalesce($2, '00000000-0000-0000-0000-000000000000'::uuid) \
-       AND ($3::text IS NULL OR status = $3)";
+/// One order of the read model (`o`, joined to its user's latest names as `u`) as a JSON
+/// object, its items (the latest product names, in line order) an array of
+/// `[product_id, name, quantity, price]`: the shape of [`StoredView`].
+macro_rules! order_json {
+    () => {
+        "json_build_object('id', o.id, 'user_id', o.user_id, \
+           'user_name', coalesce(u.name, o.user_name), 'user_email', coalesce(u.email, o.user_email), \
+           'item_count', o.item_count, 'total', o.total::text, 'status', o.status, \
+           'cancel_reason', o.cancel_reason, 'created_at', o.created_at, \
+           'updated_at', o.updated_at, 'version', o.version, \
+           'items', (SELECT coalesce(json_agg(json_build_array(i.product_id, \
+                coalesce(p.name, i.product_name), i.quantity, i.price::text) ORDER BY i.line), '[]') \
+              FROM orders_read.order_items i \
+              LEFT JOIN orders_read.products p ON p.generation = i.generation AND p.id = i.product_id \
+              WHERE i.generation = o.generation AND i.order_id = o.id))"
+    };
+}
 
+/// The live generation's id, named in the statement itself (not looked up first): a
+/// scalar subquery (an init plan, evaluated once), so the indexes that lead with the
+/// generation still serve a list's order.
+macro_rules! live {
+    () => {
+        "(SELECT id FROM orders_read.generations WHERE state = 'live')"
+    };
+}
+
+/// A list's total of generation `$generation`, summed from the counts the read model's
+/// triggers keep (`orders_read.order_counts`, see its migration): at most five rows,
+/// however many orders match. `$1` the user (every user's if null), `$2` the status (all
+/// five if null).
+macro_rules! list_total {
+    ($generation:expr) => {
+        concat!(
+            "SELECT coalesce(sum(n), 0)::bigint AS n FROM orders_read.order_counts \
+             WHERE generation = ",
+            $generation,
+            " AND user_id = coalesce($1, '00000000-0000-0000-0000-000000000000'::uuid) \
+               AND ($2::text IS NULL OR status = $2)"
+        )
+    };
+}
+
+/// Raw: the total of a list of the live generation (as [`list_total!`]); the statement the
+/// list's own embeds, kept apart so a test can read its plan.
+pub const LIST_TOTAL: &str = list_total!(live!());
+
+/// Raw: one page of orders, newest first, with its total, in one statement (so one snapshot:
+/// the page, its items and its total are of one generation even while a rebuild takes
+/// over). `$filter` narrows the page (`$1` the user, `$2` the status); `$3` the offset,
+/// `$4` the limit. One constant per filter, so that each keeps a plan that uses its index.
+macro_rules! list_page {
+    ($filter:literal) => {
+        concat!(
+            "WITH live AS ",
+            live!(),
+            ", page AS (SELECT * FROM orders_read.orders \
+               WHERE generation = (SELECT id FROM live)",
+            $filter,
+            " ORDER BY created_at DESC, id DESC OFFSET $3 LIMIT $4) \
+             SELECT (",
+            list_total!("(SELECT id FROM live)"),
+            ") AS total, \
+               (SELECT coalesce(json_agg(",
+            order_json!(),
+            " ORDER BY o.created_at DESC, o.id DESC), '[]') \
+                FROM page o \
+                LEFT JOIN orders_read.users u ON u.generation = o.generation AND u.id = o.user_id \
+               )::text AS orders"
+        )
+    };
+}
+
+const LIST: &str = list_page!("");
+const LIST_BY_USER: &str = list_page!(" AND user_id = $1");
+const LIST_BY_STATUS: &str = list_page!(" AND status = $2");
+const LIST_BY_USER_AND_STATUS: &str = list_page!(" AND user_id = $1 AND status = $2");
+
+/// A row of a `list_page!` statement.
 #[derive(QueryableByName)]
-struct Total {
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
-    n: i64,
+struct Listed {
+    #[diesel(sql_type = BigInt)]
+    total: i64,
+    #[diesel(sql_type = Text)]
+    orders: String,
+}
+
+/// Raw: one order of the live generation as [`order_json!`]: the whole view in one
+/// statement, one round trip.
+const ORDER_VIEW: &str = concat!(
+    "SELECT ",
+    order_json!(),
+    "::text AS view FROM orders_read.orders o \
+     LEFT JOIN orders_read.users u ON u.generation = o.generation AND u.id = o.user_id \
+     WHERE o.generation = ",
+    live!(),
+    " AND o.id = $1"
+);
+
+/// A row of [`ORDER_VIEW`].
+#[derive(QueryableByName)]
+struct Found {
+    #[diesel(sql_type = Text)]
+    view: String,
 }
 
 /// How many `min_version` waits one process holds at once by default.
 pub const MAX_WAITERS: usize = 1000;
 
-#[declare_sql_function]
-extern "SQL" {
-    /// The latest name seen in events, else the one placed with (users' columns).
-    #[sql_name = "coalesce"]
-    fn latest_or_placed(latest: Nullable<Text>, placed: Nullable<Text>) -> Nullable<Text>;
-    /// The same for items, whose names as placed are never null.
-    #[sql_name = "coalesce"]
-    fn latest_or(latest: Nullable<Text>, placed: Text) -> Text;
-}
-
-/// An order row with its generation and its user's latest names, in the order of
-/// [`view_columns!`] (or by name, from [`ORDER_VIEW`]).
-#[derive(Queryable, QueryableByName)]
-struct ViewRow {
-    #[diesel(sql_type = Integer)]
-    generation: i32,
-    #[diesel(sql_type = SqlUuid)]
+/// An order as [`order_json!`] writes it.
+#[derive(Deserialize)]
+struct StoredView {
     id: Uuid,
-    #[diesel(sql_type = SqlUuid)]
     user_id: Uuid,
-    #[diesel(sql_type = Nullable<Text>)]
     user_name: Option<String>,
-    #[diesel(sql_type = Nullable<Text>)]
     user_email: Option<String>,
-    #[diesel(sql_type = Integer)]
     item_count: i32,
-    #[diesel(sql_type = diesel::sql_types::Numeric)]
-    total: Decimal,
-    #[diesel(sql_type = Text)]
-    status: StoredStatus,
-    #[diesel(sql_type = Nullable<Text>)]
+    total: String,
+    status: String,
     cancel_reason: Option<String>,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     created_at: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     updated_at: DateTime<Utc>,
-    #[diesel(sql_type = diesel::sql_types::BigInt)]
     version: i64,
+    /// `[product_id, latest name, quantity, price]`, in line order.
+    items: Vec<(Uuid, String, i64, String)>,
 }
 
-fn money(value: Decimal) -> Result<Money, OrderError> {
-    Money::from_decimal(value)
-        .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("stored amount: {e}")))
+fn stored(what: &str, error: impl std::fmt::Display) -> OrderError {
+    OrderError::Unexpected(anyhow::anyhow!("stored {what}: {error}"))
 }
 
-/// The live generation's id, named in the query itself (not looked up first): one round
-/// trip less per query. A scalar subquery (an init plan, evaluated once), so the indexes
-/// that lead with the generation still serve the order of a list.
-macro_rules! live_generation {
-    () => {
-        generations::table
-            .filter(generations::state.eq(GenerationState::Live))
-            .select(generations::id)
-            .single_value()
-    };
+fn money(text: &str) -> Result<Money, OrderError> {
+    let value = Decimal::from_str_exact(text).map_err(|e| stored("amount", e))?;
+    Money::from_decimal(value).map_err(|e| stored("amount", e))
 }
 
-/// Orders with their user's latest names (a primary-key lookup per order).
-macro_rules! named_orders {
-    () => {
-        orders::table.left_join(
-            users::table.on(users::generation
-                .eq(orders::generation)
-                .and(users::id.eq(orders::user_id))),
-        )
-    };
-}
-
-/// The columns of a [`ViewRow`] from [`named_orders!`].
-macro_rules! view_columns {
-    () => {
-        (
-            orders::generation,
-            orders::id,
-            orders::user_id,
-            latest_or_placed(users::name.nullable(), orders::user_name),
-            latest_or_placed(users::email.nullable(), orders::user_email),
-            orders::item_count,
-            orders::total,
-            orders::status,
-            orders::cancel_reason,
-            orders::created_at,
-            orders::updated_at,
-            orders::version,
-        )
-    };
-}
-
-/// Loads the given rows' items and assembles the views, in the rows' order.
-async fn views(
-    conn: &mut AsyncPgConnection,
-    generation: i32,
-    rows: Vec<ViewRow>,
-) -> Result<Vec<OrderView>, OrderError> {
-    if rows.is_empty() {
-        return Ok(Vec::new());
-    }
-    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-    let items: Vec<ItemRow> = order_items::table
-        .left_join(
-            products::table.on(products::generation
-                .eq(order_items::generation)
-                .and(products::id.eq(order_items::product_id))),
-        )
-        .filter(order_items::generation.eq(generation))
-        .filter(order_items::order_id.eq_any(&ids))
-        .order((order_items::order_id, order_items::line))
-        .select((
-            order_items::order_id,
-            order_items::product_id,
-            latest_or(products::name.nullable(), order_items::product_name),
-            order_items::quantity,
-            order_items::price,
-        ))
-        .load(conn)
-        .await
-        .db_context("loading order items")?;
-    assemble(rows, &items)
-}
-
-/// An item of an order: its order, product, latest name, quantity and price.
-type ItemRow = (Uuid, Uuid, String, i64, Decimal);
-
-/// The views of `rows`, in their order, each with its items of `items`.
-fn assemble(rows: Vec<ViewRow>, items: &[ItemRow]) -> Result<Vec<OrderView>, OrderError> {
-    rows.into_iter()
-        .map(|row| {
-            let StoredStatus(status) = row.status;
-            let items = items
-                .iter()
-                .filter(|(order_id, ..)| *order_id == row.id)
-                .map(|(_, product_id, name, quantity, price)| {
-                    let price = money(*price)?;
-                    let subtotal = price
-                        .checked_mul(u32::try_from(*quantity).unwrap_or(u32::MAX))
-                        .ok_or_else(|| anyhow::anyhow!("subtotal overflows"))?;
-                    Ok(OrderItemView {
-                        product_id: (*product_id).into(),
-                        product_name: name.clone(),
-                        quantity: *quantity,
-                        price,
-                        subtotal,
-                    })
+impl StoredView {
+    fn view(self) -> Result<OrderView, OrderError> {
+        let status: OrderStatus = self.status.parse().map_err(|e| stored("status", e))?;
+        let items = self
+            .items
+            .into_iter()
+            .map(|(product_id, product_name, quantity, price)| {
+                let price = money(&price)?;
+                let subtotal = price
+                    .checked_mul(u32::try_from(quantity).unwrap_or(u32::MAX))
+                    .ok_or_else(|| anyhow::anyhow!("subtotal overflows"))?;
+                Ok(OrderItemView {
+                    product_id: product_id.into(),
+                    product_name,
+                    quantity,
+                    price,
+                    subtotal,
                 })
-                .collect::<Result<Vec<_>, OrderError>>()?;
-            Ok(OrderView {
-                id: row.id.into(),
-                user_id: row.user_id.into(),
-                user_name: row.user_name,
-                user_email: row.user_email,
-                items,
-                item_count: i64::from(row.item_count),
-                total: money(row.total)?,
-                status,
-                status_display: status.display().to_owned(),
-                cancel_reason: row.cancel_reason,
-                created_at: row.created_at,
-                updated_at: row.updated_at,
-                version: row.version,
             })
+            .collect::<Result<Vec<_>, OrderError>>()?;
+        Ok(OrderView {
+            id: self.id.into(),
+            user_id: self.user_id.into(),
+            user_name: self.user_name,
+            user_email: self.user_email,
+            items,
+            item_count: i64::from(self.item_count),
+            total: money(&self.total)?,
+            status,
+            status_display: status.display().to_owned(),
+            cancel_reason: self.cancel_reason,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+            version: self.version,
         })
-        .collect()
-}
-
-/// Raw: one order of the live generation with its user's latest names and its items (the
-/// latest product names, in line order, as a JSON array of `[product_id, name, quantity,
-/// price]`): the whole view in one statement, one round trip.
-const ORDER_VIEW: &str = "SELECT o.generation, o.id, o.user_id, \
-       coalesce(u.name, o.user_name) AS user_name, coalesce(u.email, o.user_email) AS user_email, \
-       o.item_count, o.total, o.status, o.cancel_reason, o.created_at, o.updated_at, o.version, \
-       (SELECT coalesce(json_agg(json_build_array(i.product_id, coalesce(p.name, i.product_name), \
-            i.quantity, i.price::text) ORDER BY i.line), '[]') \
-          FROM orders_read.order_items i \
-          LEFT JOIN orders_read.products p ON p.generation = i.generation AND p.id = i.product_id \
-          WHERE i.generation = o.generation AND i.order_id = o.id)::text AS items \
-     FROM orders_read.orders o \
-     LEFT JOIN orders_read.users u ON u.generation = o.generation AND u.id = o.user_id \
-     WHERE o.generation = (SELECT id FROM orders_read.generations WHERE state = 'live') \
-       AND o.id = $1";
-
-/// A row of [`ORDER_VIEW`].
-#[derive(QueryableByName)]
-struct ViewWithItems {
-    #[diesel(embed)]
-    view: ViewRow,
-    #[diesel(sql_type = Text)]
-    items: String,
+    }
 }
 
 impl OrderReadModel {
     async fn find(&self, id: OrderId) -> Result<Option<OrderView>, OrderError> {
         let mut conn = db::connect(&self.pool).await?;
-        let found: Option<ViewWithItems> =
+        let found: Option<Found> =
             db::prepared(diesel::sql_query(ORDER_VIEW).bind::<SqlUuid, _>(id.as_uuid()))
                 .get_result(&mut conn)
                 .await
                 .optional()
                 .db_context("loading order view")?;
-        let Some(found) = found else {
-            return Ok(None);
-        };
-        let items: Vec<ItemRow> =
-            serde_json::from_str::<Vec<(Uuid, String, i64, String)>>(&found.items)
-                .map_err(|e| OrderError::Unexpected(anyhow::anyhow!("stored items: {e}")))?
-                .into_iter()
-                .map(|(product_id, name, quantity, price)| {
-                    let price = Decimal::from_str_exact(&price).map_err(|e| {
-                        OrderError::Unexpected(anyhow::anyhow!("stored price: {e}"))
-                    })?;
-                    Ok((found.view.id, product_id, name, quantity, price))
-                })
-                .collect::<Result<_, OrderError>>()?;
-        Ok(assemble(vec![found.view], &items)?.pop())
+        found
+            .map(|found| {
+                serde_json::from_str::<StoredView>(&found.view)
+                    .map_err(|e| stored("order", e))?
+                    .view()
+            })
+            .transpose()
     }
 }
 
@@ -318,48 +276,31 @@ impl OrderQueries for OrderReadModel {
     }
 
     async fn list(&self, filter: OrderFilter, page: PageRequest) -> Result<OrderPage, OrderError> {
+        let statement = match (filter.user_id.is_some(), filter.status.is_some()) {
+            (false, false) => LIST,
+            (true, false) => LIST_BY_USER,
+            (false, true) => LIST_BY_STATUS,
+            (true, true) => LIST_BY_USER_AND_STATUS,
+        };
         let mut conn = db::connect(&self.pool).await?;
-        // The filter, on the orders alone or joined to their names.
-        macro_rules! filtered {
-            ($query:expr) => {{
-                let mut query = $query;
-                if let Some(user_id) = filter.user_id {
-                    query = query.filter(orders::user_id.eq(user_id.as_uuid()));
-                }
-                if let Some(status) = filter.status {
-                    query = query.filter(orders::status.eq(StoredStatus(status)));
-                }
-                query
-            }};
-        }
-        let rows: Vec<ViewRow> = filtered!(
-            named_orders!()
-                .filter(orders::generation.nullable().eq(live_generation!()))
-                .into_boxed()
-        )
-        .select(view_columns!())
-        .order((orders::created_at.desc(), orders::id.desc()))
-        .offset(page.offset())
-        .limit(page.limit())
-        .load(&mut conn)
-        .await
-        .db_context("listing orders")?;
-        // The live generation, or the one the page was read from (so that the total and the
-        // items agree with the page even if a rebuild takes over meanwhile).
-        let page_generation = rows.as_slice().first().map(|row| row.generation);
-        let total: Total = kernel::db::prepared(
-            diesel::sql_query(LIST_TOTAL)
-                .bind::<Nullable<Integer>, _>(page_generation)
+        let listed: Listed = db::prepared(
+            diesel::sql_query(statement)
                 .bind::<Nullable<SqlUuid>, _>(filter.user_id.map(|user| user.as_uuid()))
-                .bind::<Nullable<Text>, _>(filter.status.map(StoredStatus)),
+                .bind::<Nullable<Text>, _>(filter.status.map(StoredStatus))
+                .bind::<BigInt, _>(page.offset())
+                .bind::<BigInt, _>(page.limit()),
         )
         .get_result(&mut conn)
         .await
-        .db_context("totalling orders")?;
-        let total = total.n;
-        let total = u64::try_from(total).unwrap_or_default();
+        .db_context("listing orders")?;
+        let orders = serde_json::from_str::<Vec<StoredView>>(&listed.orders)
+            .map_err(|e| stored("orders", e))?
+            .into_iter()
+            .map(StoredView::view)
+            .collect::<Result<_, _>>()?;
+        let total = u64::try_from(listed.total).unwrap_or_default();
         Ok(OrderPage {
-            orders: views(&mut conn, page_generation.unwrap_or_default(), rows).await?,
+            orders,
             total,
             page: page.page(),
             page_size: page.page_size(),

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use diesel::sql_types::{Integer, Nullable, Text, Uuid as SqlUuid};
+use diesel::sql_types::{Nullable, Text, Uuid as SqlUuid};
 use diesel_async::RunQueryDsl;
 use kernel::testing::Plan;
 use kernel::{NewEvent, OrderId, PaymentId};
@@ -200,7 +200,6 @@ async fn a_total_over_a_hundred_thousand_orders_reads_a_few_counted_rows() {
     // What the total costs: the counts' rows and the live generation's, never the orders.
     for (user, status) in [(None, None), (Some(many.clone()), Some("pending"))] {
         let plan: Plan = diesel::sql_query(Plan::explain(orders_read::LIST_TOTAL))
-            .bind::<Nullable<Integer>, _>(None::<i32>)
             .bind::<Nullable<SqlUuid>, _>(user.map(|u| u.parse::<uuid::Uuid>().unwrap()))
             .bind::<Nullable<Text>, _>(status)
             .get_result(&mut conn)
