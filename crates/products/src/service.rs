@@ -206,13 +206,42 @@ where
     .await
 }
 
-/// Raw: one line of a reservation, its stock taken if enough is left and the line recorded,
-/// in one statement: one row written when it was taken, none when not.
-const RESERVE_LINE: &str = "WITH taken AS ( \
-       UPDATE products.products SET stock = stock - $2, reserved = reserved + $2, updated_at = $3 \
-       WHERE id = $1 AND stock >= $2 RETURNING id) \
-     INSERT INTO products.reservation_lines (order_id, product_id, quantity) \
-     SELECT $4, id, $2 FROM taken";
+/// Raw: a whole reservation in one statement. Records the reservation of order `$1`
+/// (status `$3`) unless it has one already; then locks every line's product in id order
+/// (so concurrent reservations of the same products wait for each other instead of
+/// deadlocking), takes each line's quantity (`$4` products, `$5` quantities) from `stock`
+/// to `reserved` where the stock suffices, and records the lines taken. `new` is whether
+/// the reservation is new; `taken` the products whose line was taken. A line not taken
+/// leaves the others taken: the caller's transaction is rolled back (see
+/// `ProductApi::reserve`). An `UPDATE` re-reads a row another transaction changed meanwhile
+/// (read committed), so the stock is checked on its newest version.
+const RESERVE: &str = "WITH reservation AS ( \
+       INSERT INTO products.reservations (order_id, status, created_at, updated_at) \
+       VALUES ($1, $3, $2, $2) ON CONFLICT DO NOTHING RETURNING order_id), \
+     lines AS (SELECT * FROM unnest($4::uuid[], $5::bigint[]) AS l(product_id, quantity)), \
+     locked AS ( \
+       SELECT p.id FROM products.products p \
+       WHERE p.id IN (SELECT product_id FROM lines) AND EXISTS (SELECT 1 FROM reservation) \
+       ORDER BY p.id FOR UPDATE), \
+     taken AS ( \
+       UPDATE products.products p \
+       SET stock = p.stock - l.quantity, reserved = p.reserved + l.quantity, updated_at = $2 \
+       FROM lines l JOIN locked k ON k.id = l.product_id \
+       WHERE p.id = l.product_id AND p.stock >= l.quantity RETURNING p.id, l.quantity), \
+     recorded AS ( \
+       INSERT INTO products.reservation_lines (order_id, product_id, quantity) \
+       SELECT $1, id, quantity FROM taken RETURNING product_id) \
+     SELECT EXISTS (SELECT 1 FROM reservation) AS new, \
+       coalesce((SELECT array_agg(product_id) FROM recorded), '{}') AS taken";
+
+/// A row of [`RESERVE`].
+#[derive(QueryableByName)]
+struct Reserved {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    new: bool,
+    #[diesel(sql_type = diesel::sql_types::Array<SqlUuid>)]
+    taken: Vec<Uuid>,
+}
 
 #[async_trait]
 impl ProductApi for ProductService {
@@ -435,57 +464,50 @@ impl ProductApi for ProductService {
             }
         }
         v.finish().map_err(ProductError::Invalid)?;
-        let mut sorted = lines.to_vec();
-        sorted.sort_by_key(|line| line.product_id);
-
         let conn = unit.acting_as(&SCHEMA).await?;
-        let now = Utc::now();
+        let (ids, quantities): (Vec<Uuid>, Vec<i64>) = lines
+            .iter()
+            .map(|line| (line.product_id.as_uuid(), i64::from(line.quantity)))
+            .unzip();
         // The primary key makes a concurrent repeat wait for us, then see our row.
-        let inserted = diesel::insert_into(reservations::table)
-            .values((
-                reservations::order_id.eq(order_id.as_uuid()),
-                reservations::status.eq(StoredStatus(ReservationStatus::Reserved)),
-                reservations::created_at.eq(now),
-                reservations::updated_at.eq(now),
-            ))
-            .on_conflict_do_nothing()
-            .execute(conn)
-            .await
-            .db_context("recording reservation")?;
-        if inserted == 0 {
+        let reserved: Reserved = db::prepared(
+            diesel::sql_query(RESERVE)
+                .bind::<SqlUuid, _>(order_id.as_uuid())
+                .bind::<Timestamptz, _>(Utc::now())
+                .bind::<diesel::sql_types::Text, _>(StoredStatus(ReservationStatus::Reserved))
+                .bind::<diesel::sql_types::Array<SqlUuid>, _>(&ids)
+                .bind::<diesel::sql_types::Array<BigInt>, _>(&quantities),
+        )
+        .get_result(conn)
+        .await
+        .db_context("reserving stock")?;
+        if !reserved.new {
             return Ok(());
         }
-        for line in &sorted {
-            let quantity = i64::from(line.quantity);
-            let taken = db::prepared(
-                diesel::sql_query(RESERVE_LINE)
-                    .bind::<SqlUuid, _>(line.product_id.as_uuid())
-                    .bind::<BigInt, _>(quantity)
-                    .bind::<Timestamptz, _>(now)
-                    .bind::<SqlUuid, _>(order_id.as_uuid()),
-            )
-            .execute(conn)
+        // The first line (in product order) not taken says why.
+        let mut sorted = lines.to_vec();
+        sorted.sort_by_key(|line| line.product_id);
+        let Some(line) = sorted
+            .iter()
+            .find(|line| !reserved.taken.contains(&line.product_id.as_uuid()))
+        else {
+            return Ok(());
+        };
+        let available: Option<i64> = products::table
+            .find(line.product_id.as_uuid())
+            .select(products::stock)
+            .first(conn)
             .await
-            .db_context("reserving stock")?;
-            if taken == 0 {
-                let available: Option<i64> = products::table
-                    .find(line.product_id.as_uuid())
-                    .select(products::stock)
-                    .first(conn)
-                    .await
-                    .optional()
-                    .db_context("reading stock")?;
-                return Err(match available {
-                    None => ProductError::UnknownProducts(vec![line.product_id]),
-                    Some(available) => ProductError::InsufficientStock {
-                        product_id: line.product_id,
-                        requested: line.quantity,
-                        available,
-                    },
-                });
-            }
-        }
-        Ok(())
+            .optional()
+            .db_context("reading stock")?;
+        Err(match available {
+            None => ProductError::UnknownProducts(vec![line.product_id]),
+            Some(available) => ProductError::InsufficientStock {
+                product_id: line.product_id,
+                requested: line.quantity,
+                available,
+            },
+        })
     }
 
     #[tracing::instrument(name = "products.commit", skip_all)]
