@@ -38,10 +38,19 @@ const HAND_OVER: &str = "UPDATE {schema}.checkpoints c SET xid = r.xid, seq = r.
 /// Raw: schema chosen at run time.
 const FORGET: &str = "DELETE FROM {schema}.checkpoints WHERE subscriber = $1";
 
-/// Raw: advisory locks are functions. The key of a subscriber: one batch of it at a time,
-/// whatever source and process. `{lock}` is the locking function.
-const SUBSCRIBER_LOCK: &str =
-    "SELECT {lock}(hashtextextended('emporium.subscriber.' || $1 || '.' || $2, 0)) AS locked";
+/// Raw: advisory locks are functions. The key of a subscriber (`$1` its schema, `$2` its
+/// name): one batch of it at a time, whatever source and process. `$lock` is the locking
+/// function, `$more` more of the select list.
+macro_rules! subscriber_lock {
+    ($lock:literal, $more:literal) => {
+        concat!(
+            "SELECT ",
+            $lock,
+            "(hashtextextended('emporium.subscriber.' || $1 || '.' || $2, 0)) AS locked",
+            $more
+        )
+    };
+}
 
 /// A checkpoint as the delivery step needs it.
 #[derive(diesel::QueryableByName)]
@@ -180,14 +189,27 @@ struct Locked {
 }
 
 /// Takes subscriber `name`'s lock until the transaction on `conn` ends, unless another
-/// transaction holds it: then false, at once.
+/// transaction holds it: then false, at once. For a `derived` subscriber (see
+/// `Subscriber::derived`) the same statement turns `synchronous_commit` off for the
+/// transaction: no round trip of its own.
 pub(crate) async fn try_lock_subscriber(
     conn: &mut AsyncPgConnection,
     schema: &str,
     name: &str,
+    derived: bool,
 ) -> anyhow::Result<bool> {
+    const TRY_LOCK: &str = subscriber_lock!("pg_try_advisory_xact_lock", "");
+    const TRY_LOCK_UNFLUSHED: &str = subscriber_lock!(
+        "pg_try_advisory_xact_lock",
+        ", set_config('synchronous_commit', 'off', true) AS synchronous_commit"
+    );
+    let statement = if derived {
+        TRY_LOCK_UNFLUSHED
+    } else {
+        TRY_LOCK
+    };
     let lock: Locked = kernel::db::prepared(
-        diesel::sql_query(SUBSCRIBER_LOCK.replace("{lock}", "pg_try_advisory_xact_lock"))
+        diesel::sql_query(statement)
             .bind::<Text, _>(schema)
             .bind::<Text, _>(name),
     )
@@ -205,7 +227,7 @@ pub async fn lock_subscriber(
     name: &str,
 ) -> anyhow::Result<()> {
     kernel::db::prepared(
-        diesel::sql_query(SUBSCRIBER_LOCK.replace("{lock}", "pg_advisory_xact_lock"))
+        diesel::sql_query(subscriber_lock!("pg_advisory_xact_lock", ""))
             .bind::<Text, _>(schema)
             .bind::<Text, _>(name),
     )

@@ -28,6 +28,17 @@ pub trait Subscriber: Send + Sync {
     /// A stable name: the checkpoint key.
     fn name(&self) -> &'static str;
 
+    /// Whether everything this subscriber writes is derived from the logs it reads, and
+    /// nothing else treats it as a fact (a read model, never a subscriber that appends
+    /// events or whose writes others act on). Its steps then commit without waiting for
+    /// their WAL flush (`synchronous_commit = off` for the step's transaction): atomic as
+    /// ever, but a crash of Postgres may lose the last fraction of a second of its commits,
+    /// checkpoints included, and the subscription then applies those events again. A flush
+    /// per step is what a placement otherwise queues behind. No by default.
+    fn derived(&self) -> bool {
+        false
+    }
+
     /// What the event asks of the world outside the subscriber's database (other modules,
     /// and through them a gateway): run by a step before it opens its transaction, with no
     /// connection, lock or transaction of the subscription held, so nothing in the
@@ -269,7 +280,10 @@ impl Subscription {
         // and two concurrent batches would each miss the other's uncommitted write. Unlike
         // a row lock it assigns no transaction id, so a long batch does not hold back the
         // watermark (`xmin`) that every reader in the cluster waits on.
-        if !checkpoints::try_lock_subscriber(conn, self.schema, self.subscriber.name()).await? {
+        let name = self.subscriber.name();
+        if !checkpoints::try_lock_subscriber(conn, self.schema, name, self.subscriber.derived())
+            .await?
+        {
             return Ok(None);
         }
         let checkpoint = checkpoints::read(conn, self.schema, self.key()).await?;

@@ -110,6 +110,13 @@ impl Subscriber for OrderProjection {
         }
     }
 
+    /// The read model is the logs' projection and nothing but: a step lost with a crash of
+    /// Postgres is applied again from the checkpoint lost with it (and a rebuild's switch
+    /// commits with a flush, which flushes every step before it).
+    fn derived(&self) -> bool {
+        true
+    }
+
     /// A batch of one.
     async fn apply(
         &self,

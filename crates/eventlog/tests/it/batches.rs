@@ -273,3 +273,72 @@ async fn one_subscriber_never_runs_two_batches_at_once() {
         }
     );
 }
+
+/// Records the `synchronous_commit` its step's transaction runs with.
+struct Flushes {
+    derived: bool,
+    seen: std::sync::Mutex<Option<String>>,
+}
+
+#[async_trait]
+impl Subscriber for Flushes {
+    fn name(&self) -> &'static str {
+        if self.derived { "derived" } else { "durable" }
+    }
+    fn derived(&self) -> bool {
+        self.derived
+    }
+    async fn apply(
+        &self,
+        conn: &mut AsyncPgConnection,
+        _: &str,
+        _: &Envelope,
+    ) -> anyhow::Result<()> {
+        *self.seen.lock().unwrap() = Some(synchronous_commit(conn).await);
+        Ok(())
+    }
+}
+
+async fn synchronous_commit(conn: &mut AsyncPgConnection) -> String {
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let setting: Setting =
+        diesel::sql_query("SELECT current_setting('synchronous_commit') AS value")
+            .get_result(conn)
+            .await
+            .unwrap();
+    setting.value
+}
+
+/// A derived subscriber's step (a read model's) commits without waiting for its WAL
+/// flush; any other's waits, and the setting ends with the step's transaction.
+#[tokio::test]
+async fn only_a_derived_subscribers_steps_skip_the_flush() {
+    let f = fixture().await;
+    for (derived, expected) in [(true, "off"), (false, "on")] {
+        let flushes = Arc::new(Flushes {
+            derived,
+            seen: std::sync::Mutex::new(None),
+        });
+        let subscription = Subscription {
+            subscriber: flushes.clone(),
+            source: Arc::new(OneEvent),
+            pool: f.pool.clone(),
+            schema: "ledger",
+        };
+        subscription.register().await.unwrap();
+        assert_eq!(
+            subscription.step(10).await.unwrap(),
+            StepOutcome::Applied {
+                applied: 1,
+                parked: 0
+            }
+        );
+        assert_eq!(flushes.seen.lock().unwrap().as_deref(), Some(expected));
+    }
+    // The pool's connections are back to the server's default.
+    assert_eq!(synchronous_commit(&mut write_conn(&f).await).await, "on");
+}

@@ -238,7 +238,10 @@ async fn crossing_reservations_take_their_products_in_one_order() {
         task.await.unwrap().unwrap();
     }
     for product in &products {
-        assert_eq!(app.stock_and_reserved(&product.to_string()).await, (940, 60));
+        assert_eq!(
+            app.stock_and_reserved(&product.to_string()).await,
+            (940, 60)
+        );
     }
     assert_eq!(
         app.db
