@@ -340,5 +340,6 @@ async fn only_a_derived_subscribers_steps_skip_the_flush() {
         assert_eq!(flushes.seen.lock().unwrap().as_deref(), Some(expected));
     }
     // The pool's connections are back to the server's default.
-    assert_eq!(synchronous_commit(&mut write_conn(&f).await).await, "on");
+    let mut conn = write_conn(&f).await;
+    assert_eq!(synchronous_commit(&mut conn).await, "on");
 }
