@@ -22,7 +22,6 @@
 //! in `tracing-subscriber`'s `fmt` layer, which keeps doing the filtering, the span
 //! storage (as [`JsonFields`]), the timestamps and the span events.
 
-use std::collections::HashSet;
 use std::fmt;
 
 use serde::ser::{SerializeMap, Serializer};
@@ -73,7 +72,7 @@ where
             if OWN_KEYS.contains(&name) {
                 line.field(format!("fields.{name}"), value);
             } else {
-                line.field(name.to_owned(), value);
+                line.field(name, value);
             }
         }
         for span in ctx.event_scope().into_iter().flatten() {
@@ -87,29 +86,29 @@ where
                 }
             }
         }
-        let mut out = Vec::with_capacity(256);
+        let mut out = Vec::with_capacity(512);
         line.write(&mut out).map_err(|_| fmt::Error)?;
-        let text = String::from_utf8(out).map_err(|_| fmt::Error)?;
-        writeln!(writer, "{text}")
+        out.push(b'\n');
+        writer.write_str(std::str::from_utf8(&out).map_err(|_| fmt::Error)?)
     }
 }
 
-/// The keys and values of one line, in order, each key once.
+/// The keys and values of one line, in order, each key once. A line has a dozen keys or so:
+/// a linear search beats hashing them.
 #[derive(Default)]
 struct Line {
-    entries: Vec<(String, Value)>,
-    keys: HashSet<String>,
+    entries: Vec<(std::borrow::Cow<'static, str>, Value)>,
 }
 
 impl Line {
     fn own(&mut self, key: &'static str, value: impl Into<Value>) {
-        self.keys.insert(key.to_owned());
-        self.entries.push((key.to_owned(), value.into()));
+        self.entries.push((key.into(), value.into()));
     }
 
     /// Kept unless the key is taken (by the line, the event or an inner span).
-    fn field(&mut self, key: String, value: Value) {
-        if self.keys.insert(key.clone()) {
+    fn field(&mut self, key: impl Into<std::borrow::Cow<'static, str>>, value: Value) {
+        let key = key.into();
+        if !self.entries.iter().any(|(taken, _)| *taken == key) {
             self.entries.push((key, value));
         }
     }
