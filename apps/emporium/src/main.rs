@@ -80,7 +80,8 @@ async fn main() -> anyhow::Result<()> {
         std::io::stdout().write_all(emporium::asyncapi::text().as_bytes())?;
         return Ok(());
     }
-    init_logs(cli.log_format, cli.log_spans);
+    // Held to the end of `main`: dropping it writes out the lines still queued.
+    let _logs = init_logs(cli.log_format, cli.log_spans);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Migrate { schema } => emporium::migrate(&cli.config, schema.as_deref()).await,
         Command::Serve => serve(&cli.config).await,
@@ -130,7 +131,22 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-fn init_logs(format: Option<LogFormat>, spans: bool) {
+/// Lines go to stdout from a thread of their own (`tracing-appender`): a request's worker
+/// formats its line and queues it, and the writer thread writes whatever has queued in one
+/// `write` (a buffer, flushed when the queue is empty) instead of a system call per line on
+/// the request's thread. Never lossy: when 128k lines wait, a worker waits too rather than
+/// dropping one. The returned guard writes out what is queued when it drops.
+fn init_logs(
+    format: Option<LogFormat>,
+    spans: bool,
+) -> tracing_appender::non_blocking::WorkerGuard {
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("logs")
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stdout(),
+        ));
     // tokio-postgres logs every statement's parameters at debug (password hashes, token
     // hashes): held at info whatever RUST_LOG says.
     let quiet = "tokio_postgres=info".parse().expect("a static directive");
@@ -152,7 +168,8 @@ fn init_logs(format: Option<LogFormat>, spans: bool) {
     };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_span_events(span_events);
+        .with_span_events(span_events)
+        .with_writer(writer);
     if json {
         builder
             .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
@@ -161,4 +178,5 @@ fn init_logs(format: Option<LogFormat>, spans: bool) {
     } else {
         builder.init()
     }
+    guard
 }

@@ -189,21 +189,22 @@ struct Locked {
 }
 
 /// Takes subscriber `name`'s lock until the transaction on `conn` ends, unless another
-/// transaction holds it: then false, at once. For a `derived` subscriber (see
-/// `Subscriber::derived`) the same statement turns `synchronous_commit` off for the
-/// transaction: no round trip of its own.
+/// transaction holds it: then false, at once. `unflushed` (a derived subscriber's step,
+/// or one whose events the subscriber all ignores: see `Subscriber::derived` and
+/// `Subscriber::ignores`): the same statement turns `synchronous_commit` off for the
+/// transaction, no round trip of its own.
 pub(crate) async fn try_lock_subscriber(
     conn: &mut AsyncPgConnection,
     schema: &str,
     name: &str,
-    derived: bool,
+    unflushed: bool,
 ) -> anyhow::Result<bool> {
     const TRY_LOCK: &str = subscriber_lock!("pg_try_advisory_xact_lock", "");
     const TRY_LOCK_UNFLUSHED: &str = subscriber_lock!(
         "pg_try_advisory_xact_lock",
         ", set_config('synchronous_commit', 'off', true) AS synchronous_commit"
     );
-    let statement = if derived {
+    let statement = if unflushed {
         TRY_LOCK_UNFLUSHED
     } else {
         TRY_LOCK

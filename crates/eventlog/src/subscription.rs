@@ -39,6 +39,17 @@ pub trait Subscriber: Send + Sync {
         false
     }
 
+    /// Whether this subscriber takes no step at all for `event` from `source`: neither
+    /// [`Subscriber::effects`] nor [`Subscriber::apply`] is called for it, and the
+    /// checkpoint moves past it as if it were applied. A step whose events are all ignored
+    /// writes nothing but its checkpoint, so it commits without waiting for its WAL flush,
+    /// as a derived subscriber's does: a crash may lose that move, and the events are read
+    /// again, to the same no effect. (A process manager reads whole logs for a few types;
+    /// without this, every other event cost it a flushed commit.) No by default.
+    fn ignores(&self, _source: &str, _event: &Envelope) -> bool {
+        false
+    }
+
     /// What the event asks of the world outside the subscriber's database (other modules,
     /// and through them a gateway): run by a step before it opens its transaction, with no
     /// connection, lock or transaction of the subscription held, so nothing in the
@@ -178,7 +189,7 @@ impl Subscription {
         limit: i64,
     ) -> anyhow::Result<StepOutcome> {
         transaction(conn, async |conn| {
-            let Some(checkpoint) = self.lock(conn).await? else {
+            let Some(checkpoint) = self.lock(conn, self.subscriber.derived()).await? else {
                 return Ok(StepOutcome::Busy);
             };
             let events = self.source.read(checkpoint.position(), limit).await?;
@@ -211,9 +222,10 @@ impl Subscription {
             return Ok(StepOutcome::Idle);
         }
         let effects = self.run_effects(&events).await;
+        let unflushed = self.subscriber.derived() || events.iter().all(|e| self.ignored(e));
         let mut conn = connect(&self.pool).await?;
         transaction(&mut conn, async |conn| {
-            let Some(checkpoint) = self.lock(conn).await? else {
+            let Some(checkpoint) = self.lock(conn, unflushed).await? else {
                 return Ok(StepOutcome::Busy);
             };
             if checkpoint.position() != start {
@@ -228,6 +240,9 @@ impl Subscription {
     /// first that fails.
     async fn run_effects(&self, events: &[LoggedEvent]) -> Effects {
         for (done, logged) in events.iter().enumerate() {
+            if self.ignored(logged) {
+                continue;
+            }
             if let Err(error) = self.effects_of(&logged.envelope).await {
                 return Effects {
                     done,
@@ -239,6 +254,12 @@ impl Subscription {
             done: events.len(),
             failed: None,
         }
+    }
+
+    /// Whether the subscriber takes no step for this event ([`Subscriber::ignores`]).
+    fn ignored(&self, logged: &LoggedEvent) -> bool {
+        self.subscriber
+            .ignores(self.source.name(), &logged.envelope)
     }
 
     /// [`Subscriber::effects`] of one event, panics caught, in the event's span.
@@ -269,10 +290,12 @@ impl Subscription {
     }
 
     /// Takes the subscriber's lock for the transaction on `conn` and reads the checkpoint;
-    /// `None` if another transaction holds the lock.
+    /// `None` if another transaction holds the lock. `unflushed`: the transaction commits
+    /// without waiting for its WAL flush.
     async fn lock(
         &self,
         conn: &mut AsyncPgConnection,
+        unflushed: bool,
     ) -> anyhow::Result<Option<checkpoints::Checkpoint>> {
         // One batch of this subscriber at a time, whichever source and process: a
         // transaction-scoped advisory lock per subscriber. Per subscriber, not per source,
@@ -281,9 +304,7 @@ impl Subscription {
         // a row lock it assigns no transaction id, so a long batch does not hold back the
         // watermark (`xmin`) that every reader in the cluster waits on.
         let name = self.subscriber.name();
-        if !checkpoints::try_lock_subscriber(conn, self.schema, name, self.subscriber.derived())
-            .await?
-        {
+        if !checkpoints::try_lock_subscriber(conn, self.schema, name, unflushed).await? {
             return Ok(None);
         }
         let checkpoint = checkpoints::read(conn, self.schema, self.key()).await?;
@@ -315,7 +336,9 @@ impl Subscription {
         let mut effects_failed = effects.failed;
         for (index, logged) in events.iter().enumerate().skip(applied) {
             let event = &logged.envelope;
-            let outcome = if index < effects.done {
+            let outcome = if index < effects.done && self.ignored(logged) {
+                Ok(())
+            } else if index < effects.done {
                 self.apply_one(conn, event).await
             } else {
                 Err(effects_failed
@@ -391,10 +414,18 @@ impl Subscription {
         .await
     }
 
-    /// [`Subscriber::apply_batch`] in a savepoint; whether it applied them all.
+    /// [`Subscriber::apply_batch`] of the events not ignored, in a savepoint; whether it
+    /// applied them all.
     async fn apply_batch(&self, conn: &mut AsyncPgConnection, events: &[LoggedEvent]) -> bool {
         let (name, source) = self.key();
-        let batch: Vec<&Envelope> = events.iter().map(|e| &e.envelope).collect();
+        let batch: Vec<&Envelope> = events
+            .iter()
+            .filter(|e| !self.ignored(e))
+            .map(|e| &e.envelope)
+            .collect();
+        if batch.is_empty() {
+            return true;
+        }
         let span = tracing::info_span!("events", subscriber = name, source, count = batch.len());
         let result = transaction(conn, async |conn| {
             let apply = self

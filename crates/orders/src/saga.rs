@@ -123,6 +123,12 @@ impl Subscriber for OrderSaga {
         NAME
     }
 
+    /// Every event but the three it steps for (`order.created` above all): a step over
+    /// those alone commits its checkpoint without waiting for the flush.
+    fn ignores(&self, _source: &str, event: &Envelope) -> bool {
+        !SUBSCRIBES.handles(&event.event_type)
+    }
+
     async fn effects(&self, _source: &str, event: &Envelope) -> anyhow::Result<()> {
         if !SUBSCRIBES.handles(&event.event_type) {
             return Ok(());

@@ -7,6 +7,7 @@ mod batches;
 mod connections;
 mod dead_letters;
 mod effects;
+mod ignored;
 mod publish;
 mod tidy;
 mod wake;
