@@ -40,13 +40,15 @@ const FORGET: &str = "DELETE FROM {schema}.checkpoints WHERE subscriber = $1";
 
 /// Raw: advisory locks are functions. The key of a subscriber (`$1` its schema, `$2` its
 /// name): one batch of it at a time, whatever source and process. `$lock` is the locking
-/// function, `$more` more of the select list.
+/// function, `$more` more of the select list. The rest of the transaction runs on generic
+/// plans (a batch's writes take its events as arrays; ARCHITECTURE.md "Generic plans").
 macro_rules! subscriber_lock {
     ($lock:literal, $more:literal) => {
         concat!(
             "SELECT ",
             $lock,
-            "(hashtextextended('emporium.subscriber.' || $1 || '.' || $2, 0)) AS locked",
+            "(hashtextextended('emporium.subscriber.' || $1 || '.' || $2, 0)) AS locked, \
+             set_config('plan_cache_mode', 'force_generic_plan', true) AS plan_cache_mode",
             $more
         )
     };

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::{CHANNEL, Listener, StepOutcome, Subscription};
+use crate::{CHANNEL, Listener, Position, StepOutcome, Subscription};
 
 /// Delivery settings.
 #[derive(Clone, Copy, Debug)]
@@ -86,19 +86,44 @@ impl Drop for Dispatcher {
 /// Delivers one subscriber's subscriptions forever: steps each source in turn while there
 /// is work, waits for a wake-up or the poll interval when all are idle, backs off after
 /// failures.
+///
+/// What a wake-up costs is kept to what it needs: each source's checkpoint is remembered
+/// from its last step (`Subscription::step_after`) rather than read again, and only a
+/// source whose batch was full is stepped again at once; one found idle, or whose batch
+/// took all there was, waits for the next wake-up (any log's: they do not say which) or
+/// the poll. After a quiet poll interval every checkpoint is read afresh.
 async fn deliver(
     subscriptions: Vec<Subscription>,
     mut wake: watch::Receiver<u64>,
     settings: DispatchSettings,
 ) {
     let mut failures = 0u32;
+    let mut known: Vec<Option<Position>> = vec![None; subscriptions.len()];
+    let mut due = vec![true; subscriptions.len()];
     loop {
+        if wake.has_changed().unwrap_or(true) {
+            due.fill(true);
+        }
         wake.borrow_and_update();
         let (mut progress, mut busy, mut pause) = (false, false, None);
-        for subscription in &subscriptions {
-            match subscription.step(settings.batch_size).await {
-                Ok(StepOutcome::Applied { .. }) => progress = true,
-                Ok(StepOutcome::Idle) => {}
+        for (index, subscription) in subscriptions.iter().enumerate() {
+            if !due[index] {
+                continue;
+            }
+            let outcome = subscription
+                .step_after(known[index], settings.batch_size)
+                .await;
+            known[index] = outcome.as_ref().ok().and_then(|(_, position)| *position);
+            match outcome.map(|(outcome, _)| outcome) {
+                Ok(StepOutcome::Applied { applied, parked }) => {
+                    progress = true;
+                    // A batch short of the limit took all there was when it read; what
+                    // commits later wakes it.
+                    if ((applied + parked) as i64) < settings.batch_size {
+                        due[index] = false;
+                    }
+                }
+                Ok(StepOutcome::Idle) => due[index] = false,
                 Ok(StepOutcome::Busy) => busy = true,
                 Ok(StepOutcome::Failed { attempts }) => {
                     pause = pause.max(Some(backoff(u32::try_from(attempts).unwrap_or(1))));
@@ -116,6 +141,7 @@ async fn deliver(
         }
         if let Some(pause) = pause {
             tokio::time::sleep(pause).await;
+            due.fill(true);
         } else if progress {
             failures = 0;
         } else if busy {
@@ -125,9 +151,14 @@ async fn deliver(
                 wake.changed(),
             )
             .await;
+            due.fill(true);
         } else {
             failures = 0;
-            let _ = tokio::time::timeout(settings.poll_interval, wake.changed()).await;
+            let woken = tokio::time::timeout(settings.poll_interval, wake.changed()).await;
+            if woken.is_err() {
+                known.fill(None);
+            }
+            due.fill(true);
         }
     }
 }

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::MAX_ATTEMPTS;
 use crate::checkpoints::{self, Advance, Key};
 use crate::dead_letters;
-use crate::read::{Backlog, EventSource, LoggedEvent};
+use crate::read::{Backlog, EventSource, LoggedEvent, Position};
 
 /// Something that reacts to events: a projection, a process manager.
 #[async_trait]
@@ -194,7 +194,10 @@ impl Subscription {
             };
             let events = self.source.read(checkpoint.position(), limit).await?;
             let effects = self.run_effects(&events).await;
-            self.apply_events(conn, &checkpoint, &events, effects).await
+            let (outcome, _) = self
+                .apply_events(conn, &checkpoint, &events, effects)
+                .await?;
+            Ok(outcome)
         })
         .await
     }
@@ -212,28 +215,56 @@ impl Subscription {
     /// the transaction of the subscriber's writes. The events' [`Subscriber::effects`] run
     /// in between, before the transaction, holding nothing.
     pub async fn step(&self, limit: i64) -> anyhow::Result<StepOutcome> {
-        let start = {
-            let mut conn = connect(&self.pool).await?;
-            let checkpoint = checkpoints::read(&mut conn, self.schema, self.key()).await?;
-            self.registered(checkpoint)?.position()
-        };
-        let events = self.source.read(start, limit).await?;
-        if events.is_empty() {
-            return Ok(StepOutcome::Idle);
-        }
-        let effects = self.run_effects(&events).await;
-        let unflushed = self.subscriber.derived() || events.iter().all(|e| self.ignored(e));
-        let mut conn = connect(&self.pool).await?;
-        transaction(&mut conn, async |conn| {
-            let Some(checkpoint) = self.lock(conn, unflushed).await? else {
-                return Ok(StepOutcome::Busy);
-            };
-            if checkpoint.position() != start {
-                return Ok(StepOutcome::Busy);
+        Ok(self.step_after(None, limit).await?.0)
+    }
+
+    /// [`Subscription::step`] from `known`, where the caller last saw the checkpoint (what
+    /// the previous call answered), instead of peeking at it: a checkpoint only moves
+    /// forward, so a position another process has since left behind reads events already
+    /// applied, the transaction sees the checkpoint elsewhere and the step is tried once
+    /// more from there (their effects, idempotent by contract, may run again). Answers the
+    /// outcome and where the checkpoint is after it (`None`: unknown, peek next time).
+    pub async fn step_after(
+        &self,
+        known: Option<Position>,
+        limit: i64,
+    ) -> anyhow::Result<(StepOutcome, Option<Position>)> {
+        let mut start = match known {
+            Some(position) => position,
+            None => {
+                let mut conn = connect(&self.pool).await?;
+                let checkpoint = checkpoints::read(&mut conn, self.schema, self.key()).await?;
+                self.registered(checkpoint)?.position()
             }
-            self.apply_events(conn, &checkpoint, &events, effects).await
-        })
-        .await
+        };
+        for _ in 0..2 {
+            let events = self.source.read(start, limit).await?;
+            if events.is_empty() {
+                return Ok((StepOutcome::Idle, Some(start)));
+            }
+            let effects = self.run_effects(&events).await;
+            let unflushed = self.subscriber.derived() || events.iter().all(|e| self.ignored(e));
+            let mut conn = connect(&self.pool).await?;
+            let attempt = transaction(&mut conn, async |conn| {
+                let Some(checkpoint) = self.lock(conn, unflushed).await? else {
+                    return Ok(Attempt::Busy);
+                };
+                if checkpoint.position() != start {
+                    return Ok(Attempt::Moved(checkpoint.position()));
+                }
+                let (outcome, position) = self
+                    .apply_events(conn, &checkpoint, &events, effects)
+                    .await?;
+                Ok::<_, anyhow::Error>(Attempt::Done(outcome, position))
+            })
+            .await?;
+            match attempt {
+                Attempt::Busy => return Ok((StepOutcome::Busy, None)),
+                Attempt::Moved(position) => start = position,
+                Attempt::Done(outcome, position) => return Ok((outcome, Some(position))),
+            }
+        }
+        Ok((StepOutcome::Busy, None))
     }
 
     /// Runs the events' [`Subscriber::effects`] in log order, panics caught, up to the
@@ -314,18 +345,18 @@ impl Subscription {
     /// Applies `events` (read after `checkpoint`, below the watermark) in the transaction
     /// on `conn`, which holds the subscriber's lock, and moves the checkpoint past those
     /// applied or parked: those whose effects are done, then the one whose effects failed,
-    /// failed.
+    /// failed. Answers the outcome and where the checkpoint now is.
     async fn apply_events(
         &self,
         conn: &mut AsyncPgConnection,
         checkpoint: &checkpoints::Checkpoint,
         events: &[LoggedEvent],
         effects: Effects,
-    ) -> anyhow::Result<StepOutcome> {
-        if events.is_empty() {
-            return Ok(StepOutcome::Idle);
-        }
+    ) -> anyhow::Result<(StepOutcome, Position)> {
         let start = checkpoint.position();
+        if events.is_empty() {
+            return Ok((StepOutcome::Idle, start));
+        }
         let (mut position, mut applied, mut parked) = (start, 0usize, 0usize);
         let (mut attempts, mut last_error) = (0, None::<String>);
         let ready = &events[..effects.done];
@@ -387,9 +418,9 @@ impl Subscription {
         let moved = checkpoints::advance(conn, self.schema, self.key(), advance).await?;
         anyhow::ensure!(moved, "checkpoint of {} moved under us", self.label());
         if applied == 0 && parked == 0 {
-            return Ok(StepOutcome::Failed { attempts });
+            return Ok((StepOutcome::Failed { attempts }, position));
         }
-        Ok(StepOutcome::Applied { applied, parked })
+        Ok((StepOutcome::Applied { applied, parked }, position))
     }
 
     /// [`Subscriber::apply`] in a savepoint; a panic fails the event like an error would,
@@ -481,6 +512,16 @@ impl Subscription {
         })
         .await
     }
+}
+
+/// What one try of [`Subscription::step_after`]'s transaction found.
+enum Attempt {
+    /// Another transaction holds the subscriber.
+    Busy,
+    /// The checkpoint is not where the events were read from, but here.
+    Moved(Position),
+    /// Applied (or failed) as told, the checkpoint now here.
+    Done(StepOutcome, Position),
 }
 
 /// How far the effects of a step's events got: the first `done` succeeded, and the next

@@ -214,14 +214,17 @@ impl OrderCommandHandler {
     /// concurrent ones count the user's pending orders (`RECORD`) one after the other. The
     /// count is a statement of its own, after this one: a statement's snapshot is taken
     /// when it starts, so a count in the locking statement would not see the placement it
-    /// waited for.
+    /// waited for. The same statement puts the rest of the transaction on generic plans
+    /// (`plan_cache_mode`, ARCHITECTURE.md "Generic plans"): its statements take their
+    /// lines as arrays, and Postgres would plan each of them again at every execution.
     async fn lock_user(
         conn: &mut diesel_async::AsyncPgConnection,
         user_id: kernel::UserId,
     ) -> Result<(), OrderError> {
         kernel::db::prepared(
             diesel::sql_query(
-                "SELECT pg_advisory_xact_lock(hashtextextended('orders.pending:' || $1::text, 0))",
+                "SELECT pg_advisory_xact_lock(hashtextextended('orders.pending:' || $1::text, 0)), \
+                 set_config('plan_cache_mode', 'force_generic_plan', true)",
             )
             .bind::<SqlUuid, _>(user_id.as_uuid()),
         )

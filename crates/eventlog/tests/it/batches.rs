@@ -277,7 +277,8 @@ async fn one_subscriber_never_runs_two_batches_at_once() {
 /// Records the `synchronous_commit` its step's transaction runs with.
 struct Flushes {
     derived: bool,
-    seen: std::sync::Mutex<Option<String>>,
+    /// `synchronous_commit` and `plan_cache_mode`.
+    seen: std::sync::Mutex<Option<(String, String)>>,
 }
 
 #[async_trait]
@@ -294,27 +295,32 @@ impl Subscriber for Flushes {
         _: &str,
         _: &Envelope,
     ) -> anyhow::Result<()> {
-        *self.seen.lock().unwrap() = Some(synchronous_commit(conn).await);
+        let settings = (
+            setting(conn, "synchronous_commit").await,
+            setting(conn, "plan_cache_mode").await,
+        );
+        *self.seen.lock().unwrap() = Some(settings);
         Ok(())
     }
 }
 
-async fn synchronous_commit(conn: &mut AsyncPgConnection) -> String {
+async fn setting(conn: &mut AsyncPgConnection, name: &str) -> String {
     #[derive(diesel::QueryableByName)]
     struct Setting {
         #[diesel(sql_type = diesel::sql_types::Text)]
         value: String,
     }
-    let setting: Setting =
-        diesel::sql_query("SELECT current_setting('synchronous_commit') AS value")
-            .get_result(conn)
-            .await
-            .unwrap();
+    let setting: Setting = diesel::sql_query("SELECT current_setting($1) AS value")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(conn)
+        .await
+        .unwrap();
     setting.value
 }
 
 /// A derived subscriber's step (a read model's) commits without waiting for its WAL
-/// flush; any other's waits, and the setting ends with the step's transaction.
+/// flush; any other's waits. Every step runs on generic plans. Both settings end with the
+/// step's transaction.
 #[tokio::test]
 async fn only_a_derived_subscribers_steps_skip_the_flush() {
     let f = fixture().await;
@@ -337,9 +343,64 @@ async fn only_a_derived_subscribers_steps_skip_the_flush() {
                 parked: 0
             }
         );
-        assert_eq!(flushes.seen.lock().unwrap().as_deref(), Some(expected));
+        let seen = flushes.seen.lock().unwrap().clone().unwrap();
+        assert_eq!(seen, (expected.to_owned(), "force_generic_plan".to_owned()));
     }
     // The pool's connections are back to the server's default.
     let mut conn = write_conn(&f).await;
-    assert_eq!(synchronous_commit(&mut conn).await, "on");
+    assert_eq!(setting(&mut conn, "synchronous_commit").await, "on");
+    assert_eq!(setting(&mut conn, "plan_cache_mode").await, "auto");
+}
+
+/// A step from a remembered checkpoint that another process has since moved on reads
+/// events already applied, finds the checkpoint elsewhere, and applies from there: nothing
+/// twice, nothing skipped.
+#[tokio::test]
+async fn a_step_from_a_checkpoint_left_behind_applies_nothing_twice() {
+    let f = fixture().await;
+    let (here, there) = (f.subscription(), f.subscription());
+    here.register().await.unwrap();
+    let mut conn = write_conn(&f).await;
+    for n in 1..=3 {
+        f.append(&mut conn, n, false).await;
+    }
+    let known = steps_until(&here, None, 3).await;
+    for n in 4..=5 {
+        f.append(&mut conn, n, false).await;
+    }
+    steps_until(&there, None, 2).await;
+    f.append(&mut conn, 6, false).await;
+    // `known` is where `here` left the checkpoint, before `there` moved it: it reads 4
+    // and 5 again, and applies 6 alone.
+    let now = steps_until(&here, known, 1).await;
+    assert!(now > known);
+    assert_eq!(f.applied().await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        here.step_after(now, 10).await.unwrap(),
+        (StepOutcome::Idle, now)
+    );
+}
+
+/// Steps `subscription` from `known` on until it has applied `count` events (each event
+/// is below the watermark once every older transaction of the cluster has ended); where
+/// the checkpoint then is.
+async fn steps_until(
+    subscription: &Subscription,
+    mut known: Option<eventlog::Position>,
+    count: usize,
+) -> Option<eventlog::Position> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut total = 0;
+    while total < count {
+        assert!(Instant::now() < deadline, "applied {total} of {count}");
+        let (outcome, position) = subscription.step_after(known, 10).await.unwrap();
+        match outcome {
+            StepOutcome::Applied { applied, parked: 0 } => total += applied,
+            StepOutcome::Idle => tokio::time::sleep(Duration::from_millis(20)).await,
+            other => panic!("{other:?}"),
+        }
+        known = position;
+    }
+    assert_eq!(total, count);
+    known
 }
