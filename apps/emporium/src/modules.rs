@@ -74,7 +74,16 @@ impl Modules {
         };
         let pool = |url: &str, schema: &Schema| db::pool(url, schema, settings);
         let users_pool = pool(&config.database_url, &users::SCHEMA)?;
-        let products_pool = pool(&config.database_url, &products::SCHEMA)?;
+        // Every statement of the catalog is by key; the placement's price look-up takes
+        // its products as an array.
+        let products_pool = db::pool(
+            &config.database_url,
+            &products::SCHEMA,
+            PoolSettings {
+                generic_plans: true,
+                ..settings
+            },
+        )?;
         let payments_pool = pool(&config.database_url, &payments::SCHEMA)?;
         let orders_pool = pool(&config.database_url, &orders::SCHEMA)?;
         let read_pool = pool(config.read_database_url(), &orders_read::SCHEMA)?;

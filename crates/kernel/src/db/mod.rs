@@ -121,6 +121,12 @@ pub struct PoolSettings {
     /// Postgres's `idle_in_transaction_session_timeout`: a connection left idle inside a
     /// transaction this long is ended by the server, its locks released.
     pub idle_in_transaction_timeout: Duration,
+    /// Every statement on generic plans (`plan_cache_mode = force_generic_plan`), for a
+    /// pool whose statements are all look-ups and writes by key, some taking their keys as
+    /// an array: Postgres would plan those again at every execution (ARCHITECTURE.md
+    /// "Generic plans"). Off by default: a query whose best plan depends on its values
+    /// (a filter on a skewed column) wants the values' plan.
+    pub generic_plans: bool,
 }
 
 impl Default for PoolSettings {
@@ -131,6 +137,7 @@ impl Default for PoolSettings {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(15),
             idle_in_transaction_timeout: Duration::from_secs(30),
+            generic_plans: false,
         }
     }
 }
@@ -275,12 +282,17 @@ pub fn pool(url: &str, schema: &Schema, settings: PoolSettings) -> anyhow::Resul
         settings.statement_timeout.as_millis().max(1),
         settings.idle_in_transaction_timeout.as_millis().max(1),
     );
+    let plans = if settings.generic_plans {
+        "; SET plan_cache_mode = force_generic_plan"
+    } else {
+        ""
+    };
     let mut config = ManagerConfig::<AsyncPgConnection>::default();
     config.custom_setup = Box::new(move |url| {
         let statement = format!(
             "SET ROLE {role}; SET search_path TO {search_path}; \
              SET statement_timeout = {statement_ms}; \
-             SET idle_in_transaction_session_timeout = {idle_ms}"
+             SET idle_in_transaction_session_timeout = {idle_ms}{plans}"
         );
         let url = url.to_owned();
         async move {

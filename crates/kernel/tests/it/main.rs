@@ -23,6 +23,33 @@ async fn fixture() -> Fixture {
     }
 }
 
+/// `generic_plans` puts every connection of a pool on generic plans; without it a pool
+/// keeps Postgres's default.
+#[tokio::test]
+async fn a_pool_with_generic_plans_runs_every_statement_on_them() {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        value: String,
+    }
+    let f = fixture().await;
+    for (generic_plans, expected) in [(true, "force_generic_plan"), (false, "auto")] {
+        let settings = db::PoolSettings {
+            generic_plans,
+            ..Default::default()
+        };
+        let pool = db::pool(&f.db.url, &SCRATCH, settings).unwrap();
+        let mut conn = db::connect(&pool).await.unwrap();
+        let setting: Setting =
+            diesel::sql_query("SELECT current_setting('plan_cache_mode') AS value")
+                .get_result(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(setting.value, expected);
+    }
+}
+
 /// An exhausted pool answers "unavailable" (a `503` with `Retry-After`) after its bounded
 /// wait, instead of hanging the request.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -56,7 +56,12 @@ async fn spawn_app() -> TestApp {
         max_size: 10,
         ..Default::default()
     };
-    let pool = kernel::db::pool(&db.url, &products::SCHEMA, settings).expect("pool");
+    // As the app's: the catalog's statements on generic plans.
+    let catalog = kernel::db::PoolSettings {
+        generic_plans: true,
+        ..settings
+    };
+    let pool = kernel::db::pool(&db.url, &products::SCHEMA, catalog).expect("pool");
     let caller = kernel::db::pool(&db.url, &CALLER, settings).expect("pool");
     let api: Arc<dyn ProductApi> = Arc::new(products::ProductService::new(pool));
     let routes_api = api.clone();
