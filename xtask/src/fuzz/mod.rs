@@ -37,8 +37,9 @@ use crate::rig::{Postgres, Rig};
 const ADMIN_TOKEN: &str = "fuzz-admin-token";
 /// Generated cases per operation and phase.
 const MAX_EXAMPLES: u32 = 40;
-/// The fuzzer's time budget, so that the whole step stays within a few minutes.
-const MAX_SECONDS: u32 = 100;
+/// The fuzzer's time budget, so that the whole step stays within a few minutes (one
+/// worker, see below, covers in it what two covered in 100 s).
+const MAX_SECONDS: u32 = 180;
 
 pub(crate) fn run(root: &Path) -> Result<ExitCode> {
     let started = Instant::now();
@@ -107,7 +108,11 @@ fn fuzz(root: &Path, rig: &Rig, venv: &python::Venv) -> Result<ExitCode> {
         ])
         .args(["--max-examples", &MAX_EXAMPLES.to_string()])
         .args(["--max-time", &MAX_SECONDS.to_string()])
-        .args(["--workers", "2", "--seed", "1", "--no-color"])
+        // One worker: schemathesis's workers are threads, and under two a CI run of
+        // 2026-12-03 failed inside the tool, not the server (hypothesis parsing a lambda's
+        // source: "SystemError: AST constructor recursion depth mismatch", CPython's AST
+        // state shared between threads; CPython gh-106905).
+        .args(["--workers", "1", "--seed", "1", "--no-color"])
         .arg("--report-dir")
         .arg(rig.out.join("report"))
         .current_dir(&rig.out)
