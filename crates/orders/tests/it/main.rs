@@ -9,6 +9,7 @@ mod access;
 mod bounds;
 mod commands;
 mod confirm;
+mod plans;
 mod saga;
 mod sweeper;
 mod tidy;
