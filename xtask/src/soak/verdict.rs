@@ -26,9 +26,11 @@
 //!   with the rows of the capacity burst and of half the wrong passwords cleared by a
 //!   good login, `users.login_failures` unpurged reached 1.4 times).
 //! - **p99 per route**: of each sample, the p99 of the route's requests in it; the last
-//!   third's median at most 1.5 times the middle third's, and at least [`P99_FLOOR`] more
-//!   is always allowed. A route with fewer than [`P99_MIN_REQUESTS`] requests in either
-//!   third is not judged.
+//!   third's median at most 1.5 times the middle third's plus [`P99_FLOOR`]. The floor is
+//!   added, not only a minimum: a password hash's route answers in about 70 ms with a few
+//!   requests a sample, its p99 is nearly the sample's slowest, and a CI run's soak failed
+//!   at 1.504 times (105.6 ms against 105.2) with no drift in any other figure. A route
+//!   with fewer than [`P99_MIN_REQUESTS`] requests in either third is not judged.
 //! - **Other processes' CPU** (`cpu.rs`): p99 is judged only if the share of the machine's
 //!   CPU that other processes took rose by at most [`BUSIER`] (ten points) from the middle
 //!   third to the last. On a shared 2-core machine a build that starts mid-run doubles the
@@ -182,7 +184,7 @@ pub(super) fn judge(samples: &[Sample]) -> Verdict {
     for route in routes {
         let (m, m_count) = p99s(middle, route);
         let (l, l_count) = p99s(last, route);
-        let limit = (m * P99_FACTOR).max(m + P99_FLOOR.as_secs_f64() * 1000.0);
+        let limit = m * P99_FACTOR + P99_FLOOR.as_secs_f64() * 1000.0;
         let enough = m_count.min(l_count) >= P99_MIN_REQUESTS;
         checks.push(Check {
             what: format!("p99 of {route}"),
@@ -324,6 +326,20 @@ mod tests {
             others: 0.0,
         }));
         assert!(verdict.passed());
+    }
+
+    /// A password hash's route from 70 to 106 ms (a CI run's soak, 1.504 times) passes:
+    /// 1.5 times plus the floor is 130 ms; twice the middle third's does not.
+    #[test]
+    fn a_slow_route_s_noise_passes_and_its_doubling_does_not() {
+        let slow = |last: u64| {
+            move |i: usize| Shape {
+                latency: if i < 20 { 70 } else { last },
+                ..steady(i)
+            }
+        };
+        assert!(judge(&samples(30, slow(106))).passed());
+        assert!(!judge(&samples(30, slow(140))).passed());
     }
 
     /// The same drift of p99 while another process takes half the machine is not judged:
