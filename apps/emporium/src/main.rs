@@ -131,22 +131,18 @@ async fn shutdown_signal() {
     let _ = ctrl_c.await;
 }
 
-/// Lines go to stdout from a thread of their own (`tracing-appender`): a request's worker
-/// formats its line and queues it, and the writer thread writes whatever has queued in one
-/// `write` (a buffer, flushed when the queue is empty) instead of a system call per line on
-/// the request's thread. Never lossy: when 128k lines wait, a worker waits too rather than
-/// dropping one. The returned guard writes out what is queued when it drops.
-fn init_logs(
-    format: Option<LogFormat>,
-    spans: bool,
-) -> tracing_appender::non_blocking::WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .thread_name("logs")
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stdout(),
-        ));
+/// Lines go to stdout from a thread of their own ([`kernel::logs::batched`]): a request's
+/// worker formats its line and appends it to a buffer, and the writer thread writes what
+/// has gathered every 20 ms with one `write`, instead of a system call (or a wake-up of
+/// another thread) per line. Never lossy: a worker waits rather than drop a line. The
+/// returned guard writes out what waits when it drops.
+fn init_logs(format: Option<LogFormat>, spans: bool) -> kernel::logs::LinesGuard {
+    let (writer, guard) = kernel::logs::batched(
+        std::io::stdout(),
+        "logs",
+        std::time::Duration::from_millis(20),
+    )
+    .expect("start the log writer thread");
     // tokio-postgres logs every statement's parameters at debug (password hashes, token
     // hashes): held at info whatever RUST_LOG says.
     let quiet = "tokio_postgres=info".parse().expect("a static directive");

@@ -178,3 +178,6 @@ impl Visit for EventFields {
 
 #[cfg(test)]
 mod tests;
+mod writer;
+
+pub use writer::{LineWriter, LinesGuard, batched};

@@ -31,7 +31,9 @@
 //! 5. **Projection lag**: a rate-limited Rust driver places orders at 80 % of the measured
 //!    placement rate while probes place an order and poll the read model until it shows.
 //! 6. **Rebuild** of the read model over the whole log: events/s.
-//! 7. **Peak RSS** of the server (`VmHWM`), then the restart's ready time.
+//! 7. **Peak RSS** of the server (`VmHWM`; read after the seed, the wrk phases, the lag and
+//!    the rebuild too, so the report says which stage reached it), then the restart's ready
+//!    time.
 //! 8. **pgbench** in its own database at the same client count: `-S` (select-only) and the
 //!    default tpcb-like script, as the reference each figure is divided by.
 //! 9. **Report**: a table on stdout and in `BENCHMARKS.md` (between markers, so the
@@ -165,6 +167,8 @@ fn measure(
     let (server, ready) = bench.start("server.log")?;
     results.ready = ready;
     let catalog = bench.seed(&mut results)?;
+    let peak = |stage| -> Result<(&'static str, u64)> { Ok((stage, server.memory_kib("VmHWM")?)) };
+    results.peaks.push(peak("the seed")?);
     let floor_server = floor.start(bench)?;
     floor.check_agreement(bench, &catalog)?;
     let before = crate::machine::cpu_times()?;
@@ -198,11 +202,14 @@ fn measure(
         results.wrk.insert(phase.name, measured);
     }
     results.steal = Some(crate::machine::cpu_times()?.steal_since(&before));
+    results.peaks.push(peak("the wrk phases")?);
     drop(floor_server);
     Floor::drop_schema(bench)?;
     let placements = results.wrk["create"].emporium.per_second();
     results.lag = Some(bench.lag(&catalog, placements)?);
+    results.peaks.push(peak("the lag")?);
     results.rebuild = Some(bench.rebuild()?);
+    results.peaks.push(peak("the rebuild")?);
     results.rss_kib = server.memory_kib("VmHWM")?;
     drop(server);
     let (server, ready) = bench.start("restart.log")?;

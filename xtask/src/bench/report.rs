@@ -55,6 +55,8 @@ pub(super) struct Results {
     pub(super) lag: Option<Lag>,
     pub(super) rebuild: Option<Rebuild>,
     pub(super) rss_kib: u64,
+    /// The server's peak RSS (KiB) after each stage, so the peak's stage is known.
+    pub(super) peaks: Vec<(&'static str, u64)>,
     pub(super) pgbench: Option<Pgbench>,
     pub(super) machine: Option<Machine>,
     /// The share of CPU time the hypervisor stole during the wrk phases.
@@ -185,6 +187,16 @@ fn wrk_row(
 }
 
 impl Results {
+    /// `after the seed 60.1, ...`: the peak (MiB) once each stage was done.
+    fn peaks_by_stage(&self) -> String {
+        let stages: Vec<String> = self
+            .peaks
+            .iter()
+            .map(|(stage, kib)| format!("after {stage} {:.1}", *kib as f64 / 1024.0))
+            .collect();
+        stages.join(", ")
+    }
+
     pub(super) fn new(plan: &Plan) -> Results {
         Results {
             smoke: plan.smoke,
@@ -215,6 +227,7 @@ impl Results {
             lag: None,
             rebuild: None,
             rss_kib: 0,
+            peaks: Vec::new(),
             pgbench: None,
             machine: None,
             steal: None,
@@ -285,7 +298,10 @@ impl Results {
         rows.push(Row {
             target: "<= 100 MB".to_owned(),
             verdict: verdict(self.rss_kib as f64 * 1024.0 <= 100e6),
-            ..Row::info("server peak RSS (VmHWM)", format!("{rss_mb:.1} MiB"))
+            ..Row::info(
+                "server peak RSS (VmHWM)",
+                format!("{rss_mb:.1} MiB ({})", self.peaks_by_stage()),
+            )
         });
         for (figure, ready) in [
             (
