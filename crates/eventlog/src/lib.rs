@@ -64,7 +64,7 @@ pub use publish::{PUBLISHED, PUBLISHER, PublishedLog, Publishers};
 pub use read::{
     BACKLOG_CAP, Backlog, EventSource, LoggedEvent, PgEventSource, Position, backlog_statement,
 };
-pub use subscription::{StepOutcome, Subscriber, Subscription, SubscriptionStatus};
+pub use subscription::{ReadAhead, StepOutcome, Subscriber, Subscription, SubscriptionStatus};
 pub use wake::{Listener, signal};
 
 /// The event-log tables (`events`, `checkpoints`, `dead_letters`), applied into every

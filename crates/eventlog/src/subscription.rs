@@ -229,6 +229,35 @@ impl Subscription {
         known: Option<Position>,
         limit: i64,
     ) -> anyhow::Result<(StepOutcome, Option<Position>)> {
+        let (outcome, position, _) = self.step_reading(known, limit, None, false).await?;
+        Ok((outcome, position))
+    }
+
+    /// [`Subscription::step_after`] for a replay of a long log: it applies `ahead` if
+    /// those events start where the checkpoint is (else it reads them again), and while
+    /// its transaction applies them, a task of its own reads the `limit` events after
+    /// them, which it answers for the next call. So reading a batch, on the source's pool,
+    /// overlaps with applying the one before, on the subscriber's. A read ahead is only
+    /// ever used from the position it was read after, which the checkpoint reaches only
+    /// once every event up to it is applied; the events below the watermark after a
+    /// position are the same whenever they are read, so a read ahead is as good as a
+    /// fresh one.
+    pub async fn step_ahead(
+        &self,
+        known: Option<Position>,
+        limit: i64,
+        ahead: Option<ReadAhead>,
+    ) -> anyhow::Result<(StepOutcome, Option<Position>, Option<ReadAhead>)> {
+        self.step_reading(known, limit, ahead, true).await
+    }
+
+    async fn step_reading(
+        &self,
+        known: Option<Position>,
+        limit: i64,
+        mut ahead: Option<ReadAhead>,
+        read_next: bool,
+    ) -> anyhow::Result<(StepOutcome, Option<Position>, Option<ReadAhead>)> {
         let mut start = match known {
             Some(position) => position,
             None => {
@@ -238,10 +267,17 @@ impl Subscription {
             }
         };
         for _ in 0..2 {
-            let events = self.source.read(start, limit).await?;
-            if events.is_empty() {
-                return Ok((StepOutcome::Idle, Some(start)));
-            }
+            let events = match ahead.take() {
+                Some(read) if read.after == start => read.events,
+                _ => self.source.read(start, limit).await?,
+            };
+            let Some(last) = events.last().map(|e| e.position) else {
+                return Ok((StepOutcome::Idle, Some(start), None));
+            };
+            let next = read_next.then(|| {
+                let source = self.source.clone();
+                tokio::spawn(async move { source.read(last, limit).await })
+            });
             let effects = self.run_effects(&events).await;
             let unflushed = self.subscriber.derived() || events.iter().all(|e| self.ignored(e));
             let mut conn = connect(&self.pool).await?;
@@ -257,14 +293,24 @@ impl Subscription {
                     .await?;
                 Ok::<_, anyhow::Error>(Attempt::Done(outcome, position))
             })
-            .await?;
-            match attempt {
-                Attempt::Busy => return Ok((StepOutcome::Busy, None)),
+            .await;
+            // A read ahead that failed is read again by the next step, which answers its
+            // error then; this step's outcome stands.
+            ahead = match next {
+                Some(task) => task.await.ok().and_then(Result::ok),
+                None => None,
+            }
+            .map(|events| ReadAhead {
+                after: last,
+                events,
+            });
+            match attempt? {
+                Attempt::Busy => return Ok((StepOutcome::Busy, None, ahead)),
                 Attempt::Moved(position) => start = position,
-                Attempt::Done(outcome, position) => return Ok((outcome, Some(position))),
+                Attempt::Done(outcome, position) => return Ok((outcome, Some(position), ahead)),
             }
         }
-        Ok((StepOutcome::Busy, None))
+        Ok((StepOutcome::Busy, None, ahead))
     }
 
     /// Runs the events' [`Subscriber::effects`] in log order, panics caught, up to the
@@ -512,6 +558,13 @@ impl Subscription {
         })
         .await
     }
+}
+
+/// Events read for a later [`Subscription::step_ahead`]: those after `after`, below the
+/// watermark when they were read.
+pub struct ReadAhead {
+    after: Position,
+    events: Vec<LoggedEvent>,
 }
 
 /// What one try of [`Subscription::step_after`]'s transaction found.

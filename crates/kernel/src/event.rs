@@ -107,7 +107,13 @@ impl Envelope {
     /// The payload as the type its event type promises, upcast from the version it was
     /// written at ([`Payload::read`]).
     pub fn payload<T: Payload>(&self) -> anyhow::Result<T> {
-        T::read(self.schema_version, self.payload.clone()).map_err(|e| {
+        let read = if self.schema_version == T::SCHEMA_VERSION {
+            // The current shape is read in place; only an older one is copied to upcast.
+            T::deserialize(&self.payload).map_err(anyhow::Error::from)
+        } else {
+            T::read(self.schema_version, self.payload.clone())
+        };
+        read.map_err(|e| {
             anyhow::anyhow!(
                 "event {} ({} v{}) has a malformed payload: {e:#}",
                 self.event_id,

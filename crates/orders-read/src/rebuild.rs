@@ -13,10 +13,11 @@
 //! after a minute of silence: its generation is retired (and deleted the same way).
 //!
 //! No transaction of a rebuild grows with the log: the replay applies [`BATCH`] events per
-//! transaction, and the switch, which holds the live projection back, applies at most
-//! [`SWITCH_BUDGET`] events; if more are left (the logs grew faster than the last pass
-//! caught up), it commits them without switching, lets the live projection go on, and
-//! catches up again before trying once more.
+//! transaction (reading the next batch while it applies one), and the switch, which holds
+//! the live projection back, applies at most [`SWITCH_BUDGET`] events; if more are left
+//! (the logs grew faster than the last pass caught up), it commits them without
+//! switching, lets the live projection go on, and catches up again before trying once
+//! more.
 //!
 //! The planner's statistics know nothing of a generation that did not exist when they were
 //! taken: it estimates one row for it, and may then look an order up by
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use eventlog::{EventSource, StepOutcome, Subscription};
+use eventlog::{EventSource, Position, ReadAhead, StepOutcome, Subscription};
 use kernel::db::{self, DbContext, Pool};
 
 use crate::projection::{NAME, OrderProjection, REBUILD_NAME};
@@ -39,10 +40,12 @@ use crate::schema::generations;
 use crate::states::GenerationState;
 use crate::{SCHEMA, cleanup};
 
-/// Events per transaction while rebuilding, applied a batch at a time (see `projection.rs`):
-/// 5000 replays about a third faster than 1000 and holds some 25 MB at most; 10000 gains
-/// little more and holds twice as much.
-const BATCH: i64 = 5000;
+/// Events per transaction while rebuilding, applied a batch at a time (see `projection.rs`)
+/// while the next batch is read ahead (`Subscription::step_ahead`), so two batches are in
+/// memory at once. On 230k events (100k orders): 2500 read ahead replays in 10.6-11.6 s
+/// and holds 15 MB more at its peak; 5000 read ahead, 12-13 s and 30 MB; 5000 one batch
+/// after the other (before the read ahead), 13.6-14.6 s and 14 MB.
+const BATCH: i64 = 2500;
 /// Most events the switch applies while it holds the live projection back.
 const SWITCH_BUDGET: i64 = BATCH;
 /// Statistics are refreshed when this many events were applied, then four times as many,
@@ -164,6 +167,7 @@ pub(crate) async fn run(
         generation,
         applied: 0,
         analyze_at: ANALYZE_FIRST,
+        analyzing: None,
         last_log: Instant::now(),
     };
     loop {
@@ -194,6 +198,8 @@ struct Replay<'a> {
     /// Events applied, and when statistics are refreshed next.
     applied: usize,
     analyze_at: usize,
+    /// The statistics' refresh under way, if any.
+    analyzing: Option<tokio::task::JoinHandle<()>>,
     last_log: Instant,
 }
 
@@ -201,10 +207,18 @@ impl Replay<'_> {
     /// Applies batches until a pass over every source finds nothing new; logs progress and
     /// refreshes statistics on the way.
     async fn catch_up(&mut self) -> anyhow::Result<()> {
+        // Per subscription: where its checkpoint is, and the batch read ahead from there.
+        let mut known: Vec<Option<Position>> = vec![None; self.subscriptions.len()];
+        let mut ahead: Vec<Option<ReadAhead>> = Vec::new();
+        ahead.resize_with(self.subscriptions.len(), || None);
         loop {
             let mut progress = false;
-            for subscription in self.subscriptions {
-                match subscription.step(BATCH).await? {
+            for (index, subscription) in self.subscriptions.iter().enumerate() {
+                let (outcome, position, next) = subscription
+                    .step_ahead(known[index], BATCH, ahead[index].take())
+                    .await?;
+                (known[index], ahead[index]) = (position, next);
+                match outcome {
                     StepOutcome::Applied { applied: n, .. } => {
                         progress = true;
                         self.applied += n;
@@ -220,8 +234,18 @@ impl Replay<'_> {
                 }
             }
             heartbeat(self.pool, self.generation).await?;
-            if self.applied >= self.analyze_at {
-                analyze(self.pool).await?;
+            if self.applied >= self.analyze_at
+                && self.analyzing.as_ref().is_none_or(|a| a.is_finished())
+            {
+                // Beside the replay, not in its way: ANALYZE takes no lock that inserts
+                // wait for, and samples the whole read model (about half a second at 100k
+                // orders) however few rows the generation has yet.
+                let pool = self.pool.clone();
+                self.analyzing = Some(tokio::spawn(async move {
+                    if let Err(error) = analyze(&pool).await {
+                        tracing::warn!(error = format!("{error:#}"), "analyzing the read model");
+                    }
+                }));
                 self.analyze_at = self.applied * 4;
             }
             if self.last_log.elapsed() > Duration::from_secs(2) {

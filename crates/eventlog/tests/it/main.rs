@@ -2,6 +2,7 @@
 //! no event skipped when transactions commit out of order, none applied twice by two
 //! dispatchers, a failing event parked without blocking the rest.
 
+mod ahead;
 mod backlog;
 mod batches;
 mod connections;
