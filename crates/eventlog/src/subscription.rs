@@ -268,7 +268,8 @@ impl Subscription {
         };
         for _ in 0..2 {
             let events = match ahead.take() {
-                Some(read) if read.after == start => read.events,
+                // An empty one is read again: events may have committed since.
+                Some(read) if read.after == start && !read.events.is_empty() => read.events,
                 _ => self.source.read(start, limit).await?,
             };
             let Some(last) = events.last().map(|e| e.position) else {
@@ -565,6 +566,17 @@ impl Subscription {
 pub struct ReadAhead {
     after: Position,
     events: Vec<LoggedEvent>,
+}
+
+impl ReadAhead {
+    /// How many events were read ahead.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.events.is_empty()
+    }
 }
 
 /// What one try of [`Subscription::step_after`]'s transaction found.
