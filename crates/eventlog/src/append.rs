@@ -49,7 +49,7 @@ pub async fn append(
             schema_version: event.schema_version,
             actor,
             correlation_id: correlation_id.clone(),
-            payload: event.payload.clone(),
+            payload: Envelope::raw_payload(&event.payload),
         })
         .collect();
     kernel::db::prepared(
@@ -87,7 +87,7 @@ pub async fn append(
                     .map(|e| e.correlation_id.as_deref())
                     .collect::<Vec<_>>(),
             )
-            .bind::<Array<Jsonb>, _>(written.iter().map(|e| &e.payload).collect::<Vec<_>>()),
+            .bind::<Array<Jsonb>, _>(events.iter().map(|e| &e.payload).collect::<Vec<_>>()),
     )
     .execute(conn)
     .await

@@ -4,7 +4,7 @@
 use anyhow::Context;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::sql_types::{BigInt, Integer, Jsonb, Nullable, Text, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Integer, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kernel::db::{Pool, connect};
 use kernel::{Actor, Envelope};
@@ -29,10 +29,11 @@ pub struct LoggedEvent {
 /// Raw: `xid8` and `pg_snapshot_xmin` (the watermark) have no diesel DSL, and the schema is
 /// the source's, chosen at run time. The order names the table's columns (`events.xid`): a
 /// bare `xid` would be the output column, the `bigint` made of it, which no index has, so
-/// every read would sort the whole log.
+/// every read would sort the whole log. The payload comes as text, kept as it is
+/// ([`Envelope::payload`]).
 const READ_BELOW_WATERMARK: &str = "SELECT xid::text::bigint AS xid, seq, event_id, event_type, \
      aggregate_id, aggregate_version, occurred_at, schema_version, actor_kind, actor_id, \
-     correlation_id, payload FROM {schema}.events \
+     correlation_id, payload::text AS payload FROM {schema}.events \
      WHERE (xid, seq) > ($1::text::xid8, $2) AND xid < pg_snapshot_xmin(pg_current_snapshot()) \
      ORDER BY events.xid, events.seq LIMIT $3";
 
@@ -78,8 +79,8 @@ struct EventRow {
     actor_id: Option<Uuid>,
     #[diesel(sql_type = Nullable<Text>)]
     correlation_id: Option<String>,
-    #[diesel(sql_type = Jsonb)]
-    payload: serde_json::Value,
+    #[diesel(sql_type = Text)]
+    payload: String,
 }
 
 /// Reads up to `limit` events after `after`, only below the watermark, in log order.
@@ -118,7 +119,8 @@ pub(crate) async fn read(
                         id: r.actor_id,
                     },
                     correlation_id: r.correlation_id,
-                    payload: r.payload,
+                    payload: serde_json::value::RawValue::from_string(r.payload)
+                        .context("an event's payload")?,
                 },
             })
         })

@@ -550,7 +550,7 @@ mod tests {
                     schema_version: contract.schema_version,
                     actor: kernel::Actor::SYSTEM,
                     correlation_id: None,
-                    payload: (contract.sample)(),
+                    payload: Envelope::raw_payload(&(contract.sample)()),
                 };
                 let added = Batch::default().add(&event);
                 assert_eq!(

@@ -29,7 +29,7 @@ impl eventlog::EventSource for OneEvent {
             schema_version: 1,
             actor: kernel::Actor::SYSTEM,
             correlation_id: None,
-            payload: serde_json::json!({"n": 99}),
+            payload: Envelope::raw_payload(&serde_json::json!({"n": 99})),
         };
         Ok(vec![eventlog::LoggedEvent { position, envelope }])
     }
@@ -56,7 +56,9 @@ impl ThreeEvents {
                         schema_version: 1,
                         actor: kernel::Actor::SYSTEM,
                         correlation_id: None,
-                        payload: serde_json::json!({"n": n, "poison": n == 2}),
+                        payload: Envelope::raw_payload(
+                            &serde_json::json!({"n": n, "poison": n == 2}),
+                        ),
                     },
                 })
                 .collect(),

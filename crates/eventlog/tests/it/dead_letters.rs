@@ -18,7 +18,7 @@ impl Subscriber for Panicker {
         event: &Envelope,
     ) -> anyhow::Result<()> {
         assert!(
-            event.payload["poison"] != true,
+            event.payload_json().unwrap()["poison"] != true,
             "poisoned event {}",
             event.event_id
         );

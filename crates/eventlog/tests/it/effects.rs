@@ -37,9 +37,11 @@ impl Subscriber for Effectful {
     async fn effects(&self, _: &str, event: &Envelope) -> anyhow::Result<()> {
         let mut conn = db::connect_admin(&self.url).await?;
         let open: N = diesel::sql_query(OPEN).get_result(&mut conn).await?;
-        let n = event.payload["n"].as_i64().unwrap_or(-1);
+        let n = event.payload_json().unwrap()["n"].as_i64().unwrap_or(-1);
         self.effects.lock().unwrap().push((n, open.n));
-        if event.payload["poison"] == true && AtomicBool::load(&self.failing, Ordering::SeqCst) {
+        if event.payload_json().unwrap()["poison"] == true
+            && AtomicBool::load(&self.failing, Ordering::SeqCst)
+        {
             anyhow::bail!("the effects of event {n} failed");
         }
         Ok(())
@@ -51,7 +53,7 @@ impl Subscriber for Effectful {
         source: &str,
         event: &Envelope,
     ) -> anyhow::Result<()> {
-        let n = event.payload["n"].as_i64().unwrap_or(-1);
+        let n = event.payload_json().unwrap()["n"].as_i64().unwrap_or(-1);
         let done = self
             .effects
             .lock()

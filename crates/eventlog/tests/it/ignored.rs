@@ -27,7 +27,7 @@ impl Mixed {
                         schema_version: 1,
                         actor: kernel::Actor::SYSTEM,
                         correlation_id: None,
-                        payload: serde_json::json!({"seq": seq}),
+                        payload: Envelope::raw_payload(&serde_json::json!({"seq": seq})),
                     },
                 })
                 .collect(),
@@ -73,7 +73,11 @@ impl Subscriber for Picky {
         event.event_type != "test.taken"
     }
     async fn effects(&self, _: &str, event: &Envelope) -> anyhow::Result<()> {
-        let call = format!("effects {} {}", event.event_type, event.payload["seq"]);
+        let call = format!(
+            "effects {} {}",
+            event.event_type,
+            event.payload_json().unwrap()["seq"]
+        );
         self.calls.lock().unwrap().push(call);
         Ok(())
     }
@@ -83,7 +87,11 @@ impl Subscriber for Picky {
         _: &str,
         event: &Envelope,
     ) -> anyhow::Result<()> {
-        let call = format!("apply {} {}", event.event_type, event.payload["seq"]);
+        let call = format!(
+            "apply {} {}",
+            event.event_type,
+            event.payload_json().unwrap()["seq"]
+        );
         self.calls.lock().unwrap().push(call);
         Ok(())
     }

@@ -51,7 +51,9 @@ impl Subscriber for Recorder {
         source: &str,
         event: &Envelope,
     ) -> anyhow::Result<()> {
-        if event.payload["poison"] == true && AtomicBool::load(&self.poisoned, Ordering::SeqCst) {
+        if event.payload_json().unwrap()["poison"] == true
+            && AtomicBool::load(&self.poisoned, Ordering::SeqCst)
+        {
             anyhow::bail!("poisoned event {}", event.event_id);
         }
         diesel::sql_query(
@@ -59,7 +61,9 @@ impl Subscriber for Recorder {
         )
         .bind::<diesel::sql_types::Text, _>(source)
         .bind::<diesel::sql_types::Uuid, _>(event.event_id)
-        .bind::<diesel::sql_types::BigInt, _>(event.payload["n"].as_i64().unwrap_or(-1))
+        .bind::<diesel::sql_types::BigInt, _>(
+            event.payload_json().unwrap()["n"].as_i64().unwrap_or(-1),
+        )
         .execute(conn)
         .await?;
         Ok(())

@@ -156,7 +156,7 @@ impl History {
             .map_or(1, |contract| contract.schema_version),
             actor: kernel::Actor::SYSTEM,
             correlation_id: None,
-            payload: serde_json::to_value(payload).expect("payloads serialize"),
+            payload: serde_json::value::to_raw_value(&payload).expect("payloads serialize"),
         }
     }
 
