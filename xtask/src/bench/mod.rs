@@ -16,7 +16,8 @@
 //! 3. **The floor** (`floor.rs`): `bench-floor` starts on the same database with
 //!    emporium's worker count and pool size, copies the tables a placement writes into its
 //!    own schema `floor`, and must answer what emporium answers (the same orders, pages,
-//!    products, unknown ids, a placement and three refused ones) or the run fails.
+//!    products, unknown ids, a placement and three refused ones) or the run fails. Then
+//!    a `CHECKPOINT`, so that the one the seed's WAL calls for does not run under the rounds.
 //! 4. **Throughput** with `wrk` (Debian's, installed with apt if missing and root), one Lua
 //!    script per phase (`bench/wrk/*.lua`, after `prelude.lua`): the order by id, a user's
 //!    orders, a product by id, order placement, and placement then confirmation (a state
@@ -171,6 +172,7 @@ fn measure(
     results.peaks.push(peak("the seed")?);
     let floor_server = floor.start(bench)?;
     floor.check_agreement(bench, &catalog)?;
+    rig.block_on(phases::checkpoint(&rig.url))?;
     let before = crate::machine::cpu_times()?;
     for phase in &PHASES {
         let mut measured = Measured::default();
