@@ -172,7 +172,7 @@ fn measure(
     results.peaks.push(peak("the seed")?);
     let floor_server = floor.start(bench)?;
     floor.check_agreement(bench, &catalog)?;
-    rig.block_on(phases::checkpoint(&rig.url))?;
+    rig.block_on(phases::maintain(&rig.url, phases::CHECKPOINT))?;
     let before = crate::machine::cpu_times()?;
     for phase in &PHASES {
         let mut measured = Measured::default();

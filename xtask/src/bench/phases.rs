@@ -69,7 +69,7 @@ impl Bench {
         }
         results.seeded = seeded;
         self.caught_up()?;
-        self.block_on(vacuum_analyze(&self.rig.url))?;
+        self.block_on(maintain(&self.rig.url, VACUUM_ANALYZE))?;
         write_ids(&self.rig.out, &catalog)?;
         Ok(Arc::new(catalog))
     }
@@ -150,25 +150,21 @@ impl Bench {
 
 /// What autovacuum would do after a bulk load, now: fresh statistics for the planner
 /// and a visibility map for index-only scans.
-async fn vacuum_analyze(url: &DbUrl) -> Result<()> {
-    eprintln!("xtask: VACUUM ANALYZE");
-    db::connect(url)
-        .await?
-        .batch_execute("VACUUM ANALYZE")
-        .await
-        .context("VACUUM ANALYZE")
-}
+const VACUUM_ANALYZE: &str = "VACUUM ANALYZE";
 
-/// Writes every dirty page out now (`CHECKPOINT`), so that the checkpoint the bulk seed's
-/// and the floor's copies' WAL calls for does not run under the rounds instead, its writes
-/// beside their commits' flushes (at 1M orders those are gigabytes).
-pub(crate) async fn checkpoint(url: &DbUrl) -> Result<()> {
-    eprintln!("xtask: CHECKPOINT");
+/// Writes every dirty page out now, so that the checkpoint the bulk seed's and the floor's
+/// copies' WAL calls for does not run under the rounds instead, its writes beside their
+/// commits' flushes (at 1M orders those are gigabytes).
+pub(crate) const CHECKPOINT: &str = "CHECKPOINT";
+
+/// Runs one of the maintenance statements above on a connection of its own.
+pub(crate) async fn maintain(url: &DbUrl, statement: &str) -> Result<()> {
+    eprintln!("xtask: {statement}");
     db::connect(url)
         .await?
-        .batch_execute("CHECKPOINT")
+        .batch_execute(statement)
         .await
-        .context("CHECKPOINT")
+        .with_context(|| statement.to_owned())
 }
 
 /// Waits until the rebuild's old generation is deleted (it is, right after the switch),
