@@ -2,10 +2,8 @@
 //! on an async worker: on a few threads of its own, one per core. Each hash takes 19 MiB
 //! while it runs, so a burst of logins or registrations waits its turn there instead of
 //! taking 19 MiB per request (on tokio's blocking pool, sixteen at once took the server's
-//! peak memory from 65 MiB to about 1 GiB). A thread keeps its memory from one hash to
-//! the next while hashes are queued and gives it back to the system once none is.
+//! peak memory from 65 MiB to about 1 GiB).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -18,33 +16,11 @@ use argon2::{Algorithm, Argon2, Block, Params, Version};
 use crate::domain::Password;
 
 thread_local! {
-    /// A hashing thread's argon2 memory (19 MiB with the default parameters), reused by
-    /// the hashes queued one after the other and given back when none is left
-    /// ([`release_if_idle`]).
+    /// A hashing thread's argon2 memory (19 MiB with the default parameters): grown once,
+    /// reused by every hash, never freed. Allocated per hash instead, the allocator kept
+    /// each freed block and split it for small allocations, so a server that had hashed
+    /// fifty passwords held some 450 MiB.
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
-}
-
-/// What a hashing thread reserves for its memory, though a hash touches (and so makes
-/// resident) only the 19 MiB it uses. glibc serves an allocation this large from its own
-/// `mmap` whatever its dynamic threshold has grown to (it grows to at most 32 MiB on 64-bit
-/// systems, mallopt(3) `M_MMAP_THRESHOLD`), so freeing it unmaps it. A 19 MiB block, once
-/// one was freed, came from the heap instead, where the allocator kept it and split it for
-/// small allocations: a server that had hashed fifty passwords held some 450 MiB.
-const RESERVED_BYTES: usize = 33 << 20;
-
-/// Hashes sent to the threads and not yet taken by one.
-static QUEUED: AtomicUsize = AtomicUsize::new(0);
-/// Bytes of argon2 memory the hashing threads hold.
-static HELD: AtomicUsize = AtomicUsize::new(0);
-
-/// Gives this thread's memory back if no hash waits for a thread.
-fn release_if_idle() {
-    if QUEUED.load(Ordering::SeqCst) == 0 {
-        MEMORY.with_borrow_mut(|memory| {
-            HELD.fetch_sub(memory.len() * size_of::<Block>(), Ordering::SeqCst);
-            *memory = Vec::new();
-        });
-    }
 }
 
 /// argon2id of `password` with `salt` (raw bytes) and `params`, into `out`, in this
@@ -58,14 +34,7 @@ fn argon2_into(
     MEMORY.with_borrow_mut(|memory| {
         let blocks = params.block_count();
         if memory.len() < blocks {
-            let reserved = blocks.max(RESERVED_BYTES / size_of::<Block>());
-            let mut fresh = Vec::with_capacity(reserved);
-            fresh.resize(blocks, Block::new());
-            HELD.fetch_add(
-                (blocks - memory.len()) * size_of::<Block>(),
-                Ordering::SeqCst,
-            );
-            *memory = fresh;
+            memory.resize(blocks, Block::new());
         }
         Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone())
             .hash_password_into_with_memory(password, salt, out, &mut memory[..blocks])
@@ -96,9 +65,7 @@ async fn on_hashing_thread<T: Send + 'static>(
                             // A panic fails that one hash (its caller sees the
                             // answer dropped), not the thread.
                             Ok(job) => {
-                                QUEUED.fetch_sub(1, Ordering::SeqCst);
                                 let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
-                                release_if_idle();
                             }
                             Err(_) => return,
                         }
@@ -114,12 +81,10 @@ async fn on_hashing_thread<T: Send + 'static>(
     let job: Job = Box::new(move || {
         let _ = answer.send(work());
     });
-    QUEUED.fetch_add(1, Ordering::SeqCst);
-    let sent = jobs.lock().unwrap_or_else(|e| e.into_inner()).send(job);
-    if sent.is_err() {
-        QUEUED.fetch_sub(1, Ordering::SeqCst);
-        anyhow::bail!("the password hashing threads are gone");
-    }
+    jobs.lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .send(job)
+        .map_err(|_| anyhow!("the password hashing threads are gone"))?;
     answered.await.context("password hashing task")
 }
 
@@ -218,25 +183,6 @@ mod tests {
             !verify(None, password).await.unwrap(),
             "no hash never matches"
         );
-    }
-
-    /// Hashes queued together share each thread's memory; once none waits, every thread
-    /// has given its memory back (other tests hash meanwhile, so it waits for that).
-    #[tokio::test]
-    async fn the_hashing_memory_is_given_back_once_no_hash_waits() {
-        let hashes = (0..4).map(|_| hash(Password::parse("correct horse battery".into()).unwrap()));
-        for hashed in futures_util::future::join_all(hashes).await {
-            hashed.unwrap();
-        }
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while HELD.load(Ordering::SeqCst) > 0 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the hashing threads still hold {} bytes",
-                HELD.load(Ordering::SeqCst)
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
     }
 
     /// Hashes computed in the reused memory are the `argon2` crate's own, both ways (so
